@@ -1,0 +1,35 @@
+"""``gradkit list``: every registered optimizer and transform, with its paper."""
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from gradkit.registry import KINDS, list_entries
+
+
+def format_entries(kind: str | None = None, references: bool = True) -> str:
+    lines = []
+    for k in KINDS if kind is None else (kind,):
+        entries = list_entries(k)
+        if not entries:
+            continue
+        lines.append(f"{k}s:")
+        width = max(len(e.name) for e in entries)
+        for e in entries:
+            lines.append(f"  {e.name:<{width}}  {e.summary}")
+            if references and e.reference:
+                lines.extend(textwrap.wrap(e.reference, 100, initial_indent=" " * (width + 4) + "ref: ", subsequent_indent=" " * (width + 9)))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _run(args: argparse.Namespace) -> int:
+    print(format_entries(args.kind, references=not args.short), end="")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("list", help="list optimizers and transforms with their papers")
+    p.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
+    p.add_argument("--short", action="store_true", help="one line each, without references")
+    p.set_defaults(func=_run)
