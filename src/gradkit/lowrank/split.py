@@ -173,6 +173,23 @@ class ProjectedSplit(GradientTransform):
                     state["residual_norm"][i] = torch.full((), _UNSET, dtype=torch.float32, device=p.device)
         return state
 
+    def estimate_state(self, params, ctx):
+        """The block state the first step creates (for ``gradkit.memory.estimate``); meta-safe."""
+        roles = [self._role(p, ctx) for p in params]
+        blocks = [i for i, r in enumerate(roles) if r == "block"]
+        if not blocks:
+            return {}
+        k = min(len(blocks), int(round(float(ctx.value(self.density)) * len(blocks))))
+        chosen = blocks[:k]
+        fresh = self.inner.init([params[i] for i in chosen], StepContext(ctx.group, [0] * len(chosen)))
+        out = {}
+        for key, values in fresh.items():
+            column = [[] if r == "block" else None for r in roles]
+            for i, v in zip(chosen, values):
+                column[i] = [v]
+            out["block." + key] = column
+        return out
+
     def kind_of(self, key: str) -> str:
         head, _, rest = key.partition(".")
         if head in ("inner", "block"):
