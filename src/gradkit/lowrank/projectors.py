@@ -119,7 +119,8 @@ class SVDProjector(_MatrixProjector):
     name = "svd"
 
     def fit(self, grad, state, generator):
-        g = as_matrix(grad).float()
+        g = as_matrix(grad)
+        g = g if g.dtype in (torch.float32, torch.float64) else g.float()  # no SVD in half precision
         u, _, vh = torch.linalg.svd(g, full_matrices=False)
         target = state["matrix"]
         r = target.shape[0] if g.shape[0] >= g.shape[1] else target.shape[1]
@@ -141,7 +142,7 @@ class RandomProjector(_MatrixProjector):
         long, r = (target.shape[1], target.shape[0]) if right else target.shape
         # drawn on the CPU from a CPU generator so that a seed gives the same basis on every device
         gauss = torch.randn(long, r, generator=generator, dtype=torch.float32)
-        q, _ = torch.linalg.qr(gauss)
+        q, _ = torch.linalg.qr(gauss.double() if target.dtype == torch.float64 else gauss)
         q = q.to(target.device)
         target.copy_(q.T if right else q)
 

@@ -236,14 +236,22 @@ class ProjectedSplit(GradientTransform):
             lists[key] = [state["block." + key][i][0] if roles[i] == "block" else state["inner." + key][i]
                           for i in stateful]
         inner_ctx = StepContext(ctx.group, inner_steps, ctx.group_state.setdefault("inner", {}))
-        out = self.inner.update(inputs, lists, inputs, inner_ctx) if stateful else []
-        out = inner_ctx.materialize(out, inputs) if stateful else []
+        passthrough = len(stateful) == len(params) and not low
+        if stateful:
+            out = self.inner.update(inputs, lists, params if passthrough else inputs, inner_ctx)
         for key, values in lists.items():  # the inner transform may have replaced its state tensors
             for i, v in zip(stateful, values):
                 if roles[i] == "block":
                     state["block." + key][i][0] = v
                 else:
                     state["inner." + key][i] = v
+        if passthrough:
+            # nothing projected this step: hand the inner update over unevaluated, so that the optimizer
+            # applies it exactly as the inner optimizer alone would (same ops, same rounding)
+            order = {i: j for j, i in enumerate(stateful)}
+            perm = [order[i] for i in range(len(params))]
+            return self._hand_over([out[j] for j in perm], inner_ctx, perm, ctx)
+        out = inner_ctx.materialize(out, inputs) if stateful else []
         inner_out = dict(zip(stateful, out))
 
         result = list(updates)
@@ -276,6 +284,18 @@ class ProjectedSplit(GradientTransform):
             for i, m in zip(free, moved):
                 result[i] = m
         return result  # borrowed: entries may alias gradients or inner state
+
+    @staticmethod
+    def _hand_over(out, inner_ctx, perm, ctx):
+        def reorder(x):
+            return [x[j] for j in perm] if isinstance(x, list) else x
+
+        if inner_ctx.denominator is not None:
+            out = ctx.quotient(out, reorder(inner_ctx.denominator))
+        ctx.multiply(reorder(inner_ctx.scale_num))
+        ctx.divide(reorder(inner_ctx.scale_div))
+        ctx.add_decay(reorder(inner_ctx.decay))
+        return out
 
     def _free_rule(self, tensors: list[Tensor], ctx) -> list[Tensor]:
         factor = float(ctx.value(self.free_scale))
@@ -342,7 +362,11 @@ class ProjectedSplit(GradientTransform):
             value.copy_(mapped)
 
     def _select_block(self, blocks, params, state, block_keys, policy, ctx):
-        """Make the next ``round(density * count)`` parameters state-full, cycling through the group."""
+        """Make the next ``round(density * count)`` parameters state-full, cycling through the group.
+
+        A parameter that leaves the block loses its state (freed); one that enters starts from fresh state;
+        one that stays keeps it (for a whole parameter the subspace did not change, whatever the policy).
+        """
         count = len(blocks)
         k = min(count, int(round(float(ctx.value(self.density)) * count)))
         cursor = int(ctx.group_state.get("block_cursor", 0)) % count
@@ -356,8 +380,8 @@ class ProjectedSplit(GradientTransform):
                 for key in block_keys:
                     state["block." + key][i].clear()  # frees the memory
                 continue
-            if held and policy != "reset":
-                continue  # still state-full: its state carries on
+            if held:
+                continue  # its subspace (the whole parameter) did not change: the state carries on
             fresh = self.inner.init([params[i]], StepContext(ctx.group, [0]))
             for key in block_keys:
                 state["block." + key][i][:] = [fresh[key][0]]
