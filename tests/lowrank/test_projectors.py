@@ -119,3 +119,20 @@ def test_random_projectors_are_determined_by_the_seed(cls):
 def test_get_projector_rejects_unknown_names():
     with pytest.raises(ValueError, match="projector must be one of"):
         get_projector("qr")
+
+
+@pytest.mark.parametrize("cls", MATRIX + [RandKProjector])
+def test_batched_forms_equal_the_per_tensor_ones(cls):
+    torch.manual_seed(0)
+    grads = [torch.randn(9, 4), torch.randn(9, 4), torch.randn(4, 9), torch.randn(9, 4), torch.randn(3, 2, 2)]
+    proj = cls()
+    states = []
+    for j, g in enumerate(grads):
+        st = proj.state(g, 2)
+        proj.fit(g, st, torch.Generator().manual_seed(j))
+        states.append(st)
+    lows = proj.project_many(grads, states)
+    backs = proj.back_many(lows, states, [g.shape for g in grads])
+    for g, st, low, back in zip(grads, states, lows, backs):
+        torch.testing.assert_close(low, proj.project(g, st), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(back, proj.back(proj.project(g, st), st, g.shape), rtol=1e-6, atol=1e-6)

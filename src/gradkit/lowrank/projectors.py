@@ -73,6 +73,13 @@ class Projector:
     def transition(self, old: dict[str, Tensor], new: dict[str, Tensor]) -> Tensor | None:
         return None
 
+    # multi-tensor forms: one call for all parameters of a group (projectors may batch them)
+    def project_many(self, grads: list[Tensor], states: list[dict[str, Tensor]]) -> list[Tensor]:
+        return [self.project(g, st) for g, st in zip(grads, states)]
+
+    def back_many(self, lows: list[Tensor], states: list[dict[str, Tensor]], shapes: list) -> list[Tensor]:
+        return [self.back(low, st, shape) for low, st, shape in zip(lows, states, shapes)]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -100,6 +107,41 @@ class _MatrixProjector(Projector):
         m, n = matrix_shape(shape)
         full = low @ q if m >= n else q @ low
         return full.reshape(shape)
+
+    # Parameters of the same shape are projected with one batched matmul (bmm) instead of one matmul each.
+    def _batches(self, tensors, states, shapes):
+        groups: dict = {}
+        for j, (t, shape) in enumerate(zip(tensors, shapes)):
+            groups.setdefault((tuple(shape), tuple(t.shape), t.dtype, t.device), []).append(j)
+        return groups.values()
+
+    def project_many(self, grads, states):
+        out: list = [None] * len(grads)
+        for idx in self._batches(grads, states, [g.shape for g in grads]):
+            if len(idx) == 1:
+                out[idx[0]] = self.project(grads[idx[0]], states[idx[0]])
+                continue
+            g = torch.stack([as_matrix(grads[j]) for j in idx])
+            q = torch.stack([self.basis(states[j]) for j in idx])
+            low = g @ q.transpose(1, 2) if g.shape[1] >= g.shape[2] else q.transpose(1, 2) @ g
+            for j, value in zip(idx, low.unbind(0)):
+                out[j] = value
+        return out
+
+    def back_many(self, lows, states, shapes):
+        out: list = [None] * len(lows)
+        for idx in self._batches(lows, states, shapes):
+            shape = shapes[idx[0]]
+            if len(idx) == 1:
+                out[idx[0]] = self.back(lows[idx[0]], states[idx[0]], shape)
+                continue
+            m, n = matrix_shape(shape)
+            low = torch.stack([lows[j] for j in idx])
+            q = torch.stack([self.basis(states[j]) for j in idx])
+            full = (low @ q if m >= n else q @ low).reshape((len(idx),) + tuple(shape))
+            for j, value in zip(idx, full.unbind(0)):
+                out[j] = value
+        return out
 
     def transition(self, old, new):
         q_old, q_new = self.basis(old), self.basis(new)
@@ -177,8 +219,12 @@ class DCTProjector(_MatrixProjector):
     def state(self, p, size):
         return {"indices": torch.zeros(size, dtype=torch.long, device=p.device)}
 
-    def basis(self, state):
-        raise RuntimeError("DCTProjector.basis needs the shape; use _columns")
+    # the batched forms of the base class need the shape for the basis; DCT keeps the per-tensor loop
+    def project_many(self, grads, states):
+        return Projector.project_many(self, grads, states)
+
+    def back_many(self, lows, states, shapes):
+        return Projector.back_many(self, lows, states, shapes)
 
     def _columns(self, state, shape, dtype):
         m, n = matrix_shape(shape)

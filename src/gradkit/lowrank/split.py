@@ -225,7 +225,9 @@ class ProjectedSplit(GradientTransform):
 
         # the inner (state-full) update over every parameter that has inner state, in one multi-tensor call
         stateful = [i for i, r in enumerate(roles) if r in ("full", "low")] + active
-        projected = {i: self.projector.project(updates[i], proj_state(i)) for i in low}
+        low_states = [proj_state(i) for i in low]
+        shapes = [params[i].shape for i in low]
+        projected = dict(zip(low, self.projector.project_many([updates[i] for i in low], low_states)))
         inputs = [projected[i] if i in projected else updates[i] for i in stateful]
         step_tensors = [state["inner_step"][i] for i in stateful]
         if step_tensors:
@@ -258,12 +260,12 @@ class ProjectedSplit(GradientTransform):
         for i in stateful:
             result[i] = inner_out[i]
         scale = float(ctx.value(self.scale))
-        backs = [self.projector.back(inner_out[i], proj_state(i), params[i].shape) for i in low]
+        backs = self.projector.back_many([inner_out[i] for i in low], low_states, shapes)
         if low and scale != 1.0:
             torch._foreach_mul_(backs, scale)
         residuals = []
         if low and self.complement != "none":
-            restored = [self.projector.back(projected[i], proj_state(i), params[i].shape) for i in low]
+            restored = self.projector.back_many([projected[i] for i in low], low_states, shapes)
             residuals = torch._foreach_sub([updates[i] for i in low], restored)
         if self.complement == "fira" and low:
             self._fira_residuals(low, residuals, [projected[i] for i in low], [inner_out[i] for i in low], state, ctx)
