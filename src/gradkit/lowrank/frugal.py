@@ -57,7 +57,7 @@ class FRUGAL(LowRankOptimizer):
         >>> opt.state_bytes(by="kind")
         {'step': 28, 'moment': 8720, 'projection': 4096, 'rng': 8}
         >>> gradkit.memory.estimate(model, "adamw")  # what AdamW would keep
-        33816
+        34336
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, density=0.25,
