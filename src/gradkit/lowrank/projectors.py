@@ -293,8 +293,9 @@ class BlockProjector(Projector):
 
     Luo et al., "BAdam: A Memory Efficient Full Parameter Optimization Method for Large Language Models",
     NeurIPS 2024, arXiv:2404.02827 (https://github.com/Ledzy/BAdam); FRUGAL's "blockwise" projection.
-    At each subspace update the next ``round(density * count)`` parameters (in group order, wrapping
-    around) become state-full; the others are updated without state and hold none.
+    At each subspace update the next parameters in group order (wrapping around) become state-full, as many
+    as bring their total size closest to ``density`` times the group's, so that a density means the same
+    memory as for the other projectors; the others are updated without state and hold none.
     """
 
     name = "block"

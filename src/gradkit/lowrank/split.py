@@ -50,6 +50,23 @@ def _mix(*values: int) -> int:
     return x & 0x7FFFFFFFFFFFFFFF
 
 
+def _choose_block(sizes: list[int], density: float, cursor: int) -> list[int]:
+    """Consecutive positions from ``cursor`` (wrapping) whose total size is closest to ``density * sum``.
+
+    The block holds about the same share of coordinates as the other projectors at the same density, so
+    ``density`` means the same memory for every projector; density 1 takes everything, 0 nothing.
+    """
+    budget = density * sum(sizes)
+    picked, total = [], 0
+    for step in range(len(sizes)):
+        j = (cursor + step) % len(sizes)
+        if abs(total + sizes[j] - budget) >= abs(total - budget):  # adding it would move away from the budget
+            break
+        picked.append(j)
+        total += sizes[j]
+    return picked
+
+
 @register_transform(
     "project_split",
     summary="state-full update in a projected subspace plus a state-free rule on the complement",
@@ -179,8 +196,8 @@ class ProjectedSplit(GradientTransform):
         blocks = [i for i, r in enumerate(roles) if r == "block"]
         if not blocks:
             return {}
-        k = min(len(blocks), int(round(float(ctx.value(self.density)) * len(blocks))))
-        chosen = blocks[:k]
+        chosen = [blocks[j] for j in _choose_block([params[i].numel() for i in blocks],
+                                                   float(ctx.value(self.density)), 0)]
         fresh = self.inner.init([params[i] for i in chosen], StepContext(ctx.group, [0] * len(chosen)))
         out = {}
         for key, values in fresh.items():
@@ -364,16 +381,15 @@ class ProjectedSplit(GradientTransform):
             value.copy_(mapped)
 
     def _select_block(self, blocks, params, state, block_keys, policy, ctx):
-        """Make the next ``round(density * count)`` parameters state-full, cycling through the group.
+        """Make the next parameters state-full, cycling through the group (see :func:`_choose_block`).
 
         A parameter that leaves the block loses its state (freed); one that enters starts from fresh state;
         one that stays keeps it (for a whole parameter the subspace did not change, whatever the policy).
         """
-        count = len(blocks)
-        k = min(count, int(round(float(ctx.value(self.density)) * count)))
-        cursor = int(ctx.group_state.get("block_cursor", 0)) % count
-        chosen = {blocks[(cursor + j) % count] for j in range(k)}
-        ctx.group_state["block_cursor"] = (cursor + k) % count
+        cursor = int(ctx.group_state.get("block_cursor", 0)) % len(blocks)
+        picked = _choose_block([params[i].numel() for i in blocks], float(ctx.value(self.density)), cursor)
+        chosen = {blocks[j] for j in picked}
+        ctx.group_state["block_cursor"] = (cursor + len(picked)) % len(blocks)
         if not block_keys:
             return
         for i in blocks:
