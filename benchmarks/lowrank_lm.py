@@ -29,7 +29,7 @@ from gradkit.models import TinyLM
 from gradkit.registry import get_optimizer
 
 
-def configs(dim: int, period: int) -> list[tuple[str, str, dict]]:
+def configs(dim: int, period: int, snsm_lr: float) -> list[tuple[str, str, dict]]:
     rank = dim // 4  # every matrix of TinyLM has min(m, n) = dim
     return [
         ("AdamW", "adamw", dict(weight_decay=0.0)),
@@ -39,7 +39,7 @@ def configs(dim: int, period: int) -> list[tuple[str, str, dict]]:
         ("FRUGAL random rho=.25", "frugal", dict(density=0.25, projector="random", update_freq=period)),
         ("FRUGAL block rho=.25", "frugal", dict(density=0.25, projector="block", update_freq=period)),
         ("SVD-free/DCT (r=d/4)", "svdfree", dict(rank=rank, update_proj_gap=period)),
-        ("SNSM (r=d/2)", "snsm", dict(rank=2 * rank, update_proj_gap=period)),
+        ("SNSM (r=d/2)", "snsm", dict(rank=2 * rank, update_proj_gap=period, lr=snsm_lr)),
     ]
 
 
@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--snsm-lr", type=float, default=2e-2,
+                        help="SNSM's learning rate: a subset shares one second moment, the sum of its squares, so "
+                             "its steps are ~1/sqrt(subset size) of Adam's and it is tuned separately (as in its paper)")
     parser.add_argument("--period", type=int, default=50, help="subspace update frequency T")
     parser.add_argument("--only", default="", help="comma-separated substrings of method names to run")
     args = parser.parse_args()
@@ -73,14 +76,15 @@ def main() -> None:
 
     rows = []
     base_ms = None
-    for label, name, kwargs in configs(args.dim, args.period):
+    for label, name, kwargs in configs(args.dim, args.period, args.snsm_lr):
         if args.only and not any(s.strip().lower() in label.lower() for s in args.only.split(",")):
             continue
         torch.manual_seed(0)
         model = TinyLM(dim=args.dim, depth=args.depth, heads=4, context=args.context)
         n_params = sum(p.numel() for p in model.parameters())
-        predicted = estimate(model, name, lr=args.lr, **kwargs)
-        opt = get_optimizer(name)(model.named_parameters(), lr=args.lr, **kwargs)
+        kwargs = {"lr": args.lr, **kwargs}
+        predicted = estimate(model, name, **kwargs)
+        opt = get_optimizer(name)(model.named_parameters(), **kwargs)
         warmup = max(1, args.steps // 20)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
         step_ms = []
