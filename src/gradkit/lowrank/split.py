@@ -76,8 +76,9 @@ class ProjectedSplit(GradientTransform):
     """Run ``inner`` on projected gradients and a state-free rule on the complement (see module docstring).
 
     Args:
-        inner: the stateful transform (or chain) applied in the subspace; it must not read ``params``
-            (in the subspace there are none) nor scale by the learning rate (the outer chain does).
+        inner: the stateful transform (or chain) applied in the subspace. For projected parameters it is
+            given the projected gradient in place of ``params`` (there are no parameters in the subspace), so
+            put weight decay in the outer chain; it must not scale by the learning rate (the outer chain does).
         projector: "svd", "random", "randk", "dct", "block" or a :class:`Projector`.
         rank: subspace size (matrix rank, or coordinates for RandK); ``None`` uses ``density``.
         density: fraction of the full size kept state-full (``rho`` in FRUGAL) when ``rank`` is None.
@@ -256,8 +257,10 @@ class ProjectedSplit(GradientTransform):
                           for i in stateful]
         inner_ctx = StepContext(ctx.group, inner_steps, ctx.group_state.setdefault("inner", {}))
         passthrough = len(stateful) == len(params) and not low
+        # the inner transform sees the real parameter where it updates a whole one, and its own input in a subspace
+        inner_params = [inputs[j] if i in projected else params[i] for j, i in enumerate(stateful)]
         if stateful:
-            out = self.inner.update(inputs, lists, params if passthrough else inputs, inner_ctx)
+            out = self.inner.update(inputs, lists, inner_params, inner_ctx)
         for key, values in lists.items():  # the inner transform may have replaced its state tensors
             for i, v in zip(stateful, values):
                 if roles[i] == "block":
@@ -270,7 +273,7 @@ class ProjectedSplit(GradientTransform):
             order = {i: j for j, i in enumerate(stateful)}
             perm = [order[i] for i in range(len(params))]
             return self._hand_over([out[j] for j in perm], inner_ctx, perm, ctx)
-        out = inner_ctx.materialize(out, inputs) if stateful else []
+        out = inner_ctx.materialize(out, inner_params) if stateful else []
         inner_out = dict(zip(stateful, out))
 
         result = list(updates)
@@ -318,13 +321,10 @@ class ProjectedSplit(GradientTransform):
 
     def _free_rule(self, tensors: list[Tensor], ctx) -> list[Tensor]:
         factor = float(ctx.value(self.free_scale))
-        if self.complement == "sign":
-            out = torch._foreach_sign(tensors)
-        else:
-            out = [t.clone() for t in tensors] if factor == 1.0 else list(tensors)
+        out = torch._foreach_sign(tensors) if self.complement == "sign" else list(tensors)
         if factor != 1.0:
             out = torch._foreach_mul(out, factor)
-        return out
+        return out  # may alias the input: callers never write into it
 
     def _fira_residuals(self, low, residuals, projected, adapted, state, ctx):
         """Fira: scale the residual by ||psi(R)|| / ||R|| per row/column, then limit its norm growth."""
