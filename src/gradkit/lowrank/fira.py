@@ -1,6 +1,6 @@
 """Fira: GaLore plus the full-rank residual, scaled by the norm-based scaling factor, with a norm-growth limiter.
 
-Chen, Feng, Cheng, Sun, Zhang, Gu & Yan, "Fira: Can We Achieve Full-rank Training of LLMs Under Low-rank
+Chen et al., "Fira: Can We Achieve Full-rank Training of LLMs Under Low-rank
 Constraint?", 2024, arXiv:2410.01623; official code https://github.com/xichen-fy/Fira.
 
 With ``R = P^T G`` and ``psi(R)`` the Adam update in the subspace::
@@ -25,7 +25,7 @@ __all__ = ["Fira"]
 
 @register_optimizer(
     "fira", summary="Fira: GaLore plus the norm-scaled full-rank residual with a norm-growth limiter",
-    reference="Chen, Feng, Cheng, Sun, Zhang, Gu & Yan, Fira: Can We Achieve Full-rank Training of LLMs Under "
+    reference="Chen et al., Fira: Can We Achieve Full-rank Training of LLMs Under "
               "Low-rank Constraint?, arXiv:2410.01623; https://github.com/xichen-fy/Fira")
 class Fira(GaLore):
     """Fira-AdamW: GaLore's arguments plus ``limiter`` (the norm-growth bound gamma, > 1)."""

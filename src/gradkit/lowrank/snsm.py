@@ -1,6 +1,6 @@
 """Subset-Norm (AdamW-SN) and Subset-Norm + Subspace-Momentum (SNSM) recipes.
 
-Nguyen, Ene & Nguyen, "Efficient Adaptive Optimization via Subset-Norm and Subspace-Momentum: Fast,
+Nguyen et al., "Efficient Adaptive Optimization via Subset-Norm and Subspace-Momentum: Fast,
 Memory-Reduced Training with Convergence Guarantees", 2024 (ICML 2025), arXiv:2411.07120;
 official code https://github.com/timmytonga/sn-sm.
 
@@ -32,7 +32,7 @@ from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_learning
 
 __all__ = ["SubsetNorm", "SNSM"]
 
-_REF = ("Nguyen, Ene & Nguyen, Efficient Adaptive Optimization via Subset-Norm and Subspace-Momentum: Fast, "
+_REF = ("Nguyen et al., Efficient Adaptive Optimization via Subset-Norm and Subspace-Momentum: Fast, "
         "Memory-Reduced Training with Convergence Guarantees, arXiv:2411.07120; https://github.com/timmytonga/sn-sm")
 
 

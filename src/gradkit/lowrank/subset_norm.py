@@ -1,6 +1,6 @@
 """Subset-norm adaptive step sizes: one second-moment entry shared by each subset of coordinates.
 
-Nguyen, Ene & Nguyen, "Efficient Adaptive Optimization via Subset-Norm and Subspace-Momentum: Fast,
+Nguyen et al., "Efficient Adaptive Optimization via Subset-Norm and Subspace-Momentum: Fast,
 Memory-Reduced Training with Convergence Guarantees", 2024 (ICML 2025), arXiv:2411.07120;
 official code https://github.com/timmytonga/sn-sm.
 
@@ -37,7 +37,7 @@ def subset_shape(shape) -> tuple[int, ...]:
 @register_transform(
     "scale_by_subset_norm",
     summary="Adam-style step with one second-moment entry per row/column subset (subset-norm)",
-    reference="Nguyen, Ene & Nguyen, Efficient Adaptive Optimization via Subset-Norm and Subspace-Momentum, "
+    reference="Nguyen et al., Efficient Adaptive Optimization via Subset-Norm and Subspace-Momentum, "
               "arXiv:2411.07120; https://github.com/timmytonga/sn-sm",
 )
 class ScaleBySubsetNorm(GradientTransform):

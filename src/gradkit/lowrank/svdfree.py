@@ -1,6 +1,6 @@
 """SVD-free low-rank Adam: GaLore with a DCT basis whose columns are chosen by alignment with the gradient.
 
-Modoranu, Safaryan, Robert, Alistarh et al., "SVD-Free Low-Rank Adaptive Gradient Optimization for Large
+Modoranu et al., "SVD-Free Low-Rank Adaptive Gradient Optimization for Large
 Language Models", 2025, arXiv:2505.17967 (the authors release it as DCT-AdamW together with Trion; the
 repository address is given on the arXiv page).
 
@@ -17,7 +17,7 @@ from gradkit.registry import register_optimizer
 
 __all__ = ["SVDFree"]
 
-_REF = ("Modoranu, Safaryan, Robert, Alistarh et al., SVD-Free Low-Rank Adaptive Gradient Optimization for Large "
+_REF = ("Modoranu et al., SVD-Free Low-Rank Adaptive Gradient Optimization for Large "
         "Language Models, arXiv:2505.17967 (DCT-AdamW; code linked from the arXiv page)")
 
 
