@@ -182,3 +182,15 @@ def test_bad_group_override_leaves_optimizer_untouched():
         opt.add_param_group({"params": [nn.Parameter(torch.randn(3, 3))], "density": 2.0})
     assert len(opt.param_groups) == n
     assert all(torch.equal(before[k], v) for k, v in opt.state[model.up.weight].items())
+
+
+def test_any_gradkit_transform_can_be_the_state_full_rule():
+    torch.manual_seed(0)
+    model = Small()
+    inner = gradkit.chain(gradkit.clip_by_value(-0.5, 0.5), gradkit.trace(0.8))
+    opt = FRUGAL(model.named_parameters(), lr=1e-2, density=0.5, inner=inner, projector="randk")
+    losses = train(model, opt, 20)
+    assert losses[-1] < losses[0]
+    st = opt.state[model.up.weight]
+    assert st["lowrank.inner.momentum.momentum_buffer"].shape == (48,)  # half of the 96 coordinates
+    assert opt.state_bytes(by="kind")["index"] == 8 * (48 + 36 + 36)

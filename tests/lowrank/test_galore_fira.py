@@ -183,3 +183,8 @@ def test_complement_and_policy_are_checked():
         project_split(gradkit.scale_by_adam(), "svd", complement="adam")
     with pytest.raises(TypeError, match="inner"):
         project_split("adam", "svd")
+
+
+def test_snsm_checks_betas_by_name():
+    with pytest.raises(ValueError, match="betas"):
+        SNSM(Small().parameters(), betas=0.9)

@@ -29,6 +29,7 @@ from gradkit.lowrank.split import project_split
 from gradkit.lowrank.subset_norm import scale_by_subset_norm
 from gradkit.registry import register_optimizer
 from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_learning_rate, trace
+from gradkit.transforms._checks import betas as check_betas
 
 __all__ = ["SubsetNorm", "SNSM"]
 
@@ -61,6 +62,7 @@ class SNSM(LowRankOptimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, rank=128,
                  update_proj_gap=200, state_policy="keep", full_state=None, seed=0, maximize=False,
                  nonfinite="raise", state_dtype=None):
+        betas = check_betas(betas, None, "betas")  # split into the momentum and the subset norm's beta below
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, update_proj_gap=update_proj_gap,
                         state_policy=state_policy, seed=seed, maximize=maximize, momentum=betas[0],
                         dampening=betas[0], sn_betas=(0.0, betas[1]))
