@@ -139,7 +139,7 @@ def test_svdfree_stores_only_column_indices():
     assert "projection" not in opt.state_bytes(by="kind")
 
 
-def test_subset_norm_shares_the_second_moment_along_the_larger_dimension():
+def test_subset_norm_shares_the_second_moment_over_the_shorter_dimension():
     torch.manual_seed(0)
     w = nn.Parameter(torch.randn(12, 5))
     opt = SubsetNorm([w], lr=0.1, betas=(0.0, 0.5), eps=1e-8)
@@ -147,29 +147,40 @@ def test_subset_norm_shares_the_second_moment_along_the_larger_dimension():
     before = w.detach().clone()
     opt.step()
     v = opt.state[w]["subset_norm.subset_sq"]
-    assert v.shape == (1, 5)  # one entry per column: the subsets are the 12-long columns
-    expected_v = 0.5 * w.grad.square().sum(dim=0, keepdim=True)
+    assert v.shape == (12, 1)  # one entry per row: each subset is a 5-long row
+    expected_v = 0.5 * w.grad.square().sum(dim=1, keepdim=True)
     torch.testing.assert_close(v, expected_v)
     torch.testing.assert_close(before - w.detach(), 0.1 * w.grad / (expected_v / 0.5).sqrt(), rtol=1e-5, atol=1e-7)
+    wide = nn.Parameter(torch.randn(4, 9))
+    opt = SubsetNorm([wide])
+    wide.grad = torch.randn(4, 9)
+    opt.step()
+    assert opt.state[wide]["subset_norm.subset_sq"].shape == (1, 9)
 
 
 def test_snsm_momentum_lives_in_the_subspace_and_sgd_in_the_complement():
     torch.manual_seed(0)
     w = nn.Parameter(torch.randn(12, 8))
-    opt = SNSM([w], lr=1.0, betas=(0.9, 0.999), rank=2, full_state=lambda n, p: False)
-    g = torch.randn(12, 8)
-    w.grad = g.clone()
-    before = w.detach().clone()
-    opt.step()
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    opt = SNSM([w], lr=1.0, betas=(b1, b2), eps=eps, rank=2, full_state=lambda n, p: False)
+    g1, g2 = torch.randn(12, 8), torch.randn(12, 8)
+    steps = []
+    for g in (g1, g2):
+        w.grad = g.clone()
+        before = w.detach().clone()
+        opt.step()
+        steps.append(before - w.detach())
     st = opt.state[w]
-    assert st["lowrank.inner.momentum.momentum_buffer"].shape == (12, 2)
-    v = st["subset_norm.subset_sq"]
-    assert v.shape == (1, 8)  # subsets are the columns (the larger dimension, 12, is reduced)
-    d = (v / 0.001).sqrt() + 1e-8
-    h = g / d
-    q = st["lowrank.proj.matrix"]
-    expected = (h @ q.T) @ q + (h - (h @ q.T) @ q)  # first momentum buffer is the projected gradient itself
-    torch.testing.assert_close(before - w.detach(), expected, rtol=1e-5, atol=1e-6)
+    q = st["snsm.sm.proj.matrix"]  # right projection (12 >= 8): coordinates G Q^T, 12 x 2
+    assert st["snsm.sm.inner.ema.exp_avg"].shape == (12, 2) and st["snsm.subset_sq"].shape == (12, 1)
+    v1 = (1 - b2) * g1.square().sum(dim=1, keepdim=True)
+    # first step: the bias-corrected momentum is the projected gradient, so the direction is the gradient
+    torch.testing.assert_close(steps[0], g1 / ((v1 / (1 - b2)).sqrt() + eps), rtol=1e-5, atol=1e-6)
+    low1, low2 = g1 @ q.T, g2 @ q.T
+    m_hat = (b1 * (1 - b1) * low1 + (1 - b1) * low2) / (1 - b1**2)
+    direction = m_hat @ q + (g2 - low2 @ q)
+    v2 = b2 * v1 + (1 - b2) * g2.square().sum(dim=1, keepdim=True)
+    torch.testing.assert_close(steps[1], direction / ((v2 / (1 - b2**2)).sqrt() + eps), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("cls", [GaLore, Fira, SVDFree, SNSM])

@@ -7,34 +7,107 @@ official code https://github.com/timmytonga/sn-sm.
 AdamW-SN: Adam whose second moment is shared over subsets (:mod:`gradkit.lowrank.subset_norm`).
 
 SNSM, per projected matrix with gradient ``G`` and ``P`` its top-``r`` singular subspace (refreshed every
-``update_proj_gap`` steps)::
+``update_proj_gap`` steps; the momentum restarts then, as in the official code)::
 
-    d      = sqrt(v_hat[s]) + eps        v: subset-norm second moment of G (one entry per row/column)
-    H      = G / d
-    m      = b1 m + (1 - b1) P^T H       momentum only in the r-dimensional subspace (m_1 = P^T H)
-    p     <- p - lr * (P m + (H - P P^T H))          SGD in the complement; decoupled weight decay
+    v[s]  = b2 v[s] + (1 - b2) sum_{i in s} G_i^2            subset-norm second moment of the raw gradient
+    m     = b1 m + (1 - b1) P^T G                           momentum only in the r-dimensional subspace
+    U     = P m_hat + (G - P P^T G)                         plain gradient in the complement
+    p    <- p - lr * U / (sqrt(v_hat[s]) + eps)             and decoupled weight decay
 
-Departure: the subset-norm step size is applied to the gradient before the momentum (so momentum
-averages normalised gradients); the official code applies the subset-norm denominator to the momentum
-update. Both keep the paper's memory: ``min(m, n)`` second-moment entries and an ``r x max(m, n)``
-momentum per matrix. Non-projected parameters get heavy-ball momentum on the normalised gradient.
+Parameters kept state-full (embeddings, head, norms by default) get full momentum with the same
+subset-norm step. Departure: the bias correction ``1 / (1 - b1^t)`` multiplies the momentum only (the
+official code folds it into the step size, so it also scales the complement), and its step count restarts
+with the momentum.
 """
 from __future__ import annotations
 
+import torch
+
 from gradkit.core.hyper import hp
-from gradkit.core.transform import chain
+from gradkit.core.transform import GradientTransform, chain
 from gradkit.lowrank.galore import _check_rank
 from gradkit.lowrank.groups import LowRankOptimizer
-from gradkit.lowrank.split import project_split
-from gradkit.lowrank.subset_norm import scale_by_subset_norm
-from gradkit.registry import register_optimizer
-from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_learning_rate, trace
-from gradkit.transforms._checks import betas as check_betas
+from gradkit.lowrank.split import ProjectedSplit
+from gradkit.lowrank.subset_norm import ScaleBySubsetNorm, scale_by_subset_norm, subset_shape
+from gradkit.registry import register_optimizer, register_transform
+from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_learning_rate
+from gradkit.transforms._checks import betas as check_betas, positive
 
-__all__ = ["SubsetNorm", "SNSM"]
+__all__ = ["SubsetNorm", "SNSM", "EMAMomentum", "SubsetNormSubspaceMomentum"]
 
 _REF = ("Nguyen et al., Efficient Adaptive Optimization via Subset-Norm and Subspace-Momentum: Fast, "
         "Memory-Reduced Training with Convergence Guarantees, arXiv:2411.07120; https://github.com/timmytonga/sn-sm")
+
+
+class EMAMomentum(GradientTransform):
+    """Bias-corrected exponential moving average: ``m = b1 m + (1 - b1) g``, output ``m / (1 - b1^t)``."""
+
+    name = "ema"
+    state_kinds = {"exp_avg": "moment"}
+
+    def __init__(self, betas=hp("betas")):
+        self.betas = betas
+
+    def validate(self, group):
+        check_betas(self.betas, group, "betas")
+
+    def init(self, params, ctx):
+        return {"exp_avg": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]}
+
+    def update(self, updates, state, params, ctx):
+        b1 = float(ctx.value(self.betas)[0])
+        torch._foreach_lerp_(state["exp_avg"], updates, 1.0 - b1)
+        return ctx.fresh(torch._foreach_div(state["exp_avg"], [1.0 - b1**s for s in ctx.steps]))
+
+
+@register_transform("subset_norm_subspace_momentum",
+                    summary="subset-norm step size over subspace momentum plus the SGD complement (SNSM)",
+                    reference=_REF)
+class SubsetNormSubspaceMomentum(GradientTransform):
+    """SNSM's direction: subspace momentum (a :class:`ProjectedSplit` with SGD in the complement) divided by
+    the subset-norm denominators of the raw gradient. ``betas = (momentum, second-moment)``."""
+
+    name = "snsm"
+
+    def __init__(self, betas=hp("betas"), eps=hp("eps"), *, rank=128, update_freq=hp("update_proj_gap"),
+                 state_policy=hp("state_policy"), seed=hp("seed")):
+        self.betas = betas
+        self.eps = eps
+        self.momentum = ProjectedSplit(EMAMomentum(betas), "svd", rank=_check_rank(rank), update_freq=update_freq,
+                                       state_policy=state_policy, complement="sgd", seed=seed)
+
+    @property
+    def state_kinds(self):
+        return {"subset_sq": "moment"}
+
+    def validate(self, group):
+        check_betas(self.betas, group, "betas")
+        positive(self.eps, group, "eps")
+        self.momentum.validate(group)
+
+    def init(self, params, ctx):
+        state = {"sm." + k: v for k, v in self.momentum.init(params, ctx).items()}
+        state["subset_sq"] = [torch.zeros(subset_shape(p.shape), dtype=p.dtype, device=p.device) for p in params]
+        return state
+
+    def estimate_state(self, params, ctx):
+        return {"sm." + k: v for k, v in self.momentum.estimate_state(params, ctx).items()}
+
+    def kind_of(self, key):
+        if key.startswith("sm."):
+            return self.momentum.kind_of(key[3:])
+        return "moment"
+
+    def update(self, updates, state, params, ctx):
+        b2 = float(ctx.value(self.betas)[1])
+        # the denominators come from the raw gradient, before the momentum reads it
+        denom = ScaleBySubsetNorm.denominators(updates, state["subset_sq"], b2, float(ctx.value(self.eps)), ctx.steps)
+        own = {k[3:]: v for k, v in state.items() if k.startswith("sm.")}
+        direction = self.momentum.update(updates, own, params, ctx)
+        for k, v in own.items():  # the momentum transform may have replaced state tensors in its lists
+            state["sm." + k] = v
+        direction = ctx.materialize(direction, params)
+        return ctx.fresh(ScaleBySubsetNorm.divide(direction, denom))
 
 
 @register_optimizer("subset_norm", summary="AdamW with a subset-norm (row/column-shared) second moment", reference=_REF)
@@ -60,18 +133,13 @@ class SNSM(LowRankOptimizer):
     """SNSM (see the module docstring). ``betas[0]`` is the subspace momentum, ``betas[1]`` the subset norm's."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, rank=128,
-                 update_proj_gap=200, state_policy="keep", full_state=None, seed=0, maximize=False,
+                 update_proj_gap=200, state_policy="reset", full_state=None, seed=0, maximize=False,
                  nonfinite="raise", state_dtype=None):
-        betas = check_betas(betas, None, "betas")  # split into the momentum and the subset norm's beta below
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, update_proj_gap=update_proj_gap,
-                        state_policy=state_policy, seed=seed, maximize=maximize, momentum=betas[0],
-                        dampening=betas[0], sn_betas=(0.0, betas[1]))
+                        state_policy=state_policy, seed=seed, maximize=maximize)
         transform = chain(
             flip_sign(hp("maximize")),
-            scale_by_subset_norm(hp("sn_betas"), hp("eps")),
-            project_split(trace(hp("momentum"), hp("dampening"), False), "svd", rank=_check_rank(rank),
-                          update_freq=hp("update_proj_gap"), state_policy=hp("state_policy"), complement="sgd",
-                          seed=hp("seed")),
+            SubsetNormSubspaceMomentum(hp("betas"), hp("eps"), rank=_check_rank(rank)),
             add_decayed_weights(hp("weight_decay")),
             scale_by_learning_rate(hp("lr")),
         )

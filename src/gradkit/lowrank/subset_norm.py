@@ -5,8 +5,8 @@ Memory-Reduced Training with Convergence Guarantees", 2024 (ICML 2025), arXiv:24
 official code https://github.com/timmytonga/sn-sm.
 
 For a matrix ``G`` (``m x n``; higher-order tensors viewed as ``shape[0] x rest``) the subsets are the
-slices along the larger dimension, as in the official AdamW-SN (``reduce along the larger dimension``),
-so the second moment has ``min(m, n)`` entries instead of ``m n``::
+rows when ``m >= n`` and the columns otherwise (the official code's "heuristics" subsets: each subset runs
+along the smaller dimension), so the second moment has ``max(m, n)`` entries instead of ``m n``::
 
     v_t[s] = b2 v_{t-1}[s] + (1 - b2) * sum_{i in s} g_i^2
     u_t    = m_hat_t / (sqrt(v_t[s] / (1 - b2^t)) + eps)       m_t = Adam's first moment (none if b1 = 0)
@@ -31,7 +31,7 @@ def subset_shape(shape) -> tuple[int, ...]:
     if len(shape) < 2:
         return tuple(shape)
     m, n = shape[0], math.prod(shape[1:])
-    return (m, 1) if n >= m else (1, n)
+    return (m, 1) if m >= n else (1, n)
 
 
 @register_transform(
@@ -59,33 +59,40 @@ class ScaleBySubsetNorm(GradientTransform):
             state["exp_avg"] = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
         return state
 
-    def update(self, updates, state, params, ctx):
-        b1, b2 = (float(b) for b in ctx.value(self.betas))
-        eps = float(ctx.value(self.eps))
-        sq = state["subset_sq"]
+    @staticmethod
+    def denominators(updates, subset_sq, b2: float, eps: float, steps: list[int]) -> list:
+        """Update the shared second moments from ``updates``; return ``sqrt(v_hat) + eps`` per tensor."""
         # the subset sums differ in shape per tensor; the reductions are per tensor, the rest is multi-tensor
         sums = []
-        for g, v in zip(updates, sq):
+        for g, v in zip(updates, subset_sq):
             if g.dim() < 2:
                 sums.append(g * g)
             else:
                 mat = g.reshape(g.shape[0], -1)
                 sums.append((mat * mat).sum(dim=1 if v.shape[1] == 1 else 0, keepdim=True))
-        torch._foreach_lerp_(sq, sums, 1.0 - b2)
-        steps = ctx.steps
-        denom = torch._foreach_sqrt(sq)
+        torch._foreach_lerp_(subset_sq, sums, 1.0 - b2)
+        denom = torch._foreach_sqrt(subset_sq)
         torch._foreach_div_(denom, [math.sqrt(1.0 - b2**s) for s in steps])
         torch._foreach_add_(denom, eps)
+        return denom
+
+    @staticmethod
+    def divide(numerators, denominators) -> list:
+        """``numerator / denominator`` with the subset denominators broadcast over their subsets."""
+        views = [n.reshape(n.shape[0], -1) if n.dim() >= 2 else n for n in numerators]
+        return [o.reshape(n.shape) for o, n in zip(torch._foreach_div(views, denominators), numerators)]
+
+    def update(self, updates, state, params, ctx):
+        b1, b2 = (float(b) for b in ctx.value(self.betas))
+        steps = ctx.steps
+        denom = self.denominators(updates, state["subset_sq"], b2, float(ctx.value(self.eps)), steps)
         if b1 > 0:
             torch._foreach_lerp_(state["exp_avg"], updates, 1.0 - b1)
-            numer = [m.reshape(m.shape[0], -1) if m.dim() >= 2 else m for m in state["exp_avg"]]
-            corr = [1.0 - b1**s for s in steps]
+            out = self.divide(state["exp_avg"], denom)
+            torch._foreach_div_(out, [1.0 - b1**s for s in steps])
         else:
-            numer = [g.reshape(g.shape[0], -1) if g.dim() >= 2 else g for g in updates]
-            corr = [1.0] * len(steps)
-        out = torch._foreach_div(numer, denom)
-        torch._foreach_div_(out, corr)
-        return ctx.fresh([o.reshape(g.shape) for o, g in zip(out, updates)])
+            out = self.divide(updates, denom)
+        return ctx.fresh(out)
 
 
 scale_by_subset_norm = ScaleBySubsetNorm
