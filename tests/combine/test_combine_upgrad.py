@@ -83,13 +83,14 @@ def test_update_does_not_conflict_with_any_row(m, n, seed, scale):
     assert float(dots.min()) >= -(1e-4 * trace * float(w.abs().max()) + 1e-9 * scale**2)
 
 
-def test_kkt_conditions_of_the_dual_solver():
+@pytest.mark.parametrize("warm_start_iters", [0, 8])  # the active-set method alone, and warm-started
+def test_kkt_conditions_of_the_dual_solver(warm_start_iters):
     g = torch.Generator().manual_seed(11)
-    for m in (2, 5, 9):
+    for m in (2, 5, 9, 16):
         a = torch.randn(m, m + 2, generator=g, dtype=torch.float64)
         gram = a @ a.T
         u = torch.rand(4, m, generator=g, dtype=torch.float64) - 0.3
-        v = project_weights(u, gram)
+        v = project_weights(u, gram, warm_start_iters=warm_start_iters)
         grad = v @ gram  # multipliers: >= 0, and zero where the bound is slack
         assert float((v - u).min()) >= -1e-12
         assert float(grad.min()) >= -1e-10
