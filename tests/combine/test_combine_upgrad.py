@@ -76,7 +76,8 @@ def test_update_does_not_conflict_with_any_row(m, n, seed, scale):
         dots = jac @ exact(jac)
         assert float(dots.min()) >= -1e-9 * scale**2
     # With the default regularisation, the violation is bounded by reg_eps * trace(G) * max weight.
-    agg = UPGrad()
+    # (norm_eps=0: below norm_eps the Gramian counts as zero and the output is the plain mean.)
+    agg = UPGrad(norm_eps=0.0)
     dots = jac @ agg(jac)
     w = agg.diagnostics()["weights"]
     trace = float((jac * jac).sum())
@@ -96,6 +97,12 @@ def test_kkt_conditions_of_the_dual_solver(warm_start_iters):
         assert float(grad.min()) >= -1e-10
         slack = (v - u) > 1e-9
         assert float(torch.cat([grad[slack].abs(), torch.zeros(1, dtype=grad.dtype)]).max()) <= 1e-9
+
+
+def test_gramian_below_norm_eps_counts_as_zero():
+    jac = torch.tensor([[1e-3, 0.0], [-1e-3, 1e-3]], dtype=torch.float64)  # trace 3e-6 < 1e-4
+    torch.testing.assert_close(UPGrad()(jac), jac.mean(0))
+    assert float((jac @ UPGrad(norm_eps=0.0)(jac)).min()) > -1e-12
 
 
 def test_non_conflicting_rows_give_the_mean():

@@ -14,7 +14,9 @@ minimises ``v^T G v`` subject to ``v >= u``, ``G = J J^T``. The ``m`` small prob
 of size ``n`` is touched besides the Gramian and the final ``w @ J``.
 
 As in the official implementation, the Gramian is first divided by its trace (set to zero when
-the trace is below ``norm_eps``) and ``reg_eps * I`` is added so that the problem stays strictly
+the trace is below ``norm_eps``, in which case the output is the ``p``-weighted mean of the
+rows, conflicts included: pass ``norm_eps=0`` for gradients that are legitimately that small)
+and ``reg_eps * I`` is added so that the problem stays strictly
 convex when gradients are parallel or zero. The regularisation means the output's inner product
 with a row can be negative by at most about ``reg_eps * trace(G) * v_i``; ``reg_eps=0`` gives the
 exact projection on Jacobians with linearly independent rows.
