@@ -95,4 +95,4 @@ def backward_from_gradients(
             values = torch.tensor([float(v) for v in losses], dtype=jac.dtype, device=jac.device)
         if values.numel() != jac.shape[0]:
             raise ValueError(f"losses must hold one value per objective ({jac.shape[0]}), got {values.numel()}")
-    return _combine(aggregator, jac.to(params[0].dtype), params, values)
+    return _combine(aggregator, jac.to(device=params[0].device, dtype=params[0].dtype), params, values)
