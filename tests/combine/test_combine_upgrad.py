@@ -119,3 +119,14 @@ def test_bad_arguments():
         UPGrad(torch.ones(2, 2))
     with pytest.raises(ValueError, match="pref_vector"):
         UPGrad(torch.ones(3))(torch.ones(2, 4))
+
+
+def test_solver_reports_non_convergence_instead_of_returning_a_guess():
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    u = torch.eye(6, dtype=torch.float64) / 6
+    gram = a @ a.T
+    v = project_weights(u, gram)
+    assert bool(((v - u) > 1e-9).any())  # the problem needs active-set steps, so a zero budget must fail
+    with pytest.raises(RuntimeError, match="max_iter"):
+        project_weights(u, gram, max_iter=0, warm_start_iters=0)

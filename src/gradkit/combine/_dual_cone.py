@@ -98,4 +98,11 @@ def project_weights(u: Tensor, gramian: Tensor, *, max_iter: int | None = None, 
             drop[rows[backtrack], leave[backtrack]] = True
             passive &= ~drop
             x = torch.where(passive, x, torch.zeros_like(x))
+    else:
+        unfinished = (~passive & (-(x @ q + c) > tol)).any(dim=1)
+        if bool(unfinished.any()):
+            raise RuntimeError(
+                f"the dual-cone solver did not reach optimality in max_iter={max_iter} active-set steps "
+                f"({int(unfinished.sum())} of {b} problems open); the Gramian may be badly scaled"
+            )
     return u + x
