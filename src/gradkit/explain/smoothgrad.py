@@ -9,8 +9,8 @@ https://github.com/PAIR-code/saliency.
 
 The paper sets ``sigma = noise_level * (max(x) - min(x))`` per input (``noise_level`` 0.1-0.2);
 ``stdev`` gives an absolute sigma instead (Captum's ``stdevs``). The noise tensor is drawn as
-``(N, S, ...)`` standard normals, the layout of Captum's ``NoiseTunnel``, so the same seed gives
-the same noise and the same numbers.
+``(N, S, ...)`` float32 standard normals, the layout and precision of Captum's ``NoiseTunnel``, so
+the same seed gives the same noise and the same numbers.
 """
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def smoothgrad(
         flat = x.flatten(1)
         sigma = (level * (flat.amax(1) - flat.amin(1))).view((n, 1) + (1,) * (x.dim() - 1))
     t = resolve_target(model, x, target)
-    noise = torch.randn((n, samples) + tuple(x.shape[1:]), generator=generator, dtype=x.dtype, device=x.device) * sigma
+    # float32 draws whatever the input's dtype: Captum's precision, hence its stream of numbers
+    noise = torch.randn((n, samples) + tuple(x.shape[1:]), generator=generator, dtype=torch.float32, device=x.device).to(x.dtype) * sigma
     noisy = x.unsqueeze(1) + noise
     total = None
     for start in range(0, samples, chunk):
