@@ -6,12 +6,12 @@ Black-box Models". BMVC 2018, arXiv:1806.07421 (official code: https://github.co
 the metrics I-GOS is evaluated with (Qi, Khorram, Li, AAAI 2020, https://github.com/zhongangqi/IGOS).
 
 Pixels are ranked by the attribution summed over channels (``(N, C, ...)`` inputs) or feature by
-feature (``(N, F)`` inputs); ties keep the pixel order. At step ``k`` of ``steps`` the top
-``round(k P / steps)`` of the ``P`` pixels are replaced by the baseline (deletion) or are the only
-ones taken from the input (insertion). The score is the softmax probability of the target class
-(``probabilities=False``: the raw score). The area under the curve uses the trapezoid rule over the
-fraction of pixels in [0, 1]; lower deletion AUC and higher insertion AUC are better. All
-``(steps + 1) * N`` images are scored in batches of ``batch_size`` (default: all at once).
+feature (``(N, F)`` inputs); ties keep the pixel order. At step ``k`` of ``steps`` (default: one per pixel,
+at most 100) the top ``round(k P / steps)`` of the ``P`` pixels are replaced by the baseline
+(deletion) or are the only ones taken from the input (insertion). The score is the softmax
+probability of the target class (``probabilities=False``: the raw score). The area under the curve
+uses the trapezoid rule over the fraction of pixels in [0, 1]; lower deletion AUC and higher
+insertion AUC are better. All ``(steps + 1) * N`` images are scored in batches of ``batch_size`` (default: all at once).
 Departure from the I-GOS evaluation code: it deletes at the mask's resolution and sums rectangles;
 here pixels are the input's and the rule is the trapezoid.
 """
@@ -48,7 +48,7 @@ def _curve(mode, model, inputs, target, attributions, steps, baselines, batch_si
     image = x.dim() >= 3
     importance = (attributions.detach().sum(1) if image else attributions.detach()).reshape(n, -1)
     pixels = importance.shape[1]
-    steps = pixels if steps is None else check_positive_int("steps", steps)
+    steps = min(pixels, 100) if steps is None else check_positive_int("steps", steps)
     b = as_baseline(baselines, x).expand_as(x)
     t = resolve_target(model, x, target)
     order = torch.argsort(importance.to(torch.float64), dim=1, descending=True, stable=True)
@@ -62,17 +62,16 @@ def _curve(mode, model, inputs, target, attributions, steps, baselines, batch_si
     total = (steps + 1) * n
     chunk = total if batch_size is None else check_positive_int("batch_size", batch_size)
     flat_keep = keep.reshape((total,) + pixel_shape[1:])
-    xs, bs = x.repeat((steps + 1,) + (1,) * (x.dim() - 1)), b.repeat((steps + 1,) + (1,) * (x.dim() - 1))
-    ts = None if t is None else t.repeat(steps + 1)
     scores = []
     with torch.no_grad():
         for start in range(0, total, chunk):
-            sl = slice(start, start + chunk)
-            points = torch.lerp(bs[sl], xs[sl], flat_keep[sl])
+            rows = torch.arange(start, min(start + chunk, total), device=x.device)
+            sample = rows % n  # row = step * N + sample
+            points = torch.lerp(b[sample], x[sample], flat_keep[rows])
             out = model(points)
             if probabilities and out.dim() == 2 and out.shape[1] > 1:
                 out = out.softmax(dim=1)
-            scores.append(select(out, None if ts is None else ts[sl]))
+            scores.append(select(out, None if t is None else t[sample]))
     scores = torch.cat(scores).view(steps + 1, n).T.contiguous()
     fractions = counts.to(scores.dtype) / pixels
     return Curve(fractions, scores, area_under_curve(fractions, scores))
@@ -89,7 +88,10 @@ def deletion_curve(
     batch_size: int | None = None,
     probabilities: bool = True,
 ) -> Curve:
-    """Score as the most important pixels are replaced by ``baselines`` (default zeros); ``steps`` defaults to one per pixel."""
+    """Score as the most important pixels are replaced by ``baselines`` (default zeros).
+
+    ``steps`` defaults to one per pixel, at most 100.
+    """
     return _curve("deletion", model, inputs, target, attributions, steps, baselines, batch_size, probabilities)
 
 
