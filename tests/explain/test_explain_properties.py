@@ -124,3 +124,26 @@ def test_igos_low_resolution_mask_is_upsampled(trained_cnn):
     assert mask.shape == (2, 1, 2, 4) and attr.shape == x.shape
     assert mask.min() >= 0 and mask.max() <= 1
     assert attr.min() >= 0 and attr.max() <= 1
+
+
+def test_internal_batching_does_not_change_the_numbers(cnn64, images64):
+    full, err = integrated_gradients(cnn64, images64, 1, steps=10, return_error=True)
+    chunked, err_chunked = integrated_gradients(cnn64, images64, 1, steps=10, internal_batch_size=7, return_error=True)
+    torch.testing.assert_close(chunked, full, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(err_chunked, err, rtol=1e-10, atol=1e-12)
+    a = smoothgrad(cnn64, images64, 1, samples=6, generator=torch.Generator().manual_seed(0))
+    b = smoothgrad(cnn64, images64, 1, samples=6, samples_batch_size=4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_smoothgrad_noise_level_is_relative_to_the_input_range(mlp64, vectors64):
+    # zero noise gives the wrapped method back; the relative level scales with the input's range
+    torch.testing.assert_close(smoothgrad(mlp64, vectors64, 0, noise_level=0.0, samples=3), saliency(mlp64, vectors64, 0))
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    a = smoothgrad(mlp64, vectors64, 0, noise_level=0.1, samples=3, abs=False, generator=gen())
+    b = smoothgrad(mlp64, vectors64, 0, stdev=0.1, samples=3, abs=False, generator=gen())
+    span = (vectors64.amax(1) - vectors64.amin(1))
+    assert not torch.allclose(a, b)
+    noise = torch.randn((4, 3, 10), generator=gen()).double()
+    expected = saliency(mlp64, (vectors64.unsqueeze(1) + 0.1 * span.view(4, 1, 1) * noise).reshape(12, 10), torch.zeros(12, dtype=torch.long), abs=False)
+    torch.testing.assert_close(a, expected.view(4, 3, 10).mean(1))
