@@ -83,3 +83,14 @@ def test_model_randomization_passes_options(trained_cnn):
     x = digits("val", image=True).inputs[:2]
     results = model_randomization(trained_cnn, integrated_gradients, x, 0, mode="independent", absolute=False, steps=8)
     assert len(results) == 5
+
+
+def test_spearman_with_ties_matches_average_ranks():
+    a = torch.tensor([[0.0, 0.0, 1.0, 2.0, 0.0, 3.0]])
+    b = torch.tensor([[5.0, 1.0, 1.0, 2.0, 0.0, 9.0]])
+    ra = torch.tensor([2.0, 2.0, 4.0, 5.0, 2.0, 6.0], dtype=torch.float64)  # 1-based mean ranks
+    rb = torch.tensor([5.0, 2.5, 2.5, 4.0, 1.0, 6.0], dtype=torch.float64)
+    expected = torch.corrcoef(torch.stack((ra, rb)))[0, 1]
+    torch.testing.assert_close(spearman(a, b), expected.view(1))
+    constant = torch.zeros(1, 6)
+    assert spearman(constant, b).item() == 0.0  # no ranking at all: no correlation

@@ -38,7 +38,7 @@ def test_cli_explain_with_checkpoint(tmp_path, trained_cnn, capsys):
     ckpt = tmp_path / "model.pt"
     torch.save(trained_cnn.state_dict(), ckpt)
     out = tmp_path / "out"
-    code = main(["explain", "--checkpoint", str(ckpt), "--index", "3", "--methods", "saliency,igos", "--eval-images", "2", "--out", str(out)])
+    code = main(["explain", "--checkpoint", str(ckpt), "--index", "3", "--methods", "saliency,igos", "--eval-images", "2", "--randomization", "--out", str(out)])
     assert code == 0
     assert (out / "explain_digits_3.png").read_bytes()[:8] == PNG
     table = (out / "auc.md").read_text().splitlines()
@@ -46,6 +46,9 @@ def test_cli_explain_with_checkpoint(tmp_path, trained_cnn, capsys):
     assert [row.split("|")[1].strip() for row in table[2:]] == ["saliency", "igos"]
     csv = (out / "auc.csv").read_text().splitlines()
     assert len(csv) == 3 and all(0 <= float(v) <= 1 for v in csv[1].split(",")[1:])
+    randomization = (out / "randomization.md").read_text().splitlines()
+    assert randomization[0] == "| method | +head | +bn2 | +conv2 | +bn1 | +conv1 |"
+    assert all(-1 <= float(v) <= 1 for v in randomization[2].split("|")[2:-1])
 
 
 def test_cli_trains_when_no_checkpoint(tmp_path):

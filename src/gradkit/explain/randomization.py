@@ -10,7 +10,7 @@ re-initialises one layer at a time. A re-initialised layer gets its ``reset_para
 default initialisation, batch norm included, as in the paper) under a fixed seed. For each
 randomised copy the Spearman rank correlation between the original and the new attributions is
 computed per input (on absolute values by default, as the paper reports both); a method that
-passes the check shows correlations that fall towards 0. Ties get arbitrary distinct ranks.
+passes the check shows correlations that fall towards 0. Tied values share their mean rank.
 """
 from __future__ import annotations
 
@@ -34,10 +34,23 @@ class RandomizationResult:
     correlation: torch.Tensor
 
 
+def _average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Row-wise ranks of ``(N, P)`` values; tied values share the mean of their ranks."""
+    n, p = values.shape
+    sorted_values, order = torch.sort(values, dim=1, stable=True)
+    new_group = torch.ones_like(sorted_values, dtype=torch.long)
+    new_group[:, 1:] = (sorted_values[:, 1:] != sorted_values[:, :-1]).long()
+    group = new_group.cumsum(1) - 1 + torch.arange(n, device=values.device).view(-1, 1) * p  # unique per row
+    position = torch.arange(p, dtype=torch.float64, device=values.device).expand(n, -1).reshape(-1)
+    total = torch.zeros(n * p, dtype=torch.float64, device=values.device).index_add_(0, group.reshape(-1), position)
+    count = torch.zeros(n * p, dtype=torch.float64, device=values.device).index_add_(0, group.reshape(-1), torch.ones_like(position))
+    mean_rank = (total / count.clamp_min(1))[group]
+    return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
+
+
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Spearman rank correlation of ``(N, ...)`` tensors, shape (N,)."""
-    ra = torch.argsort(torch.argsort(a.flatten(1), dim=1), dim=1).double()
-    rb = torch.argsort(torch.argsort(b.flatten(1), dim=1), dim=1).double()
+    """Row-wise Spearman rank correlation of ``(N, ...)`` tensors (ties get average ranks), shape (N,)."""
+    ra, rb = _average_ranks(a.flatten(1)), _average_ranks(b.flatten(1))
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
     return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-300)
 
