@@ -147,3 +147,31 @@ def test_smoothgrad_noise_level_is_relative_to_the_input_range(mlp64, vectors64)
     noise = torch.randn((4, 3, 10), generator=gen()).double()
     expected = saliency(mlp64, (vectors64.unsqueeze(1) + 0.1 * span.view(4, 1, 1) * noise).reshape(12, 10), torch.zeros(12, dtype=torch.long), abs=False)
     torch.testing.assert_close(a, expected.view(4, 3, 10).mean(1))
+
+
+hypothesis = pytest.importorskip("hypothesis", reason="property-based tests use hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    features=st.integers(1, 6),
+    classes=st.integers(1, 4),
+    batch=st.integers(1, 3),
+    steps=st.integers(2, 9),
+    method=st.sampled_from(PATH_METHODS),
+    seed=st.integers(0, 2**16),
+)
+def test_ig_on_any_affine_model_is_exact(features, classes, batch, steps, method, seed):
+    gen = torch.Generator().manual_seed(seed)
+    model = nn.Linear(features, classes).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(classes, features, generator=gen, dtype=torch.float64))
+        model.bias.copy_(torch.randn(classes, generator=gen, dtype=torch.float64))
+    x = torch.randn(batch, features, generator=gen, dtype=torch.float64)
+    b = torch.randn(batch, features, generator=gen, dtype=torch.float64)
+    target = torch.randint(classes, (batch,), generator=gen)
+    attr, err = integrated_gradients(model, x, target, baselines=b, steps=steps, method=method, return_error=True)
+    torch.testing.assert_close(attr, model.weight[target].detach() * (x - b), rtol=1e-12, atol=1e-12)
+    assert err.abs().max() < 1e-10

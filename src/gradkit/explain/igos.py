@@ -28,6 +28,7 @@ Departures from the official code, none of which changes the objective or the up
   the image, which callers can pass;
 * the default mask size is ``min(28, H) x min(28, W)`` (the official 28 x 28 at 224 x 224), any
   ``(h, w)`` is accepted; for tiny inputs such as 8 x 8 digits the mask can have full resolution;
+* ``softmax=False`` scores the raw target logit (the official code's alternative is a sigmoid);
 * the returned attribution is ``1 - up(M)`` (high = important), expanded to the input's shape; the
   mask itself comes back with ``return_mask=True``.
 """
