@@ -52,7 +52,8 @@ class Inspector:
         top_k: eigenvalues tracked for sharpness (warm-started Lanczos, ``eigen_tol``, at most
             ``max_hvps`` products once warm).
         overlap_k: dimension of the top eigenspace for the gradient overlap (0 to skip); tracked
-            with its own warm-started Lanczos at tolerance ``overlap_tol``.
+            with its own warm-started Lanczos at tolerance ``overlap_tol`` and at most
+            ``overlap_max_hvps`` products once warm (default ``3 * overlap_k``).
         trace_samples: Hutchinson probes per measurement (0 to skip).
         noise_small_batch: chunk size for the two-batch noise scale on ``data`` (needs ``data`` to be
             one batch whose size it divides; None to skip).
@@ -64,7 +65,7 @@ class Inspector:
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Data, *, every: int = 50, optimizer: torch.optim.Optimizer | None = None, lr=None,
                  log_path: str | Path | None = None, top_k: int = 1, overlap_k: int = 0, eigen_tol: float = 1e-3, overlap_tol: float = 1e-2,
-                 max_hvps: int = 20, trace_samples: int = 0, noise_small_batch: int | None = None, scale_invariant: list[str] | None = None,
+                 max_hvps: int = 20, overlap_max_hvps: int | None = None, trace_samples: int = 0, noise_small_batch: int | None = None, scale_invariant: list[str] | None = None,
                  params=None, method: str = "double_backward", seed: int = 0):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
@@ -88,7 +89,7 @@ class Inspector:
         self.method, self.trace_samples, self.noise_small_batch = method, trace_samples, noise_small_batch
         self.generator = torch.Generator().manual_seed(seed)
         self.sharpness = SharpnessTracker(top_k, tol=eigen_tol, max_iter=max_hvps, generator=self.generator)
-        self.subspace = SharpnessTracker(overlap_k, tol=overlap_tol, max_iter=max(3 * overlap_k, max_hvps), generator=self.generator) if overlap_k else None
+        self.subspace = SharpnessTracker(overlap_k, tol=overlap_tol, max_iter=overlap_max_hvps or 3 * overlap_k, generator=self.generator) if overlap_k else None
         self.noise = NoiseScaleTracker() if noise_small_batch else None
         self.log_path = Path(log_path) if log_path is not None else None
         self._log_started = False

@@ -96,7 +96,8 @@ def scale_invariant_parameters(model: nn.Module, loss_fn: LossFn, batch, *, tol:
     for (name, p), g in zip(named, grads):
         if g is None or p.ndim < 2:  # biases and gains are not what normalisation makes invariant
             continue
-        cos = torch.dot(g.reshape(-1), p.detach().reshape(-1)) / (torch.linalg.vector_norm(g) * torch.linalg.vector_norm(p)).clamp_min(1e-30)
-        if abs(float(cos)) <= tol:
+        w = p.detach()
+        cos = torch.dot(g.reshape(-1), w.reshape(-1)) / (torch.linalg.vector_norm(g) * torch.linalg.vector_norm(w)).clamp_min(1e-30)
+        if abs(float(cos.detach())) <= tol:
             found.append(name)
     return found

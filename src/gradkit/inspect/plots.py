@@ -86,6 +86,7 @@ def plot_runs(runs: dict, quantity: str, path: str | Path, *, title: str | None 
     default_title, ylabel, log_scale = QUANTITIES[quantity]
     fig, ax = _figure()
     drawn = False
+    thresholds: dict = {}
     for run_index, (label, log) in enumerate(runs.items()):
         records = _records(log)
         color = f"C{run_index}"
@@ -99,9 +100,15 @@ def plot_runs(runs: dict, quantity: str, path: str | Path, *, title: str | None 
                 ax.fill_between(steps, [e[0] for e in extra], [e[1] for e in extra], color=color, alpha=0.2)
             drawn = True
         if quantity == "sharpness":
-            pts = [(r["step"], r["two_over_lr"]) for r in records if "two_over_lr" in r]
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], ":", color=color if len(runs) > 1 else "k", label=f"2/lr ({label})" if len(runs) > 1 else "2/lr")
+            for key, style, name in (("two_over_lr", ":", "2/lr"), ("momentum_threshold", "-.", "(2+2 momentum)/lr")):
+                pts = tuple((r["step"], r[key]) for r in records if key in r)
+                if pts and pts not in thresholds:
+                    thresholds[pts] = (style, name, color, label)
+    # Runs that share a schedule share one threshold line.
+    shared = len({v[1] for v in thresholds.values()}) == len(thresholds)
+    for pts, (style, name, color, label) in thresholds.items():
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color="k" if shared else color, alpha=0.7,
+                label=name if shared or len(runs) == 1 else f"{name} ({label})")
     if not drawn:
         return None
     if log_scale:
