@@ -67,5 +67,9 @@ def test_inspector_bad_arguments():
         Inspector(model, F.cross_entropy, probe, scale_invariant=["conv9.weight"])
     with pytest.raises(ValueError, match="trace_samples must be 0"):
         Inspector(model, F.cross_entropy, probe, trace_samples=1)
+    with pytest.raises(ValueError, match="noise_small_batch must divide"):
+        Inspector(model, F.cross_entropy, probe, noise_small_batch=3)
+    with pytest.raises(ValueError, match="overlap_max_hvps must be"):
+        Inspector(model, F.cross_entropy, probe, overlap_k=4, overlap_max_hvps=2)
     with pytest.raises(ValueError, match="quantity must be one of"):
         plot_runs({"a": []}, "curvature", "x.png")

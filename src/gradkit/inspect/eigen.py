@@ -206,7 +206,7 @@ def top_eigenpairs(operator, k: int = 1, *, method: str = "lanczos", which: str 
     idx = _select(theta, k, which)
     last_beta = float(result.betas[-1])
     residuals = (last_beta * s[-1, idx].abs()).to(torch.float64)
-    vectors = (s[:, idx].T.to(result.basis.dtype)) @ result.basis
+    vectors = s[:, idx].T.to(dtype=result.basis.dtype, device=result.basis.device) @ result.basis
     converged = bool((residuals <= tol * theta[idx].abs().clamp_min(1e-30)).all())
     return EigenResult(theta[idx].clone(), vectors, residuals, op.num_hvps - before, converged)
 

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ._data import Data, LossFn, select_parameters
+from ._data import Data, LossFn, batch_size, is_single_batch, select_parameters
 from .hessian import HVP_METHODS, HessianOperator
 from .layers import WeightSnapshot, gradient_norms, weight_norms
 from .noise import NoiseScaleTracker, two_batch_noise_scale
@@ -79,6 +78,16 @@ class Inspector:
             raise ValueError(f"overlap_k must be a non-negative integer, got {overlap_k!r}")
         if not isinstance(trace_samples, int) or trace_samples < 0 or trace_samples == 1:
             raise ValueError(f"trace_samples must be 0 (off) or an integer >= 2, got {trace_samples!r}")
+        if overlap_k and overlap_max_hvps is not None and (not isinstance(overlap_max_hvps, int) or overlap_max_hvps < overlap_k):
+            raise ValueError(f"overlap_max_hvps must be an integer >= overlap_k ({overlap_k}), got {overlap_max_hvps!r}")
+        if not isinstance(max_hvps, int) or max_hvps < top_k:
+            raise ValueError(f"max_hvps must be an integer >= top_k ({top_k}), got {max_hvps!r}")
+        if noise_small_batch is not None:
+            if not is_single_batch(data):
+                raise ValueError("noise_small_batch needs data to be one batch (inputs, targets)")
+            total = batch_size(data[0])
+            if not isinstance(noise_small_batch, int) or noise_small_batch < 1 or total % noise_small_batch or total // noise_small_batch < 2:
+                raise ValueError(f"noise_small_batch must divide the batch size of data ({total}) into at least two chunks, got {noise_small_batch!r}")
         self.model, self.loss_fn, self.data, self.every = model, loss_fn, data, every
         self.optimizer, self.lr = optimizer, lr
         self.params = [n for n, _ in select_parameters(model, params)]
@@ -201,8 +210,7 @@ class Inspector:
 
 
 def _plain(value):
+    # A loss passed as a tensor is logged as its number.
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return value
     return value

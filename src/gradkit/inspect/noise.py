@@ -1,7 +1,7 @@
 """The gradient noise scale: the batch size beyond which larger batches stop paying off.
 
 McCandlish, Kaplan, Amodei & OpenAI Dota Team, "An Empirical Model of Large-Batch Training",
-arXiv:1812.06162 (2018); no official code was released. With G the true gradient and Sigma the
+arXiv:1812.06162 (2018); no official code is listed for it. With G the true gradient and Sigma the
 per-example gradient covariance, the simple noise scale is
 
     B_simple = tr(Sigma) / |G|^2.

@@ -1,6 +1,7 @@
 """How much of the gradient lies in the top Hessian eigenspace.
 
-Gur-Ari, Roberts & Dyer, "Gradient Descent Happens in a Tiny Subspace", arXiv:1812.04754 (2018):
+Gur-Ari, Roberts & Dyer, "Gradient Descent Happens in a Tiny Subspace", arXiv:1812.04754 (2018;
+no official code is listed for it):
 after a short initial phase the gradient lies mostly in the span of the top-k Hessian eigenvectors,
 k being the number of classes. Their overlap is
 
