@@ -73,3 +73,13 @@ def test_inspector_bad_arguments():
         Inspector(model, F.cross_entropy, probe, overlap_k=4, overlap_max_hvps=2)
     with pytest.raises(ValueError, match="quantity must be one of"):
         plot_runs({"a": []}, "curvature", "x.png")
+
+
+def test_cli_plots_logs(tmp_path, capsys):
+    from gradkit.cli import main
+
+    _, _, inspector = _train(dict(every=3, scale_invariant=["conv1.weight"]), tmp_path, steps=4)
+    assert main(["inspect", str(tmp_path / "log.jsonl"), "--labels", "sgd", "--quantities", "sharpness", "effective_step", "--out", str(tmp_path / "cli")]) == 0
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == ["inspect_effective_step.png", "inspect_sharpness.png"]
+    assert main(["inspect", str(tmp_path / "log.jsonl"), "--quantities", "curvature"]) == 2
+    assert "--quantities must be among" in capsys.readouterr().err
