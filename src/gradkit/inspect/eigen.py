@@ -115,6 +115,8 @@ def lanczos(operator, num_iter: int, *, start: torch.Tensor | None = None, k: in
     alphas, betas = [], []
     hvps_before = op.num_hvps
     scale = 0.0
+    # Below this relative size the new direction is rounding noise: the Krylov space is invariant.
+    breakdown = max(1e-10, 100 * torch.finfo(dtype).eps)
     for j in range(num_iter):
         basis[j] = q
         w = op.matvec(q)
@@ -133,7 +135,7 @@ def lanczos(operator, num_iter: int, *, start: torch.Tensor | None = None, k: in
                 break
         if j + 1 == num_iter:
             break
-        if float(beta) <= 1e-10 * max(scale, 1e-30):
+        if float(beta) <= breakdown * max(scale, 1e-30):
             betas[-1] = 0.0
             q = _random_unit(n, basis[: j + 1], generator, dtype, device)
             if q is None:
