@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import gradkit
-from gradkit.transforms.orthogonalize import MUON_COEFFICIENTS, SINGULAR_VALUE_BAND, newton_schulz, orthogonalize
+from gradkit.transforms.orthogonalization import MUON_COEFFICIENTS, SINGULAR_VALUE_BAND, newton_schulz, orthogonalize
 from gradkit.transforms.trust_region import shape_factor
 from _optim_b_problems import digits_loss, max_relative_difference, mlp, run_quadratic, synthetic_batches, train, twin
 

@@ -28,7 +28,7 @@ from gradkit.core.optimizer import Optimizer
 from gradkit.core.transform import chain
 from gradkit.registry import register_optimizer
 from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_adam, scale_by_learning_rate
-from gradkit.transforms.orthogonalize import MUON_COEFFICIENTS
+from gradkit.transforms.orthogonalization import MUON_COEFFICIENTS
 from gradkit.transforms.select import select_by_group
 from gradkit.transforms.trust_region import scale_by_trust_region
 

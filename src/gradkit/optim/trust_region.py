@@ -20,7 +20,7 @@ from gradkit.core.optimizer import Optimizer
 from gradkit.core.transform import chain
 from gradkit.registry import register_optimizer
 from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_learning_rate
-from gradkit.transforms.orthogonalize import MUON_COEFFICIENTS
+from gradkit.transforms.orthogonalization import MUON_COEFFICIENTS
 from gradkit.transforms.trust_region import scale_by_trust_region
 
 __all__ = ["TrustRegionMomentum", "trust_region_transform"]

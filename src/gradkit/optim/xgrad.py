@@ -38,8 +38,9 @@ from gradkit.registry import register_transform
 
 __all__ = ["predicted_weights", "predicted_update", "register_prediction"]
 
-# (optimizer class, function(optimizer, group, params) -> the update direction delta per param)
-Prediction = Callable[[torch.optim.Optimizer, dict, list[Tensor]], list[Tensor]]
+# function(optimizer, group, params) -> (the params it predicts, their update directions delta); it is called
+# for every group, also before any state exists, so that unsupported settings raise at once.
+Prediction = Callable[[torch.optim.Optimizer, dict, list[Tensor]], tuple[list[Tensor], list[Tensor]]]
 _PREDICTIONS: dict[type, Prediction] = {}
 
 
@@ -64,11 +65,15 @@ def _sgd_delta(optimizer, group, params):
     if group.get("nesterov", False):
         raise ValueError("XGrad predicts SGD with heavy-ball momentum (nesterov=False); got nesterov=True")
     key = _keys(optimizer)["momentum_buffer"]
-    return [optimizer.state[p][key] for p in params]
+    params = [p for p in params if optimizer.state[p].get(key) is not None]
+    return params, [optimizer.state[p][key] for p in params]
 
 
 def _adam_delta(optimizer, group, params, decoupled: bool):
     keys = _keys(optimizer)
+    params = [p for p in params if "step" in optimizer.state[p]]
+    if not params:
+        return [], []
     b1, b2 = (float(b) for b in group["betas"])
     eps = float(group["eps"])
     states = [optimizer.state[p] for p in params]
@@ -81,7 +86,7 @@ def _adam_delta(optimizer, group, params, decoupled: bool):
     torch._foreach_div_(delta, [1.0 - b1**t for t in steps])
     if decoupled and float(group["weight_decay"]) != 0:
         torch._foreach_add_(delta, [p.to(d.dtype) for p, d in zip(params, delta)], alpha=float(group["weight_decay"]))
-    return delta
+    return params, delta
 
 
 def _adam(optimizer, group, params):
@@ -103,11 +108,6 @@ def _prediction_for(optimizer) -> Prediction:
     return fn
 
 
-def _ready(optimizer, p) -> bool:
-    state = optimizer.state.get(p)
-    return bool(state) and "step" in state
-
-
 @torch.no_grad()
 def predicted_update(optimizer: torch.optim.Optimizer, steps: float = 1) -> tuple[list[Tensor], list[Tensor]]:
     """``(params, offsets)``: the predicted weights are ``params + offsets`` (``-s * lr * delta``)."""
@@ -116,10 +116,10 @@ def predicted_update(optimizer: torch.optim.Optimizer, steps: float = 1) -> tupl
     predict = _prediction_for(optimizer)
     all_params, offsets = [], []
     for group in optimizer.param_groups:
-        params = [p for p in group["params"] if _ready(optimizer, p)]
+        # every group is checked, even before any state exists, so unsupported settings fail at once
+        params, delta = predict(optimizer, group, [p for p in group["params"] if optimizer.state.get(p)])
         if not params:
             continue
-        delta = predict(optimizer, group, params)
         scale = -float(steps) * float(group["lr"])
         offsets.extend(torch._foreach_mul(delta, scale))
         all_params.extend(params)

@@ -40,7 +40,7 @@ from gradkit.transforms.adamomentum import ScaleByAdaMomentum, scale_by_adamomen
 from gradkit.transforms.autoclip import AutoClip, autoclip
 from gradkit.transforms.grams import ScaleByGrams, scale_by_grams
 from gradkit.transforms.gsnr import ScaleByGSNR, scale_by_gsnr
-from gradkit.transforms.orthogonalize import newton_schulz, orthogonalize
+from gradkit.transforms.orthogonalization import newton_schulz, orthogonalize
 from gradkit.transforms.select import SelectByGroup, select_by_group
 from gradkit.transforms.trust_region import ScaleByTrustRegion, scale_by_trust_region
 

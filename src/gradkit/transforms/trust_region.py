@@ -14,7 +14,7 @@ so that the step ``-lr u_t`` has norm exactly ``lr`` (before any shape scaling):
   conv weights are flattened; vectors are 1 x n matrices, for which this is ``d / ||d||_2``). It is
   computed by the batched quintic Newton-Schulz iteration of Muon's official code
   (https://github.com/KellerJordan/Muon), so the singular values of ``u`` lie in
-  ``orthogonalize.SINGULAR_VALUE_BAND`` rather than at exactly 1. ``u`` is then multiplied by a
+  ``orthogonalization.SINGULAR_VALUE_BAND`` rather than at exactly 1. ``u`` is then multiplied by a
   shape factor: ``shape_scale="muon"`` (official code) ``sqrt(max(1, rows / cols))``;
   ``"moonlight"`` ``0.2 sqrt(max(rows, cols))`` (Liu et al., "Muon is Scalable for LLM Training",
   arXiv:2502.16982, which matches AdamW's update RMS); ``"none"`` 1. Rows and columns are those of the
@@ -39,7 +39,7 @@ from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, positive, unit_interval
 from gradkit.transforms.clipping import global_norm
-from gradkit.transforms.orthogonalize import MUON_COEFFICIENTS, coefficient_schedule, orthogonalize
+from gradkit.transforms.orthogonalization import MUON_COEFFICIENTS, coefficient_schedule, orthogonalize
 
 __all__ = ["scale_by_trust_region", "ScaleByTrustRegion", "NORMS", "SHAPE_SCALES", "shape_factor"]
 
