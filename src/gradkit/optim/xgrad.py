@@ -134,6 +134,7 @@ def predicted_weights(optimizer: torch.optim.Optimizer, steps: float = 1) -> Ite
         saved = torch._foreach_mul(params, 1.0) if params else []  # exact copies (keeps -0.0 and nan)
         if params:
             torch._foreach_add_(params, [o.to(p.dtype) for o, p in zip(offsets, params)])
+    del offsets  # only the saved weights stay alive inside the block
     try:
         yield
     finally:
