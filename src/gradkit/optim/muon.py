@@ -137,7 +137,7 @@ class Muon(Optimizer):
         >>> model = torch.nn.Sequential(torch.nn.Embedding(10, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 10))
         >>> opt = gradkit.optim.Muon(model.named_parameters(), adamw=["0.*", "2.*"])
         >>> [(g["use_muon"], len(g["params"])) for g in opt.param_groups]
-        [(True, 1), (False, 5)]
+        [(True, 1), (False, 4)]
     """
 
     def __init__(self, params, lr=0.02, momentum=0.95, nesterov=True, weight_decay=0.0, *, adamw=None,

@@ -1,6 +1,6 @@
 """SGD-SaI: SGD with momentum and per-tensor learning rates fixed by the g-SNR at initialization.
 
-Xu, Zhang, Lin, Wang, Yang, Wang & Gao, "No More Adam: Learning Rate Scaling at Initialization is All
+Xu, Xiang, Cai & Wen, "No More Adam: Learning Rate Scaling at Initialization is All
 You Need", arXiv:2412.11768 (2024); official code https://github.com/AnonymousAlethiometer/SGD_SaI.
 
     g <- -g if maximize
@@ -27,8 +27,8 @@ __all__ = ["SGDSaI"]
 
 
 @register_optimizer("sgdsai", summary="SGD with momentum, per-tensor lr scales from the gradient SNR at the first step",
-                    reference="Xu et al., No More Adam: Learning Rate Scaling at Initialization is All You Need, "
-                              "arXiv:2412.11768; https://github.com/AnonymousAlethiometer/SGD_SaI")
+                    reference="Xu, Xiang, Cai & Wen, No More Adam: Learning Rate Scaling at Initialization is All You "
+                              "Need, arXiv:2412.11768; https://github.com/AnonymousAlethiometer/SGD_SaI")
 class SGDSaI(Optimizer):
     """SGD-SaI with the official code's arguments and defaults (lr 1e-2, momentum 0.9, eps 1e-8, wd 1e-2).
 

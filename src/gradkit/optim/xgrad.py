@@ -1,7 +1,8 @@
 """XGrad: compute the gradient at the weights the optimizer is about to reach.
 
 Guan, Li, Shi & Meng, "XGrad: Boosting Gradient-Based Optimizers With Weight Prediction", IEEE TPAMI
-2024, arXiv:2305.18240. Implemented from the paper's equations (no official code was located).
+2024, arXiv:2305.18240; code announced at https://github.com/guanleics/XGrad (not available to check against:
+this follows the paper's equations).
 
 Before the forward/backward pass of iteration ``t``, the weights are moved ``s`` steps ahead along the
 update the optimizer's *current* state gives (no gradient of iteration ``t`` is needed)::

@@ -1,6 +1,6 @@
 """Per-tensor learning-rate scales from the gradient signal-to-noise ratio at the first step (SGD-SaI).
 
-Xu, Zhang, Lin, Wang, Yang, Wang & Gao (2024), "No More Adam: Learning Rate Scaling at Initialization
+Xu, Xiang, Cai & Wen (2024), "No More Adam: Learning Rate Scaling at Initialization
 is All You Need", arXiv:2412.11768; official code https://github.com/AnonymousAlethiometer/SGD_SaI.
 
 At a tensor's first step its g-SNR is measured once and frozen::
@@ -51,7 +51,7 @@ def gradient_snr(grads: list[torch.Tensor], eps: float) -> torch.Tensor:
 @register_transform(
     "scale_by_gsnr",
     summary="freeze a per-tensor scale at the first step from the gradient signal-to-noise ratio (SGD-SaI)",
-    reference="Xu et al., No More Adam: Learning Rate Scaling at Initialization is All You Need, arXiv:2412.11768; "
+    reference="Xu, Xiang, Cai & Wen, No More Adam: Learning Rate Scaling at Initialization is All You Need, arXiv:2412.11768; "
               "https://github.com/AnonymousAlethiometer/SGD_SaI",
 )
 class ScaleByGSNR(GradientTransform):
