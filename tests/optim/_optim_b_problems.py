@@ -52,12 +52,6 @@ def train(model, optimizer, steps: int, batches=None) -> list[float]:
     return losses
 
 
-def full_loss(model) -> float:
-    data = _DIGITS.get("train") or digits("train")
-    with torch.no_grad():
-        return torch.nn.functional.cross_entropy(model(data.inputs), data.targets).item()
-
-
 class Quadratic(torch.nn.Module):
     """0.5 * sum(c * w^2) over a matrix and a vector, curvatures spread over 1..100 (condition 100)."""
 
