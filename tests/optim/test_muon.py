@@ -8,7 +8,7 @@ import torch
 
 import gradkit
 import gradkit.transforms.orthogonalization as ortho
-from _optim_b_problems import digits_batches, digits_loss, max_relative_difference, mlp, run_quadratic, synthetic_batches, train, twin
+from _optim_b_problems import digits_loss, max_relative_difference, mlp, run_quadratic, synthetic_batches, train, twin
 
 # Large gradients make the two codes' NS guards (x / (|x| + 1e-7) vs x / max(|x|, 1e-7)) agree. Newton-Schulz
 # amplifies float rounding in weak directions (slope 3.4 per step), so 200-step parity needs float64 NS and

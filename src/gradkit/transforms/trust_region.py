@@ -37,7 +37,7 @@ import torch
 from gradkit.core.hyper import check_hyper
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
-from gradkit.transforms._checks import boolean, positive, unit_interval
+from gradkit.transforms._checks import boolean, unit_interval
 from gradkit.transforms.clipping import global_norm
 from gradkit.transforms.orthogonalization import MUON_COEFFICIENTS, coefficient_schedule, orthogonalize
 
