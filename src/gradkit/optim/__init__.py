@@ -3,3 +3,6 @@ from gradkit.optim.adam import Adam, AdamW
 from gradkit.optim.sgd import SGD
 
 __all__ = ["Adam", "AdamW", "SGD"]
+from gradkit.optim.adamp import SGDP, AdamP
+
+__all__ += ["AdamP", "SGDP"]

@@ -34,3 +34,16 @@ __all__ = [
     "scale_by_learning_rate",
     "trace",
 ]
+from gradkit.transforms.heavy_ball import HeavyBall, heavy_ball
+from gradkit.transforms.nesterov_adam import ScaleByNesterovAdam, scale_by_nesterov_adam
+from gradkit.transforms.radial import ProjectRadial, project_radial, radial_modes
+
+__all__ += [
+    "HeavyBall",
+    "ProjectRadial",
+    "ScaleByNesterovAdam",
+    "heavy_ball",
+    "project_radial",
+    "radial_modes",
+    "scale_by_nesterov_adam",
+]
