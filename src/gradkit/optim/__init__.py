@@ -6,3 +6,6 @@ __all__ = ["Adam", "AdamW", "SGD"]
 from gradkit.optim.adamp import SGDP, AdamP
 
 __all__ += ["AdamP", "SGDP"]
+from gradkit.optim.adabelief import AdaBelief
+
+__all__ += ["AdaBelief"]

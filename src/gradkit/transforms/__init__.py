@@ -47,3 +47,7 @@ __all__ += [
     "radial_modes",
     "scale_by_nesterov_adam",
 ]
+from gradkit.transforms.belief import ScaleByBelief, scale_by_belief
+from gradkit.transforms.decoupled_decay import DecoupledDecay, decoupled_decay
+
+__all__ += ["DecoupledDecay", "ScaleByBelief", "decoupled_decay", "scale_by_belief"]
