@@ -9,3 +9,6 @@ __all__ += ["AdamP", "SGDP"]
 from gradkit.optim.adabelief import AdaBelief
 
 __all__ += ["AdaBelief"]
+from gradkit.optim.adan import Adan
+
+__all__ += ["Adan"]

@@ -51,3 +51,7 @@ from gradkit.transforms.belief import ScaleByBelief, scale_by_belief
 from gradkit.transforms.decoupled_decay import DecoupledDecay, decoupled_decay
 
 __all__ += ["DecoupledDecay", "ScaleByBelief", "decoupled_decay", "scale_by_belief"]
+from gradkit.transforms.adan import ScaleByAdan, scale_by_adan
+from gradkit.transforms.proximal_decay import ProximalDecay, proximal_decay
+
+__all__ += ["ProximalDecay", "ScaleByAdan", "proximal_decay", "scale_by_adan"]
