@@ -12,3 +12,11 @@ __all__ += ["AdaBelief"]
 from gradkit.optim.adan import Adan
 
 __all__ += ["Adan"]
+from gradkit.optim.ademamix import AdEMAMix
+
+__all__ += ["AdEMAMix"]
+from gradkit.optim.diffgrad import DiffGrad
+from gradkit.optim.exadam import EXAdam
+from gradkit.optim.lion import Lion
+
+__all__ += ["DiffGrad", "EXAdam", "Lion"]

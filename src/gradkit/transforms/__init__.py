@@ -55,3 +55,11 @@ from gradkit.transforms.adan import ScaleByAdan, scale_by_adan
 from gradkit.transforms.proximal_decay import ProximalDecay, proximal_decay
 
 __all__ += ["ProximalDecay", "ScaleByAdan", "proximal_decay", "scale_by_adan"]
+from gradkit.transforms.ademamix import ScaleByAdEMAMix, scale_by_ademamix
+
+__all__ += ["ScaleByAdEMAMix", "scale_by_ademamix"]
+from gradkit.transforms.diffgrad import ScaleByDiffGrad, scale_by_diffgrad
+from gradkit.transforms.exadam import ScaleByEXAdam, scale_by_exadam
+from gradkit.transforms.sign_momentum import SignMomentum, sign_momentum
+
+__all__ += ["ScaleByDiffGrad", "ScaleByEXAdam", "SignMomentum", "scale_by_diffgrad", "scale_by_exadam", "sign_momentum"]
