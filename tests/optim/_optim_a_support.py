@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import torch
@@ -10,9 +11,15 @@ import torch.nn.functional as F
 from gradkit import datasets, models
 
 
-def digits_batch(n: int = 256, image: bool = False):
+@functools.lru_cache(maxsize=None)
+def _digits(image: bool):
     split = datasets.digits("train", image=image)
-    return split.inputs[:n], split.targets[:n]
+    return split.inputs, split.targets
+
+
+def digits_batch(n: int = 256, image: bool = False):
+    x, y = _digits(image)
+    return x[:n], y[:n]
 
 
 def mlp(seed: int = 0, hidden: int = 32) -> torch.nn.Module:
@@ -109,3 +116,41 @@ def moment_bytes(opt) -> int:
 
 def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def check_reduces_losses(make_quadratic_opt, make_mlp_opt, quadratic_ratio: float = 0.1, mlp_ratio: float = 0.6):
+    """The optimizer shrinks an ill-conditioned quadratic and the digits MLP's loss by the given ratios."""
+    initial, final = ill_conditioned_quadratic(make_quadratic_opt)
+    assert math.isfinite(final) and final < quadratic_ratio * initial, (initial, final)
+    before, after = digits_mlp_losses(make_mlp_opt)
+    assert math.isfinite(after) and after < mlp_ratio * before, (before, after)
+
+
+def check_state_bytes(make_opt, tensors_per_param: int) -> None:
+    """``state_bytes()`` is the sum of the state tensors, and the moments take ``tensors_per_param`` fp32
+    values per parameter (the per-parameter step counters are 4 bytes each on top)."""
+    model = smooth_net()
+    opt = make_opt(model.parameters())
+    x, y = digits_batch(64)
+    train(model, opt, x, y, 2)
+    assert opt.state_bytes() == state_tensor_bytes(opt)
+    assert moment_bytes(opt) == tensors_per_param * 4 * n_params(model)
+    kinds = opt.state_bytes(by="kind")
+    assert kinds["step"] == 4 * len(list(model.parameters()))
+    assert sum(kinds.values()) == opt.state_bytes()
+
+
+def check_rejects(make_opt, **bad) -> None:
+    """Construction with a bad hyperparameter raises ValueError naming it; a bad param group added later
+    leaves the optimizer unchanged."""
+    import pytest
+
+    (name, value), = bad.items()
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    with pytest.raises(ValueError, match=name):
+        make_opt([w], **bad)
+    opt = make_opt([w])
+    extra = torch.nn.Parameter(torch.randn(3))
+    with pytest.raises(ValueError, match=name):
+        opt.add_param_group({"params": [extra], name: value})
+    assert len(opt.param_groups) == 1

@@ -36,7 +36,7 @@ __all__ = ["scale_by_adan", "ScaleByAdan"]
 )
 class ScaleByAdan(GradientTransform):
     name = "adan"
-    state_kinds = {"exp_avg": "moment", "exp_avg_diff": "moment", "exp_avg_sq": "moment", "neg_prev_grad": "moment"}
+    state_kinds = {"exp_avg": "moment", "exp_avg_diff": "moment", "exp_avg_sq": "moment", "neg_prev_grad": "gradient"}
 
     def __init__(self, betas=(0.98, 0.92, 0.99), eps=1e-8):
         self.betas = betas

@@ -35,7 +35,7 @@ __all__ = ["scale_by_diffgrad", "ScaleByDiffGrad"]
 )
 class ScaleByDiffGrad(GradientTransform):
     name = "diffgrad"
-    state_kinds = {"exp_avg": "moment", "exp_avg_sq": "moment", "previous_grad": "moment"}
+    state_kinds = {"exp_avg": "moment", "exp_avg_sq": "moment", "previous_grad": "gradient"}
 
     def __init__(self, betas=(0.9, 0.999), eps=1e-8):
         self.betas = betas
