@@ -22,7 +22,7 @@ import torch
 
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
-from gradkit.transforms._checks import betas as check_betas, positive
+from gradkit.transforms._checks import betas as check_betas, non_negative
 from gradkit.transforms._stepwise import per_step
 
 __all__ = ["scale_by_adan", "ScaleByAdan"]
@@ -44,7 +44,7 @@ class ScaleByAdan(GradientTransform):
 
     def validate(self, group):
         check_betas(self.betas, group, "betas", count=3)
-        positive(self.eps, group, "eps")
+        non_negative(self.eps, group, "eps")
 
     def init(self, params, ctx):
         keys = ("exp_avg", "exp_avg_diff", "exp_avg_sq", "neg_prev_grad")
