@@ -26,7 +26,7 @@ import torch
 from gradkit.core.hyper import check_hyper
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
-from gradkit.transforms._checks import betas as check_betas, non_negative, positive
+from gradkit.transforms._checks import betas as check_betas, non_negative
 from gradkit.transforms._stepwise import per_step
 
 __all__ = ["scale_by_ademamix", "ScaleByAdEMAMix", "alpha_warmup", "beta3_warmup"]
@@ -78,7 +78,7 @@ class ScaleByAdEMAMix(GradientTransform):
         non_negative(self.alpha, group, "alpha")
         _warmup_steps(self.beta3_warmup, group, "beta3_warmup")
         _warmup_steps(self.alpha_warmup, group, "alpha_warmup")
-        positive(self.eps, group, "eps")
+        non_negative(self.eps, group, "eps")
 
     def init(self, params, ctx):
         state = {k: [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]

@@ -21,7 +21,7 @@ import torch
 
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
-from gradkit.transforms._checks import betas as check_betas, positive
+from gradkit.transforms._checks import betas as check_betas, non_negative
 from gradkit.transforms._stepwise import per_step
 
 __all__ = ["scale_by_diffgrad", "ScaleByDiffGrad"]
@@ -43,7 +43,7 @@ class ScaleByDiffGrad(GradientTransform):
 
     def validate(self, group):
         check_betas(self.betas, group, "betas")
-        positive(self.eps, group, "eps")
+        non_negative(self.eps, group, "eps")
 
     def init(self, params, ctx):
         return {k: [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
