@@ -65,12 +65,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tangent", action="store_true", help="make every matrix's gradient tangent to it")
+    parser.add_argument("--only", nargs="*", help="run only these rows (e.g. AdamP/Adam)")
     args = parser.parse_args()
     n = sum(p.numel() for p in model_params(args.params, "cpu"))
     print(f"device={args.device} threads={torch.get_num_threads()} params={n / 1e6:.1f}M tangent={args.tangent} "
           f"torch={torch.__version__}")
     print(f"{'optimizer':<12}{'gradkit ms':>12}{'reference ms':>14}{'ratio':>8}")
     for name, ours, theirs in references():
+        if args.only and name not in args.only:
+            continue
         opt_a = ours(params(args.params, args.device, args.tangent))
         opt_b = theirs(params(args.params, args.device, args.tangent))
         a, b = [], []

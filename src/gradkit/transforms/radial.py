@@ -26,8 +26,12 @@ params`` to the update (decoupled; with ``scale_by_learning_rate`` after it, ``p
 ratio / (1 - decay_momentum)`` as in the official code; SGDP passes its momentum as
 ``decay_momentum``).
 
-Cost: the cosines need per-row reductions; tensors of the same view shape are stacked (in chunks) and
-reduced together, and which tensors are projected is read on the host once per step (one sync).
+Cost: the cosines need per-row reductions; small tensors of the same view shape are stacked (in
+chunks) and reduced together, large ones through views without copies, and which tensors are
+projected is read on the host once per step (one sync).
+
+Put weight decay outside the wrapped transform (or use ``weight_decay`` here): a decay inside
+``inner`` is purely radial and would be projected away.
 """
 from __future__ import annotations
 
@@ -44,9 +48,11 @@ from gradkit.transforms._checks import boolean, non_negative, positive, unit_int
 __all__ = ["project_radial", "ProjectRadial", "radial_modes", "NOT_PROJECTED", "CHANNEL", "LAYER"]
 
 NOT_PROJECTED, CHANNEL, LAYER = 0, 1, 2
-# Stacked tensors are processed in chunks of at most this many elements, which bounds the transient
-# memory of the batched reductions.
-_CHUNK_ELEMENTS = 1 << 24
+# Small tensors of one view shape are stacked (copied) so that one batched reduction serves them all;
+# large ones are reduced in place through views, where launching per tensor costs less than copying.
+# Stacks hold at most _CHUNK_ELEMENTS elements, which bounds the transient memory.
+_STACK_BELOW = 1 << 16
+_CHUNK_ELEMENTS = 1 << 22
 
 
 @register_transform(
@@ -153,7 +159,7 @@ def _chunks(tensors: list[Tensor], indices: list[int]):
         p = tensors[i]
         groups[(p.device, p.dtype, *_view_shape(p))].append(i)
     for (_, _, rows, cols), members in groups.items():
-        per_chunk = max(1, _CHUNK_ELEMENTS // max(rows * cols, 1))
+        per_chunk = 1 if rows * cols >= _STACK_BELOW else max(1, _CHUNK_ELEMENTS // max(rows * cols, 1))
         for start in range(0, len(members), per_chunk):
             yield members[start:start + per_chunk], rows, cols
 
