@@ -111,9 +111,16 @@ class ProjectRadial(GradientTransform):
         delta, eps = float(ctx.value(self.delta)), float(ctx.value(self.eps))
         modes = radial_modes(updates, params, delta, eps)
         if self.inner is not None:
-            updates = _resolve_denominator(self.inner.update(updates, state, params, ctx), params, ctx)
+            updates = self.inner.update(updates, state, params, ctx)
+            if _decay_pending(ctx):  # decay * params is radial: it must not be projected away
+                updates = ctx.materialize(updates, params)
         hits = [i for i, m in enumerate(modes) if m != NOT_PROJECTED]
-        if hits:
+        if hits and ctx.denominator is not None:
+            # The projection is linear, so a pending scale stays pending; a pending quotient n / d
+            # (Adam-like inner) is projected through new numerators of the projected tensors only,
+            # and the optimizer still applies everything with one addcdiv.
+            updates = _project_quotient(updates, ctx.denominator, params, hits, modes, eps)
+        elif hits:
             state_ids = {id(t) for values in state.values() for t in values if t is not None}
             in_place = (not ctx.owned and ctx.value(self.project_state)
                         and all(id(updates[i]) in state_ids for i in hits))
@@ -136,15 +143,8 @@ class ProjectRadial(GradientTransform):
                 f"project_state={self.project_state!r})")
 
 
-def _resolve_denominator(updates: list[Tensor], params: list[Tensor], ctx) -> list[Tensor]:
-    """Evaluate a pending denominator but keep a pending scalar scale: the projection is linear, so
-    ``proj(scale * u) = scale * proj(u)`` and the scale still reaches the params in one op. A pending
-    decay (``decay * params``) is not projected, so it forces full materialization."""
-    if ctx.denominator is None or not (ctx.decay == 0.0 or (isinstance(ctx.decay, list) and not any(ctx.decay))):
-        return ctx.materialize(updates, params)
-    out = ctx.fresh(torch._foreach_div(updates, ctx.denominator))
-    ctx.denominator = None
-    return out
+def _decay_pending(ctx) -> bool:
+    return any(d != 0.0 for d in ctx.decay) if isinstance(ctx.decay, list) else ctx.decay != 0.0
 
 
 def _view_shape(p: Tensor) -> tuple[int, int]:
@@ -170,6 +170,15 @@ def _stack(tensors: list[Tensor], rows: int, cols: int) -> Tensor:
     return torch.stack([t.reshape(rows, cols) for t in tensors])
 
 
+def _row_dot(a: Tensor, b: Tensor) -> Tensor:
+    # einsum reduces without materialising a * b (linalg.vecdot does on CPU)
+    return torch.einsum("krc,krc->kr", a, b)
+
+
+def _total_norm(row_norms: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(row_norms, dim=-1)
+
+
 def radial_modes(grads: list[Tensor], params: list[Tensor], delta: float, eps: float) -> list[int]:
     """For each tensor: ``CHANNEL`` or ``LAYER`` if that view passes the scale-invariance test, else
     ``NOT_PROJECTED`` (always for tensors with fewer than 2 dims). One host sync."""
@@ -181,11 +190,10 @@ def radial_modes(grads: list[Tensor], params: list[Tensor], delta: float, eps: f
     for idx, rows, cols in _chunks(params, eligible):
         g = _stack([grads[i] for i in idx], rows, cols)
         w = _stack([params[i] for i in idx], rows, cols)
-        gw = torch.linalg.vecdot(g, w)
-        gg = torch.linalg.vecdot(g, g)
-        ww = torch.linalg.vecdot(w, w)
-        cos_rows = gw.abs() / (gg.sqrt().clamp_min(eps) * ww.sqrt().clamp_min(eps))
-        cos_layer = gw.sum(-1).abs() / (gg.sum(-1).sqrt().clamp_min(eps) * ww.sum(-1).sqrt().clamp_min(eps))
+        gw = _row_dot(g, w)
+        g_norm, w_norm = torch.linalg.vector_norm(g, dim=-1), torch.linalg.vector_norm(w, dim=-1)
+        cos_rows = gw.abs() / (g_norm.clamp_min(eps) * w_norm.clamp_min(eps))
+        cos_layer = gw.sum(-1).abs() / (_total_norm(g_norm).clamp_min(eps) * _total_norm(w_norm).clamp_min(eps))
         channel = cos_rows.amax(-1) < delta / math.sqrt(cols)
         layer = cos_layer < delta / math.sqrt(rows * cols)
         flags.append(torch.where(channel, CHANNEL, torch.where(layer, LAYER, NOT_PROJECTED)))
@@ -196,20 +204,49 @@ def radial_modes(grads: list[Tensor], params: list[Tensor], delta: float, eps: f
     return modes
 
 
+def _unit_weights(w: Tensor, channel: Tensor, eps: float) -> Tensor:
+    """w / (||w_row|| + eps) for channel-mode tensors, w / (||w|| + eps) for layer-mode ones."""
+    row_norms = torch.linalg.vector_norm(w, dim=-1)
+    norms = torch.where(channel, row_norms, _total_norm(row_norms).unsqueeze(-1))
+    return w / (norms + eps).unsqueeze(-1)
+
+
+def _radial_coefficients(w_hat: Tensor, u: Tensor, channel: Tensor) -> Tensor:
+    """<w_hat, u> per row (channel mode) or over the whole tensor (layer mode), shaped (k, rows, 1)."""
+    coef = _row_dot(w_hat, u)
+    return torch.where(channel, coef, coef.sum(-1, keepdim=True)).unsqueeze(-1)
+
+
+def _channel_flags(modes: list[int], idx: list[int], device) -> Tensor:
+    return torch.tensor([modes[i] == CHANNEL for i in idx], device=device)[:, None]
+
+
 def _project(updates: list[Tensor], params: list[Tensor], hits: list[int], modes: list[int], eps: float) -> None:
     """In place: remove from each hit update its component along the weight, per channel or per layer."""
     for idx, rows, cols in _chunks(params, hits):
         w = _stack([params[i] for i in idx], rows, cols)
         u = _stack([updates[i] for i in idx], rows, cols)
-        channel = torch.tensor([modes[i] == CHANNEL for i in idx], device=w.device)[:, None]
-        ww = torch.linalg.vecdot(w, w)
-        norms = torch.where(channel, ww.sqrt(), ww.sum(-1, keepdim=True).sqrt())
-        w_hat = w / (norms + eps).unsqueeze(-1)
-        coef = torch.linalg.vecdot(w_hat, u)
-        coef = torch.where(channel, coef, coef.sum(-1, keepdim=True))
-        u.sub_(w_hat * coef.unsqueeze(-1))
+        channel = _channel_flags(modes, idx, w.device)
+        w_hat = _unit_weights(w, channel, eps)
+        u.sub_(w_hat * _radial_coefficients(w_hat, u, channel))
         if len(idx) > 1 or u.data_ptr() != updates[idx[0]].data_ptr():
             torch._foreach_copy_([updates[i] for i in idx], [x.view_as(updates[i]) for x, i in zip(u.unbind(0), idx)])
+
+
+def _project_quotient(numerators: list[Tensor], denominators: list[Tensor], params: list[Tensor], hits: list[int],
+                      modes: list[int], eps: float) -> list[Tensor]:
+    """Numerators n' with n' / d = proj(n / d) for the hit tensors (new tensors; the others are kept)."""
+    out = list(numerators)
+    for idx, rows, cols in _chunks(params, hits):
+        w = _stack([params[i] for i in idx], rows, cols)
+        n = _stack([numerators[i] for i in idx], rows, cols)
+        d = _stack([denominators[i] for i in idx], rows, cols)
+        channel = _channel_flags(modes, idx, w.device)
+        w_hat = _unit_weights(w, channel, eps)
+        projected = n - w_hat * _radial_coefficients(w_hat, n / d, channel) * d
+        for x, i in zip(projected.unbind(0), idx):
+            out[i] = x.view_as(numerators[i])
+    return out
 
 
 project_radial = ProjectRadial
