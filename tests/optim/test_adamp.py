@@ -172,3 +172,23 @@ class _Constant(gradkit.GradientTransform):
 
     def update(self, updates, state, params, ctx):
         return ctx.fresh([self.value.clone()])
+
+
+def test_projected_steps_are_tangent_for_any_shape():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=25, deadline=None)
+    @hypothesis.given(rows=st.integers(1, 6), cols=st.integers(2, 9), seed=st.integers(0, 2**16),
+                      adam=st.booleans())
+    def check(rows, cols, seed, adam):
+        w, g = _scale_invariant_case(rows, cols, seed)
+        inner = scale_by_adam() if adam else None  # quotient (pending n / d) and plain paths
+        param = torch.nn.Parameter(w.clone())
+        (update,), _ = _apply(project_radial(inner), [param], [g])
+        mode = radial_modes([g], [w], 0.1, 1e-8)[0]
+        assert mode in (CHANNEL, LAYER)
+        radial = (update * w).sum(1) if mode == CHANNEL else (update * w).sum().reshape(1)
+        assert radial.abs().max() <= 1e-4 * update.norm() * w.norm()
+
+    check()

@@ -7,7 +7,8 @@ https://github.com/AhmedMostafa16/EXAdam.
     p <- p (1 - lr wd) - lr u                   (decoupled decay, applied first as in the official code)
 
 ``dynamic_step_size=True`` is the paper's s_t = ln(sqrt(2 (t + 1))); the default follows the current
-official code, which dropped it (s_t = 1).
+official code, which dropped it (s_t = 1). ``eps`` must be > 0: the official code also accepts 0, which
+makes the debiasing terms 0 / 0 wherever a moment is exactly zero.
 """
 from __future__ import annotations
 
