@@ -60,10 +60,8 @@ class ScaleByAdan(GradientTransform):
             torch._foreach_copy_(reset, [updates[i] for i in first])
             torch._foreach_neg_(reset)
         torch._foreach_add_(diff, updates)  # d_t = g_t - g_{t-1}
-        torch._foreach_mul_(m, b1)
-        torch._foreach_add_(m, updates, alpha=1.0 - b1)
-        torch._foreach_mul_(v, b2)
-        torch._foreach_add_(v, diff, alpha=1.0 - b2)
+        torch._foreach_lerp_(m, updates, 1.0 - b1)
+        torch._foreach_lerp_(v, diff, 1.0 - b2)
         torch._foreach_mul_(diff, b2)
         torch._foreach_add_(diff, updates)  # g_t + b2 d_t
         torch._foreach_mul_(n, b3)
@@ -71,9 +69,10 @@ class ScaleByAdan(GradientTransform):
         torch._foreach_copy_(diff, updates)
         torch._foreach_neg_(diff)  # keep -g_t for the next difference
 
+        # sqrt(n / bc3) + eps = (sqrt(n) + eps sqrt(bc3)) / sqrt(bc3): the sqrt(bc3) joins the scalar
+        root_bc3 = per_step(ctx, lambda t: math.sqrt(1.0 - b3**t))
         denom = torch._foreach_sqrt(n)
-        torch._foreach_div_(denom, per_step(ctx, lambda t: math.sqrt(1.0 - b3**t)))
-        torch._foreach_add_(denom, eps)
+        torch._foreach_add_(denom, eps * root_bc3 if isinstance(root_bc3, float) else [eps * r for r in root_bc3])
         # m / bc1 + b2 v / bc2 = (m + v * b2 bc1 / bc2) / bc1, folded into one numerator
         ratio = per_step(ctx, lambda t: b2 * (1.0 - b1**t) / (1.0 - b2**t))
         if isinstance(ratio, float):
@@ -81,7 +80,7 @@ class ScaleByAdan(GradientTransform):
         else:
             numerator = torch._foreach_add(m, torch._foreach_mul(v, ratio))
         out = ctx.quotient(numerator, denom)
-        ctx.divide(per_step(ctx, lambda t: 1.0 - b1**t))
+        ctx.divide(per_step(ctx, lambda t: (1.0 - b1**t) / math.sqrt(1.0 - b3**t)))
         return out
 
 

@@ -100,15 +100,14 @@ class ScaleByAdEMAMix(GradientTransform):
         alpha = per_step(ctx, lambda t: alpha_warmup(t, alpha_final, a_steps))
 
         if fast is not None:
-            torch._foreach_mul_(fast, b1)
-            torch._foreach_add_(fast, updates, alpha=1.0 - b1)
+            torch._foreach_lerp_(fast, updates, 1.0 - b1)
             numerator = torch._foreach_div(fast, per_step(ctx, lambda t: 1.0 - b1**t))
         else:
             numerator = [u.clone() for u in updates]
-        torch._foreach_mul_(slow, b3)
         if isinstance(b3, float):
-            torch._foreach_add_(slow, updates, alpha=1.0 - b3)
+            torch._foreach_lerp_(slow, updates, 1.0 - b3)
         else:
+            torch._foreach_mul_(slow, b3)
             torch._foreach_add_(slow, torch._foreach_mul(updates, [1.0 - b for b in b3]))
         if isinstance(alpha, float):
             torch._foreach_add_(numerator, slow, alpha=alpha)

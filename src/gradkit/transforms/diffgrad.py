@@ -53,8 +53,7 @@ class ScaleByDiffGrad(GradientTransform):
         b1, b2 = (float(b) for b in ctx.value(self.betas))
         eps = float(ctx.value(self.eps))
         m, v, previous = state["exp_avg"], state["exp_avg_sq"], state["previous_grad"]
-        torch._foreach_mul_(m, b1)
-        torch._foreach_add_(m, updates, alpha=1.0 - b1)
+        torch._foreach_lerp_(m, updates, 1.0 - b1)
         torch._foreach_mul_(v, b2)
         torch._foreach_addcmul_(v, updates, updates, 1.0 - b2)
         friction = torch._foreach_sub(previous, updates)
