@@ -192,3 +192,15 @@ def test_projected_steps_are_tangent_for_any_shape():
         assert radial.abs().max() <= 1e-4 * update.norm() * w.norm()
 
     check()
+
+
+def test_a_pending_decay_inside_inner_is_not_projected():
+    from gradkit.transforms import add_decayed_weights
+
+    w, g = _scale_invariant_case()
+    param = torch.nn.Parameter(w.clone())
+    (update,), _ = _apply(project_radial(gradkit.chain(scale_by_adam(), add_decayed_weights(0.5))), [param], [g])
+    # Adam's first step is g / |g| elementwise (projected); the decay 0.5 w is added on top, unprojected.
+    radial = ((update - 0.5 * w) * w).sum(1)
+    assert radial.abs().max() < 1e-4 * w.norm() ** 2
+    assert (update * w).sum(1).min() > 0.4 * (w * w).sum(1).min()

@@ -30,8 +30,9 @@ Cost: the cosines need per-row reductions; small tensors of the same view shape 
 chunks) and reduced together, large ones through views without copies, and which tensors are
 projected is read on the host once per step (one sync).
 
-Put weight decay outside the wrapped transform (or use ``weight_decay`` here): a decay inside
-``inner`` is purely radial and would be projected away.
+Prefer the ``weight_decay`` argument to a decay inside ``inner``: it applies ``wd_ratio``. A decay
+inside ``inner`` that stays pending (``add_decayed_weights`` last in ``inner``) is not projected; one
+that a later transform of ``inner`` folds into the update is purely radial and is projected away.
 """
 from __future__ import annotations
 
@@ -111,14 +112,13 @@ class ProjectRadial(GradientTransform):
         delta, eps = float(ctx.value(self.delta)), float(ctx.value(self.eps))
         modes = radial_modes(updates, params, delta, eps)
         if self.inner is not None:
+            # Whatever ``inner`` leaves pending (scale, decay * params, a denominator) stays pending: the
+            # projection is linear and acts on the update part only, so a pending decay is not projected.
             updates = self.inner.update(updates, state, params, ctx)
-            if _decay_pending(ctx):  # decay * params is radial: it must not be projected away
-                updates = ctx.materialize(updates, params)
         hits = [i for i, m in enumerate(modes) if m != NOT_PROJECTED]
         if hits and ctx.denominator is not None:
-            # The projection is linear, so a pending scale stays pending; a pending quotient n / d
-            # (Adam-like inner) is projected through new numerators of the projected tensors only,
-            # and the optimizer still applies everything with one addcdiv.
+            # A pending quotient n / d (Adam-like inner) is projected through new numerators of the
+            # projected tensors only, and the optimizer still applies everything with one addcdiv.
             updates = _project_quotient(updates, ctx.denominator, params, hits, modes, eps)
         elif hits:
             state_ids = {id(t) for values in state.values() for t in values if t is not None}
@@ -141,10 +141,6 @@ class ProjectRadial(GradientTransform):
         return (f"ProjectRadial(inner={self.inner!r}, delta={self.delta!r}, wd_ratio={self.wd_ratio!r}, eps={self.eps!r}, "
                 f"weight_decay={self.weight_decay!r}, decay_momentum={self.decay_momentum!r}, "
                 f"project_state={self.project_state!r})")
-
-
-def _decay_pending(ctx) -> bool:
-    return any(d != 0.0 for d in ctx.decay) if isinstance(ctx.decay, list) else ctx.decay != 0.0
 
 
 def _view_shape(p: Tensor) -> tuple[int, int]:
