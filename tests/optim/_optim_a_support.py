@@ -154,3 +154,26 @@ def check_rejects(make_opt, **bad) -> None:
     with pytest.raises(ValueError, match=name):
         opt.add_param_group({"params": [extra], name: value})
     assert len(opt.param_groups) == 1
+
+
+def check_staggered_steps(make_opt, steps: int = 9, lag: int = 3) -> None:
+    """A tensor that starts receiving gradients late keeps its own step count: optimizing two tensors
+    together equals optimizing each alone (this runs the per-tensor step paths of the transforms)."""
+    torch.manual_seed(0)
+    a0, b0 = torch.randn(4, 3), torch.randn(5, 2)
+    grads_a = [torch.randn(4, 3) for _ in range(steps)]
+    grads_b = [torch.randn(5, 2) for _ in range(steps)]
+    a, b = torch.nn.Parameter(a0.clone()), torch.nn.Parameter(b0.clone())
+    a_alone, b_alone = torch.nn.Parameter(a0.clone()), torch.nn.Parameter(b0.clone())
+    together, opt_a, opt_b = make_opt([a, b]), make_opt([a_alone]), make_opt([b_alone])
+    for t in range(steps):
+        a.grad, a_alone.grad = grads_a[t].clone(), grads_a[t].clone()
+        b.grad = grads_b[t].clone() if t >= lag else None
+        together.step()
+        opt_a.step()
+        if t >= lag:
+            b_alone.grad = grads_b[t].clone()
+            opt_b.step()
+    torch.testing.assert_close(a.detach(), a_alone.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(b.detach(), b_alone.detach(), rtol=1e-5, atol=1e-6)
+    assert not torch.equal(b.detach(), b0)

@@ -9,7 +9,7 @@ import torch
 
 from gradkit.optim import AdaBelief
 
-from _optim_a_support import check_reduces_losses, check_rejects, check_state_bytes, parity
+from _optim_a_support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity
 
 TOL = 1e-5
 
@@ -75,3 +75,8 @@ def test_bad_arguments():
     check_rejects(AdaBelief, betas=(0.9, 1.0))
     check_rejects(AdaBelief, eps=-1.0)
     check_rejects(AdaBelief, rectify="yes")
+
+
+def test_tensors_at_different_steps():
+    check_staggered_steps(lambda p: AdaBelief(p, lr=0.1, weight_decay=0.1))
+    check_staggered_steps(lambda p: AdaBelief(p, lr=0.1, rectify=False, amsgrad=True))

@@ -9,8 +9,8 @@ from gradkit.optim import SGDP, AdamP
 from gradkit.transforms import project_radial, radial_modes, scale_by_adam, scale_by_learning_rate
 from gradkit.transforms.radial import CHANNEL, LAYER, NOT_PROJECTED
 
-from _optim_a_support import (check_reduces_losses, check_rejects, check_state_bytes, digits_batch, parity,
-                              smooth_net, train)
+from _optim_a_support import (check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes,
+                              digits_batch, parity, smooth_net)
 
 TOL = 1e-5
 
@@ -204,3 +204,8 @@ def test_a_pending_decay_inside_inner_is_not_projected():
     radial = ((update - 0.5 * w) * w).sum(1)
     assert radial.abs().max() < 1e-4 * w.norm() ** 2
     assert (update * w).sum(1).min() > 0.4 * (w * w).sum(1).min()
+
+
+def test_tensors_at_different_steps():
+    check_staggered_steps(lambda p: AdamP(p, lr=0.1, weight_decay=0.1, nesterov=True))
+    check_staggered_steps(lambda p: SGDP(p, lr=0.1, momentum=0.9, weight_decay=0.1))

@@ -7,7 +7,7 @@ import torch
 
 from gradkit.optim import Adan
 
-from _optim_a_support import check_reduces_losses, check_rejects, check_state_bytes, parity
+from _optim_a_support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity
 
 TOL = 1e-5
 
@@ -77,3 +77,7 @@ def test_bad_arguments():
     check_rejects(Adan, eps=-1.0)
     with pytest.raises(ValueError, match="max_grad_norm"):
         Adan([torch.nn.Parameter(torch.zeros(1))], max_grad_norm=-1.0)
+
+
+def test_tensors_at_different_steps():
+    check_staggered_steps(lambda p: Adan(p, lr=0.1, weight_decay=0.1))

@@ -11,7 +11,7 @@ import torch
 from gradkit.optim import AdEMAMix, AdamW
 from gradkit.transforms.ademamix import alpha_warmup, beta3_warmup
 
-from _optim_a_support import check_reduces_losses, check_rejects, check_state_bytes, parity, smooth_net
+from _optim_a_support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity, smooth_net
 
 TOL = 1e-5
 
@@ -107,3 +107,8 @@ def test_bad_arguments():
     check_rejects(AdEMAMix, alpha=-1.0)
     check_rejects(AdEMAMix, beta3_warmup=0)
     check_rejects(AdEMAMix, betas=(0.9, 0.999))
+
+
+def test_tensors_at_different_steps():
+    check_staggered_steps(lambda p: AdEMAMix(p, lr=0.1, alpha_warmup=5, beta3_warmup=5))
+    check_staggered_steps(lambda p: AdEMAMix(p, lr=0.1, betas=(0.0, 0.999, 0.9999)))

@@ -10,7 +10,7 @@ import torch
 
 from gradkit.optim import DiffGrad
 
-from _optim_a_support import check_reduces_losses, check_rejects, check_state_bytes, parity
+from _optim_a_support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity
 
 TOL = 1e-5
 
@@ -78,3 +78,7 @@ def test_state_bytes():
 def test_bad_arguments():
     check_rejects(DiffGrad, betas=(0.9, -0.1))
     check_rejects(DiffGrad, weight_decay=-1.0)
+
+
+def test_tensors_at_different_steps():
+    check_staggered_steps(lambda p: DiffGrad(p, lr=0.1, weight_decay=0.1))

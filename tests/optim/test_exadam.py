@@ -10,7 +10,7 @@ import torch
 from gradkit.optim import EXAdam
 from gradkit.transforms.exadam import dynamic_step_size
 
-from _optim_a_support import check_reduces_losses, check_rejects, check_state_bytes, parity
+from _optim_a_support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity
 
 TOL = 1e-5
 
@@ -68,3 +68,7 @@ def test_state_bytes():
 def test_bad_arguments():
     check_rejects(EXAdam, eps=0.0)
     check_rejects(EXAdam, dynamic_step_size=1)
+
+
+def test_tensors_at_different_steps():
+    check_staggered_steps(lambda p: EXAdam(p, lr=0.1, dynamic_step_size=True))

@@ -9,7 +9,7 @@ import gradkit
 from gradkit.optim import AdamW, Lion
 from gradkit.transforms import scale_by_learning_rate, sign_momentum
 
-from _optim_a_support import check_reduces_losses, check_rejects, check_state_bytes, parity, smooth_net
+from _optim_a_support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity, smooth_net
 
 TOL = 1e-5
 
@@ -69,3 +69,7 @@ def test_bad_arguments():
     check_rejects(Lion, betas=(1.0, 0.99))
     check_rejects(Lion, weight_decay=-0.1)
     check_rejects(Lion, lr=-1.0)
+
+
+def test_tensors_at_different_steps():
+    check_staggered_steps(lambda p: Lion(p, lr=0.1, weight_decay=0.1))
