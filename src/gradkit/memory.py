@@ -2,26 +2,24 @@
 
 The optimizer is built on ``meta`` copies of the parameters (no memory is allocated) and its transforms'
 ``init`` is run there, which gives the exact shapes and dtypes of every state tensor a first step creates
-(plus the per-parameter step counter the optimizer adds). State that a transform only creates during an
+(the optimizer's step counters are Python ints, no tensor memory). The result is counted by the meta
+optimizer's own ``state_bytes``, so the breakdowns are the same as on the real one. State that a transform only creates during an
 update is reported by an optional ``estimate_state(params, ctx)`` method on the transform, returning
 ``{key: [tensor or None per param]}`` of meta tensors (the blockwise projector uses it for the block that
 the first step makes state-full). The numbers assume every parameter receives a gradient.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from gradkit.core.accounting import BY, tensor_bytes
+from gradkit.core.accounting import BY
 from gradkit.core.context import StepContext
 from gradkit.registry import get_optimizer
 
 __all__ = ["estimate", "build_optimizer"]
-
-_STEP_BYTES = 4  # the optimizer's float32 step counter per parameter
 
 
 def build_optimizer(params, optimizer_spec) -> torch.optim.Optimizer:
@@ -77,11 +75,9 @@ def estimate(model, optimizer_spec: str | tuple | dict | Callable[..., Any], *, 
     transform = getattr(opt, "transform", None)
     if transform is None:
         raise TypeError(f"estimate needs a gradkit optimizer (with a transform chain), got {type(opt).__name__}")
-    totals: dict[Any, int] = defaultdict(int)
-    index = 0
+    # fill the meta optimizer's state as a first step would, then count it with the optimizer's own accounting
     for group in opt.param_groups:
-        positions = [i for i, p in enumerate(group["params"]) if p.requires_grad]
-        params = [group["params"][i] for i in positions]
+        params = [p for p in group["params"] if p.requires_grad]
         metas = [torch.empty_like(p, device="meta", dtype=opt._compute_dtype(p)) for p in params]
         ctx = StepContext(group, [0] * len(metas), {})
         state = transform.init(metas, ctx)
@@ -89,20 +85,7 @@ def estimate(model, optimizer_spec: str | tuple | dict | Callable[..., Any], *, 
             extra = getattr(t, "estimate_state", None)
             if extra is not None:
                 ctx.namespace = ns
-                for key, values in extra(metas, ctx).items():
-                    state[f"{ns}.{key}"] = values
-        for j in range(len(metas)):
-            entries = {k: v[j] for k, v in state.items() if v[j] is not None}
-            entries["step"] = torch.empty((), dtype=torch.float32, device="meta")
-            for key, value in entries.items():
-                n = tensor_bytes(value)
-                if by == "param":
-                    totals[index + positions[j]] += n
-                elif by == "key":
-                    totals[key] += n
-                else:
-                    totals["step" if key == "step" else transform.kind_of(key)] += n
-        index += len(group["params"])
-    if by is None:
-        return sum(totals.values())
-    return dict(totals)
+                state.update({f"{ns}.{key}": values for key, values in extra(metas, ctx).items()})
+        for j, p in enumerate(params):
+            opt.state[p] = {"step": 1, **{k: v[j] for k, v in state.items() if v[j] is not None}}
+    return opt.state_bytes(by=by)

@@ -119,7 +119,7 @@ def test_bfloat16_params_get_float32_state(name, kwargs):
         first = first or opt.state_bytes()
     for p in [*model.parameters(), extra]:
         assert torch.isfinite(p).all()
-    assert opt.state[extra]["step"].item() == 3 and extra.dtype == torch.float64
+    assert opt.state[extra]["step"] == 3 and extra.dtype == torch.float64
     for entries in opt.state.values():
         for key, value in entries.items():
             values = value if isinstance(value, list) else [value]

@@ -16,28 +16,36 @@ from gradkit.lowrank import SNSM, Fira, GaLore, SubsetNorm, SVDFree, project_spl
 from lowrank_helpers import Small, loss_of, train
 
 
-def _galore_adamw():
+@pytest.fixture
+def galore_adamw():
     """galore-torch's AdamW. Its package ``__init__`` also imports the 8-bit and Adafactor variants, which need
     bitsandbytes and transformers; only ``galore_torch.adamw`` is loaded here (its one use of transformers, a
-    version check, is stubbed when transformers is absent)."""
+    version check, is stubbed when transformers is absent). The galore_torch and transformers modules this adds
+    are removed afterwards, so that no other test sees the stubs."""
     spec = importlib.util.find_spec("galore_torch")
     if spec is None:
         pytest.skip("galore-torch is not installed (pip install galore-torch --no-deps); it is the GaLore parity "
                     "reference")
+    before = set(sys.modules)
     try:
-        importlib.import_module("transformers.utils.versions")
-    except ImportError:
-        versions = types.ModuleType("transformers.utils.versions")
-        versions.require_version = lambda *args, **kwargs: None
-        for name, module in (("transformers", types.ModuleType("transformers")),
-                             ("transformers.utils", types.ModuleType("transformers.utils")),
-                             ("transformers.utils.versions", versions)):
-            sys.modules.setdefault(name, module)
-    if "galore_torch" not in sys.modules:  # the package without running its __init__
-        package = types.ModuleType("galore_torch")
-        package.__path__ = list(spec.submodule_search_locations)
-        sys.modules["galore_torch"] = package
-    return importlib.import_module("galore_torch.adamw").AdamW
+        try:
+            importlib.import_module("transformers.utils.versions")
+        except ImportError:
+            versions = types.ModuleType("transformers.utils.versions")
+            versions.require_version = lambda *args, **kwargs: None
+            for name, module in (("transformers", types.ModuleType("transformers")),
+                                 ("transformers.utils", types.ModuleType("transformers.utils")),
+                                 ("transformers.utils.versions", versions)):
+                sys.modules.setdefault(name, module)
+        if "galore_torch" not in sys.modules:  # the package without running its __init__
+            package = types.ModuleType("galore_torch")
+            package.__path__ = list(spec.submodule_search_locations)
+            sys.modules["galore_torch"] = package
+        yield importlib.import_module("galore_torch.adamw").AdamW
+    finally:
+        for name in set(sys.modules) - before:
+            if name.split(".")[0] in ("galore_torch", "transformers"):
+                del sys.modules[name]
 
 
 class _MLP(nn.Module):
@@ -50,8 +58,8 @@ class _MLP(nn.Module):
         return self.b(torch.tanh(self.a(x)))
 
 
-def test_galore_matches_galore_torch_for_200_steps():
-    reference_cls = _galore_adamw()
+def test_galore_matches_galore_torch_for_200_steps(galore_adamw):
+    reference_cls = galore_adamw
     torch.manual_seed(0)
     ours, ref = _MLP(), _MLP()
     ref.load_state_dict(ours.state_dict())

@@ -180,12 +180,12 @@ class ProjectedSplit(GradientTransform):
         counter = ctx.group_state
         for i, (p, role) in enumerate(zip(params, roles)):
             if role != "free":
-                state["inner_step"][i] = torch.zeros((), dtype=torch.float32, device=p.device)
+                state["inner_step"][i] = 0  # a plain int, like the optimizer's own step counters
             if role == "low":
                 for key, value in self.projector.state(p, self._size(p, ctx)).items():
                     state["proj." + key][i] = value
                 # a distinct id per parameter, kept in state: random subspaces resume identically
-                state["seed"][i] = torch.tensor(counter.get("next_id", 0), dtype=torch.int64)
+                state["seed"][i] = int(counter.get("next_id", 0))
                 counter["next_id"] = counter.get("next_id", 0) + 1
                 if self.complement == "fira":
                     state["residual_norm"][i] = torch.full((), _UNSET, dtype=torch.float32, device=p.device)
@@ -214,7 +214,7 @@ class ProjectedSplit(GradientTransform):
             return self.inner.kind_of(rest)
         if head == "proj":
             return self.projector.state_kinds.get(rest, "projection")
-        return {"inner_step": "step", "seed": "rng", "residual_norm": "norm"}.get(key, "moment")
+        return {"inner_step": "counter", "seed": "rng", "residual_norm": "norm"}.get(key, "moment")
 
     # -- the update -----------------------------------------------------------------------------
     def update(self, updates, state, params, ctx):
@@ -247,10 +247,9 @@ class ProjectedSplit(GradientTransform):
         shapes = [params[i].shape for i in low]
         projected = dict(zip(low, self.projector.project_many([updates[i] for i in low], low_states)))
         inputs = [projected[i] if i in projected else updates[i] for i in stateful]
-        step_tensors = [state["inner_step"][i] for i in stateful]
-        if step_tensors:
-            torch._foreach_add_(step_tensors, 1.0)
-        inner_steps = [int(v) for v in torch.stack(step_tensors).tolist()] if step_tensors else []
+        for i in stateful:
+            state["inner_step"][i] += 1
+        inner_steps = [state["inner_step"][i] for i in stateful]
         lists = {}
         for key in set(inner_keys) | set(block_keys):
             lists[key] = [state["block." + key][i][0] if roles[i] == "block" else state["inner." + key][i]
@@ -361,7 +360,7 @@ class ProjectedSplit(GradientTransform):
                 value = state["inner." + key][i]
                 if value is not None:
                     value.zero_()
-            state["inner_step"][i].zero_()
+            state["inner_step"][i] = 0
             return
         shape = grad.shape
         transition = self.projector.transition(old, pstate)
@@ -403,7 +402,7 @@ class ProjectedSplit(GradientTransform):
             fresh = self.inner.init([params[i]], StepContext(ctx.group, [0]))
             for key in block_keys:
                 state["block." + key][i][:] = [fresh[key][0]]
-            state["inner_step"][i].zero_()
+            state["inner_step"][i] = 0
 
 
 project_split = ProjectedSplit
