@@ -15,7 +15,6 @@ ordered projected-then-full within each of your groups, and empty ones are dropp
 """
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any, Callable, Iterable
 
@@ -93,8 +92,8 @@ class LowRankOptimizer(Optimizer):
     """A gradkit Optimizer whose params are split by :func:`split_param_groups` before construction.
 
     Blockwise state lives in per-parameter lists (present only while a parameter is state-full);
-    ``load_state_dict`` copies those and the nested group-level state too, so a loaded optimizer never
-    shares anything mutable with the source.
+    ``load_state_dict`` copies those too (the core copies only tensors), so a loaded optimizer never shares
+    state with the source.
     """
 
     def __init__(self, params, transform, defaults, *, full_state=None, nonfinite="raise", state_dtype=None):
@@ -103,9 +102,6 @@ class LowRankOptimizer(Optimizer):
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
-        # group-level state holds nested dicts (subspace cursors, seed counters) that the core copies only
-        # one level deep; without a deep copy the source and the loaded optimizer would advance one cursor
-        self.group_states = copy.deepcopy(self.group_states)
         for p, entries in self.state.items():
             for key, value in entries.items():
                 if isinstance(value, list):
