@@ -19,7 +19,7 @@ from gradkit.lowrank.projectors import (
     dct_basis,
     get_projector,
 )
-from gradkit.lowrank.snsm import SNSM, SubsetNorm
+from gradkit.lowrank.snsm import SNSM, EMAMomentum, SubsetNorm, SubsetNormSubspaceMomentum
 from gradkit.lowrank.split import COMPLEMENTS, STATE_POLICIES, ProjectedSplit, project_split
 from gradkit.lowrank.subset_norm import ScaleBySubsetNorm, scale_by_subset_norm
 from gradkit.lowrank.svdfree import SVDFree
@@ -29,6 +29,7 @@ __all__ = [
     "COMPLEMENTS",
     "DCTProjector",
     "DEFAULT_FULL_STATE",
+    "EMAMomentum",
     "FRUGAL",
     "Fira",
     "GaLore",
@@ -44,6 +45,7 @@ __all__ = [
     "SVDProjector",
     "ScaleBySubsetNorm",
     "SubsetNorm",
+    "SubsetNormSubspaceMomentum",
     "dct_basis",
     "get_projector",
     "inner_transform",
