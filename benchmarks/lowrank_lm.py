@@ -22,7 +22,6 @@ import time
 import torch
 import torch.nn.functional as F
 
-import gradkit
 import gradkit.lowrank  # noqa: F401  (registers the optimizers)
 from gradkit.datasets import stdlib_text
 from gradkit.memory import estimate

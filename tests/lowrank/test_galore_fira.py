@@ -13,7 +13,7 @@ from torch import nn
 import gradkit
 from gradkit.lowrank import SNSM, Fira, GaLore, SubsetNorm, SVDFree, project_split
 
-from lowrank_helpers import Small, loss_of, train
+from lowrank_helpers import Small, train
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable
 
-import torch
 from torch import Tensor
 
 from gradkit.core.optimizer import Optimizer

@@ -32,7 +32,7 @@ from gradkit.core.hyper import check_hyper, hp
 from gradkit.core.transform import Chain, GradientTransform
 from gradkit.lowrank.projectors import Projector, get_projector, matrix_shape
 from gradkit.registry import register_transform
-from gradkit.transforms._checks import boolean, non_negative, positive
+from gradkit.transforms._checks import boolean, non_negative
 
 __all__ = ["ProjectedSplit", "project_split", "COMPLEMENTS", "STATE_POLICIES"]
 
