@@ -182,6 +182,8 @@ def run_one(task: Task, data: Any, contestant: Contestant, hparams: dict[str, An
 
         desc = f"{contestant.label} {' '.join(f'{k}={v}' for k, v in hparams.items())} seed={seed}".strip()
         bar = tqdm(total=task.steps, desc=desc, position=position, leave=False, dynamic_ncols=True)
+    train, val = _evaluate(task, model, data)  # the common starting point of every curve
+    record.evals.append({"step": 0, "wall_s": 0.0, "train": train, "val": val})
     try:
         for step in range(1, task.steps + 1):
             start = time.perf_counter()
@@ -237,10 +239,8 @@ def run_one(task: Task, data: Any, contestant: Contestant, hparams: dict[str, An
     record.peak_rss_bytes = rss_peak or peak_rss_bytes()
     if device.type == "cuda":
         record.peak_cuda_bytes = int(torch.cuda.max_memory_allocated(device))
-    if record.evals and record.status == "ok":
+    if record.status == "ok":  # the last step is always evaluated
         record.final_train, record.final_val = record.evals[-1]["train"], record.evals[-1]["val"]
-    elif record.status == "ok":  # pragma: no cover - every task evaluates at its last step
-        record.final_train, record.final_val = _evaluate(task, model, data)
     return record
 
 

@@ -174,7 +174,8 @@ def resolve_optimizer(spec: Spec) -> Callable:
     try:
         module = importlib.import_module(module_name)
     except ImportError:
-        raise ValueError(f"optimizer spec {str(spec)!r}: library {spec.library!r} is not installed (module {module_name!r})") from None
+        hint = f"; if {spec.name!r} was meant as an argument, write {spec.name}=VALUE" if not spec.kwargs else ""
+        raise ValueError(f"optimizer spec {str(spec)!r}: library {spec.library!r} is not installed (module {module_name!r}){hint}") from None
     factory = getattr(module, spec.name, None)
     if not (isinstance(factory, type) and issubclass(factory, torch.optim.Optimizer)):
         raise ValueError(f"optimizer spec {str(spec)!r}: {module_name}.{spec.name} is not a torch.optim.Optimizer class")

@@ -1,0 +1,109 @@
+import sys
+import types
+
+import pytest
+import torch
+
+from gradkit.bench import BenchConfig, Contestant, make_task, parse_spec, rank, run_bench, run_one, select_best
+
+
+def _run(opt, task="quadratic:steps=10,eval_every=5", seed=0, **kw):
+    task = make_task(task)
+    return run_one(task, task.load("cpu"), Contestant(parse_spec(opt)), {}, seed, **kw)
+
+
+def test_same_seed_same_start_and_batches_across_optimizers():
+    # Different optimizers, same seed: identical initial weights and first batch, hence identical first loss.
+    task = "digits-mlp:steps=3,eval_every=3,batch_size=8"
+    a, b = _run("torch:SGD:lr=0.1", task), _run("torch:Adam:lr=0.001", task)
+    assert a.train_loss[0] == b.train_loss[0] and a.evals[0] == b.evals[0]
+    # Same optimizer twice: the whole run is reproducible.
+    assert _run("torch:Adam:lr=0.001", task).train_loss == b.train_loss
+    # Another seed: another start.
+    assert _run("torch:Adam:lr=0.001", task, seed=1).train_loss[0] != b.train_loss[0]
+
+
+def test_run_measures_state_time_trajectory_and_evals():
+    run = _run("torch:Adam:lr=0.1")
+    assert run.status == "ok" and run.steps_done == 10 and len(run.train_loss) == 10
+    assert [e["step"] for e in run.evals] == [0, 5, 10]
+    assert run.state_bytes == 2 * 2 * 4 + 4  # two fp32 moments of a 2-vector and the step counter
+    assert run.step_time_median_s > 0 and run.peak_rss_bytes > 0
+    assert len(run.trajectory) == 11 and run.trajectory[0] == [-1.5, -0.5]
+    assert run.final_val == run.evals[-1]["val"]
+
+
+def test_divergence_is_reported_not_raised():
+    run = _run("torch:SGD:lr=100")
+    assert run.status == "diverged" and run.diverged_step is not None and run.final_val == {}
+    assert run.steps_done < 10
+
+
+def test_optimizer_failure_is_recorded():
+    class Broken(torch.optim.SGD):
+        def step(self, closure=None):
+            raise RuntimeError("boom")
+
+    sys.modules["broken_opt_lib"] = types.SimpleNamespace(Broken=Broken)
+    try:
+        run = _run("broken_opt_lib:Broken:lr=0.1")
+    finally:
+        del sys.modules["broken_opt_lib"]
+    assert run.status == "error" and "RuntimeError: boom" in run.error
+
+
+def test_sweep_picks_the_best_point_and_reruns_it_on_other_seeds():
+    config = BenchConfig(tasks=["quadratic:steps=30,eval_every=10"], optimizers=["torch:SGD:lr=7"],
+                         sweep={"lr": [0.01, 1.0, 100.0]}, seeds=2)
+    results = run_bench(config)
+    runs = results.runs
+    assert [(r.hparams["lr"], r.seed) for r in runs] == [(0.01, 0), (1.0, 0), (100.0, 0), (1.0, 1)]
+    assert [r.status for r in runs] == ["ok", "ok", "diverged", "ok"]
+    assert [r.selected for r in runs] == [False, True, False, True]
+    assert runs[0].contestant == "torch:SGD"  # the swept lr replaces the spec's
+    row, = rank(results, "quadratic")
+    assert row.hparams == {"lr": 1.0} and row.runs == 2 and row.val_metric[0] < runs[0].final_val["metric"]
+
+
+def test_select_best_ignores_failed_runs_and_respects_direction():
+    ok, bad = _run("torch:SGD:lr=0.5"), _run("torch:SGD:lr=100")
+    worse = _run("torch:SGD:lr=0.01")
+    assert select_best([bad, worse, ok], higher_is_better=False) is ok
+    assert select_best([bad, worse, ok], higher_is_better=True) is worse
+    assert select_best([bad], higher_is_better=False) is None
+
+
+def test_bad_specs_fail_before_training():
+    with pytest.raises(ValueError, match="optimizer spec 'torch:SGD:lr=0.1,momentun=0.9'.*momentun"):
+        run_bench(BenchConfig(tasks=["quadratic"], optimizers=["torch:SGD:lr=0.1,momentun=0.9"]))
+    with pytest.raises(ValueError, match="unknown task"):
+        run_bench(BenchConfig(tasks=["nope"], optimizers=["torch:SGD"]))
+    with pytest.raises(ValueError, match="none of the tasks has several losses"):
+        run_bench(BenchConfig(tasks=["quadratic"], optimizers=["torch:SGD"], aggregators=["sum"]))
+    with pytest.raises(ValueError, match="seeds must be"):
+        BenchConfig(tasks=["quadratic"], optimizers=["torch:SGD"], seeds=0)
+
+
+def test_interrupt_keeps_finished_runs(monkeypatch):
+    import gradkit.bench.runner as runner
+
+    real, calls = runner.run_one, []
+
+    def interrupt_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_one", interrupt_second)
+    results = run_bench(BenchConfig(tasks=["quadratic:steps=5"], optimizers=["torch:SGD:lr=0.1", "torch:Adam"]))
+    assert results.status == "interrupted" and len(results.runs) == 1
+
+
+def test_multitask_runs_through_gradkit_combine():
+    pytest.importorskip("gradkit.combine", reason="the multi-task task needs gradkit.combine")
+    config = BenchConfig(tasks=["multitask-digits:steps=4,eval_every=2,batch_size=16"], optimizers=["torch:Adam"],
+                         aggregators=["sum", "upgrad"])
+    results = run_bench(config)
+    assert [r.contestant for r in results.runs] == ["torch:Adam+sum", "torch:Adam+upgrad"]
+    assert all(r.status == "ok" and "digit_accuracy" in r.final_val for r in results.runs)
