@@ -103,7 +103,10 @@ def test_interrupt_keeps_finished_runs(monkeypatch):
 def test_multitask_runs_through_gradkit_combine():
     pytest.importorskip("gradkit.combine", reason="the multi-task task needs gradkit.combine")
     config = BenchConfig(tasks=["multitask-digits:steps=4,eval_every=2,batch_size=16"], optimizers=["torch:Adam"],
-                         aggregators=["sum", "upgrad"])
+                         aggregators=["sum", "pcgrad:seed=0"])
     results = run_bench(config)
-    assert [r.contestant for r in results.runs] == ["torch:Adam+sum", "torch:Adam+upgrad"]
+    assert [r.contestant for r in results.runs] == ["torch:Adam+sum", "torch:Adam+pcgrad:seed=0"]
     assert all(r.status == "ok" and "digit_accuracy" in r.final_val for r in results.runs)
+    assert all(0.0 <= r.conflict_fraction <= 1.0 for r in results.runs)
+    with pytest.raises(ValueError, match="aggregator spec 'no-such'"):
+        run_bench(BenchConfig(tasks=["multitask-digits"], optimizers=["torch:Adam"], aggregators=["no-such"]))

@@ -63,6 +63,7 @@ class RunRecord:
     state_bytes: int | None = None
     peak_rss_bytes: int | None = None
     peak_cuda_bytes: int | None = None
+    conflict_fraction: float | None = None  # multi-task: mean fraction of gradient pairs with negative inner product
     selected: bool = False  # part of the hyperparameter point the sweep chose for this contestant
     train_loss: list[float | None] = field(default_factory=list)  # every step
     evals: list[dict[str, Any]] = field(default_factory=list)  # {"step", "wall_s", "train": {...}, "val": {...}}

@@ -148,10 +148,16 @@ def run_one(task: Task, data: Any, contestant: Contestant, hparams: dict[str, An
     optimizer raises returns status "error" with the message. KeyboardInterrupt propagates.
     """
     device = torch.device(device)
-    spec = contestant.optimizer.with_kwargs(**hparams)
+    # Seeded global generator for the whole run: the same initial weights for every optimizer, and
+    # reproducible randomness inside stochastic optimizers or aggregators; the caller's state is restored.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        model = task.build_model().to(device)
+        return _train(task, data, contestant, hparams, seed, device, divergence_factor, progress, position)
+
+
+def _train(task, data, contestant, hparams, seed, device, divergence_factor, progress, position) -> RunRecord:
+    spec = contestant.optimizer.with_kwargs(**hparams)
+    model = task.build_model().to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(spec, params)
@@ -175,6 +181,7 @@ def run_one(task: Task, data: Any, contestant: Contestant, hparams: dict[str, An
         torch.cuda.reset_peak_memory_stats(device)
     rss_peak = current_rss_bytes() or 0
     first_loss = None
+    conflicts: list[float] = []  # multi-task: fraction of gradient pairs in conflict, per step
     wall = 0.0
     bar = None
     if progress:
@@ -199,7 +206,8 @@ def run_one(task: Task, data: Any, contestant: Contestant, hparams: dict[str, An
                 loss = sum(losses)
                 if heads:  # each head depends on its own loss only, so the sum's gradient is that loss's
                     torch.autograd.backward(loss, inputs=heads, retain_graph=True)
-                combine_backward(list(losses), shared, aggregator)
+                info = combine_backward(list(losses), shared, aggregator)
+                conflicts.append(info.conflict_fraction)
             value = float(loss.detach())
             record.train_loss.append(value)
             if first_loss is None:
@@ -237,6 +245,8 @@ def run_one(task: Task, data: Any, contestant: Contestant, hparams: dict[str, An
     record.step_time_median_s = statistics.median(timer.times) if timer.times else None
     record.state_bytes = state_bytes(optimizer)
     record.peak_rss_bytes = rss_peak or peak_rss_bytes()
+    if conflicts:
+        record.conflict_fraction = statistics.fmean(conflicts)
     if device.type == "cuda":
         record.peak_cuda_bytes = int(torch.cuda.max_memory_allocated(device))
     if record.status == "ok":  # the last step is always evaluated
@@ -267,10 +277,19 @@ def _contestants(task: Task, config: BenchConfig) -> list[Contestant]:
         optimizers.append(Spec(spec.name, {k: v for k, v in spec.kwargs.items() if k not in config.sweep}, spec.library))
     if not task.multi_loss:
         return [Contestant(o) for o in optimizers]
-    names = config.aggregators or list(getattr(task, "default_aggregators", ()))
+    names = config.aggregators or _available_aggregators(getattr(task, "default_aggregators", ()))
     if not names:
         raise ValueError(f"task {task.name!r} needs --aggregator")
     return [Contestant(o, parse_spec(a)) for o in optimizers for a in names]
+
+
+def _available_aggregators(names) -> list[str]:
+    """The task's default aggregators that gradkit.combine provides (``--aggregator`` picks others)."""
+    try:
+        from gradkit.combine import AGGREGATORS
+    except ImportError:
+        return []
+    return [n for n in names if n in AGGREGATORS]
 
 
 def _preflight(task: Task, contestants: list[Contestant], grid: list[dict], device: torch.device) -> None:

@@ -30,6 +30,7 @@ class Row:
     peak_rss_bytes: int | None
     peak_cuda_bytes: int | None
     extras: dict[str, float] = field(default_factory=dict)  # other validation metrics, mean over seeds
+    conflict_fraction: float | None = None  # multi-task runs: mean share of conflicting gradient pairs
 
     @property
     def status(self) -> str:
@@ -93,6 +94,7 @@ def rank(results: BenchResults, task: str) -> list[Row]:
             peak_rss_bytes=_max(r.peak_rss_bytes for r in runs),
             peak_cuda_bytes=_max(r.peak_cuda_bytes for r in runs),
             extras={k: _mean(r.final_val.get(k) for r in ok) for k in extras_keys},
+            conflict_fraction=_mean(r.conflict_fraction for r in ok),
         ))
     sign = 1.0 if info.higher_is_better else -1.0
     rows.sort(key=lambda row: (row.val_metric is None, -sign * row.val_metric[0] if row.val_metric else 0.0,
@@ -134,7 +136,11 @@ def table_rows(rows: list[Row], info, with_rss: bool = True) -> tuple[list[str],
     """Header and cells of the ranking table (shared by the terminal and the Markdown report)."""
     extras = sorted({k for r in rows for k in r.extras})
     header = ["#", "optimizer", "swept", f"val {info.metric}", "val loss", "train loss", f"train {info.metric}",
-              *[f"val {k}" for k in extras], "state", "step (median)", "train time"]
+              *[f"val {k}" for k in extras]]
+    conflicts = any(r.conflict_fraction is not None for r in rows)
+    if conflicts:
+        header.append("conflicting pairs")
+    header += ["state", "step (median)", "train time"]
     if with_rss:
         header.append("peak RSS")
     if any(r.peak_cuda_bytes for r in rows):
@@ -146,8 +152,10 @@ def table_rows(rows: list[Row], info, with_rss: bool = True) -> tuple[list[str],
         cells = [str(i), r.contestant, format_hparams(r.hparams), _pm(r.val_metric, n), _pm(r.val_loss, n),
                  "-" if r.train_loss is None else f"{r.train_loss:.4f}",
                  "-" if r.train_metric is None else f"{r.train_metric:.4f}",
-                 *["-" if r.extras.get(k) is None else f"{r.extras[k]:.4f}" for k in extras],
-                 format_bytes(r.state_bytes), format_seconds(r.step_time_s), format_seconds(r.wall_s)]
+                 *["-" if r.extras.get(k) is None else f"{r.extras[k]:.4f}" for k in extras]]
+        if conflicts:
+            cells.append("-" if r.conflict_fraction is None else f"{r.conflict_fraction:.0%}")
+        cells += [format_bytes(r.state_bytes), format_seconds(r.step_time_s), format_seconds(r.wall_s)]
         if with_rss:
             cells.append(format_bytes(r.peak_rss_bytes))
         if any(x.peak_cuda_bytes for x in rows):

@@ -50,7 +50,7 @@ class MultiTaskDigits(Task):
     higher_is_better = True
     loss_names = ("digit", "parity", "reconstruction")
     defaults = {"steps": 500, "eval_every": 50, "batch_size": 64, "hidden": 64}
-    #: Aggregators compared when the command line names none.
+    #: Aggregators compared when the command line names none (those gradkit.combine provides).
     default_aggregators = ("sum", "pcgrad", "upgrad", "gradnorm", "bloop")
 
     def load(self, device):
