@@ -1,0 +1,52 @@
+"""Exact optimizer-state accounting: the bytes of every tensor an optimizer keeps."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+
+__all__ = ["state_bytes", "tensor_bytes"]
+
+BY = (None, "param", "key", "kind")
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of all tensors in a (nested) container."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def state_bytes(optimizer: torch.optim.Optimizer, by: str | None = None):
+    """Total bytes of an optimizer's state (any ``torch.optim.Optimizer``).
+
+    ``by="param"`` gives {param index: bytes} (index in param-group order), ``by="key"`` gives
+    {state key: bytes}, ``by="kind"`` gives {kind: bytes} using the transforms' ``state_kinds``
+    ("moment" when undeclared; the step counters are "step", group-level state is "group").
+    """
+    if by not in BY:
+        raise ValueError(f"by must be one of {BY}, got {by!r}")
+    index = {id(p): i for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
+    kind_of = getattr(getattr(optimizer, "transform", None), "kind_of", lambda key: "moment")
+    totals: dict[Any, int] = defaultdict(int)
+    for p, entries in optimizer.state.items():
+        items = entries.items() if isinstance(entries, dict) else [("", entries)]
+        for key, value in items:
+            n = tensor_bytes(value)
+            if by == "param":
+                totals[index.get(id(p), p)] += n
+            elif by == "key":
+                totals[key] += n
+            else:
+                totals["step" if key == "step" else kind_of(key)] += n
+    group_bytes = tensor_bytes(getattr(optimizer, "group_states", []))
+    if by is None:
+        return sum(totals.values()) + group_bytes
+    if group_bytes and by in ("key", "kind"):
+        totals["group"] += group_bytes
+    return dict(totals)

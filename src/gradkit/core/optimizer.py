@@ -1,0 +1,253 @@
+"""``gradkit.Optimizer``: a ``torch.optim.Optimizer`` whose step is a chain of gradient transforms.
+
+One step, per param group: gather the params that have a gradient, check the gradients (the
+``nonfinite`` policy), run the chain once over the whole list (multi-tensor), and add the result to
+the params with one foreach op. Params without a gradient are skipped and their state is untouched.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import Tensor
+
+from gradkit.core.accounting import state_bytes
+from gradkit.core.context import StepContext
+from gradkit.core.transform import Chain, GradientTransform
+
+__all__ = ["Optimizer", "NONFINITE_POLICIES"]
+
+NONFINITE_POLICIES = ("raise", "skip", "ignore")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_META_KEY = "gradkit"
+_FORMAT = 1
+
+
+class Optimizer(torch.optim.Optimizer):
+    """An optimizer defined by a gradient transformation.
+
+    Args:
+        params: iterable of parameters, of (name, parameter) pairs, or of param-group dicts.
+        transform: a :class:`GradientTransform`, usually a :func:`chain`. Its output is *added* to the
+            params, so the chain ends with a negative scale such as ``scale_by_learning_rate()``.
+        defaults: default hyperparameters of each param group (what ``hp("key")`` references read).
+        nonfinite: what a step does when a gradient holds inf or nan: ``"raise"`` (default) raises
+            ``FloatingPointError``; ``"skip"`` leaves params and state exactly as they were and counts
+            the step in ``skipped_steps``; ``"ignore"`` does not check (no extra pass, no host sync).
+        state_dtype: dtype of floating-point state. ``None`` (default) keeps float32 state (and does the
+            arithmetic in float32) for float16/bfloat16 params and the param's dtype otherwise.
+
+    Example::
+
+        opt = gradkit.Optimizer(model.parameters(),
+                                gradkit.chain(gradkit.clip_by_global_norm(1.0),
+                                              gradkit.scale_by_adam(),
+                                              gradkit.scale_by_learning_rate()),
+                                defaults={"lr": 1e-3})
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        transform: GradientTransform,
+        defaults: dict[str, Any] | None = None,
+        *,
+        nonfinite: str = "raise",
+        state_dtype: torch.dtype | None = None,
+    ):
+        if not isinstance(transform, GradientTransform):
+            raise TypeError(f"transform must be a GradientTransform (e.g. gradkit.chain(...)), got {type(transform).__name__}")
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+        if state_dtype is not None and not (isinstance(state_dtype, torch.dtype) and state_dtype.is_floating_point):
+            raise ValueError(f"state_dtype must be None or a floating-point torch.dtype, got {state_dtype!r}")
+        self.transform = transform if isinstance(transform, Chain) else Chain(transform)
+        self.nonfinite = nonfinite
+        self.state_dtype = state_dtype
+        self.skipped_steps = 0
+        self.group_states: list[dict] = []
+        super().__init__(params, dict(defaults or {}))
+
+    # -- groups ------------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        candidate = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        self.transform.validate(candidate)  # before the group is added: a bad group leaves nothing behind
+        super().add_param_group(param_group)
+        self.group_states.append({})
+
+    # -- the step -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work = []
+        for index, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                grads = [p.grad for p in params]
+                self._check_sparse(grads)
+                work.append((index, group, params, grads))
+        if not work:
+            return loss
+        if self.nonfinite != "ignore" and not _all_finite([w[3] for w in work]):
+            if self.nonfinite == "raise":
+                raise FloatingPointError(
+                    "a gradient holds inf or nan; params and state are unchanged "
+                    "(pass nonfinite='skip' to skip such steps, or 'ignore' to not check)"
+                )
+            self.skipped_steps += 1
+            return loss
+        for index, group, params, grads in work:
+            self._step_group(group, self.group_states[index], params, grads)
+        return loss
+
+    def _check_sparse(self, grads: list[Tensor]) -> None:
+        if not self.transform.supports_sparse and any(g.is_sparse for g in grads):
+            names = [type(t).__name__ for t in self.transform.transforms if not t.supports_sparse]
+            raise TypeError(f"sparse gradients are not supported by {', '.join(names)}; use dense gradients "
+                            "(e.g. nn.Embedding(sparse=False))")
+
+    def _compute_dtype(self, p: Tensor) -> torch.dtype:
+        if self.state_dtype is not None and p.is_floating_point():
+            return self.state_dtype
+        return torch.float32 if p.dtype in _LOW_PRECISION else p.dtype
+
+    def _step_group(self, group: dict, group_state: dict, params: list[Tensor], grads: list[Tensor]) -> None:
+        upcast = [i for i, p in enumerate(params) if self._compute_dtype(p) != p.dtype]
+        params_c, grads_c = params, grads
+        if upcast:  # mixed precision: the chain works on copies in the state dtype
+            params_c, grads_c = list(params), list(grads)
+            for i in upcast:
+                dtype = self._compute_dtype(params[i])
+                params_c[i] = params[i].to(dtype)
+                grads_c[i] = grads[i].to(dtype)
+
+        states = [self.state[p] for p in params]
+        new = [i for i, s in enumerate(states) if "step" not in s]
+        if new:
+            self._init_state(group, group_state, [params_c[i] for i in new], [states[i] for i in new])
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1.0)
+        ctx = StepContext(group, [int(v) for v in torch.stack(steps).tolist()], group_state)
+
+        keys = set().union(*states) - {"step"}
+        lists = {k: [s.get(k) for s in states] for k in keys}
+        updates = self.transform.update(grads_c, lists, params_c, ctx)
+        for k, values in lists.items():  # transforms may replace state tensors in their lists
+            for s, v in zip(states, values):
+                if v is not None:
+                    s[k] = v
+
+        ctx.apply(params_c, updates)
+        if upcast:
+            torch._foreach_copy_([params[i] for i in upcast], [params_c[i] for i in upcast])
+
+    def _init_state(self, group: dict, group_state: dict, params: list[Tensor], states: list[dict]) -> None:
+        ctx = StepContext(group, [0] * len(params), group_state)
+        for key, values in self.transform.init(params, ctx).items():
+            for s, v in zip(states, values):
+                if v is not None:
+                    s[key] = v
+        for s in states:
+            s["step"] = torch.tensor(0.0, dtype=torch.float32)
+
+    # -- accounting ---------------------------------------------------------------------------
+    def state_bytes(self, by: str | None = None):
+        """Bytes of optimizer state; ``by="param" | "key" | "kind"`` breaks the total down."""
+        return state_bytes(self, by=by)
+
+    # -- state_dict -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd[_META_KEY] = {
+            "format": _FORMAT,
+            "recipe": type(self).__qualname__,
+            "transform": self.transform.signature(),
+            "group_states": self.group_states,
+            "skipped_steps": self.skipped_steps,
+        }
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        meta = state_dict.get(_META_KEY)
+        if meta is None:
+            raise ValueError("state_dict has no 'gradkit' entry: it was not saved by a gradkit optimizer")
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"state_dict format {meta.get('format')!r} is not supported (expected {_FORMAT})")
+        if meta["recipe"] != type(self).__qualname__ or list(meta["transform"]) != self.transform.signature():
+            raise ValueError(
+                f"state_dict was saved by {meta['recipe']} with transforms {meta['transform']}, "
+                f"but this optimizer is {type(self).__qualname__} with {self.transform.signature()}"
+            )
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(saved_groups)} param groups, this optimizer has {len(self.param_groups)}")
+        id_map: dict[int, Tensor] = {}
+        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(group["params"]) != len(saved["params"]):
+                raise ValueError(f"param group {i} has {len(group['params'])} params, the state_dict's has {len(saved['params'])}")
+            id_map.update(zip(saved["params"], group["params"]))
+
+        new_groups = []
+        for group, saved in zip(self.param_groups, saved_groups):
+            new = {**saved, "params": group["params"]}
+            if "param_names" in group:
+                new["param_names"] = group["param_names"]
+            self.transform.validate(new)
+            new_groups.append(new)
+        expected = self._expected_state(new_groups)
+
+        new_state: dict[Tensor, dict] = {}
+        for pid, saved_state in state_dict["state"].items():
+            if pid not in id_map:
+                raise ValueError(f"state_dict has state for param id {pid!r}, which no param group holds")
+            p = id_map[pid]
+            layout = expected[p]
+            entry = {}
+            for key, value in saved_state.items():
+                if key != "step" and key not in layout:
+                    raise ValueError(f"state key {key!r} of param {pid} is not produced by this optimizer's transforms")
+                want = layout.get(key)
+                if isinstance(value, Tensor):
+                    if want is not None and value.shape != want.shape:
+                        raise ValueError(f"state {key!r} of param {pid} has shape {tuple(value.shape)}, "
+                                         f"expected {tuple(want.shape)}: the parameter layout differs")
+                    value = value.detach().clone() if key == "step" else value.detach().to(p.device, copy=True)
+                entry[key] = value
+            new_state[p] = entry
+
+        self.param_groups = new_groups
+        self.state = defaultdict(dict, new_state)
+        self.group_states = [dict(g) for g in meta["group_states"]]
+        self.skipped_steps = int(meta["skipped_steps"])
+
+    def _expected_state(self, groups: list[dict]) -> dict[Tensor, dict[str, Any]]:
+        """What ``init`` would create for each param, computed on the meta device (no memory)."""
+        out: dict[Tensor, dict[str, Any]] = {}
+        for group in groups:
+            metas = [torch.empty_like(p, device="meta", dtype=self._compute_dtype(p)) for p in group["params"]]
+            state = self.transform.init(metas, StepContext(group, [0] * len(metas)))
+            for j, p in enumerate(group["params"]):
+                out[p] = {k: v[j] for k, v in state.items() if v[j] is not None}
+        return out
+
+
+def _all_finite(grad_lists: list[list[Tensor]]) -> bool:
+    """True when no gradient holds inf or nan: one read of the gradients, one host sync."""
+    dense = [[g.coalesce().values() if g.is_sparse else g for g in grads] for grads in grad_lists]
+    # The 2-norm is a single fast pass; it propagates inf/nan but can also overflow for huge finite
+    # values, so a non-finite 2-norm is confirmed with the (slower, overflow-free) max-norm.
+    if _finite_norms(dense, 2.0):
+        return True
+    return _finite_norms(dense, math.inf)
+
+
+def _finite_norms(grad_lists: list[list[Tensor]], order: float) -> bool:
+    norms = [n.float() for grads in grad_lists for n in torch._foreach_norm(grads, ord=order)]
+    return bool(torch.stack(norms).isfinite().all())

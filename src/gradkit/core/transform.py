@@ -1,0 +1,123 @@
+"""The gradient-transformation protocol and ``chain``.
+
+A transform maps the list of updates of one param group to a new list, multi-tensor::
+
+    state = t.init(params, ctx)                  # {key: [tensor or None per param]}
+    updates = t.update(updates, state, params, ctx)
+
+State lives in ``optimizer.state[p]`` under ``"<namespace>.<key>"``; the chain gives each transform
+only its own keys. ``init`` may return ``None`` for a parameter that needs no entry under a key.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from torch import Tensor
+
+from gradkit.core.context import StepContext
+
+__all__ = ["GradientTransform", "Chain", "chain"]
+
+StateLists = dict[str, list]
+
+
+class GradientTransform:
+    """Base class. Subclasses set ``name`` and override ``update`` (and ``init`` if stateful)."""
+
+    name = "transform"
+    #: True when ``update`` understands the pending ``ctx.scale`` / ``ctx.decay``; otherwise the chain
+    #: materializes them first.
+    scale_aware = False
+    #: True when ``update`` accepts sparse gradients.
+    supports_sparse = False
+    #: Optional map from state key to its kind ("moment", "projection", "index", ...) for accounting.
+    state_kinds: dict[str, str] = {}
+
+    def init(self, params: list[Tensor], ctx: StepContext) -> StateLists:
+        return {}
+
+    def update(self, updates: list[Tensor], state: StateLists, params: list[Tensor], ctx: StepContext) -> list[Tensor]:
+        raise NotImplementedError
+
+    def validate(self, group: dict) -> None:
+        """Raise ``ValueError`` naming the argument if the group's hyperparameters are out of range."""
+
+    def kind_of(self, key: str) -> str:
+        return self.state_kinds.get(key, "moment")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+
+def _namespaces(transforms: Iterable[GradientTransform]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for t in transforms:
+        n = seen.get(t.name, 0)
+        seen[t.name] = n + 1
+        out.append(t.name if n == 0 else f"{t.name}_{n}")
+    return out
+
+
+class Chain(GradientTransform):
+    """Applies transforms in order; state keys are namespaced ``"<namespace>.<key>"``."""
+
+    name = "chain"
+    scale_aware = True
+
+    def __init__(self, *transforms: GradientTransform):
+        flat: list[GradientTransform] = []
+        for t in transforms:
+            if not isinstance(t, GradientTransform):
+                raise TypeError(f"chain takes GradientTransform objects, got {type(t).__name__}")
+            flat.extend(t.transforms if isinstance(t, Chain) else [t])
+        self.transforms = tuple(flat)
+        self.namespaces = tuple(_namespaces(flat))
+        self.supports_sparse = all(t.supports_sparse for t in flat)
+
+    def signature(self) -> list[str]:
+        """Identifies the state layout; a state_dict only loads into an optimizer with the same one."""
+        return [f"{ns}:{type(t).__name__}" for ns, t in zip(self.namespaces, self.transforms)]
+
+    def validate(self, group: dict) -> None:
+        for t in self.transforms:
+            t.validate(group)
+
+    def init(self, params: list[Tensor], ctx: StepContext) -> StateLists:
+        state: StateLists = {}
+        for ns, t in zip(self.namespaces, self.transforms):
+            ctx.namespace = ns
+            for key, values in t.init(params, ctx).items():
+                state[f"{ns}.{key}"] = values
+        return state
+
+    def update(self, updates, state, params, ctx):
+        for ns, t in zip(self.namespaces, self.transforms):
+            if not t.scale_aware:
+                updates = ctx.materialize(updates, params)
+            prefix = ns + "."
+            own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            ctx.namespace = ns
+            ctx._claimed = False
+            out = t.update(updates, own, params, ctx)
+            if out is not updates and not ctx._claimed:
+                ctx.owned = False  # new tensors that the transform did not declare fresh are borrowed
+            updates = out
+        return updates
+
+    def kind_of(self, key: str) -> str:
+        ns, _, short = key.partition(".")
+        for name, t in zip(self.namespaces, self.transforms):
+            if name == ns:
+                return t.kind_of(short)
+        return "moment"
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(t) for t in self.transforms)
+        return f"chain(\n  {inner},\n)"
+
+
+def chain(*transforms: GradientTransform) -> Chain:
+    """Compose transforms left to right (nested chains are flattened, so chain is associative)."""
+    return Chain(*transforms)
