@@ -110,3 +110,26 @@ def test_multitask_runs_through_gradkit_combine():
     assert all(0.0 <= r.conflict_fraction <= 1.0 for r in results.runs)
     with pytest.raises(ValueError, match="aggregator spec 'no-such'"):
         run_bench(BenchConfig(tasks=["multitask-digits"], optimizers=["torch:Adam"], aggregators=["no-such"]))
+
+
+def test_non_finite_gradient_refusal_counts_as_divergence():
+    class Refuses(torch.optim.SGD):
+        def step(self, closure=None):
+            raise FloatingPointError("a gradient holds inf or nan")
+
+    sys.modules["refusing_opt_lib"] = types.SimpleNamespace(Refuses=Refuses)
+    try:
+        run = _run("refusing_opt_lib:Refuses:lr=0.1")
+    finally:
+        del sys.modules["refusing_opt_lib"]
+    assert run.status == "diverged" and run.diverged_step == 1 and "inf or nan" in run.error
+
+
+def test_gradkit_and_torch_optimizers_run_side_by_side():
+    pytest.importorskip("gradkit.optim", reason="needs gradkit's core optimizers")
+    task = "digits-mlp:steps=20,eval_every=10,batch_size=16"
+    ours, theirs = _run("adamw:lr=0.01", task), _run("torch:AdamW:lr=0.01", task)
+    assert ours.status == theirs.status == "ok"
+    # Same loop, same data, same start: the two AdamW implementations follow the same path.
+    assert ours.train_loss == pytest.approx(theirs.train_loss, rel=1e-4, abs=1e-6)
+    assert ours.state_bytes > 0 and theirs.state_bytes > 0

@@ -6,8 +6,10 @@ DEFAULT_TASKS: tuple[str, ...] = ("digits-mlp",)
 
 #: Optimizers of the default run: gradkit's own next to other libraries' references.
 DEFAULT_OPTIMIZERS: tuple[str, ...] = (
+    "adamw",
+    "adam",
+    "sgd:lr=0.1,momentum=0.9",
     "torch:AdamW",
-    "torch:Adam",
     "torch:SGD:lr=0.1,momentum=0.9",
 )
 

@@ -218,7 +218,10 @@ def _train(task, data, contestant, hparams, seed, device, divergence_factor, pro
             try:
                 with timer:
                     optimizer.step()
-            except (RuntimeError, ValueError, FloatingPointError, ZeroDivisionError) as err:
+            except FloatingPointError as err:  # gradkit optimizers refuse non-finite gradients
+                record.status, record.diverged_step, record.error = "diverged", step, f"step {step}: {err}"
+                break
+            except (RuntimeError, ValueError, ZeroDivisionError) as err:
                 record.status, record.error = "error", f"step {step}: {type(err).__name__}: {err}"
                 break
             wall += time.perf_counter() - start
