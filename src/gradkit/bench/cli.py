@@ -36,6 +36,8 @@ def _command(args: argparse.Namespace) -> str:
             parts += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     if args.device != "cpu":
         parts += ["--device", args.device]
+    if args.threads != 1:
+        parts += ["--threads", str(args.threads)]
     parts += ["--name", args.name]
     return shlex.join(parts)
 
@@ -60,6 +62,9 @@ def _bench(args: argparse.Namespace) -> int:
                          sweep=parse_sweep(args.sweep or []), seeds=args.seeds, steps=args.steps,
                          eval_every=args.eval_every, batch_size=args.batch_size, device=args.device,
                          divergence_factor=args.divergence_factor)
+    import torch
+
+    torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir) / args.name
     results_path = out_dir / "results.json"
     results = run_bench(config, name=args.name, command=_command(args), progress=not args.no_progress,
@@ -113,6 +118,9 @@ def register(sub) -> None:
     p.add_argument("--eval-every", type=_positive_int, help="override every task's evaluation interval")
     p.add_argument("--batch-size", type=_positive_int, help="override every task's batch size")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; cuda where a GPU exists)")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="torch CPU threads (default 1: the models are small, and one thread keeps step times "
+                        "steady on a shared machine)")
     p.add_argument("--divergence-factor", type=float, default=1e3,
                    help="a loss above this multiple of its first value counts as diverged (default 1000)")
     p.add_argument("--name", help="run name: output goes to OUT_DIR/NAME (default: derived from the tasks)")
