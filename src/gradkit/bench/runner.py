@@ -261,11 +261,22 @@ def _point(params: list[torch.nn.Parameter]) -> list[float]:
     return torch.cat([p.detach().flatten() for p in params]).double().cpu().tolist()
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: str) -> dict[str, Any]:
     import gradkit
 
     dev = torch.device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
     return {
         "gradkit": gradkit.__version__, "torch": torch.__version__, "python": platform.python_version(),
         "platform": platform.platform(), "device": f"{dev.type}: {name}", "threads": torch.get_num_threads(),
