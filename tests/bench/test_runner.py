@@ -133,3 +133,12 @@ def test_gradkit_and_torch_optimizers_run_side_by_side():
     # Same loop, same data, same start: the two AdamW implementations follow the same path.
     assert ours.train_loss == pytest.approx(theirs.train_loss, rel=1e-4, abs=1e-6)
     assert ours.state_bytes > 0 and theirs.state_bytes > 0
+
+
+def test_all_expands_to_every_registered_optimizer():
+    from gradkit.registry import list_entries
+
+    config = BenchConfig(tasks=["quadratic"], optimizers=["all", "torch:SGD"])
+    assert config.optimizers == [e.name for e in list_entries("optimizer")] + ["torch:SGD"]
+    with pytest.raises(ValueError, match="repeated"):
+        BenchConfig(tasks=["quadratic"], optimizers=["all", "torch:SGD", "torch:SGD"])

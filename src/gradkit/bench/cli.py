@@ -108,7 +108,7 @@ def register(sub) -> None:
     p.add_argument("--task", dest="tasks", action="append", metavar="SPEC",
                    help=f"task (repeatable; default: {', '.join(DEFAULT_TASKS)}); see --list-tasks")
     p.add_argument("--opt", dest="opts", action="append", metavar="SPEC",
-                   help=f"optimizer (repeatable; default: {' '.join(DEFAULT_OPTIMIZERS)})")
+                   help=f"optimizer (repeatable; 'all' = every gradkit optimizer; default: {' '.join(DEFAULT_OPTIMIZERS)})")
     p.add_argument("--aggregator", dest="aggregators", action="append", metavar="SPEC",
                    help="gradient aggregator for multi-task tasks (repeatable; default: the task's list)")
     p.add_argument("--sweep", action="append", metavar="KEY=V1,V2,...",

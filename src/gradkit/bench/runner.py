@@ -28,7 +28,7 @@ from .results import BenchResults, RunRecord, TaskInfo
 from .spec import Spec, parse_spec, resolve_optimizer
 from .tasks import Task, make_task
 
-__all__ = ["BenchConfig", "Contestant", "run_bench", "run_one", "select_best", "build_optimizer", "DEFAULT_DIVERGENCE_FACTOR"]
+__all__ = ["BenchConfig", "Contestant", "expand_optimizers", "run_bench", "run_one", "select_best", "build_optimizer", "DEFAULT_DIVERGENCE_FACTOR"]
 
 #: A run whose training loss exceeds this multiple of its first loss (or is not finite) has diverged.
 DEFAULT_DIVERGENCE_FACTOR = 1e3
@@ -61,6 +61,7 @@ class BenchConfig:
         for key, values in self.sweep.items():
             if not values:
                 raise ValueError(f"sweep {key!r}: give at least one value")
+        self.optimizers = expand_optimizers(self.optimizers)
         if len(set(self.optimizers)) != len(self.optimizers):
             raise ValueError(f"optimizers: a spec is repeated in {self.optimizers}")
 
@@ -71,6 +72,23 @@ class BenchConfig:
             "seeds": list(range(self.seeds)), "steps": self.steps, "eval_every": self.eval_every,
             "batch_size": self.batch_size, "device": self.device, "divergence_factor": self.divergence_factor,
         }
+
+
+#: The ``--opt`` value that stands for every optimizer in gradkit's registry, with its defaults.
+ALL_GRADKIT = "all"
+
+
+def expand_optimizers(specs: list[str]) -> list[str]:
+    """Replace ``"all"`` by the name of every registered gradkit optimizer (in ``gradkit list`` order)."""
+    out = []
+    for spec in specs:
+        if spec == ALL_GRADKIT:
+            from gradkit.registry import list_entries
+
+            out.extend(e.name for e in list_entries("optimizer"))
+        else:
+            out.append(spec)
+    return out
 
 
 @dataclass(frozen=True)
