@@ -36,3 +36,9 @@ def test_list_tasks(capsys):
     assert main(["bench", "--list-tasks"]) == 0
     out = capsys.readouterr().out
     assert "digits-cnn" in out and "stdlib-lm" in out and "options:" in out
+
+
+def test_wrongly_typed_task_option_is_one_clear_line(tmp_path, capsys):
+    code = main(["bench", "--task", "digits-mlp:hidden=0.5", "--out-dir", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "option 'hidden' must be int" in err and "Traceback" not in err

@@ -1,4 +1,5 @@
 import pytest
+from hypothesis import given, strategies as st
 import torch
 
 from gradkit.bench.spec import Spec, format_value, parse_spec, parse_sweep, parse_value, resolve_optimizer
@@ -82,3 +83,12 @@ def test_resolve_library_optimizers():
 def test_resolve_pytorch_optimizer_baseline():
     po = pytest.importorskip("pytorch_optimizer", reason="pytorch-optimizer baselines need the package")
     assert resolve_optimizer(parse_spec("pytorch_optimizer:Adan")) is po.Adan
+
+
+_scalars = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=True), st.booleans(), st.none(),
+                     st.from_regex(r"[A-Za-z_][A-Za-z0-9_\-]{0,8}", fullmatch=True).filter(lambda w: w.lower() not in ("true", "false", "none", "inf", "nan")))
+
+
+@given(st.one_of(_scalars, st.tuples(_scalars, _scalars)))
+def test_format_then_parse_is_identity(value):
+    assert parse_value(format_value(value)) == value

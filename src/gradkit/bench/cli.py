@@ -43,6 +43,13 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    try:
+        return _run_bench(args)
+    except TypeError as err:  # a wrongly typed option from the command line: one clear line, like ValueError
+        raise ValueError(str(err)) from None
+
+
+def _run_bench(args: argparse.Namespace) -> int:
     from .report import render_report, terminal_summary
     from .runner import BenchConfig, run_bench
     from .spec import parse_sweep

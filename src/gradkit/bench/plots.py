@@ -121,11 +121,14 @@ def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, 
 
     # Optimizer state memory.
     named = [(row.contestant, row.state_bytes or 0) for row in rows]
-    fig, ax = plt.subplots(figsize=(6.5, 0.6 + 0.32 * len(named)))
-    ax.barh([n for n, _ in named], [b / 1024 for _, b in named], color=[colors[n] for n, _ in named])
+    unit, scale = ("MiB", 2**20) if max((b for _, b in named), default=0) >= 10 * 2**20 else ("KiB", 2**10)
+    fig, ax = plt.subplots(figsize=(7.5, 1.0 + 0.3 * len(named)))
+    ax.barh([n for n, _ in named], [b / scale for _, b in named], color=[colors[n] for n, _ in named])
+    ax.axvline(info.num_params * 4 / scale, color="grey", ls="--", lw=1, label="parameters in fp32")
     ax.invert_yaxis()
-    ax.set_xlabel("optimizer state (KiB)")
-    ax.set_title(f"{task}: optimizer state memory ({info.num_params:,} parameters, fp32 = {info.num_params * 4 / 1024:.0f} KiB)", fontsize=10)
+    ax.set_xlabel(f"optimizer state ({unit})")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{task}: optimizer state memory ({info.num_params:,} parameters)", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
