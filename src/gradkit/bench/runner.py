@@ -184,6 +184,8 @@ def _train(task, data, contestant, hparams, seed, device, divergence_factor, pro
         raise ValueError(f"task {task.name!r} has {len(task.loss_names)} losses; it needs an aggregator")
     if aggregator is not None and not task.multi_loss:
         raise ValueError(f"task {task.name!r} has a single loss; aggregators apply to multi-task tasks only")
+    if aggregator is not None:
+        from gradkit.combine import backward as combine_backward
     shared = task.shared_parameters(model) if aggregator is not None else []
     shared_ids = {id(p) for p in shared}
     heads = [p for p in params if id(p) not in shared_ids]
@@ -219,8 +221,6 @@ def _train(task, data, contestant, hparams, seed, device, divergence_factor, pro
                 loss = losses
                 loss.backward()
             else:
-                from gradkit.combine import backward as combine_backward
-
                 loss = sum(losses)
                 if heads:  # each head depends on its own loss only, so the sum's gradient is that loss's
                     torch.autograd.backward(loss, inputs=heads, retain_graph=True)
