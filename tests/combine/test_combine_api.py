@@ -134,3 +134,15 @@ def test_works_with_torch_optimizer_step():
         combine.backward(losses(), model.parameters(), agg)
         opt.step()
     assert float(sum(losses()).detach()) < first
+
+
+def test_refused_step_keeps_the_graph_usable():
+    w = torch.ones(3, requires_grad=True)
+    losses = [w.sum(), (w ** 2).sum(), w.prod()]
+    with pytest.raises(ValueError, match="pref_vector"):
+        combine.backward(losses, [w], combine.UPGrad(torch.ones(2)))
+    with pytest.raises(ValueError, match="at least 2"):
+        combine.backward(losses[:1], [w], combine.OrthogonalGradient())
+    assert w.grad is None
+    combine.backward(losses, [w], combine.Sum())  # the graph was not consumed by the refused calls
+    torch.testing.assert_close(w.grad, torch.full((3,), 4.0))

@@ -31,7 +31,11 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 from .baseline import Mean, Sum  # noqa: E402
+from .bloop import Bloop  # noqa: E402
+from .gradnorm import GradNorm  # noqa: E402
+from .odice import OrthogonalGradient, SemiGradient, TrueGradient  # noqa: E402
 from .pcgrad import PCGrad  # noqa: E402
+from .upgrad import UPGrad  # noqa: E402
 
 __all__ = [
     "backward",
@@ -47,4 +51,10 @@ __all__ = [
     "Sum",
     "Mean",
     "PCGrad",
+    "UPGrad",
+    "GradNorm",
+    "Bloop",
+    "OrthogonalGradient",
+    "SemiGradient",
+    "TrueGradient",
 ]

@@ -13,7 +13,7 @@ from ._jacobian import accumulate_into_grad, check_losses, check_params, flatten
 __all__ = ["backward", "backward_from_gradients"]
 
 
-def _check_aggregator(aggregator: Aggregator, m: int) -> None:
+def _check_aggregator(aggregator: Aggregator, m: int, params: list[Tensor]) -> None:
     if not isinstance(aggregator, Aggregator):
         raise TypeError(
             "aggregator must be a gradkit.combine.Aggregator instance (e.g. get_aggregator('pcgrad')), "
@@ -22,6 +22,10 @@ def _check_aggregator(aggregator: Aggregator, m: int) -> None:
     want = aggregator.num_objectives
     if want is not None and m != want:
         raise ValueError(f"{type(aggregator).__name__} combines exactly {want} objectives, got {m} losses")
+    # A shape-only stand-in lets the aggregator reject the step before any backward pass runs,
+    # so a refused call leaves the autograd graph usable.
+    n = sum(p.numel() for p in params)
+    aggregator.check(torch.empty(m, n, dtype=params[0].dtype, device="meta"))
 
 
 def _combine(aggregator: Aggregator, jac: Tensor, params: list[Tensor], losses: Tensor | None) -> Diagnostics:
@@ -61,7 +65,7 @@ def backward(
     """
     losses = check_losses(losses)
     params = check_params(params)
-    _check_aggregator(aggregator, len(losses))
+    _check_aggregator(aggregator, len(losses), params)
     jac = jacobian(losses, params, retain_graph=retain_graph, batched=batched)
     values = torch.stack([loss.detach().reshape(()) for loss in losses]).to(jac.dtype)
     return _combine(aggregator, jac, params, values)
@@ -82,7 +86,7 @@ def backward_from_gradients(
     """
     params = check_params(params)
     jac = flatten_gradients(gradients, params)
-    _check_aggregator(aggregator, jac.shape[0])
+    _check_aggregator(aggregator, jac.shape[0], params)
     values = None
     if losses is not None:
         if isinstance(losses, Tensor):
@@ -91,4 +95,4 @@ def backward_from_gradients(
             values = torch.tensor([float(v) for v in losses], dtype=jac.dtype, device=jac.device)
         if values.numel() != jac.shape[0]:
             raise ValueError(f"losses must hold one value per objective ({jac.shape[0]}), got {values.numel()}")
-    return _combine(aggregator, jac.to(params[0].dtype), params, values)
+    return _combine(aggregator, jac.to(device=params[0].device, dtype=params[0].dtype), params, values)

@@ -57,6 +57,8 @@ class Aggregator:
         update = PCGrad(seed=0)(torch.stack([g1, g2]))
     """
 
+    #: The registered name (set by ``register_aggregator``).
+    name: str = ""
     #: The number of rows the aggregator accepts: None for any number >= 1, or an exact count.
     num_objectives: int | None = None
 

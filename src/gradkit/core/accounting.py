@@ -27,7 +27,7 @@ def state_bytes(optimizer: torch.optim.Optimizer, by: str | None = None):
 
     ``by="param"`` gives {param index: bytes} (index in param-group order), ``by="key"`` gives
     {state key: bytes}, ``by="kind"`` gives {kind: bytes} using the transforms' ``state_kinds``
-    ("moment" when undeclared; the step counters are "step", group-level state is "group").
+    ("moment" when undeclared; group-level state is "group"). Step counters are Python ints: 0 bytes.
     """
     if by not in BY:
         raise ValueError(f"by must be one of {BY}, got {by!r}")
@@ -43,7 +43,8 @@ def state_bytes(optimizer: torch.optim.Optimizer, by: str | None = None):
             elif by == "key":
                 totals[key] += n
             else:
-                totals["step" if key == "step" else kind_of(key)] += n
+                if key != "step":
+                    totals[kind_of(key)] += n
     group_bytes = tensor_bytes(getattr(optimizer, "group_states", []))
     if by is None:
         return sum(totals.values()) + group_bytes

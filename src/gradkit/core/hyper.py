@@ -33,7 +33,7 @@ def resolve(value: Any, group: dict | None) -> Any:
     if not isinstance(value, Hyper):
         return value
     if group is None or value.key not in group:
-        raise KeyError(f"hyperparameter {value.key!r} is not set in the param group (give it a default)")
+        raise ValueError(f"hyperparameter {value.key!r} is not set in the param group: pass it in the defaults or the group")
     out = group[value.key]
     return (not out) if value.negate else out
 

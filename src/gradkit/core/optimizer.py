@@ -132,9 +132,9 @@ class Optimizer(torch.optim.Optimizer):
         new = [i for i, s in enumerate(states) if "step" not in s]
         if new:
             self._init_state(group, group_state, [params_c[i] for i in new], [states[i] for i in new])
-        steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1.0)
-        ctx = StepContext(group, [int(v) for v in torch.stack(steps).tolist()], group_state)
+        for s in states:  # plain ints: a foreach op over 0-dim tensors costs more than the loop
+            s["step"] += 1
+        ctx = StepContext(group, [s["step"] for s in states], group_state)
 
         keys = set().union(*states) - {"step"}
         lists = {k: [s.get(k) for s in states] for k in keys}
@@ -155,7 +155,7 @@ class Optimizer(torch.optim.Optimizer):
                 if v is not None:
                     s[key] = v
         for s in states:
-            s["step"] = torch.tensor(0.0, dtype=torch.float32)
+            s["step"] = 0
 
     # -- accounting ---------------------------------------------------------------------------
     def state_bytes(self, by: str | None = None):
@@ -218,7 +218,9 @@ class Optimizer(torch.optim.Optimizer):
                     if want is not None and value.shape != want.shape:
                         raise ValueError(f"state {key!r} of param {pid} has shape {tuple(value.shape)}, "
                                          f"expected {tuple(want.shape)}: the parameter layout differs")
-                    value = value.detach().clone() if key == "step" else value.detach().to(p.device, copy=True)
+                    value = value.detach().to(p.device, copy=True)
+                elif key == "step" and not isinstance(value, int):
+                    raise ValueError(f"state 'step' of param {pid} must be an int, got {type(value).__name__}")
                 entry[key] = value
             new_state[p] = entry
 
@@ -249,5 +251,7 @@ def _all_finite(grad_lists: list[list[Tensor]]) -> bool:
 
 
 def _finite_norms(grad_lists: list[list[Tensor]], order: float) -> bool:
-    norms = [n.float() for grads in grad_lists for n in torch._foreach_norm(grads, ord=order)]
+    norms = [n for grads in grad_lists for n in torch._foreach_norm(grads, ord=order)]
+    if any(n.dtype != norms[0].dtype for n in norms):
+        norms = [n.float() for n in norms]
     return bool(torch.stack(norms).isfinite().all())

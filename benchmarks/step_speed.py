@@ -1,0 +1,129 @@
+"""Optimizer-step speed against the memory-bandwidth floor, per optimizer, in one run.
+
+An elementwise optimizer step is memory-bound: its floor is the bytes it must move (read params and
+grads, read and write every state tensor, write params) divided by the bandwidth of a plain device copy
+measured in the same run. For each optimizer this prints ms/step, the bytes it must move, the floor and
+the ratio, plus torch.optim's AdamW (fused on GPU, foreach on CPU) and, when installed, the
+pytorch-optimizer package's versions side by side.
+
+    python benchmarks/step_speed.py                    # every elementwise gradkit optimizer, ~10M params
+    python benchmarks/step_speed.py --params 150e6 --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import time
+
+import torch
+
+from gradkit.registry import get_optimizer, list_entries
+
+# The elementwise optimizers (one read/modify/write sweep over each tensor), by registry name.
+ELEMENTWISE = ("adamw", "adam", "sgd", "adabelief", "adan", "ademamix", "lion", "diffgrad", "exadam", "grams",
+               "adamomentum", "adamp", "sgdp", "sgdsai")
+EXTRA_KWARGS = {"sgd": {"momentum": 0.9}, "sgdp": {"momentum": 0.9}}
+# pytorch-optimizer's classes for the same methods, when the package is installed.
+PYTORCH_OPTIMIZER = {"adabelief": "AdaBelief", "adan": "Adan", "ademamix": "AdEMAMix", "lion": "Lion",
+                     "diffgrad": "DiffGrad", "exadam": "EXAdam", "grams": "Grams", "adamp": "AdamP", "sgdp": "SGDP"}
+
+
+def make_params(total: int, device: str, dtype: torch.dtype) -> list[torch.nn.Parameter]:
+    torch.manual_seed(0)
+    dim, params = 1024, []
+    while sum(p.numel() for p in params) < total:
+        for shape in ((dim, dim), (dim, dim), (4 * dim, dim), (dim, 4 * dim), (dim,), (dim,)):
+            p = torch.nn.Parameter(torch.randn(shape, device=device, dtype=dtype) * 0.02)
+            p.grad = torch.randn_like(p) * 1e-3
+            params.append(p)
+    return params
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(opt, device: str, steps: int) -> float:
+    opt.step()  # state allocation and any compilation happen outside the timing
+    sync(device)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        opt.step()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def copy_bandwidth(numel: int, device: str, dtype: torch.dtype) -> float:
+    """Bytes per second of ``dst.copy_(src)`` (bytes read plus bytes written)."""
+    src = torch.randn(numel, device=device, dtype=dtype)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    sync(device)
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * src.numel() * src.element_size() / statistics.median(times)
+
+
+def bytes_moved(opt, params) -> int:
+    """Read params and grads, write params, read and write every state tensor."""
+    p_bytes = sum(p.numel() * p.element_size() for p in params)
+    state = sum(v.numel() * v.element_size() for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
+    return 3 * p_bytes + 2 * state
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=float, default=10e6)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--only", nargs="*", help="registry names to run (default: every elementwise optimizer)")
+    args = parser.parse_args()
+    device, dtype, total = args.device, torch.float32, int(args.params)
+
+    registered = {e.name for e in list_entries("optimizer")}
+    names = [n for n in (args.only or ELEMENTWISE) if n in registered]
+    rows = []
+
+    def run(label, factory):
+        params = make_params(total, device, dtype)
+        opt = factory(params)
+        seconds = time_steps(opt, device, args.steps)
+        rows.append((label, seconds, bytes_moved(opt, params)))
+        del opt, params
+
+    fused = device == "cuda"
+    run(f"torch AdamW ({'fused' if fused else 'foreach'})",
+        lambda p: torch.optim.AdamW(p, lr=1e-3, fused=fused or None, foreach=None if fused else True))
+    for name in names:
+        run(f"gradkit {name}", lambda p, n=name: get_optimizer(n)(p, lr=1e-3, **EXTRA_KWARGS.get(n, {})))
+    if importlib.util.find_spec("pytorch_optimizer") is not None:
+        import pytorch_optimizer
+
+        for name in names:
+            cls = getattr(pytorch_optimizer, PYTORCH_OPTIMIZER.get(name, ""), None)
+            if cls is not None:
+                run(f"pytorch_optimizer {cls.__name__}", lambda p, c=cls: c(p, lr=1e-3))
+
+    bandwidth = copy_bandwidth(total, device, dtype)
+    name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; copy bandwidth {bandwidth / 1e9:.1f} GB/s; {total / 1e6:.0f}M fp32 params; torch {torch.__version__}")
+    reference = rows[0][1]
+    gradkit_adamw = next((r for r in rows if r[0] == "gradkit adamw"), None)
+    print(f"{'optimizer':<34}{'ms/step':>9}{'MB moved':>10}{'floor ms':>10}{'x floor':>9}{'x torch':>9}{'per-byte x adamw':>18}")
+    for label, seconds, moved in rows:
+        floor = moved / bandwidth
+        per_byte = (seconds / moved) / (gradkit_adamw[1] / gradkit_adamw[2]) if gradkit_adamw else float("nan")
+        print(f"{label:<34}{seconds * 1e3:>9.2f}{moved / 1e6:>10.0f}{floor * 1e3:>10.2f}{seconds / floor:>9.2f}"
+              f"{seconds / reference:>9.2f}{per_byte:>18.2f}")
+
+
+if __name__ == "__main__":
+    main()

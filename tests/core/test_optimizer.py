@@ -1,0 +1,287 @@
+"""The torch.optim adapter: state_dict, groups, closure, dtypes, skipped params and bad input."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import gradkit
+
+from .helpers import data, tiny_mlp, train
+
+
+def _snapshot(model, opt):
+    return [p.detach().clone() for p in model.parameters()], copy.deepcopy(opt.state_dict())
+
+
+def _assert_unchanged(model, opt, snapshot):
+    params, sd = snapshot
+    assert all(torch.equal(a, b) for a, b in zip(params, model.parameters()))
+    now = opt.state_dict()
+    assert now["state"].keys() == sd["state"].keys()
+    for k in sd["state"]:
+        for key, v in sd["state"][k].items():
+            assert torch.equal(v, now["state"][k][key]) if torch.is_tensor(v) else v == now["state"][k][key]
+
+
+@pytest.mark.parametrize("make", [lambda p: gradkit.optim.AdamW(p, lr=1e-2, amsgrad=True),
+                                  lambda p: gradkit.optim.SGD(p, lr=1e-2, momentum=0.9, nesterov=True)])
+def test_state_dict_round_trip_continues_bit_identically(make, tmp_path):
+    a = tiny_mlp()
+    opt_a = make(a.parameters())
+    train(a, opt_a, 5)
+    torch.save({"model": a.state_dict(), "opt": opt_a.state_dict()}, tmp_path / "ckpt.pt")
+    b = tiny_mlp(seed=7)
+    opt_b = make(b.parameters())
+    ckpt = torch.load(tmp_path / "ckpt.pt")
+    b.load_state_dict(ckpt["model"])
+    opt_b.load_state_dict(ckpt["opt"])
+    train(a, opt_a, 5)
+    train(b, opt_b, 5)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_load_state_dict_from_another_recipe_is_rejected():
+    m = tiny_mlp()
+    sgd = gradkit.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    train(m, sgd, 2)
+    adam = gradkit.optim.AdamW(m.parameters())
+    with pytest.raises(ValueError, match="saved by SGD"):
+        adam.load_state_dict(sgd.state_dict())
+    with pytest.raises(ValueError, match="gradkit"):
+        adam.load_state_dict(torch.optim.AdamW(m.parameters()).state_dict())
+
+
+def test_load_state_dict_with_another_param_layout_is_rejected():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters())
+    train(m, opt, 2)
+    transposed = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    with torch.no_grad():
+        transposed[0].weight = nn.Parameter(torch.zeros(8, 16))  # same count, other shape
+    other = gradkit.optim.AdamW(transposed.parameters())
+    with pytest.raises(ValueError, match="shape"):
+        other.load_state_dict(opt.state_dict())
+    fewer = gradkit.optim.AdamW(list(m.parameters())[:2])
+    with pytest.raises(ValueError, match="params"):
+        fewer.load_state_dict(opt.state_dict())
+    two_groups = gradkit.optim.AdamW([{"params": m[0].parameters()}, {"params": m[2].parameters()}])
+    with pytest.raises(ValueError, match="param groups"):
+        two_groups.load_state_dict(opt.state_dict())
+
+
+def test_failed_load_leaves_the_optimizer_as_it_was():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters())
+    train(m, opt, 2)
+    before = _snapshot(m, opt)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"][0]["adam.exp_avg"] = torch.zeros(3, 3)
+    with pytest.raises(ValueError):
+        opt.load_state_dict(sd)
+    _assert_unchanged(m, opt, before)
+
+
+def test_closure_is_called_and_its_loss_returned():
+    m = tiny_mlp()
+    opt = gradkit.optim.SGD(m.parameters(), lr=0.1)
+    x, y = data()
+    calls = []
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(m(x), y)
+        loss.backward()
+        calls.append(loss.item())
+        return loss
+
+    first = opt.step(closure).item()
+    second = opt.step(closure).item()
+    assert len(calls) == 2 and second < first
+
+
+def test_add_param_group_gets_defaults_and_is_stepped():
+    a, b = nn.Linear(3, 3), nn.Linear(3, 3)
+    opt = gradkit.optim.AdamW(a.parameters(), lr=1e-2)
+    opt.add_param_group({"params": b.parameters(), "lr": 1e-1})
+    assert opt.param_groups[1]["betas"] == (0.9, 0.999) and opt.param_groups[1]["lr"] == 1e-1
+    before = b.weight.detach().clone()
+    (a(torch.ones(1, 3)).sum() + b(torch.ones(1, 3)).sum()).backward()
+    opt.step()
+    assert not torch.equal(before, b.weight)
+
+
+def test_bad_param_group_is_rejected_and_not_added():
+    a, b = nn.Linear(3, 3), nn.Linear(3, 3)
+    opt = gradkit.optim.AdamW(a.parameters())
+    with pytest.raises(ValueError, match="betas"):
+        opt.add_param_group({"params": b.parameters(), "betas": (0.9, 1.5)})
+    assert len(opt.param_groups) == 1 and len(opt.group_states) == 1
+
+
+def test_params_without_grad_are_skipped_with_state_untouched():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters(), lr=1e-2)
+    train(m, opt, 3)
+    frozen = m[2].weight
+    state_before = copy.deepcopy(opt.state[frozen])
+    value_before = frozen.detach().clone()
+    x, y = data()
+    opt.zero_grad()
+    nn.functional.cross_entropy(m(x), y).backward()
+    frozen.grad = None
+    opt.step()
+    assert torch.equal(frozen, value_before)
+    assert state_before["step"] == opt.state[frozen]["step"]
+    assert all(torch.equal(state_before[k], v) for k, v in opt.state[frozen].items() if k != "step")
+    assert opt.state[m[0].weight]["step"] == 4 and opt.state[frozen]["step"] == 3
+
+
+def test_optimizer_never_writes_into_gradients():
+    m = tiny_mlp()
+    chain = gradkit.chain(gradkit.clip_by_value(-0.01, 0.01), gradkit.clip_by_global_norm(0.1), gradkit.scale_by_adam(),
+                          gradkit.clip_by_block_rms(0.5), gradkit.add_decayed_weights(0.1), gradkit.scale_by_learning_rate())
+    opt = gradkit.Optimizer(m.parameters(), chain, defaults={"lr": 1e-2})
+    x, y = data()
+    nn.functional.cross_entropy(m(x), y).backward()
+    grads = [p.grad.clone() for p in m.parameters()]
+    opt.step()
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads, m.parameters()))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_params_keep_fp32_state_and_follow_the_fp32_run(dtype):
+    low, ref = tiny_mlp(dtype=dtype), tiny_mlp()
+    with torch.no_grad():
+        for p, q in zip(low.parameters(), ref.parameters()):
+            q.copy_(p.float())
+    opt = gradkit.optim.AdamW(low.parameters(), lr=1e-2)
+    losses = train(low, opt, 30)
+    assert all(v.dtype == torch.float32 for s in opt.state.values() for k, v in s.items() if k != "step")
+    assert all(p.dtype == dtype for p in low.parameters())
+    ref_losses = train(ref, gradkit.optim.AdamW(ref.parameters(), lr=1e-2), 30)
+    assert losses[-1] < losses[0] * 0.8
+    assert abs(losses[-1] - ref_losses[-1]) < 0.05
+
+
+def test_state_dtype_can_be_chosen():
+    m = tiny_mlp(dtype=torch.bfloat16)
+    opt = gradkit.optim.AdamW(m.parameters(), state_dtype=torch.bfloat16)
+    train(m, opt, 2)
+    assert opt.state[m[0].weight]["adam.exp_avg"].dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="state_dtype"):
+        gradkit.optim.AdamW(m.parameters(), state_dtype=torch.int32)
+
+
+def test_mixed_dtypes_in_one_group():
+    m = tiny_mlp()
+    m[2].to(torch.bfloat16)
+    opt = gradkit.optim.AdamW(m.parameters(), lr=1e-2)
+    x, y = data()
+    opt.zero_grad()
+    nn.functional.cross_entropy(m[2](m[1](m[0](x)).bfloat16()).float(), y).backward()
+    opt.step()
+    assert m[2].weight.dtype == torch.bfloat16 and opt.state[m[2].weight]["adam.exp_avg"].dtype == torch.float32
+
+
+def _poison(model):
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    next(model.parameters()).grad[0, 0] = float("nan")
+
+
+def test_nonfinite_raise_leaves_params_and_state_untouched():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters())
+    train(m, opt, 2)
+    before = _snapshot(m, opt)
+    _poison(m)
+    with pytest.raises(FloatingPointError, match="inf or nan"):
+        opt.step()
+    _assert_unchanged(m, opt, before)
+
+
+def test_nonfinite_skip_counts_and_changes_nothing():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters(), nonfinite="skip")
+    train(m, opt, 2)
+    before = _snapshot(m, opt)
+    _poison(m)
+    opt.step()
+    assert opt.skipped_steps == 1
+    _assert_unchanged(m, opt, before)
+    assert opt.state_dict()["gradkit"]["skipped_steps"] == 1
+
+
+def test_nonfinite_ignore_does_not_check():
+    m = tiny_mlp()
+    opt = gradkit.optim.SGD(m.parameters(), lr=0.1, nonfinite="ignore")
+    _poison(m)
+    opt.step()
+    assert torch.isnan(next(m.parameters())).any()
+
+
+def test_huge_finite_gradients_are_not_mistaken_for_nonfinite():
+    p = nn.Parameter(torch.zeros(4))
+    p.grad = torch.full((4,), 3e38)  # the 2-norm overflows, the values are finite
+    gradkit.optim.SGD([p], lr=1e-40).step()
+    assert torch.isfinite(p).all()
+
+
+def test_sparse_gradients_raise_a_clear_type_error():
+    emb = nn.Embedding(10, 3, sparse=True)
+    opt = gradkit.optim.AdamW(emb.parameters())
+    emb(torch.tensor([1, 2])).sum().backward()
+    before = emb.weight.detach().clone()
+    with pytest.raises(TypeError, match="sparse"):
+        opt.step()
+    assert torch.equal(before, emb.weight) and not opt.state
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(lr=-1e-3), "lr"), (dict(betas=(1.0, 0.9)), "betas"), (dict(betas=(0.9,)), "betas"),
+    (dict(eps=0.0), "eps"), (dict(eps=-1.0), "eps"), (dict(weight_decay=-0.1), "weight_decay"),
+    (dict(amsgrad="yes"), "amsgrad"), (dict(lr=float("nan")), "lr"), (dict(nonfinite="warn"), "nonfinite"),
+])
+def test_bad_adamw_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        gradkit.optim.AdamW(tiny_mlp().parameters(), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(lr=-0.1), "lr"), (dict(momentum=-0.9), "momentum"), (dict(dampening=-1.0), "dampening"),
+    (dict(nesterov=True), "nesterov"), (dict(momentum=0.9, dampening=0.1, nesterov=True), "nesterov"),
+])
+def test_bad_sgd_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        gradkit.optim.SGD(tiny_mlp().parameters(), **kwargs)
+
+
+def test_transform_must_be_a_gradient_transform():
+    with pytest.raises(TypeError, match="GradientTransform"):
+        gradkit.Optimizer(tiny_mlp().parameters(), lambda u: u)
+
+
+def test_state_bytes_is_exact_and_broken_down():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters(), amsgrad=True)
+    assert opt.state_bytes() == 0
+    train(m, opt, 1)
+    n = sum(p.numel() for p in m.parameters())
+    assert opt.state_bytes() == 3 * 4 * n
+    assert opt.state_bytes(by="kind") == {"moment": 12 * n}
+    assert opt.state_bytes(by="key") == {"adam.exp_avg": 4 * n, "adam.exp_avg_sq": 4 * n, "adam.max_exp_avg_sq": 4 * n, "step": 0}
+    assert opt.state_bytes(by="param")[0] == 3 * 4 * m[0].weight.numel()
+    assert gradkit.state_bytes(torch.optim.AdamW(m.parameters())) == 0
+    with pytest.raises(ValueError, match="by"):
+        opt.state_bytes(by="layer")
+
+
+def test_named_parameters_are_accepted():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.named_parameters(), lr=1e-2)
+    assert opt.param_groups[0]["param_names"][0] == "0.weight"
+    train(m, opt, 2)
+    other = gradkit.optim.AdamW(m.named_parameters(), lr=1e-2)
+    other.load_state_dict(opt.state_dict())
+    assert torch.equal(other.state[m[0].weight]["adam.exp_avg"], opt.state[m[0].weight]["adam.exp_avg"])
