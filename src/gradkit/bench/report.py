@@ -45,6 +45,19 @@ def _sweep_table(results: BenchResults, task: str) -> str | None:
     return _md_table(["optimizer", *points], body)
 
 
+def _edge_choices(rows, sweep: dict) -> list[tuple[str, str, object]]:
+    """(contestant, key, value) where the chosen value is the smallest or largest of a numeric axis of 3+ values."""
+    edges = []
+    for row in rows:
+        for key, values in sweep.items():
+            numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if len(numeric) < 3 or len(numeric) != len(values) or key not in row.hparams:
+                continue
+            if row.hparams[key] in (min(numeric), max(numeric)):
+                edges.append((row.contestant, key, row.hparams[key]))
+    return edges
+
+
 def markdown_report(results: BenchResults, figures: dict[str, list[Path]] | None = None) -> str:
     env = results.environment
     seeds = results.config.get("seeds", [0])
@@ -83,6 +96,10 @@ def markdown_report(results: BenchResults, figures: dict[str, list[Path]] | None
         sweep_md = _sweep_table(results, task)
         if sweep_md:
             out += ["Sweep (validation " + info.metric + ", seed 0; chosen in bold):", "", sweep_md, ""]
+            edges = _edge_choices(rows, sweep)
+            if edges:
+                out += ["Chosen at the edge of the sweep (a wider sweep may find better): "
+                        + ", ".join(f"`{c}` ({k}={v})" for c, k, v in edges) + ".", ""]
         errors = [r for r in results.runs if r.task == task and r.status == "error"]
         for r in errors:
             out.append(f"- `{r.contestant}` {format_hparams(r.hparams)} seed {r.seed}: {r.error}")
