@@ -106,10 +106,30 @@ def test_multitask_runs_through_gradkit_combine():
                          aggregators=["sum", "pcgrad:seed=0"])
     results = run_bench(config)
     assert [r.contestant for r in results.runs] == ["torch:Adam+sum", "torch:Adam+pcgrad:seed=0"]
-    assert all(r.status == "ok" and "digit_accuracy" in r.final_val for r in results.runs)
+    assert all(r.status == "ok" and {"digit_accuracy", "reconstruction_mse"} <= set(r.final_val) for r in results.runs)
     assert all(0.0 <= r.conflict_fraction <= 1.0 for r in results.runs)
     with pytest.raises(ValueError, match="aggregator spec 'no-such'"):
         run_bench(BenchConfig(tasks=["multitask-digits"], optimizers=["torch:Adam"], aggregators=["no-such"]))
+
+
+def test_aggregator_objective_count_is_checked_before_training():
+    combine = pytest.importorskip("gradkit.combine", reason="the multi-task task needs gradkit.combine")
+    if "bloop" not in combine.AGGREGATORS:
+        pytest.skip("gradkit.combine has no Bloop here")
+    with pytest.raises(ValueError, match="'bloop' combines exactly 2 objectives, but task 'multitask-digits' has 3"):
+        run_bench(BenchConfig(tasks=["multitask-digits:tasks=digit/parity/reconstruction"], optimizers=["torch:Adam"],
+                              aggregators=["bloop"]))
+
+
+def test_failure_inside_backward_is_recorded_and_the_bench_goes_on():
+    class Exploding(torch.nn.Module):
+        def forward(self):
+            raise RuntimeError("forward failed")
+
+    task = make_task("quadratic:steps=3")
+    task.losses = lambda model, batch: Exploding()()
+    run = run_one(task, task.load("cpu"), Contestant(parse_spec("torch:SGD")), {}, 0)
+    assert run.status == "error" and "step 1, backward: RuntimeError: forward failed" in run.error
 
 
 def test_non_finite_gradient_refusal_counts_as_divergence():

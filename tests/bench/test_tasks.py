@@ -83,3 +83,12 @@ def test_quadratic_condition_number():
     task = make_task("quadratic:dim=4,condition=1000")
     eig = torch.linalg.eigvalsh(task.hessian)
     assert float(eig.max() / eig.min()) == pytest.approx(1000, rel=1e-6)
+
+
+def test_multitask_heads_are_an_option():
+    assert make_task("multitask-digits").loss_names == ("digit", "reconstruction")
+    task = make_task("multitask-digits:tasks=digit/parity/reconstruction")
+    assert task.loss_names == ("digit", "parity", "reconstruction") and task.multi_loss
+    for bad in ("tasks=digit", "tasks=digit/colour", "tasks=digit/digit", "tasks=reconstruction/reconstruction"):
+        with pytest.raises(ValueError, match="tasks must"):
+            make_task(f"multitask-digits:{bad}")

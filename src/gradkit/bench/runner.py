@@ -214,18 +214,22 @@ def _train(task, data, contestant, hparams, seed, device, divergence_factor, pro
     try:
         for step in range(1, task.steps + 1):
             start = time.perf_counter()
-            batch = task.sample(data, generator)
-            optimizer.zero_grad(set_to_none=True)
-            losses = task.losses(model, batch)
-            if aggregator is None:
-                loss = losses
-                loss.backward()
-            else:
-                loss = sum(losses)
-                if heads:  # each head depends on its own loss only, so the sum's gradient is that loss's
-                    torch.autograd.backward(loss, inputs=heads, retain_graph=True)
-                info = combine_backward(list(losses), shared, aggregator)
-                conflicts.append(info.conflict_fraction)
+            try:
+                batch = task.sample(data, generator)
+                optimizer.zero_grad(set_to_none=True)
+                losses = task.losses(model, batch)
+                if aggregator is None:
+                    loss = losses
+                    loss.backward()
+                else:
+                    loss = sum(losses)
+                    if heads:  # each head depends on its own loss only, so the sum's gradient is that loss's
+                        torch.autograd.backward(loss, inputs=heads, retain_graph=True)
+                    info = combine_backward(list(losses), shared, aggregator)
+                    conflicts.append(info.conflict_fraction)
+            except Exception as err:  # noqa: BLE001 - reported in the run's record, never swallowed
+                record.status, record.error = "error", f"step {step}, backward: {type(err).__name__}: {err}"
+                break
             value = float(loss.detach())
             record.train_loss.append(value)
             if first_loss is None:
@@ -239,8 +243,8 @@ def _train(task, data, contestant, hparams, seed, device, divergence_factor, pro
             except FloatingPointError as err:  # gradkit optimizers refuse non-finite gradients
                 record.status, record.diverged_step, record.error = "diverged", step, f"step {step}: {err}"
                 break
-            except (RuntimeError, ValueError, ZeroDivisionError) as err:
-                record.status, record.error = "error", f"step {step}: {type(err).__name__}: {err}"
+            except Exception as err:  # noqa: BLE001 - reported in the run's record, never swallowed
+                record.status, record.error = "error", f"step {step}, optimizer.step(): {type(err).__name__}: {err}"
                 break
             wall += time.perf_counter() - start
             record.steps_done = step
@@ -332,7 +336,11 @@ def _preflight(task: Task, contestants: list[Contestant], grid: list[dict], devi
         for point in grid:
             build_optimizer(c.optimizer.with_kwargs(**point), [p for p in model.parameters() if p.requires_grad])
         if c.aggregator is not None:
-            _build_aggregator(c.aggregator)
+            aggregator = _build_aggregator(c.aggregator)
+            wanted = getattr(aggregator, "num_objectives", None)
+            if wanted is not None and wanted != len(task.loss_names):
+                raise ValueError(f"aggregator {str(c.aggregator)!r} combines exactly {wanted} objectives, but task "
+                                 f"{task.name!r} has {len(task.loss_names)} losses ({', '.join(task.loss_names)})")
 
 
 def run_bench(config: BenchConfig, *, name: str = "bench", command: str = "", progress: bool = False,
