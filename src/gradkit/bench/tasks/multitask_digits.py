@@ -11,7 +11,8 @@ partly conflict (reconstruction wants features that keep pixel detail, classific
 invariance) and differ in scale: the setting of PCGrad, UPGrad, GradNorm and Bloop, and the one
 that two-objective aggregators such as Bloop accept. ``tasks=digit/parity/reconstruction`` makes
 it three. The runner combines the trunk's gradients with an aggregator (``--aggregator``); each
-head gets the gradient of its own loss. The ranking metric is the mean validation accuracy of the
+head gets the gradient of its own loss. The first task is the main one for aggregators that
+distinguish (Bloop projects the second's gradient against the first's). The ranking metric is the mean validation accuracy of the
 classification heads; every task's own validation metric is reported too.
 """
 from __future__ import annotations
