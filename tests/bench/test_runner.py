@@ -159,6 +159,10 @@ def test_all_expands_to_every_registered_optimizer():
     from gradkit.registry import list_entries
 
     config = BenchConfig(tasks=["quadratic"], optimizers=["all", "torch:SGD"])
-    assert config.optimizers == [e.name for e in list_entries("optimizer")] + ["torch:SGD"]
+    entries = list_entries("optimizer")
+    assert {"adam", "adamw", "sgd"} <= set(config.optimizers) and config.optimizers[-1] == "torch:SGD"
+    # every registered object once: aliases (same object, other name) are not run twice
+    assert len(config.optimizers) - 1 == len({id(e.obj) for e in entries})
+    assert set(config.optimizers[:-1]) <= {e.name for e in entries}
     with pytest.raises(ValueError, match="repeated"):
         BenchConfig(tasks=["quadratic"], optimizers=["all", "torch:SGD", "torch:SGD"])

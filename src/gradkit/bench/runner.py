@@ -78,16 +78,24 @@ class BenchConfig:
 ALL_GRADKIT = "all"
 
 
+def _registered_optimizers() -> list[str]:
+    """Every registered gradkit optimizer once: of names bound to the same object, the one not
+    described as an alias (else the first by name)."""
+    from gradkit.registry import list_entries
+
+    chosen: dict[int, object] = {}
+    for entry in list_entries("optimizer"):
+        current = chosen.get(id(entry.obj))
+        if current is None or (current.summary.startswith("alias") and not entry.summary.startswith("alias")):
+            chosen[id(entry.obj)] = entry
+    return sorted(e.name for e in chosen.values())
+
+
 def expand_optimizers(specs: list[str]) -> list[str]:
-    """Replace ``"all"`` by the name of every registered gradkit optimizer (in ``gradkit list`` order)."""
+    """Replace ``"all"`` by every registered gradkit optimizer (aliases once, by their main name)."""
     out = []
     for spec in specs:
-        if spec == ALL_GRADKIT:
-            from gradkit.registry import list_entries
-
-            out.extend(e.name for e in list_entries("optimizer"))
-        else:
-            out.append(spec)
+        out.extend(_registered_optimizers() if spec == ALL_GRADKIT else [spec])
     return out
 
 
