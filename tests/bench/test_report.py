@@ -30,3 +30,15 @@ def test_report_lists_diverged_and_interrupted_runs():
     assert rows[1].status == "1/1 diverged" and rows[1].val_metric is None
     md = markdown_report(results)
     assert "**Status: interrupted.**" in md and "1/1 diverged" in md
+
+
+def test_overview_across_tasks_orders_by_mean_rank():
+    results = run_bench(BenchConfig(tasks=["quadratic:steps=8,eval_every=4", "rosenbrock:steps=8,eval_every=4"],
+                                    optimizers=["torch:SGD:lr=0.0001", "torch:Adam:lr=0.1"]))
+    md = markdown_report(results)
+    overview = md[md.index("## Overview"):md.index("## quadratic")]
+    assert "| optimizer | quadratic (distance) | rosenbrock (distance) | mean rank |" in overview
+    # Adam with a real step beats SGD with a tiny one on both problems: rank 1 twice
+    assert overview.index("torch:Adam:lr=0.1") < overview.index("torch:SGD:lr=0.0001")
+    assert "(1) | 1.0 |" in overview and "(2) | 2.0 |" in overview
+    assert "## Overview" not in markdown_report(run_bench(BenchConfig(tasks=["quadratic:steps=2"], optimizers=["torch:SGD"])))

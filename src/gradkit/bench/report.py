@@ -58,6 +58,30 @@ def _edge_choices(rows, sweep: dict) -> list[tuple[str, str, object]]:
     return edges
 
 
+def _overview(results: BenchResults) -> str | None:
+    """One row per contestant across tasks, when there are several tasks."""
+    if len(results.tasks) < 2:
+        return None
+    per_task = {task: rank(results, task) for task in results.tasks}
+    contestants = list(dict.fromkeys(row.contestant for rows in per_task.values() for row in rows))
+    table = []
+    for c in contestants:
+        cells, ranks = [], []
+        for task, rows in per_task.items():
+            position = next((i for i, row in enumerate(rows, 1) if row.contestant == c), None)
+            row = rows[position - 1] if position else None
+            if row is None or row.val_metric is None:
+                cells.append("-" if row is None else row.status)
+                ranks.append(len(rows) + 1)
+            else:
+                cells.append(f"{row.val_metric[0]:.4f} ({position})")
+                ranks.append(position)
+        table.append((sum(ranks) / len(ranks), c, cells))
+    table.sort(key=lambda t: t[0])
+    header = ["optimizer", *[f"{t} ({results.tasks[t].metric})" for t in per_task], "mean rank"]
+    return _md_table(header, [[c, *cells, f"{mean:.1f}"] for mean, c, cells in table])
+
+
 def markdown_report(results: BenchResults, figures: dict[str, list[Path]] | None = None) -> str:
     env = results.environment
     seeds = results.config.get("seeds", [0])
@@ -83,6 +107,10 @@ def markdown_report(results: BenchResults, figures: dict[str, list[Path]] | None
             "`train time`: training loop without evaluation; `peak RSS`: the process's resident memory (whole process, "
             "so it includes the data and earlier runs); a run is `diverged` when its loss became non-finite or exceeded "
             f"{results.config.get('divergence_factor', 1e3):g} times its first value.", ""]
+    overview = _overview(results)
+    if overview:
+        out += ["## Overview", "", "Validation metric and rank on each task (ranked by mean rank; failed runs rank last).", "",
+                overview, ""]
     for task, info in results.tasks.items():
         rows = rank(results, task)
         out += [f"## {task}", "", f"{info.summary}. `--task {info.spec}`: {info.steps} steps, batch {info.batch_size}, "
