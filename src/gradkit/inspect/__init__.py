@@ -1,0 +1,34 @@
+"""Inspection of training from gradients and Hessian-vector products.
+
+Curvature (top eigenpairs by Lanczos or power iteration, Hutchinson trace with an error bar,
+spectral density by stochastic Lanczos quadrature), the gradient's overlap with the top Hessian
+eigenspace, the gradient noise scale, per-layer gradient norms, update ratios and the effective
+step size of scale-invariant weights, sharpness against 2 / lr, and an ``Inspector`` that a
+training loop calls every N steps. Nothing here changes parameters, ``.grad`` or batch-norm
+statistics.
+"""
+from __future__ import annotations
+
+from .density import SpectralDensity, spectral_density
+from .eigen import EigenResult, LanczosResult, lanczos, top_eigenpairs
+from .hessian import HessianOperator, LinearOperator, MatrixOperator, as_operator, hessian_vector_product
+from .inspector import Inspector
+from .layers import WeightSnapshot, gradient_norms, scale_invariant_parameters, weight_norms
+from .noise import NoiseScaleEstimate, NoiseScaleTracker, noise_scale_from_norms, per_example_noise_scale, two_batch_noise_scale
+from .plots import load_log, plot_density, plot_log, plot_quantity, plot_runs
+from .sharpness import SharpnessTracker, stability_threshold
+from .subspace import OverlapResult, gradient_subspace_overlap, subspace_overlap
+from .trace import TraceEstimate, hutchinson_trace, student_t_quantile
+
+__all__ = [
+    "HessianOperator", "LinearOperator", "MatrixOperator", "as_operator", "hessian_vector_product",
+    "top_eigenpairs", "lanczos", "EigenResult", "LanczosResult",
+    "hutchinson_trace", "TraceEstimate", "student_t_quantile",
+    "spectral_density", "SpectralDensity",
+    "subspace_overlap", "gradient_subspace_overlap", "OverlapResult",
+    "noise_scale_from_norms", "two_batch_noise_scale", "per_example_noise_scale", "NoiseScaleEstimate", "NoiseScaleTracker",
+    "gradient_norms", "weight_norms", "WeightSnapshot", "scale_invariant_parameters",
+    "SharpnessTracker", "stability_threshold",
+    "Inspector",
+    "load_log", "plot_log", "plot_quantity", "plot_runs", "plot_density",
+]

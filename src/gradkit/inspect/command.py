@@ -1,0 +1,37 @@
+"""``gradkit inspect``: plot Inspector logs (JSON lines), one PNG per quantity, runs overlaid."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .plots import QUANTITIES, load_log, plot_runs
+
+    labels = args.labels or [Path(p).stem for p in args.logs]
+    if len(labels) != len(args.logs):
+        raise ValueError(f"--labels must give one label per log ({len(args.logs)}), got {len(labels)}")
+    runs = {}
+    for label, path in zip(labels, args.logs):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"log file not found: {path}")
+        runs[label] = load_log(path)
+    quantities = args.quantities or list(QUANTITIES)
+    unknown = [q for q in quantities if q not in QUANTITIES]
+    if unknown:
+        raise ValueError(f"--quantities must be among {sorted(QUANTITIES)}, got {unknown}")
+    for quantity in quantities:
+        path = plot_runs(runs, quantity, Path(args.out) / f"{args.prefix}{quantity}.png")
+        if path is not None:
+            print(path)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("inspect", help="plot Inspector logs (sharpness, overlap, effective step size, ...)")
+    p.add_argument("logs", nargs="+", help="JSON-lines files written by gradkit.inspect.Inspector")
+    p.add_argument("--labels", nargs="+", help="one legend label per log (default: file names)")
+    p.add_argument("--quantities", nargs="+", help="which plots (default: every quantity found in the logs)")
+    p.add_argument("--out", default=".", help="output folder for the PNGs")
+    p.add_argument("--prefix", default="inspect_", help="file-name prefix of the PNGs")
+    p.set_defaults(func=_run)
