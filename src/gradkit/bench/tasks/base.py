@@ -58,9 +58,6 @@ class Task:
     def multi_loss(self) -> bool:
         return len(self.loss_names) > 1
 
-    def describe(self) -> str:
-        return f"{self.name}: {self.summary}"
-
     # -- to implement -------------------------------------------------------------------------
     def load(self, device: torch.device) -> Any:
         """Data for training and evaluation, already on ``device``; built once per task."""
