@@ -47,7 +47,7 @@ class Rosenbrock(Task):
     @torch.no_grad()
     def evaluate(self, model, data, split):
         p = model().double()
-        return {"loss": float(self._f(p)), "metric": float((p - self.optimum).norm())}
+        return {"loss": float(self._f(p)), "metric": float((p - self.optimum.to(p)).norm())}
 
     def surface(self):
         a = self.options["a"]
