@@ -166,3 +166,13 @@ def test_all_expands_to_every_registered_optimizer():
     assert set(config.optimizers[:-1]) <= {e.name for e in entries}
     with pytest.raises(ValueError, match="repeated"):
         BenchConfig(tasks=["quadratic"], optimizers=["all", "torch:SGD", "torch:SGD"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_every_task_runs_on_cuda():
+    for name in ("digits-mlp", "digits-cnn", "quadratic", "rosenbrock",
+                 "stdlib-lm:train_bytes=20000,val_bytes=5000,eval_windows=8,context=16,dim=16,heads=2,depth=1"):
+        task = make_task(name, steps=3, eval_every=3)
+        run = run_one(task, task.load("cuda"), Contestant(parse_spec("torch:Adam")), {}, 0, device="cuda")
+        assert run.status == "ok" and run.peak_cuda_bytes > 0 and run.step_time_median_s > 0
