@@ -285,3 +285,29 @@ def test_named_parameters_are_accepted():
     other = gradkit.optim.AdamW(m.named_parameters(), lr=1e-2)
     other.load_state_dict(opt.state_dict())
     assert torch.equal(other.state[m[0].weight]["adam.exp_avg"], opt.state[m[0].weight]["adam.exp_avg"])
+
+
+def test_loaded_group_state_is_a_copy_not_shared_with_the_source():
+    m = tiny_mlp()
+    transform = gradkit.chain(gradkit.transforms.autoclip(percentile=50, history_size=8), gradkit.scale_by_learning_rate())
+    opt = gradkit.Optimizer(m.parameters(), transform, defaults={"lr": 0.1})
+    train(m, opt, 3)
+    other = gradkit.Optimizer(m.parameters(), transform, defaults={"lr": 0.1})
+    other.load_state_dict(opt.state_dict())  # in memory, not through a file
+    before = copy.deepcopy(other.group_states)
+    train(m, opt, 3)
+    assert repr(other.group_states) == repr(before)
+
+
+def test_predicted_weights_restores_the_real_weights():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters(), lr=0.1)
+    train(m, opt, 2)
+    real = [p.detach().clone() for p in m.parameters()]
+    x, y = data()
+    opt.zero_grad()
+    with opt.predicted_weights(steps=2):
+        assert any(not torch.equal(p, r) for p, r in zip(m.parameters(), real))
+        nn.functional.cross_entropy(m(x), y).backward()
+    assert all(torch.equal(p, r) for p, r in zip(m.parameters(), real))
+    assert all(p.grad is not None for p in m.parameters())

@@ -6,6 +6,7 @@ the params with one foreach op. Params without a gradient are skipped and their 
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections import defaultdict
 from typing import Any, Callable, Iterable
@@ -157,6 +158,14 @@ class Optimizer(torch.optim.Optimizer):
         for s in states:
             s["step"] = 0
 
+    # -- weight prediction ----------------------------------------------------------------------
+    def predicted_weights(self, steps: int = 1):
+        """Context manager: gradients computed inside it are taken at the weights predicted ``steps``
+        steps ahead (XGrad); the real weights are restored on exit. See :mod:`gradkit.optim.xgrad`."""
+        from gradkit.optim.xgrad import predicted_weights  # gradkit.optim imports the core
+
+        return predicted_weights(self, steps)
+
     # -- accounting ---------------------------------------------------------------------------
     def state_bytes(self, by: str | None = None):
         """Bytes of optimizer state; ``by="param" | "key" | "kind"`` breaks the total down."""
@@ -226,7 +235,7 @@ class Optimizer(torch.optim.Optimizer):
 
         self.param_groups = new_groups
         self.state = defaultdict(dict, new_state)
-        self.group_states = [dict(g) for g in meta["group_states"]]
+        self.group_states = copy.deepcopy(list(meta["group_states"]))
         self.skipped_steps = int(meta["skipped_steps"])
 
     def _expected_state(self, groups: list[dict]) -> dict[Tensor, dict[str, Any]]:

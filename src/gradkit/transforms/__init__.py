@@ -34,3 +34,29 @@ __all__ = [
     "scale_by_learning_rate",
     "trace",
 ]
+
+# Grams, AdaMomentum, SGD-SaI, non-Euclidean trust-region (Muon), AutoClip, per-group selection
+from gradkit.transforms.adamomentum import ScaleByAdaMomentum, scale_by_adamomentum
+from gradkit.transforms.autoclip import AutoClip, autoclip
+from gradkit.transforms.grams import ScaleByGrams, scale_by_grams
+from gradkit.transforms.gsnr import ScaleByGSNR, scale_by_gsnr
+from gradkit.transforms.orthogonalization import newton_schulz, orthogonalize
+from gradkit.transforms.select import SelectByGroup, select_by_group
+from gradkit.transforms.trust_region import ScaleByTrustRegion, scale_by_trust_region
+
+__all__ += [
+    "AutoClip",
+    "ScaleByAdaMomentum",
+    "ScaleByGSNR",
+    "ScaleByGrams",
+    "ScaleByTrustRegion",
+    "SelectByGroup",
+    "autoclip",
+    "newton_schulz",
+    "orthogonalize",
+    "scale_by_adamomentum",
+    "scale_by_grams",
+    "scale_by_gsnr",
+    "scale_by_trust_region",
+    "select_by_group",
+]

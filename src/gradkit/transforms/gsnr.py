@@ -1,0 +1,96 @@
+"""Per-tensor learning-rate scales from the gradient signal-to-noise ratio at the first step (SGD-SaI).
+
+Xu, Xiang, Cai & Wen (2024), "No More Adam: Learning Rate Scaling at Initialization
+is All You Need", arXiv:2412.11768; official code https://github.com/AnonymousAlethiometer/SGD_SaI.
+
+At a tensor's first step its g-SNR is measured once and frozen::
+
+    gsnr_i = ||g_i||_2 / (std(g_i) + eps)          (std unbiased; a 1-element tensor has std 0)
+    scale_i = gsnr_i / max_j gsnr_j                 (normalize=True, official code v1.0.4)
+
+and every later update of tensor ``i`` is multiplied by ``scale_i``. The maximum is taken over the
+tensors of the param group that step first together (the official code takes it over all groups at
+once; with one group they agree); tensors that take their first step later are divided by that same
+stored maximum. ``normalize=False`` keeps the raw g-SNR (official code v1.0.3 and earlier).
+``estimator="sqrt_numel"`` replaces the g-SNR by ``sqrt(numel)`` (the approximation of official code
+v1.1.0, which also does not normalize). Note that a 1-element tensor gets ``|g| / eps`` (its std is
+0), as in the official code; with ``normalize=True`` such a tensor dominates the maximum, so keep
+scalar parameters in their own param group.
+
+State: one 0-dim tensor per parameter (the frozen scale) and the maximum in the group state.
+"""
+from __future__ import annotations
+
+import torch
+
+from gradkit.core.hyper import check_hyper
+from gradkit.core.transform import GradientTransform
+from gradkit.registry import register_transform
+from gradkit.transforms._checks import boolean, non_negative
+
+__all__ = ["scale_by_gsnr", "ScaleByGSNR", "gradient_snr", "ESTIMATORS"]
+
+ESTIMATORS = ("gsnr", "sqrt_numel")
+
+
+def gradient_snr(grads: list[torch.Tensor], eps: float) -> torch.Tensor:
+    """``||g|| / (std(g) + eps)`` of every tensor, as one 1-D tensor (one pass over all of them)."""
+    numels = torch.tensor([g.numel() for g in grads], device=grads[0].device)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dtype = flat.dtype
+    ids = torch.repeat_interleave(torch.arange(len(grads), device=flat.device), numels)
+    count = numels.to(dtype)
+    mean = torch.zeros(len(grads), dtype=dtype, device=flat.device).index_add_(0, ids, flat) / count
+    centered = flat - mean[ids]
+    sum_sq = torch.zeros(len(grads), dtype=dtype, device=flat.device).index_add_(0, ids, centered * centered)
+    std = torch.sqrt(sum_sq / (count - 1)).nan_to_num_(0.0)  # unbiased, like Tensor.std(); 1 element -> 0
+    norms = torch.stack([n.to(dtype) for n in torch._foreach_norm(grads)])
+    return norms / (std + eps)
+
+
+@register_transform(
+    "scale_by_gsnr",
+    summary="freeze a per-tensor scale at the first step from the gradient signal-to-noise ratio (SGD-SaI)",
+    reference="Xu, Xiang, Cai & Wen, No More Adam: Learning Rate Scaling at Initialization is All You Need, arXiv:2412.11768; "
+              "https://github.com/AnonymousAlethiometer/SGD_SaI",
+)
+class ScaleByGSNR(GradientTransform):
+    name = "gsnr"
+    state_kinds = {"scale": "scale"}
+
+    def __init__(self, eps=1e-8, normalize=True, estimator="gsnr"):
+        self.eps = eps
+        self.normalize = normalize
+        self.estimator = estimator
+
+    def validate(self, group):
+        non_negative(self.eps, group, "eps")
+        boolean(self.normalize, group, "normalize")
+        check_hyper(self.estimator, group, "estimator", lambda x: x in ESTIMATORS, f"one of {ESTIMATORS}")
+
+    def init(self, params, ctx):
+        return {"scale": [torch.zeros((), dtype=p.dtype, device=p.device) for p in params]}
+
+    def update(self, updates, state, params, ctx):
+        scales = state["scale"]
+        first = list(range(len(updates))) if ctx.step == 1 else [i for i, s in enumerate(ctx.steps) if s == 1]
+        if first:
+            self._measure([updates[i] for i in first], [scales[i] for i in first], ctx)
+        updates = ctx.writable(updates)
+        torch._foreach_mul_(updates, scales)
+        return updates
+
+    def _measure(self, grads, scales, ctx):
+        if ctx.value(self.estimator) == "gsnr":
+            snr = gradient_snr(grads, float(ctx.value(self.eps)))
+        else:
+            snr = torch.tensor([float(g.numel()) ** 0.5 for g in grads], device=grads[0].device)
+        if ctx.value(self.normalize):
+            group_state = ctx.group_state
+            if "max_gsnr" not in group_state:
+                group_state["max_gsnr"] = snr.max().float()
+            snr = snr / group_state["max_gsnr"].to(snr.device)
+        torch._foreach_copy_(scales, list(snr.unbind()))
+
+
+scale_by_gsnr = ScaleByGSNR

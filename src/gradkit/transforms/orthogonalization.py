@@ -1,0 +1,75 @@
+"""Approximate orthogonalization ``G -> U V^T`` by a quintic Newton-Schulz iteration, batched.
+
+Jordan et al., "Muon: An optimizer for hidden layers in neural networks" (2024),
+https://kellerjordan.github.io/posts/muon/; official code https://github.com/KellerJordan/Muon.
+
+With ``X_0 = G / (||G||_F + eps)`` (so every singular value is at most 1), each step applies the odd
+polynomial ``p(x) = a x + b x^3 + c x^5`` to the singular values::
+
+    A = X X^T;   X <- a X + (b A + c A A) X
+
+Muon's coefficients ``(3.4445, -4.7750, 2.0315)`` maximise the slope at zero instead of converging
+to exactly 1: after 5 steps the singular values of the result lie in a band around 1, not at 1.
+Measured for random matrices (fp32 and bf16, sizes up to 64): every singular value that is at
+least 1e-2 of the largest ends in [0.6, 1.25] (``SINGULAR_VALUE_BAND``); smaller ones grow by at
+most that factor's fifth power per step and may stay below the band. Matrices of the same shape are
+stacked and iterated together with batched matmuls; wide matrices are iterated as ``X X^T`` on the
+short side (tall ones are transposed first).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["MUON_COEFFICIENTS", "SINGULAR_VALUE_BAND", "newton_schulz", "orthogonalize", "coefficient_schedule"]
+
+MUON_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+SINGULAR_VALUE_BAND = (0.6, 1.25)
+
+
+def coefficient_schedule(coefficients, steps: int) -> list[tuple[float, float, float]]:
+    """One ``(a, b, c)`` per step: a single triple is repeated; a list's last triple is reused."""
+    if isinstance(coefficients, (tuple, list)) and len(coefficients) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in coefficients):
+        return [tuple(float(x) for x in coefficients)] * steps
+    triples = [tuple(float(x) for x in t) for t in coefficients]
+    if not triples or any(len(t) != 3 for t in triples):
+        raise ValueError(f"ns_coefficients must be an (a, b, c) triple or a non-empty list of triples, got {coefficients!r}")
+    return [triples[min(i, len(triples) - 1)] for i in range(steps)]
+
+
+def newton_schulz(g: Tensor, steps: int = 5, coefficients=MUON_COEFFICIENTS, dtype: torch.dtype | None = torch.bfloat16,
+                  eps: float = 1e-7) -> Tensor:
+    """Orthogonalize a matrix or a batch of matrices (``(..., m, n)``); the result is in ``dtype``."""
+    if g.ndim < 2:
+        raise ValueError(f"newton_schulz needs a matrix or a batch of matrices, got shape {tuple(g.shape)}")
+    tall = g.size(-2) > g.size(-1)
+    x = g.mT if tall else g
+    x = x.to(dtype or g.dtype)
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)
+    for a, b, c in coefficient_schedule(coefficients, steps):
+        gram = x @ x.mT
+        poly = b * gram + c * (gram @ gram)
+        x = a * x + poly @ x
+    return x.mT if tall else x
+
+
+def orthogonalize(matrices: Sequence[Tensor], steps: int = 5, coefficients=MUON_COEFFICIENTS,
+                  dtype: torch.dtype | None = torch.bfloat16, eps: float = 1e-7) -> list[Tensor]:
+    """:func:`newton_schulz` of every matrix, one batched iteration per distinct shape and device.
+
+    Returns tensors in each input's own dtype.
+    """
+    by_shape: dict[tuple, list[int]] = defaultdict(list)
+    for i, m in enumerate(matrices):
+        by_shape[(tuple(m.shape), m.device, m.dtype)].append(i)
+    out: list[Tensor | None] = [None] * len(matrices)
+    for (_, _, out_dtype), indices in by_shape.items():
+        batch = torch.stack([matrices[i] for i in indices])
+        result = newton_schulz(batch, steps, coefficients, dtype, eps).to(out_dtype)
+        for i, r in zip(indices, result.unbind()):
+            out[i] = r
+    return out  # type: ignore[return-value]
