@@ -1,62 +1,134 @@
 """Building blocks: one idea per module, composed with ``gradkit.chain``."""
-from gradkit.transforms.adam import ScaleByAdam, scale_by_adam
+from gradkit.transforms.adam import bias_corrections, scale_by_adam, ScaleByAdam
+from gradkit.transforms.adamomentum import scale_by_adamomentum, ScaleByAdaMomentum
+from gradkit.transforms.adan import scale_by_adan, ScaleByAdan
+from gradkit.transforms.ademamix import alpha_warmup, beta3_warmup, scale_by_ademamix, ScaleByAdEMAMix
+from gradkit.transforms.autoclip import autoclip, AutoClip
+from gradkit.transforms.belief import rectification, scale_by_belief, ScaleByBelief
 from gradkit.transforms.clipping import (
-    ClipByBlockRMS,
-    ClipByGlobalNorm,
-    ClipByValue,
     clip_by_block_rms,
     clip_by_global_norm,
     clip_by_value,
+    ClipByBlockRMS,
+    ClipByGlobalNorm,
+    ClipByValue,
     global_norm,
 )
-from gradkit.transforms.decay import AddDecayedWeights, add_decayed_weights
-from gradkit.transforms.momentum import Trace, trace
-from gradkit.transforms.scale import FlipSign, Scale, ScaleByLearningRate, flip_sign, scale, scale_by_learning_rate
+from gradkit.transforms.decay import add_decayed_weights, AddDecayedWeights
+from gradkit.transforms.decoupled_decay import decoupled_decay, DecoupledDecay
+from gradkit.transforms.diffgrad import scale_by_diffgrad, ScaleByDiffGrad
+from gradkit.transforms.exadam import dynamic_step_size, scale_by_exadam, ScaleByEXAdam
+from gradkit.transforms.grams import EPS_PLACEMENTS, scale_by_grams, ScaleByGrams
+from gradkit.transforms.gsnr import ESTIMATORS, gradient_snr, scale_by_gsnr, ScaleByGSNR
+from gradkit.transforms.heavy_ball import heavy_ball, HeavyBall
+from gradkit.transforms.momentum import trace, Trace
+from gradkit.transforms.nesterov_adam import scale_by_nesterov_adam, ScaleByNesterovAdam
+from gradkit.transforms.orthogonalization import (
+    coefficient_schedule,
+    MUON_COEFFICIENTS,
+    newton_schulz,
+    orthogonalize,
+    SINGULAR_VALUE_BAND,
+)
+from gradkit.transforms.proximal_decay import proximal_decay, ProximalDecay
+from gradkit.transforms.radial import (
+    CHANNEL,
+    LAYER,
+    NOT_PROJECTED,
+    project_radial,
+    ProjectRadial,
+    radial_modes,
+)
+from gradkit.transforms.scale import (
+    flip_sign,
+    FlipSign,
+    scale,
+    Scale,
+    scale_by_learning_rate,
+    ScaleByLearningRate,
+)
+from gradkit.transforms.select import select_by_group, SelectByGroup
+from gradkit.transforms.sign_momentum import sign_momentum, SignMomentum
+from gradkit.transforms.trust_region import (
+    NORMS,
+    scale_by_trust_region,
+    ScaleByTrustRegion,
+    shape_factor,
+    SHAPE_SCALES,
+)
 
 __all__ = [
-    "AddDecayedWeights",
-    "ClipByBlockRMS",
-    "ClipByGlobalNorm",
-    "ClipByValue",
-    "FlipSign",
-    "Scale",
-    "ScaleByAdam",
-    "ScaleByLearningRate",
-    "Trace",
     "add_decayed_weights",
+    "AddDecayedWeights",
+    "alpha_warmup",
+    "autoclip",
+    "AutoClip",
+    "beta3_warmup",
+    "bias_corrections",
+    "CHANNEL",
     "clip_by_block_rms",
     "clip_by_global_norm",
     "clip_by_value",
+    "ClipByBlockRMS",
+    "ClipByGlobalNorm",
+    "ClipByValue",
+    "coefficient_schedule",
+    "decoupled_decay",
+    "DecoupledDecay",
+    "dynamic_step_size",
+    "EPS_PLACEMENTS",
+    "ESTIMATORS",
     "flip_sign",
+    "FlipSign",
     "global_norm",
-    "scale",
-    "scale_by_adam",
-    "scale_by_learning_rate",
-    "trace",
-]
-
-# Grams, AdaMomentum, SGD-SaI, non-Euclidean trust-region (Muon), AutoClip, per-group selection
-from gradkit.transforms.adamomentum import ScaleByAdaMomentum, scale_by_adamomentum
-from gradkit.transforms.autoclip import AutoClip, autoclip
-from gradkit.transforms.grams import ScaleByGrams, scale_by_grams
-from gradkit.transforms.gsnr import ScaleByGSNR, scale_by_gsnr
-from gradkit.transforms.orthogonalization import newton_schulz, orthogonalize
-from gradkit.transforms.select import SelectByGroup, select_by_group
-from gradkit.transforms.trust_region import ScaleByTrustRegion, scale_by_trust_region
-
-__all__ += [
-    "AutoClip",
-    "ScaleByAdaMomentum",
-    "ScaleByGSNR",
-    "ScaleByGrams",
-    "ScaleByTrustRegion",
-    "SelectByGroup",
-    "autoclip",
+    "gradient_snr",
+    "heavy_ball",
+    "HeavyBall",
+    "LAYER",
+    "MUON_COEFFICIENTS",
     "newton_schulz",
+    "NORMS",
+    "NOT_PROJECTED",
     "orthogonalize",
+    "project_radial",
+    "ProjectRadial",
+    "proximal_decay",
+    "ProximalDecay",
+    "radial_modes",
+    "rectification",
+    "scale",
+    "Scale",
+    "scale_by_adam",
     "scale_by_adamomentum",
+    "scale_by_adan",
+    "scale_by_ademamix",
+    "scale_by_belief",
+    "scale_by_diffgrad",
+    "scale_by_exadam",
     "scale_by_grams",
     "scale_by_gsnr",
+    "scale_by_learning_rate",
+    "scale_by_nesterov_adam",
     "scale_by_trust_region",
+    "ScaleByAdam",
+    "ScaleByAdaMomentum",
+    "ScaleByAdan",
+    "ScaleByAdEMAMix",
+    "ScaleByBelief",
+    "ScaleByDiffGrad",
+    "ScaleByEXAdam",
+    "ScaleByGrams",
+    "ScaleByGSNR",
+    "ScaleByLearningRate",
+    "ScaleByNesterovAdam",
+    "ScaleByTrustRegion",
     "select_by_group",
+    "SelectByGroup",
+    "shape_factor",
+    "SHAPE_SCALES",
+    "sign_momentum",
+    "SignMomentum",
+    "SINGULAR_VALUE_BAND",
+    "Trace",
+    "trace",
 ]

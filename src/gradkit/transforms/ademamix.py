@@ -1,0 +1,125 @@
+"""AdEMAMix: Adam whose numerator mixes the fast EMA with a slow, un-debiased EMA of the gradient.
+
+Pagliardini, Ablin & Grangier, "The AdEMAMix Optimizer: Better, Faster, Older", ICLR 2025,
+arXiv:2409.03137; official code https://github.com/apple/ml-ademamix::
+
+    m1_t = b1 m1_{t-1} + (1 - b1) g_t                 (fast EMA; absent when b1 == 0: m1_t = g_t)
+    m2_t = b3(t) m2_{t-1} + (1 - b3(t)) g_t           (slow EMA, not bias-corrected)
+    nu_t = b2 nu_{t-1} + (1 - b2) g_t^2
+    u_t  = (m1_t / (1 - b1^t) + alpha(t) m2_t) / (sqrt(nu_t / (1 - b2^t)) + eps)
+
+Schedulers (the paper's Eq. for f_alpha and f_beta3; beta_start = b1), for t < T:
+
+    alpha(t) = t alpha / T_alpha
+    b3(t)    = f^{-1}((1 - t / T_b3) f(b1) + (t / T_b3) f(b3)),  f(b) = ln(0.5) / ln(b) - 1
+
+i.e. the half-life of the slow EMA grows linearly. As in the official PyTorch code ``t`` is the
+1-based step and ``f`` takes ``ln(b + 1e-8)``. With ``b1 == 0`` (at initialisation) no fast EMA is
+stored, which saves a third of the state, as the official code does.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gradkit.core.hyper import check_hyper
+from gradkit.core.transform import GradientTransform
+from gradkit.registry import register_transform
+from gradkit.transforms._checks import betas as check_betas, non_negative
+from gradkit.transforms._stepwise import per_step
+
+__all__ = ["scale_by_ademamix", "ScaleByAdEMAMix", "alpha_warmup", "beta3_warmup"]
+
+
+def alpha_warmup(step: int, alpha: float, warmup: int | None) -> float:
+    """Linear warm-up of alpha from 0 over ``warmup`` steps (``None``: constant)."""
+    if warmup is None or step >= warmup:
+        return alpha
+    return step / float(warmup) * alpha
+
+
+def beta3_warmup(step: int, beta3: float, beta_start: float, warmup: int | None) -> float:
+    """Warm-up of beta3 from ``beta_start`` that grows the EMA's half-life linearly (``None``: constant)."""
+    if warmup is None or step >= warmup:
+        return beta3
+
+    def half_life(beta):
+        return math.log(0.5) / math.log(beta + 1e-8) - 1.0
+
+    a = step / float(warmup)
+    return math.pow(0.5, 1.0 / ((1.0 - a) * half_life(beta_start) + a * half_life(beta3) + 1.0))
+
+
+def _warmup_steps(value, group, name):
+    return check_hyper(value, group, name, lambda w: w is None or (isinstance(w, int) and not isinstance(w, bool) and w > 0),
+                       "None or an int > 0")
+
+
+@register_transform(
+    "scale_by_ademamix",
+    summary="AdEMAMix: Adam with a mixture of a fast and a slow gradient EMA (alpha and beta3 warm-ups)",
+    reference="Pagliardini, Ablin & Grangier, The AdEMAMix Optimizer: Better, Faster, Older, ICLR 2025, "
+              "arXiv:2409.03137; https://github.com/apple/ml-ademamix",
+)
+class ScaleByAdEMAMix(GradientTransform):
+    name = "ademamix"
+    state_kinds = {"exp_avg_fast": "moment", "exp_avg_slow": "moment", "exp_avg_sq": "moment"}
+
+    def __init__(self, betas=(0.9, 0.999, 0.9999), alpha=2.0, beta3_warmup=None, alpha_warmup=None, eps=1e-8):
+        self.betas = betas
+        self.alpha = alpha
+        self.beta3_warmup = beta3_warmup
+        self.alpha_warmup = alpha_warmup
+        self.eps = eps
+
+    def validate(self, group):
+        check_betas(self.betas, group, "betas", count=3)
+        non_negative(self.alpha, group, "alpha")
+        _warmup_steps(self.beta3_warmup, group, "beta3_warmup")
+        _warmup_steps(self.alpha_warmup, group, "alpha_warmup")
+        non_negative(self.eps, group, "eps")
+
+    def init(self, params, ctx):
+        state = {k: [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+                 for k in ("exp_avg_slow", "exp_avg_sq")}
+        if float(ctx.value(self.betas)[0]) != 0.0:
+            state["exp_avg_fast"] = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+        return state
+
+    def update(self, updates, state, params, ctx):
+        b1, b2, b3_final = (float(b) for b in ctx.value(self.betas))
+        eps, alpha_final = float(ctx.value(self.eps)), float(ctx.value(self.alpha))
+        b3_steps, a_steps = ctx.value(self.beta3_warmup), ctx.value(self.alpha_warmup)
+        fast = state.get("exp_avg_fast")
+        if (b1 != 0.0) != (fast is not None):
+            raise ValueError("betas[0] changed between 0 and non-zero after the state was created; the fast EMA "
+                             "exists only when betas[0] != 0 at the first step")
+        slow, sq = state["exp_avg_slow"], state["exp_avg_sq"]
+        b3 = per_step(ctx, lambda t: beta3_warmup(t, b3_final, b1, b3_steps))
+        alpha = per_step(ctx, lambda t: alpha_warmup(t, alpha_final, a_steps))
+
+        if fast is not None:
+            torch._foreach_lerp_(fast, updates, 1.0 - b1)
+            numerator = torch._foreach_div(fast, per_step(ctx, lambda t: 1.0 - b1**t))
+        else:
+            numerator = [u.clone() for u in updates]
+        if isinstance(b3, float):
+            torch._foreach_lerp_(slow, updates, 1.0 - b3)
+        else:
+            torch._foreach_mul_(slow, b3)
+            torch._foreach_add_(slow, torch._foreach_mul(updates, [1.0 - b for b in b3]))
+        if isinstance(alpha, float):
+            torch._foreach_add_(numerator, slow, alpha=alpha)
+        else:
+            torch._foreach_add_(numerator, torch._foreach_mul(slow, alpha))
+        torch._foreach_mul_(sq, b2)
+        torch._foreach_addcmul_(sq, updates, updates, 1.0 - b2)
+
+        denom = torch._foreach_sqrt(sq)
+        torch._foreach_div_(denom, per_step(ctx, lambda t: math.sqrt(1.0 - b2**t)))
+        torch._foreach_add_(denom, eps)
+        return ctx.quotient(numerator, denom)
+
+
+scale_by_ademamix = ScaleByAdEMAMix

@@ -1,0 +1,92 @@
+"""EXAdam's moments: Adam with cross-moment debiasing terms and gradient acceleration.
+
+Adly, "EXAdam: The Power of Adaptive Cross-Moments", arXiv:2412.20302, 2024; official code
+https://github.com/AhmedMostafa16/EXAdam::
+
+    m_t = b1 m_{t-1} + (1 - b1) g_t,     v_t = b2 v_{t-1} + (1 - b2) g_t^2
+    d1  = 1 + b2^t v_t / (v_t + eps)                 (the second moment informs the first's debiasing)
+    d2  = 1 + b1^t m_t^2 / (m_t^2 + eps)             (and the first the second's)
+    m~  = m_t d1 / (1 - b1^t),   v~ = v_t d2 / (1 - b2^t)
+    g~  = g_t d1 / (1 - b1^t)                        (gradient acceleration)
+    u_t = s_t (m~ + g~) / (sqrt(v~) + eps)
+
+with the dynamic step size ``s_t = ln(sqrt(2) sqrt(t + 1))`` of the paper when ``dynamic_step_size``
+is set, else ``s_t = 1``. The official code had the dynamic step size in its first release
+(2025-02) and removed it in its current version (2025-04); the current code is the default here.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gradkit.core.transform import GradientTransform
+from gradkit.registry import register_transform
+from gradkit.transforms._checks import betas as check_betas, boolean, positive
+from gradkit.transforms._stepwise import per_step
+
+__all__ = ["scale_by_exadam", "ScaleByEXAdam", "dynamic_step_size"]
+
+
+def dynamic_step_size(step: int) -> float:
+    """EXAdam's step-size multiplier ln(sqrt(2) sqrt(t + 1)), growing logarithmically from ln 2."""
+    return math.log(math.sqrt(2.0) * math.sqrt(step + 1.0))
+
+
+@register_transform(
+    "scale_by_exadam",
+    summary="EXAdam: Adam with cross-moment debiasing, gradient acceleration and optional dynamic step size",
+    reference="Adly, EXAdam: The Power of Adaptive Cross-Moments, arXiv:2412.20302; https://github.com/AhmedMostafa16/EXAdam",
+)
+class ScaleByEXAdam(GradientTransform):
+    name = "exadam"
+    state_kinds = {"exp_avg": "moment", "exp_avg_sq": "moment"}
+
+    def __init__(self, betas=(0.9, 0.999), eps=1e-8, dynamic_step_size=False):
+        self.betas = betas
+        self.eps = eps
+        self.dynamic_step_size = dynamic_step_size
+
+    def validate(self, group):
+        check_betas(self.betas, group, "betas")
+        positive(self.eps, group, "eps")
+        boolean(self.dynamic_step_size, group, "dynamic_step_size")
+
+    def init(self, params, ctx):
+        return {k: [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+                for k in ("exp_avg", "exp_avg_sq")}
+
+    def update(self, updates, state, params, ctx):
+        b1, b2 = (float(b) for b in ctx.value(self.betas))
+        eps = float(ctx.value(self.eps))
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        torch._foreach_mul_(m, b1)
+        torch._foreach_add_(m, updates, alpha=1.0 - b1)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, updates, updates, 1.0 - b2)
+
+        # d1 = 1 + b2^t v / (v + eps): the numerator (m + g) d1
+        d1 = torch._foreach_div(v, torch._foreach_add(v, eps))
+        torch._foreach_mul_(d1, per_step(ctx, lambda t: b2**t))
+        torch._foreach_add_(d1, 1.0)
+        numerator = torch._foreach_add(m, updates)
+        torch._foreach_mul_(numerator, d1)
+        del d1
+        # d2 = 1 + b1^t m^2 / (m^2 + eps): the denominator sqrt(v d2 / (1 - b2^t)) + eps
+        m_sq = torch._foreach_mul(m, m)
+        d2 = torch._foreach_add(m_sq, eps)
+        torch._foreach_div_(m_sq, d2)
+        torch._foreach_mul_(m_sq, per_step(ctx, lambda t: b1**t))
+        torch._foreach_add_(m_sq, 1.0)
+        torch._foreach_mul_(m_sq, v)
+        torch._foreach_div_(m_sq, per_step(ctx, lambda t: 1.0 - b2**t))
+        torch._foreach_sqrt_(m_sq)
+        torch._foreach_add_(m_sq, eps)
+        out = ctx.quotient(numerator, m_sq)
+        ctx.divide(per_step(ctx, lambda t: 1.0 - b1**t))
+        if ctx.value(self.dynamic_step_size):
+            ctx.multiply(per_step(ctx, dynamic_step_size))
+        return out
+
+
+scale_by_exadam = ScaleByEXAdam

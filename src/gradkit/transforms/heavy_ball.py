@@ -1,0 +1,44 @@
+"""Heavy-ball momentum whose buffer starts at zero (no special first step).
+
+Polyak, "Some methods of speeding up the convergence of iteration methods", 1964. This is the
+convention of the official SGDP code (Heo et al., ICLR 2021, https://github.com/clovaai/AdamP)::
+
+    b_0 = 0,   b_t = momentum * b_{t-1} + (1 - dampening) * g_t
+    u_t = g_t + momentum * b_t  (nesterov)   or   u_t = b_t
+
+``trace`` (torch.optim.SGD) instead sets ``b_1 = g_1``; the two agree whenever ``dampening == 0``.
+The buffer exists even for ``momentum == 0`` (then it holds ``(1 - dampening) g_t``), as in SGDP.
+"""
+from __future__ import annotations
+
+import torch
+
+from gradkit.registry import register_transform
+from gradkit.transforms.momentum import Trace
+
+__all__ = ["heavy_ball", "HeavyBall"]
+
+
+@register_transform(
+    "heavy_ball",
+    summary="heavy-ball/Nesterov momentum with a zero-initialised, damped buffer (SGDP's convention)",
+    reference="Polyak, Some methods of speeding up the convergence of iteration methods, 1964; "
+              "as in https://github.com/clovaai/AdamP (SGDP)",
+)
+class HeavyBall(Trace):
+    name = "momentum"
+
+    def init(self, params, ctx):
+        return {"momentum_buffer": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]}
+
+    def update(self, updates, state, params, ctx):
+        momentum = float(ctx.value(self.momentum))
+        buffers = state["momentum_buffer"]
+        torch._foreach_mul_(buffers, momentum)
+        torch._foreach_add_(buffers, updates, alpha=1.0 - float(ctx.value(self.dampening)))
+        if ctx.value(self.nesterov):
+            return ctx.fresh(torch._foreach_add(updates, buffers, alpha=momentum))
+        return list(buffers)
+
+
+heavy_ball = HeavyBall

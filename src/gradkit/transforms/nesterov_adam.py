@@ -1,0 +1,62 @@
+"""Adam with a Nesterov look-ahead numerator, as AdamP's ``nesterov`` option.
+
+Heo et al., "AdamP: Slowing Down the Slowdown for Momentum Optimizers on Scale-invariant Weights",
+ICLR 2021, arXiv:2006.08217; official code https://github.com/clovaai/AdamP. The moments are Adam's
+(Kingma & Ba, ICLR 2015); with ``nesterov=True`` the numerator looks one step ahead::
+
+    u_t = (b1 m_t + (1 - b1) g_t) / (1 - b1^t) / (sqrt(v_t / (1 - b2^t)) + eps)
+
+This is the official AdamP code's form (no momentum schedule, unlike NAdam). With ``nesterov=False``
+it is ``scale_by_adam`` (the moments are updated with multiply-add as in the official code rather
+than ``lerp``, which changes the last bit); the state layout is the same, so the flag may change per
+group.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gradkit.registry import register_transform
+from gradkit.transforms._checks import boolean
+from gradkit.transforms._stepwise import per_step
+from gradkit.transforms.adam import ScaleByAdam
+
+__all__ = ["scale_by_nesterov_adam", "ScaleByNesterovAdam"]
+
+
+@register_transform(
+    "scale_by_nesterov_adam",
+    summary="Adam whose numerator looks ahead, b1 m_t + (1 - b1) g_t (AdamP's nesterov option)",
+    reference="Heo et al., AdamP, ICLR 2021, arXiv:2006.08217; https://github.com/clovaai/AdamP",
+)
+class ScaleByNesterovAdam(ScaleByAdam):
+    def __init__(self, betas=(0.9, 0.999), eps=1e-8, nesterov=True):
+        super().__init__(betas, eps, amsgrad=False)
+        self.nesterov = nesterov
+
+    def validate(self, group):
+        super().validate(group)
+        boolean(self.nesterov, group, "nesterov")
+
+    def update(self, updates, state, params, ctx):
+        b1, b2 = (float(b) for b in ctx.value(self.betas))
+        eps = float(ctx.value(self.eps))
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        torch._foreach_mul_(exp_avg, b1)
+        torch._foreach_add_(exp_avg, updates, alpha=1.0 - b1)
+        torch._foreach_mul_(exp_avg_sq, b2)
+        torch._foreach_addcmul_(exp_avg_sq, updates, updates, 1.0 - b2)
+        numerator = exp_avg
+        if ctx.value(self.nesterov):
+            numerator = torch._foreach_mul(exp_avg, b1)
+            torch._foreach_add_(numerator, updates, alpha=1.0 - b1)
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, per_step(ctx, lambda t: math.sqrt(1.0 - b2**t)))
+        torch._foreach_add_(denom, eps)
+        out = ctx.quotient(numerator, denom)
+        ctx.divide(per_step(ctx, lambda t: 1.0 - b1**t))
+        return out
+
+
+scale_by_nesterov_adam = ScaleByNesterovAdam

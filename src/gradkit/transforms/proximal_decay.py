@@ -1,0 +1,52 @@
+"""Proximal weight decay: the step is followed by the proximal map of (wd / 2) ||p||^2.
+
+Xie, Zhou, Li, Lin & Yan, "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep
+Models", IEEE TPAMI 2024, arXiv:2208.06677 (Algorithm 1); official code https://github.com/sail-sg/Adan::
+
+    p <- (p - lr * u) / (1 + lr * wd)
+
+It must come after ``scale_by_learning_rate``: it divides the whole pending update by ``1 + lr wd``
+and adds ``-lr wd / (1 + lr wd) * params``, which is the same map with no extra pass over memory
+beyond ``params *= 1 / (1 + lr wd)``.
+"""
+from __future__ import annotations
+
+from gradkit.core.hyper import hp
+from gradkit.core.transform import GradientTransform
+from gradkit.registry import register_transform
+from gradkit.transforms._checks import boolean, non_negative
+
+__all__ = ["proximal_decay", "ProximalDecay"]
+
+
+@register_transform(
+    "proximal_decay",
+    summary="p <- (p - lr u) / (1 + lr wd): the proximal form of weight decay (Adan); goes after scale_by_learning_rate",
+    reference="Xie et al., Adan, IEEE TPAMI 2024, arXiv:2208.06677; https://github.com/sail-sg/Adan",
+)
+class ProximalDecay(GradientTransform):
+    name = "proximal_decay"
+    scale_aware = True
+
+    def __init__(self, weight_decay=hp("weight_decay"), lr=hp("lr"), enabled=True):
+        self.weight_decay = weight_decay
+        self.lr = lr
+        self.enabled = enabled
+
+    def validate(self, group):
+        non_negative(self.weight_decay, group, "weight_decay")
+        non_negative(self.lr, group, "lr")
+        boolean(self.enabled, group, "enabled")
+
+    def update(self, updates, state, params, ctx):
+        if not ctx.value(self.enabled):
+            return updates
+        shrink = float(ctx.value(self.lr)) * float(ctx.value(self.weight_decay))
+        if shrink != 0.0:
+            # p + x  ->  (p + x) / (1 + s)  =  p + x / (1 + s) - s / (1 + s) p
+            ctx.divide(1.0 + shrink)
+            ctx.add_decay(-shrink / (1.0 + shrink))
+        return updates
+
+
+proximal_decay = ProximalDecay

@@ -1,0 +1,248 @@
+"""Projection of updates onto the tangent space of scale-invariant weights (AdamP / SGDP).
+
+Heo, Chun, Oh, Han, Yun, Kim, Uh & Ha, "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
+Scale-invariant Weights", ICLR 2021, arXiv:2006.08217; official code https://github.com/clovaai/AdamP
+(package ``adamp``).
+
+A weight followed by a normalisation layer is scale-invariant: its gradient is orthogonal to it, and
+any radial component of the update only grows its norm, which shrinks the effective step size. For a
+weight ``w`` with ``dim >= 2`` and gradient ``g`` the views are tried in order, channel (one row per
+output channel, ``w.view(w.shape[0], -1)``) then layer (``w.view(1, -1)``)::
+
+    if max_rows |cos(g_row, w_row)| < delta / sqrt(row_size):        # the view looks scale-invariant
+        w_hat_row = w_row / (||w_row|| + eps)
+        u_row    <- u_row - <w_hat_row, u_row> w_hat_row               # remove the radial component
+        decay(w) <- wd_ratio * decay(w)
+
+``cos`` is measured between the *gradient* and the weight (not the update), as in the paper and the
+official code; the projection is applied to the update that the wrapped transform produces. Used as
+``project_radial(inner)`` the cosines are taken on the input of ``inner`` (the gradient when it comes
+first in the chain) and the output of ``inner`` is projected; used without ``inner`` the input
+updates are both measured and projected.
+
+The weight decay of the official optimizers is part of the idea (the ratio depends on the
+projection), so it is an argument here: ``weight_decay`` adds ``wd * ratio / (1 - decay_momentum) *
+params`` to the update (decoupled; with ``scale_by_learning_rate`` after it, ``p *= 1 - lr * wd *
+ratio / (1 - decay_momentum)`` as in the official code; SGDP passes its momentum as
+``decay_momentum``).
+
+Cost: the cosines need per-row reductions; small tensors of the same view shape are stacked (in
+chunks) and reduced together, large ones through views without copies, and which tensors are
+projected is read on the host once per step (one sync).
+
+Prefer the ``weight_decay`` argument to a decay inside ``inner``: it applies ``wd_ratio``. A decay
+inside ``inner`` that stays pending (``add_decayed_weights`` last in ``inner``) is not projected; one
+that a later transform of ``inner`` folds into the update is purely radial and is projected away.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+from torch import Tensor
+
+from gradkit.core.transform import Chain, GradientTransform
+from gradkit.registry import register_transform
+from gradkit.transforms._checks import boolean, non_negative, positive, unit_interval
+
+__all__ = ["project_radial", "ProjectRadial", "radial_modes", "NOT_PROJECTED", "CHANNEL", "LAYER"]
+
+NOT_PROJECTED, CHANNEL, LAYER = 0, 1, 2
+# Small tensors of one view shape are stacked (copied) so that one batched reduction serves them all;
+# large ones are reduced in place through views, where launching per tensor costs less than copying.
+# Stacks hold at most _CHUNK_ELEMENTS elements, which bounds the transient memory.
+_STACK_BELOW = 1 << 16
+_CHUNK_ELEMENTS = 1 << 22
+
+
+@register_transform(
+    "project_radial",
+    summary="remove the radial component of updates of scale-invariant weights (AdamP/SGDP), wrapping any transform",
+    reference="Heo et al., AdamP: Slowing Down the Slowdown for Momentum Optimizers on Scale-invariant Weights, "
+              "ICLR 2021, arXiv:2006.08217; https://github.com/clovaai/AdamP",
+)
+class ProjectRadial(GradientTransform):
+    """Wraps ``inner`` (any transform or chain; ``None`` projects the input updates themselves).
+
+    Args:
+        inner: the transform whose output is projected; its state lives under this transform's namespace.
+        delta: cosine threshold; a view is projected when every row's |cos| is below ``delta / sqrt(row_size)``.
+        wd_ratio: factor on the weight decay of projected weights.
+        eps: added to norms (and the lower bound of the cosine's norms), as the official ``eps``.
+        weight_decay: decoupled weight decay, scaled by ``wd_ratio`` where projected.
+        decay_momentum: the decay is divided by ``1 - decay_momentum`` (SGDP's convention).
+        project_state: when ``inner`` returns its own state buffers (plain momentum), write the projection
+            into them, so the projected momentum carries over to the next step. The official SGDP does
+            this (its in-place projection acts on the momentum buffer when ``nesterov=False``); the paper's
+            algorithm keeps the buffer unprojected (``False``).
+    """
+
+    name = "radial"
+
+    def __init__(self, inner: GradientTransform | None = None, delta=0.1, wd_ratio=0.1, eps=1e-8, weight_decay=0.0,
+                 decay_momentum=0.0, project_state=False):
+        if inner is not None and not isinstance(inner, GradientTransform):
+            raise TypeError(f"inner must be a GradientTransform or None, got {type(inner).__name__}")
+        self.inner = None if inner is None else (inner if isinstance(inner, Chain) else Chain(inner))
+        self.delta = delta
+        self.wd_ratio = wd_ratio
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.decay_momentum = decay_momentum
+        self.project_state = project_state
+
+    def validate(self, group):
+        if self.inner is not None:
+            self.inner.validate(group)
+        non_negative(self.delta, group, "delta")
+        unit_interval(self.wd_ratio, group, "wd_ratio", closed_right=True)
+        positive(self.eps, group, "eps")
+        non_negative(self.weight_decay, group, "weight_decay")
+        unit_interval(self.decay_momentum, group, "momentum")
+        boolean(self.project_state, group, "project_state")
+
+    def init(self, params, ctx):
+        return {} if self.inner is None else self.inner.init(params, ctx)
+
+    def kind_of(self, key):
+        return "moment" if self.inner is None else self.inner.kind_of(key)
+
+    def update(self, updates, state, params, ctx):
+        delta, eps = float(ctx.value(self.delta)), float(ctx.value(self.eps))
+        modes = radial_modes(updates, params, delta, eps)
+        if self.inner is not None:
+            # Whatever ``inner`` leaves pending (scale, decay * params, a denominator) stays pending: the
+            # projection is linear and acts on the update part only, so a pending decay is not projected.
+            updates = self.inner.update(updates, state, params, ctx)
+        hits = [i for i, m in enumerate(modes) if m != NOT_PROJECTED]
+        if hits and ctx.denominator is not None:
+            # A pending quotient n / d (Adam-like inner) is projected through new numerators of the
+            # projected tensors only, and the optimizer still applies everything with one addcdiv.
+            updates = _project_quotient(updates, ctx.denominator, params, hits, modes, eps)
+        elif hits:
+            state_ids = {id(t) for values in state.values() for t in values if t is not None}
+            in_place = (not ctx.owned and ctx.value(self.project_state)
+                        and all(id(updates[i]) in state_ids for i in hits))
+            if in_place:
+                _project(updates, params, hits, modes, eps)
+                ctx.owned = False  # still the borrowed state buffers
+            else:
+                updates = ctx.writable(updates)
+                _project(updates, params, hits, modes, eps)
+        weight_decay = float(ctx.value(self.weight_decay))
+        if weight_decay != 0.0:
+            base = weight_decay / (1.0 - float(ctx.value(self.decay_momentum)))
+            ratio = float(ctx.value(self.wd_ratio))
+            ctx.add_decay([base * (ratio if m != NOT_PROJECTED else 1.0) for m in modes])
+        return updates
+
+    def __repr__(self):
+        return (f"ProjectRadial(inner={self.inner!r}, delta={self.delta!r}, wd_ratio={self.wd_ratio!r}, eps={self.eps!r}, "
+                f"weight_decay={self.weight_decay!r}, decay_momentum={self.decay_momentum!r}, "
+                f"project_state={self.project_state!r})")
+
+
+def _view_shape(p: Tensor) -> tuple[int, int]:
+    rows = p.shape[0]
+    return rows, p.numel() // rows
+
+
+def _chunks(tensors: list[Tensor], indices: list[int]):
+    """Indices grouped by (device, dtype, view shape), in chunks of bounded size: (indices, rows, cols)."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i in indices:
+        p = tensors[i]
+        groups[(p.device, p.dtype, *_view_shape(p))].append(i)
+    for (_, _, rows, cols), members in groups.items():
+        per_chunk = 1 if rows * cols >= _STACK_BELOW else max(1, _CHUNK_ELEMENTS // max(rows * cols, 1))
+        for start in range(0, len(members), per_chunk):
+            yield members[start:start + per_chunk], rows, cols
+
+
+def _stack(tensors: list[Tensor], rows: int, cols: int) -> Tensor:
+    if len(tensors) == 1:
+        return tensors[0].reshape(1, rows, cols)
+    return torch.stack([t.reshape(rows, cols) for t in tensors])
+
+
+def _row_dot(a: Tensor, b: Tensor) -> Tensor:
+    # einsum reduces without materialising a * b (linalg.vecdot does on CPU)
+    return torch.einsum("krc,krc->kr", a, b)
+
+
+def _total_norm(row_norms: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(row_norms, dim=-1)
+
+
+def radial_modes(grads: list[Tensor], params: list[Tensor], delta: float, eps: float) -> list[int]:
+    """For each tensor: ``CHANNEL`` or ``LAYER`` if that view passes the scale-invariance test, else
+    ``NOT_PROJECTED`` (always for tensors with fewer than 2 dims). One host sync."""
+    modes = [NOT_PROJECTED] * len(params)
+    eligible = [i for i, p in enumerate(params) if p.dim() > 1 and p.numel() > 0]
+    if not eligible:
+        return modes
+    order, flags = [], []
+    for idx, rows, cols in _chunks(params, eligible):
+        g = _stack([grads[i] for i in idx], rows, cols)
+        w = _stack([params[i] for i in idx], rows, cols)
+        gw = _row_dot(g, w)
+        g_norm, w_norm = torch.linalg.vector_norm(g, dim=-1), torch.linalg.vector_norm(w, dim=-1)
+        cos_rows = gw.abs() / (g_norm.clamp_min(eps) * w_norm.clamp_min(eps))
+        cos_layer = gw.sum(-1).abs() / (_total_norm(g_norm).clamp_min(eps) * _total_norm(w_norm).clamp_min(eps))
+        channel = cos_rows.amax(-1) < delta / math.sqrt(cols)
+        layer = cos_layer < delta / math.sqrt(rows * cols)
+        flags.append(torch.where(channel, CHANNEL, torch.where(layer, LAYER, NOT_PROJECTED)))
+        order.extend(idx)
+    device = flags[0].device
+    for i, m in zip(order, torch.cat([f.to(device) for f in flags]).tolist()):
+        modes[i] = int(m)
+    return modes
+
+
+def _unit_weights(w: Tensor, channel: Tensor, eps: float) -> Tensor:
+    """w / (||w_row|| + eps) for channel-mode tensors, w / (||w|| + eps) for layer-mode ones."""
+    row_norms = torch.linalg.vector_norm(w, dim=-1)
+    norms = torch.where(channel, row_norms, _total_norm(row_norms).unsqueeze(-1))
+    return w / (norms + eps).unsqueeze(-1)
+
+
+def _radial_coefficients(w_hat: Tensor, u: Tensor, channel: Tensor) -> Tensor:
+    """<w_hat, u> per row (channel mode) or over the whole tensor (layer mode), shaped (k, rows, 1)."""
+    coef = _row_dot(w_hat, u)
+    return torch.where(channel, coef, coef.sum(-1, keepdim=True)).unsqueeze(-1)
+
+
+def _channel_flags(modes: list[int], idx: list[int], device) -> Tensor:
+    return torch.tensor([modes[i] == CHANNEL for i in idx], device=device)[:, None]
+
+
+def _project(updates: list[Tensor], params: list[Tensor], hits: list[int], modes: list[int], eps: float) -> None:
+    """In place: remove from each hit update its component along the weight, per channel or per layer."""
+    for idx, rows, cols in _chunks(params, hits):
+        w = _stack([params[i] for i in idx], rows, cols)
+        u = _stack([updates[i] for i in idx], rows, cols)
+        channel = _channel_flags(modes, idx, w.device)
+        w_hat = _unit_weights(w, channel, eps)
+        u.sub_(w_hat * _radial_coefficients(w_hat, u, channel))
+        if len(idx) > 1 or u.data_ptr() != updates[idx[0]].data_ptr():
+            torch._foreach_copy_([updates[i] for i in idx], [x.view_as(updates[i]) for x, i in zip(u.unbind(0), idx)])
+
+
+def _project_quotient(numerators: list[Tensor], denominators: list[Tensor], params: list[Tensor], hits: list[int],
+                      modes: list[int], eps: float) -> list[Tensor]:
+    """Numerators n' with n' / d = proj(n / d) for the hit tensors (new tensors; the others are kept)."""
+    out = list(numerators)
+    for idx, rows, cols in _chunks(params, hits):
+        w = _stack([params[i] for i in idx], rows, cols)
+        n = _stack([numerators[i] for i in idx], rows, cols)
+        d = _stack([denominators[i] for i in idx], rows, cols)
+        channel = _channel_flags(modes, idx, w.device)
+        w_hat = _unit_weights(w, channel, eps)
+        projected = n - w_hat * _radial_coefficients(w_hat, n / d, channel) * d
+        for x, i in zip(projected.unbind(0), idx):
+            out[i] = x.view_as(numerators[i])
+    return out
+
+
+project_radial = ProjectRadial
