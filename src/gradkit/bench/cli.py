@@ -39,6 +39,8 @@ def _command(args: argparse.Namespace) -> str:
     if args.threads != 1:
         parts += ["--threads", str(args.threads)]
     parts += ["--name", args.name]
+    if args.out_dir != "runs":
+        parts += ["--out-dir", args.out_dir]
     return shlex.join(parts)
 
 
