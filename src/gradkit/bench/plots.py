@@ -96,7 +96,7 @@ def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, 
     if _log_scale_ok(all_losses):
         axes[0].set_yscale("log")
         axes[1].set_yscale("log")
-    axes[0].legend(fontsize=7, loc="upper right")
+    _legend(fig, axes[0], len(curves))
     fig.suptitle(f"{task}: loss and {info.metric} against steps", fontsize=11)
     fig.tight_layout()
     written.append(_save(fig, out_dir / f"{stem}_loss_vs_step.png"))
@@ -115,7 +115,7 @@ def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, 
     ax.set_ylabel("validation loss")
     ax.set_title(f"{task}: validation loss against time", fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(fig, ax, len(curves))
     fig.tight_layout()
     written.append(_save(fig, out_dir / f"{stem}_loss_vs_time.png"))
 
@@ -158,9 +158,17 @@ def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, 
     return written
 
 
+def _legend(fig, ax, n: int) -> None:
+    # Few curves: inside the axes; many: one column beside the figure, where it hides nothing.
+    if n <= 6:
+        ax.legend(fontsize=7, loc="upper right")
+    else:
+        fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
 def _save(fig, path: Path) -> Path:
     plt = _pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path

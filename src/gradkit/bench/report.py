@@ -89,7 +89,7 @@ def markdown_report(results: BenchResults, figures: dict[str, list[Path]] | None
     if results.command:
         out += ["```", results.command, "```", ""]
     out.append(f"{results.created} · gradkit {env.get('gradkit')} · torch {env.get('torch')} · Python {env.get('python')} · "
-               f"{env.get('device')} · {env.get('threads')} threads · {len(results.runs)} runs")
+               f"{env.get('device')} · torch threads: {env.get('threads')} · {len(results.runs)} runs")
     out.append("")
     if results.status != "complete":
         out += [f"**Status: {results.status}.** Only the runs that finished are reported.", ""]
@@ -97,7 +97,7 @@ def markdown_report(results: BenchResults, figures: dict[str, list[Path]] | None
     if sweep:
         out.append("Each optimizer's " + ", ".join(sweep) + " was chosen on seed 0 by the final validation metric "
                    "(ties: lower validation loss) from " + "; ".join(f"{k} in {{{', '.join(map(str, v))}}}" for k, v in sweep.items())
-                   + "; only the chosen point ran on the other seeds.")
+                   + ("; only the chosen point ran on the other seeds." if len(seeds) > 1 else "."))
     if len(seeds) > 1:
         out.append(f"Values are mean ± standard deviation over {len(seeds)} seeds (seeds {seeds[0]}..{seeds[-1]}); "
                    "every optimizer saw the same initial weights and batches for a given seed.")
