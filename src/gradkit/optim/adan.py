@@ -68,6 +68,8 @@ class Adan(Optimizer):
     def restart(self) -> None:
         """Zero the moments and the step counts, so the next step starts afresh (the official ``restart_opt``)."""
         for state in self.state.values():
-            for key, value in state.items():
+            for value in state.values():
                 if torch.is_tensor(value):
                     value.zero_()
+            if "step" in state:
+                state["step"] = 0

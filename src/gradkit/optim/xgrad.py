@@ -78,7 +78,7 @@ def _adam_delta(optimizer, group, params, decoupled: bool):
     b1, b2 = (float(b) for b in group["betas"])
     eps = float(group["eps"])
     states = [optimizer.state[p] for p in params]
-    steps = [float(s) for s in torch.stack([torch.as_tensor(s["step"], dtype=torch.float32).cpu() for s in states]).tolist()]
+    steps = [float(s["step"]) for s in states]  # gradkit keeps ints, torch.optim 0-dim tensors
     second = [s[keys["max_exp_avg_sq"]] if group.get("amsgrad", False) else s[keys["exp_avg_sq"]] for s in states]
     denom = torch._foreach_sqrt(second)
     torch._foreach_div_(denom, [math.sqrt(1.0 - b2**t) for t in steps])

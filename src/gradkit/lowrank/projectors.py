@@ -1,0 +1,314 @@
+"""Projectors: how a gradient is split into a low-dimensional, state-full part and its complement.
+
+A projector is one small interface used per parameter (a matrix ``G`` of shape ``m x n``; higher-order
+tensors are viewed as ``shape[0] x rest``):
+
+* ``state(p, size)``: the tensors the projector keeps (allocated only; meta-safe);
+* ``fit(grad, state, generator)``: choose a new subspace from a gradient, writing into ``state``;
+* ``project(grad, state)`` -> the low-dimensional coordinates; ``back(low, state)`` -> a full-shape tensor;
+* ``transition(old, new)``: the matrix mapping coordinates in the old subspace to the new one (``None``
+  when the projector maps state by projecting back and forth instead).
+
+``size`` is the subspace size: the rank ``r`` for matrix projectors (the basis is taken on the smaller
+side, as GaLore does: ``m >= n`` projects from the right, ``G Q^T`` with ``Q`` of shape ``r x n``; otherwise
+from the left, ``P^T G`` with ``P`` of shape ``m x r``) and the number of coordinates ``k`` for RandK.
+
+Projectors whose basis is orthonormal (all of these) satisfy ``back(project(G)) = P P^T G``, the orthogonal
+projection, so ``G - back(project(G))`` is the complement that FRUGAL and Fira update without state.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["Projector", "SVDProjector", "RandomProjector", "RandKProjector", "DCTProjector", "BlockProjector",
+           "PROJECTORS", "get_projector", "dct_basis"]
+
+
+def as_matrix(t: Tensor) -> Tensor:
+    return t if t.dim() == 2 else t.reshape(t.shape[0], -1)
+
+
+def matrix_shape(shape) -> tuple[int, int]:
+    shape = tuple(shape)
+    return (shape[0], math.prod(shape[1:])) if len(shape) >= 2 else (1, shape[0] if shape else 1)
+
+
+class Projector:
+    """Base class; see the module docstring for the protocol."""
+
+    name = "projector"
+    #: True when the whole parameter is either state-full or state-free (blockwise); no per-matrix basis.
+    whole_params = False
+    #: which parameters it can project: "matrix" (ndim >= 2) or "any"
+    applies_to = "matrix"
+    state_kinds: dict[str, str] = {}
+
+    def eligible(self, p: Tensor) -> bool:
+        return p.dim() >= 2 if self.applies_to == "matrix" else p.numel() > 0
+
+    def full_size(self, shape) -> int:
+        """The subspace size at which the subspace is the whole space."""
+        return min(matrix_shape(shape))
+
+    def low_shape(self, shape, size: int) -> tuple[int, ...]:
+        m, n = matrix_shape(shape)
+        return (m, size) if m >= n else (size, n)
+
+    def state(self, p: Tensor, size: int) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def fit(self, grad: Tensor, state: dict[str, Tensor], generator: torch.Generator | None) -> None:
+        raise NotImplementedError
+
+    def project(self, grad: Tensor, state: dict[str, Tensor]) -> Tensor:
+        raise NotImplementedError
+
+    def back(self, low: Tensor, state: dict[str, Tensor], shape) -> Tensor:
+        raise NotImplementedError
+
+    def transition(self, old: dict[str, Tensor], new: dict[str, Tensor]) -> Tensor | None:
+        return None
+
+    # multi-tensor forms: one call for all parameters of a group (projectors may batch them)
+    def project_many(self, grads: list[Tensor], states: list[dict[str, Tensor]]) -> list[Tensor]:
+        return [self.project(g, st) for g, st in zip(grads, states)]
+
+    def back_many(self, lows: list[Tensor], states: list[dict[str, Tensor]], shapes: list) -> list[Tensor]:
+        return [self.back(low, st, shape) for low, st, shape in zip(lows, states, shapes)]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class _MatrixProjector(Projector):
+    """A projector given by a semi-orthogonal matrix stored in state (``"matrix"``)."""
+
+    state_kinds = {"matrix": "projection"}
+
+    def state(self, p, size):
+        m, n = matrix_shape(p.shape)
+        shape = (size, n) if m >= n else (m, size)
+        return {"matrix": torch.zeros(shape, dtype=p.dtype, device=p.device)}
+
+    def basis(self, state: dict[str, Tensor]) -> Tensor:
+        return state["matrix"]
+
+    def project(self, grad, state):
+        g, q = as_matrix(grad), self.basis(state)
+        right = g.shape[0] >= g.shape[1]
+        return g @ q.T if right else q.T @ g
+
+    def back(self, low, state, shape):
+        q = self.basis(state)
+        m, n = matrix_shape(shape)
+        full = low @ q if m >= n else q @ low
+        return full.reshape(shape)
+
+    # Parameters of the same shape are projected with one batched matmul (bmm) instead of one matmul each.
+    def _batches(self, tensors, states, shapes):
+        groups: dict = {}
+        for j, (t, shape) in enumerate(zip(tensors, shapes)):
+            groups.setdefault((tuple(shape), tuple(t.shape), t.dtype, t.device), []).append(j)
+        return groups.values()
+
+    def project_many(self, grads, states):
+        out: list = [None] * len(grads)
+        for idx in self._batches(grads, states, [g.shape for g in grads]):
+            if len(idx) == 1:
+                out[idx[0]] = self.project(grads[idx[0]], states[idx[0]])
+                continue
+            g = torch.stack([as_matrix(grads[j]) for j in idx])
+            q = torch.stack([self.basis(states[j]) for j in idx])
+            low = g @ q.transpose(1, 2) if g.shape[1] >= g.shape[2] else q.transpose(1, 2) @ g
+            for j, value in zip(idx, low.unbind(0)):
+                out[j] = value
+        return out
+
+    def back_many(self, lows, states, shapes):
+        out: list = [None] * len(lows)
+        for idx in self._batches(lows, states, shapes):
+            shape = shapes[idx[0]]
+            if len(idx) == 1:
+                out[idx[0]] = self.back(lows[idx[0]], states[idx[0]], shape)
+                continue
+            m, n = matrix_shape(shape)
+            low = torch.stack([lows[j] for j in idx])
+            q = torch.stack([self.basis(states[j]) for j in idx])
+            full = (low @ q if m >= n else q @ low).reshape((len(idx),) + tuple(shape))
+            for j, value in zip(idx, full.unbind(0)):
+                out[j] = value
+        return out
+
+    def transition(self, old, new):
+        q_old, q_new = self.basis(old), self.basis(new)
+        # right: coordinates are rows of G Q^T, so new = old (Q_new Q_old^T)^T; left: new = (P_new^T P_old) old
+        if q_old.shape[0] < q_old.shape[1]:
+            return q_new @ q_old.T
+        return q_new.T @ q_old
+
+
+class SVDProjector(_MatrixProjector):
+    """Top-``r`` singular vectors of the gradient (GaLore's projection).
+
+    Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection", ICML 2024,
+    arXiv:2403.03507; https://github.com/jiaweizzhao/GaLore.
+    """
+
+    name = "svd"
+
+    def fit(self, grad, state, generator):
+        g = as_matrix(grad)
+        g = g if g.dtype in (torch.float32, torch.float64) else g.float()  # no SVD in half precision
+        u, _, vh = torch.linalg.svd(g, full_matrices=False)
+        target = state["matrix"]
+        r = target.shape[0] if g.shape[0] >= g.shape[1] else target.shape[1]
+        target.copy_(vh[:r] if g.shape[0] >= g.shape[1] else u[:, :r])
+
+
+class RandomProjector(_MatrixProjector):
+    """A random semi-orthogonal basis: the Q factor of a Gaussian matrix (FRUGAL's "random" projection).
+
+    Zmushko et al., "FRUGAL: Memory-Efficient Optimization by Reducing State Overhead for Scalable
+    Training", ICML 2025, arXiv:2411.07837; https://github.com/philip-zmushko/FRUGAL.
+    """
+
+    name = "random"
+
+    def fit(self, grad, state, generator):
+        target = state["matrix"]
+        right = target.shape[0] < target.shape[1] or target.shape[0] == target.shape[1] == 0
+        long, r = (target.shape[1], target.shape[0]) if right else target.shape
+        # drawn on the CPU from a CPU generator so that a seed gives the same basis on every device
+        gauss = torch.randn(long, r, generator=generator, dtype=torch.float32)
+        q, _ = torch.linalg.qr(gauss.double() if target.dtype == torch.float64 else gauss)
+        q = q.to(target.device)
+        target.copy_(q.T if right else q)
+
+
+@functools.lru_cache(maxsize=32)
+def _dct_basis_cached(n: int, dtype: torch.dtype, device: str) -> Tensor:
+    k = torch.arange(n, dtype=torch.float64)
+    basis = torch.cos(math.pi / n * (k[:, None] + 0.5) * k[None, :]) * math.sqrt(2.0 / n)
+    basis[:, 0] = 1.0 / math.sqrt(n)
+    return basis.to(device=device, dtype=dtype)
+
+
+def dct_basis(n: int, dtype: torch.dtype = torch.float32, device="cpu") -> Tensor:
+    """The orthonormal DCT-II basis of size ``n x n`` (columns are the basis vectors), built once per shape."""
+    return _dct_basis_cached(int(n), dtype, str(torch.device(device)))
+
+
+class DCTProjector(_MatrixProjector):
+    """Columns of the orthonormal DCT-II basis most aligned with the gradient (SVD-free).
+
+    Modoranu et al., "SVD-Free Low-Rank Adaptive Gradient Optimization for Large Language Models", 2025,
+    arXiv:2505.17967. The ``n x n`` (or ``m x m``) DCT basis is a constant built once per size and shared by
+    every parameter and optimizer (it is not optimizer state); each parameter stores only the ``r`` selected
+    column indices (``"indices"``, int64). Selection: the ``r`` columns ``d_j`` with the largest
+    ``||G d_j||`` (right side) or ``||d_j^T G||`` (left side), i.e. the basis directions that keep most of
+    the gradient's energy.
+    """
+
+    name = "dct"
+    state_kinds = {"indices": "index"}
+
+    def state(self, p, size):
+        return {"indices": torch.zeros(size, dtype=torch.long, device=p.device)}
+
+    # the batched forms of the base class need the shape for the basis; DCT keeps the per-tensor loop
+    def project_many(self, grads, states):
+        return Projector.project_many(self, grads, states)
+
+    def back_many(self, lows, states, shapes):
+        return Projector.back_many(self, lows, states, shapes)
+
+    def _columns(self, state, shape, dtype):
+        m, n = matrix_shape(shape)
+        d = dct_basis(n if m >= n else m, dtype, state["indices"].device)
+        return d[:, state["indices"]]  # (n or m) x r
+
+    def fit(self, grad, state, generator):
+        g = as_matrix(grad)
+        m, n = g.shape
+        d = dct_basis(n if m >= n else m, g.dtype, g.device)
+        scores = (g @ d).norm(dim=0) if m >= n else (d.T @ g).norm(dim=1)
+        r = state["indices"].numel()
+        state["indices"].copy_(torch.topk(scores, r, sorted=True).indices)
+
+    def project(self, grad, state):
+        g = as_matrix(grad)
+        cols = self._columns(state, grad.shape, g.dtype)
+        return g @ cols if g.shape[0] >= g.shape[1] else cols.T @ g
+
+    def back(self, low, state, shape):
+        m, n = matrix_shape(shape)
+        cols = self._columns(state, shape, low.dtype)
+        full = low @ cols.T if m >= n else cols @ low
+        return full.reshape(shape)
+
+    def transition(self, old, new):
+        return None  # the columns belong to one orthonormal basis: projecting back and forth is exact
+
+
+class RandKProjector(Projector):
+    """``k`` coordinates chosen uniformly at random (FRUGAL's "RandK" projection); stores their indices.
+
+    Zmushko et al., FRUGAL, ICML 2025, arXiv:2411.07837; https://github.com/philip-zmushko/FRUGAL.
+    Applies to tensors of any shape; the subspace size is the number of coordinates.
+    """
+
+    name = "randk"
+    applies_to = "any"
+    state_kinds = {"indices": "index"}
+
+    def full_size(self, shape):
+        return math.prod(shape) if len(shape) else 1
+
+    def low_shape(self, shape, size):
+        return (size,)
+
+    def state(self, p, size):
+        return {"indices": torch.zeros(size, dtype=torch.long, device=p.device)}
+
+    def fit(self, grad, state, generator):
+        k = state["indices"].numel()
+        perm = torch.randperm(grad.numel(), generator=generator, device="cpu")[:k]
+        state["indices"].copy_(perm.sort().values)
+
+    def project(self, grad, state):
+        return grad.reshape(-1).index_select(0, state["indices"])
+
+    def back(self, low, state, shape):
+        full = torch.zeros(math.prod(shape) if len(shape) else 1, dtype=low.dtype, device=low.device)
+        full.index_copy_(0, state["indices"], low)
+        return full.reshape(shape)
+
+
+class BlockProjector(Projector):
+    """Whole parameters are state-full, in blocks that cycle through the parameter list (BAdam-like).
+
+    Luo et al., "BAdam: A Memory Efficient Full Parameter Optimization Method for Large Language Models",
+    NeurIPS 2024, arXiv:2404.02827 (https://github.com/Ledzy/BAdam); FRUGAL's "blockwise" projection.
+    At each subspace update the next parameters in group order (wrapping around) become state-full, as many
+    as bring their total size closest to ``density`` times the group's, so that a density means the same
+    memory as for the other projectors; the others are updated without state and hold none.
+    """
+
+    name = "block"
+    whole_params = True
+    applies_to = "any"
+
+
+PROJECTORS = {cls.name: cls for cls in (SVDProjector, RandomProjector, RandKProjector, DCTProjector, BlockProjector)}
+
+
+def get_projector(projector) -> Projector:
+    if isinstance(projector, Projector):
+        return projector
+    if isinstance(projector, str) and projector in PROJECTORS:
+        return PROJECTORS[projector]()
+    raise ValueError(f"projector must be one of {sorted(PROJECTORS)} or a Projector, got {projector!r}")

@@ -1,0 +1,408 @@
+"""Split each gradient into a state-full part in a subspace and a state-free complement.
+
+This is the one mechanism behind FRUGAL, GaLore, Fira, the SVD-free variant and subspace momentum. Per
+parameter with gradient ``G`` and a projector (basis ``P``, refreshed every ``update_freq`` steps)::
+
+    R = project(G)                        low-dimensional coordinates
+    U = scale * back(inner(R))            any stateful gradkit transform (Adam, momentum, ...) in the subspace
+    C = G - back(R)                       the complement, orthogonal to the subspace
+    update = U + complement_rule(C)       "none" (GaLore), "sign" / "sgd" (FRUGAL), "fira" (Fira)
+
+Parameters the projector does not apply to (vectors, for matrix projectors), parameters of a group whose
+``project`` flag is False, and parameters whose subspace is the whole space are updated by ``inner`` on the
+full gradient: at full size any orthonormal basis spans everything, and the coordinate basis keeps the inner
+optimizer's update exactly. A subspace of size 0 leaves only the complement rule (no state at all).
+
+When the subspace changes, ``state_policy`` says what happens to the inner state: ``"reset"`` zeroes it and
+restarts the inner step count (FRUGAL's default), ``"project"`` maps it into the new subspace (first-order
+state through the transition ``T = P_new^T P_old``, state whose key contains ``"sq"`` -- second moments --
+through ``T * T`` elementwise, which keeps it non-negative and is exact for coordinate selections) and
+``"keep"`` leaves it as it is (GaLore).
+
+Randomness (random bases, RandK coordinates) comes from a per-parameter seed kept in state and the step, so
+a run resumed from a state_dict draws exactly the same subspaces.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gradkit.core.context import StepContext
+from gradkit.core.hyper import check_hyper, hp
+from gradkit.core.transform import Chain, GradientTransform
+from gradkit.lowrank.projectors import Projector, get_projector, matrix_shape
+from gradkit.registry import register_transform
+from gradkit.transforms._checks import boolean, non_negative
+
+__all__ = ["ProjectedSplit", "project_split", "COMPLEMENTS", "STATE_POLICIES"]
+
+COMPLEMENTS = ("none", "sign", "sgd", "fira")
+STATE_POLICIES = ("reset", "project", "keep")
+_UNSET = -1.0
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers (splitmix64-style), so nearby seeds give unrelated streams."""
+    x = 0x9E3779B97F4A7C15
+    for v in values:
+        x = (x ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+def _choose_block(sizes: list[int], density: float, cursor: int) -> list[int]:
+    """Consecutive positions from ``cursor`` (wrapping) whose total size is closest to ``density * sum``.
+
+    The block holds about the same share of coordinates as the other projectors at the same density, so
+    ``density`` means the same memory for every projector; density 1 takes everything, 0 nothing.
+    """
+    budget = density * sum(sizes)
+    picked, total = [], 0
+    for step in range(len(sizes)):
+        j = (cursor + step) % len(sizes)
+        if abs(total + sizes[j] - budget) >= abs(total - budget):  # adding it would move away from the budget
+            break
+        picked.append(j)
+        total += sizes[j]
+    return picked
+
+
+@register_transform(
+    "project_split",
+    summary="state-full update in a projected subspace plus a state-free rule on the complement",
+    reference="Zmushko et al., FRUGAL, ICML 2025, arXiv:2411.07837; https://github.com/philip-zmushko/FRUGAL",
+)
+class ProjectedSplit(GradientTransform):
+    """Run ``inner`` on projected gradients and a state-free rule on the complement (see module docstring).
+
+    Args:
+        inner: the stateful transform (or chain) applied in the subspace. For projected parameters it is
+            given the projected gradient in place of ``params`` (there are no parameters in the subspace), so
+            put weight decay in the outer chain; it must not scale by the learning rate (the outer chain does).
+        projector: "svd", "random", "randk", "dct", "block" or a :class:`Projector`.
+        rank: subspace size (matrix rank, or coordinates for RandK); ``None`` uses ``density``.
+        density: fraction of the full size kept state-full (``rho`` in FRUGAL) when ``rank`` is None.
+        update_freq: steps between subspace updates (``T``).
+        state_policy: "reset", "project" or "keep" (what inner state does when the subspace changes).
+        complement: "none", "sign", "sgd" or "fira".
+        free_scale: multiplies the "sign"/"sgd" complement update (its own learning-rate scale).
+        scale: multiplies the back-projected state-full update (GaLore's ``alpha``).
+        limiter: Fira's norm-growth limit ``gamma`` (> 1).
+        project: group flag; False updates every parameter of the group with ``inner`` on its full gradient.
+        seed: base seed of the random projectors.
+    """
+
+    name = "lowrank"
+
+    def __init__(self, inner: GradientTransform, projector="svd", *, rank=None, density=hp("density"),
+                 update_freq=hp("update_freq"), state_policy=hp("state_policy"), complement="sign",
+                 free_scale=1.0, scale=1.0, limiter=1.01, project=hp("project"), seed=0):
+        if not isinstance(inner, GradientTransform):
+            raise TypeError(f"inner must be a GradientTransform (e.g. scale_by_adam()), got {type(inner).__name__}")
+        self.inner = inner if isinstance(inner, Chain) else Chain(inner)
+        self.projector: Projector = get_projector(projector)
+        if complement not in COMPLEMENTS:
+            raise ValueError(f"complement must be one of {COMPLEMENTS}, got {complement!r}")
+        if rank is not None and not (isinstance(rank, int) and not isinstance(rank, bool) and rank >= 0):
+            raise ValueError(f"rank must be None or an int >= 0, got {rank!r}")
+        self.rank = rank
+        self.density = density
+        self.update_freq = update_freq
+        self.state_policy = state_policy
+        self.complement = complement
+        self.free_scale = free_scale
+        self.scale = scale
+        self.limiter = limiter
+        self.project = project
+        self.seed = seed
+
+    # -- configuration --------------------------------------------------------------------------
+    def validate(self, group):
+        self.inner.validate(group)
+        if self.rank is None:
+            check_hyper(self.density, group, "density",
+                        lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1, "in [0, 1]")
+        check_hyper(self.update_freq, group, "update_freq",
+                    lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 1, "an int >= 1")
+        check_hyper(self.state_policy, group, "state_policy", lambda x: x in STATE_POLICIES, f"one of {STATE_POLICIES}")
+        non_negative(self.free_scale, group, "free_scale")
+        non_negative(self.scale, group, "scale")
+        check_hyper(self.limiter, group, "limiter", lambda x: float(x) > 1.0, "a number > 1")
+        boolean(self.project, group, "project")
+        check_hyper(self.seed, group, "seed", lambda x: isinstance(x, int) and not isinstance(x, bool), "an int")
+
+    def _size(self, p: Tensor, ctx) -> int:
+        full = self.projector.full_size(p.shape)
+        if self.rank is not None:
+            return min(self.rank, full)
+        return min(full, int(round(float(ctx.value(self.density)) * full)))
+
+    def _role(self, p: Tensor, ctx) -> str:
+        """'full' (inner on the whole gradient), 'low' (projected), 'free' (complement rule only) or 'block'."""
+        if not ctx.value(self.project) or not self.projector.eligible(p):
+            return "full"
+        if self.projector.whole_params:
+            return "block"
+        size = self._size(p, ctx)
+        if size == 0:
+            return "free"
+        return "full" if size >= self.projector.full_size(p.shape) else "low"
+
+    def _shadow(self, p: Tensor, ctx) -> Tensor:
+        """An uninitialised tensor with the shape the inner transform sees for ``p`` (allocation only)."""
+        if self._role(p, ctx) == "low":
+            return torch.empty(self.projector.low_shape(p.shape, self._size(p, ctx)), dtype=p.dtype, device=p.device)
+        return p
+
+    # -- state --------------------------------------------------------------------------------
+    def init(self, params, ctx):
+        roles = [self._role(p, ctx) for p in params]
+        n = len(params)
+        state: dict[str, list] = {"inner_step": [None] * n}
+        inner_ctx = StepContext(ctx.group, [0] * n)
+        stateful = [i for i, r in enumerate(roles) if r in ("full", "low")]
+        inner_state = self.inner.init([self._shadow(params[i], ctx) for i in stateful], inner_ctx)
+        for key, values in inner_state.items():
+            column = [None] * n
+            for i, v in zip(stateful, values):
+                column[i] = v
+            state["inner." + key] = column
+        # block mode: inner state exists only while a parameter is in the state-full block, so it is held
+        # in a list (empty when inactive) whose layout the state_dict check does not fix
+        probe = self.inner.init([torch.empty(1, device="meta")], StepContext(ctx.group, [0]))
+        for key in probe:
+            state["block." + key] = [[] if r == "block" else None for r in roles]
+        for key in self.projector.state_kinds:
+            state["proj." + key] = [None] * n
+        state["seed"] = [None] * n
+        if self.complement == "fira":
+            state["residual_norm"] = [None] * n
+        counter = ctx.group_state
+        for i, (p, role) in enumerate(zip(params, roles)):
+            if role != "free":
+                state["inner_step"][i] = 0  # a plain int, like the optimizer's own step counters
+            if role == "low":
+                for key, value in self.projector.state(p, self._size(p, ctx)).items():
+                    state["proj." + key][i] = value
+                # a distinct id per parameter, kept in state: random subspaces resume identically
+                state["seed"][i] = int(counter.get("next_id", 0))
+                counter["next_id"] = counter.get("next_id", 0) + 1
+                if self.complement == "fira":
+                    state["residual_norm"][i] = torch.full((), _UNSET, dtype=torch.float32, device=p.device)
+        return state
+
+    def estimate_state(self, params, ctx):
+        """The block state the first step creates (for ``gradkit.memory.estimate``); meta-safe."""
+        roles = [self._role(p, ctx) for p in params]
+        blocks = [i for i, r in enumerate(roles) if r == "block"]
+        if not blocks:
+            return {}
+        chosen = [blocks[j] for j in _choose_block([params[i].numel() for i in blocks],
+                                                   float(ctx.value(self.density)), 0)]
+        fresh = self.inner.init([params[i] for i in chosen], StepContext(ctx.group, [0] * len(chosen)))
+        out = {}
+        for key, values in fresh.items():
+            column = [[] if r == "block" else None for r in roles]
+            for i, v in zip(chosen, values):
+                column[i] = [v]
+            out["block." + key] = column
+        return out
+
+    def kind_of(self, key: str) -> str:
+        head, _, rest = key.partition(".")
+        if head in ("inner", "block"):
+            return self.inner.kind_of(rest)
+        if head == "proj":
+            return self.projector.state_kinds.get(rest, "projection")
+        return {"inner_step": "counter", "seed": "rng", "residual_norm": "norm"}.get(key, "moment")
+
+    # -- the update -----------------------------------------------------------------------------
+    def update(self, updates, state, params, ctx):
+        roles = [self._role(p, ctx) for p in params]
+        period = int(ctx.value(self.update_freq))
+        policy = ctx.value(self.state_policy)
+        due = [(s - 1) % period == 0 for s in ctx.steps]
+        inner_keys = [k[len("inner."):] for k in state if k.startswith("inner.")]
+        block_keys = [k[len("block."):] for k in state if k.startswith("block.")]
+        proj_keys = [k[len("proj."):] for k in state if k.startswith("proj.")]
+
+        def proj_state(i):
+            return {k: state["proj." + k][i] for k in proj_keys}
+
+        low = [i for i, r in enumerate(roles) if r == "low"]
+        for i in low:
+            if due[i]:
+                self._refit(i, updates[i], proj_state(i), state, inner_keys, policy, ctx)
+
+        blocks = [i for i, r in enumerate(roles) if r == "block"]
+        if blocks and any(due[i] for i in blocks):
+            self._select_block(blocks, params, state, block_keys, policy, ctx)
+        active = [i for i in blocks if state["block." + block_keys[0]][i]] if block_keys else []
+        if not block_keys and blocks:  # a stateless inner transform: every block param is "active"
+            active = list(blocks)
+
+        # the inner (state-full) update over every parameter that has inner state, in one multi-tensor call
+        stateful = [i for i, r in enumerate(roles) if r in ("full", "low")] + active
+        low_states = [proj_state(i) for i in low]
+        shapes = [params[i].shape for i in low]
+        projected = dict(zip(low, self.projector.project_many([updates[i] for i in low], low_states)))
+        inputs = [projected[i] if i in projected else updates[i] for i in stateful]
+        for i in stateful:
+            state["inner_step"][i] += 1
+        inner_steps = [state["inner_step"][i] for i in stateful]
+        lists = {}
+        for key in set(inner_keys) | set(block_keys):
+            lists[key] = [state["block." + key][i][0] if roles[i] == "block" else state["inner." + key][i]
+                          for i in stateful]
+        inner_ctx = StepContext(ctx.group, inner_steps, ctx.group_state.setdefault("inner", {}))
+        passthrough = len(stateful) == len(params) and not low
+        # the inner transform sees the real parameter where it updates a whole one, and its own input in a subspace
+        inner_params = [inputs[j] if i in projected else params[i] for j, i in enumerate(stateful)]
+        if stateful:
+            out = self.inner.update(inputs, lists, inner_params, inner_ctx)
+        for key, values in lists.items():  # the inner transform may have replaced its state tensors
+            for i, v in zip(stateful, values):
+                if roles[i] == "block":
+                    state["block." + key][i][0] = v
+                else:
+                    state["inner." + key][i] = v
+        if passthrough:
+            # nothing projected this step: hand the inner update over unevaluated, so that the optimizer
+            # applies it exactly as the inner optimizer alone would (same ops, same rounding)
+            order = {i: j for j, i in enumerate(stateful)}
+            perm = [order[i] for i in range(len(params))]
+            return self._hand_over([out[j] for j in perm], inner_ctx, perm, ctx)
+        out = inner_ctx.materialize(out, inner_params) if stateful else []
+        inner_out = dict(zip(stateful, out))
+
+        result = list(updates)
+        for i in stateful:
+            result[i] = inner_out[i]
+        scale = float(ctx.value(self.scale))
+        backs = self.projector.back_many([inner_out[i] for i in low], low_states, shapes)
+        if low and scale != 1.0:
+            torch._foreach_mul_(backs, scale)
+        residuals = []
+        if low and self.complement != "none":
+            restored = self.projector.back_many([projected[i] for i in low], low_states, shapes)
+            residuals = torch._foreach_sub([updates[i] for i in low], restored)
+        if self.complement == "fira" and low:
+            self._fira_residuals(low, residuals, [projected[i] for i in low], [inner_out[i] for i in low], state, ctx)
+        elif residuals:
+            residuals = self._free_rule(residuals, ctx)
+        if residuals:
+            torch._foreach_add_(backs, residuals)
+        for i, b in zip(low, backs):
+            result[i] = b
+        # parameters with no state-full part this step: the complement rule on the whole gradient
+        free = [i for i, r in enumerate(roles) if r == "free" or (r == "block" and i not in active)]
+        if free:
+            grads = [updates[i] for i in free]
+            if self.complement in ("sign", "sgd"):
+                moved = self._free_rule(grads, ctx)
+            else:  # GaLore and Fira have nothing to apply outside the subspace when it is empty
+                moved = [torch.zeros_like(g) for g in grads]
+            for i, m in zip(free, moved):
+                result[i] = m
+        return result  # borrowed: entries may alias gradients or inner state
+
+    @staticmethod
+    def _hand_over(out, inner_ctx, perm, ctx):
+        def reorder(x):
+            return [x[j] for j in perm] if isinstance(x, list) else x
+
+        if inner_ctx.denominator is not None:
+            out = ctx.quotient(out, reorder(inner_ctx.denominator))
+        ctx.multiply(reorder(inner_ctx.scale_num))
+        ctx.divide(reorder(inner_ctx.scale_div))
+        ctx.add_decay(reorder(inner_ctx.decay))
+        return out
+
+    def _free_rule(self, tensors: list[Tensor], ctx) -> list[Tensor]:
+        factor = float(ctx.value(self.free_scale))
+        out = torch._foreach_sign(tensors) if self.complement == "sign" else list(tensors)
+        if factor != 1.0:
+            out = torch._foreach_mul(out, factor)
+        return out  # may alias the input: callers never write into it
+
+    def _fira_residuals(self, low, residuals, projected, adapted, state, ctx):
+        """Fira: scale the residual by ||psi(R)|| / ||R|| per row/column, then limit its norm growth."""
+        gamma = float(ctx.value(self.limiter))
+        for j, (res, r, a) in enumerate(zip(residuals, projected, adapted)):
+            m, n = res.shape[0], res.numel() // max(res.shape[0], 1)
+            if self.projector.applies_to == "any":  # coordinate subspace: one factor for the whole tensor
+                phi = a.norm() / (r.norm() + 1e-8)
+            elif m >= n:  # right projection: R is m x r, one factor per row
+                phi = (a.norm(dim=1) / (r.norm(dim=1) + 1e-8)).reshape((m,) + (1,) * (res.dim() - 1))
+            else:  # left projection: R is r x n, one factor per column
+                phi = (a.norm(dim=0) / (r.norm(dim=0) + 1e-8)).reshape(res.shape[1:])
+            res.mul_(phi)
+        norms = torch._foreach_norm(residuals)
+        prev = [state["residual_norm"][i] for i in low]
+        for j, (norm, last) in enumerate(zip(norms, prev)):
+            ratio = norm / (last + 1e-8)
+            limit = torch.where(last < 0, torch.ones_like(ratio), torch.clamp(ratio, min=gamma) / gamma)
+            residuals[j].div_(limit)
+            last.copy_(norm / limit)
+
+    def _generator(self, state, i, ctx) -> torch.Generator:
+        seed = _mix(int(ctx.value(self.seed)), int(state["seed"][i]), ctx.steps[i])
+        return torch.Generator().manual_seed(seed)
+
+    def _refit(self, i, grad, pstate, state, inner_keys, policy, ctx):
+        first = ctx.steps[i] == 1
+        old = {k: v.clone() for k, v in pstate.items()} if (policy == "project" and not first) else None
+        self.projector.fit(grad, pstate, self._generator(state, i, ctx))
+        if first or policy == "keep":
+            return
+        if policy == "reset":
+            for key in inner_keys:
+                value = state["inner." + key][i]
+                if value is not None:
+                    value.zero_()
+            state["inner_step"][i] = 0
+            return
+        shape = grad.shape
+        transition = self.projector.transition(old, pstate)
+        for key in inner_keys:
+            value = state["inner." + key][i]
+            if value is None or not value.is_floating_point():
+                continue
+            squared = "sq" in key
+            if transition is not None:
+                t = transition * transition if squared else transition
+                m, n = matrix_shape(shape)
+                mapped = value @ t.T if m >= n else t @ value  # right: coordinates are columns of G Q^T
+            else:  # a coordinate-like subspace: back into the full space and into the new coordinates
+                mapped = self.projector.project(self.projector.back(value, old, shape), pstate)
+            if squared:
+                mapped.clamp_(min=0)
+            value.copy_(mapped)
+
+    def _select_block(self, blocks, params, state, block_keys, policy, ctx):
+        """Make the next parameters state-full, cycling through the group (see :func:`_choose_block`).
+
+        A parameter that leaves the block loses its state (freed); one that enters starts from fresh state;
+        one that stays keeps it (for a whole parameter the subspace did not change, whatever the policy).
+        """
+        cursor = int(ctx.group_state.get("block_cursor", 0)) % len(blocks)
+        picked = _choose_block([params[i].numel() for i in blocks], float(ctx.value(self.density)), cursor)
+        chosen = {blocks[j] for j in picked}
+        ctx.group_state["block_cursor"] = (cursor + len(picked)) % len(blocks)
+        if not block_keys:
+            return
+        for i in blocks:
+            held = state["block." + block_keys[0]][i]
+            if i not in chosen:
+                for key in block_keys:
+                    state["block." + key][i].clear()  # frees the memory
+                continue
+            if held:
+                continue  # its subspace (the whole parameter) did not change: the state carries on
+            fresh = self.inner.init([params[i]], StepContext(ctx.group, [0]))
+            for key in block_keys:
+                state["block." + key][i][:] = [fresh[key][0]]
+            state["inner_step"][i] = 0
+
+
+project_split = ProjectedSplit

@@ -1,0 +1,138 @@
+"""Projectors: orthonormal bases, reconstruction, DCT column selection, deterministic randomness."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gradkit.lowrank import DCTProjector, RandKProjector, RandomProjector, SVDProjector, dct_basis, get_projector
+
+MATRIX = [SVDProjector, RandomProjector, DCTProjector]
+SHAPES = [(12, 7), (5, 9), (6, 3, 2)]  # tall (right projection), wide (left), 3-D viewed as 6 x 6
+
+
+def _fitted(cls, shape, rank, seed=0):
+    torch.manual_seed(seed)
+    g = torch.randn(shape, dtype=torch.float64)
+    proj = cls()
+    st = proj.state(g, rank)
+    proj.fit(g, st, torch.Generator().manual_seed(seed))
+    return proj, st, g
+
+
+def _basis(proj, st, shape):
+    """The columns spanning the subspace, as an (n or m) x r matrix."""
+    if isinstance(proj, DCTProjector):
+        return proj._columns(st, shape, torch.float64)
+    q = st["matrix"]
+    return q.T if q.shape[0] < q.shape[1] else q
+
+
+@pytest.mark.parametrize("cls", MATRIX)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matrix_projectors_are_semi_orthogonal(cls, shape):
+    proj, st, _ = _fitted(cls, shape, 3)
+    b = _basis(proj, st, shape)
+    assert b.shape[1] == 3
+    torch.testing.assert_close(b.T @ b, torch.eye(3, dtype=b.dtype), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("cls", MATRIX)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_back_of_project_is_the_orthogonal_projection(cls, shape):
+    proj, st, g = _fitted(cls, shape, 3)
+    low = proj.project(g, st)
+    assert tuple(low.shape) == proj.low_shape(g.shape, 3)
+    once = proj.back(low, st, g.shape)
+    twice = proj.back(proj.project(once, st), st, g.shape)
+    torch.testing.assert_close(twice, once, atol=1e-10, rtol=0)  # idempotent
+    residual = g - once
+    torch.testing.assert_close(proj.project(residual, st), torch.zeros_like(low), atol=1e-10, rtol=0)  # orthogonal
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_svd_projection_is_the_best_rank_r_reconstruction(shape):
+    proj, st, g = _fitted(SVDProjector, shape, 2)
+    mat = g.reshape(g.shape[0], -1)
+    s = torch.linalg.svdvals(mat)
+    err = (mat - proj.back(proj.project(g, st), st, g.shape).reshape(mat.shape)).norm() ** 2
+    torch.testing.assert_close(err, (s[2:] ** 2).sum(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", MATRIX)
+def test_full_rank_basis_reconstructs_exactly(cls):
+    proj, st, g = _fitted(cls, (8, 5), 5)
+    torch.testing.assert_close(proj.back(proj.project(g, st), st, g.shape), g, atol=1e-10, rtol=0)
+
+
+def test_dct_basis_is_orthonormal_and_cached():
+    d = dct_basis(16, torch.float64)
+    torch.testing.assert_close(d.T @ d, torch.eye(16, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert dct_basis(16, torch.float64) is d  # built once per size
+
+
+@pytest.mark.parametrize("shape", [(20, 8), (8, 20)])
+def test_dct_selects_the_columns_most_aligned_with_the_gradient(shape):
+    m, n = shape
+    right = m >= n
+    d = dct_basis(n if right else m, torch.float64)
+    torch.manual_seed(0)
+    wanted = torch.tensor([6, 1, 4])
+    weights = torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)
+    # a gradient whose energy lies along three DCT columns, with a little noise elsewhere
+    coeff = torch.randn(m if right else n, 3, dtype=torch.float64) * weights
+    g = coeff @ d[:, wanted].T if right else d[:, wanted] @ coeff.T
+    g = g + 1e-3 * torch.randn(shape, dtype=torch.float64)
+    proj = DCTProjector()
+    st = proj.state(g, 3)
+    proj.fit(g, st, None)
+    assert st["indices"].dtype == torch.int64 and st["indices"].numel() == 3
+    assert set(st["indices"].tolist()) == set(wanted.tolist())
+    scores = (g @ d).norm(dim=0) if right else (d.T @ g).norm(dim=1)
+    assert scores[st["indices"]].min() >= scores.max() * 0 + scores.sort(descending=True).values[2]
+
+
+def test_randk_keeps_exactly_the_selected_coordinates():
+    g = torch.randn(7, 4, dtype=torch.float64)
+    proj = RandKProjector()
+    st = proj.state(g, 10)
+    proj.fit(g, st, torch.Generator().manual_seed(3))
+    idx = st["indices"]
+    assert idx.unique().numel() == 10 and torch.equal(idx, idx.sort().values)
+    back = proj.back(proj.project(g, st), st, g.shape).reshape(-1)
+    mask = torch.zeros(28, dtype=torch.bool)
+    mask[idx] = True
+    assert torch.equal(back[mask], g.reshape(-1)[mask]) and torch.all(back[~mask] == 0)
+
+
+@pytest.mark.parametrize("cls", [RandomProjector, RandKProjector])
+def test_random_projectors_are_determined_by_the_seed(cls):
+    g = torch.randn(9, 6)
+    a, b, c = cls(), cls(), cls()
+    sa, sb, sc = a.state(g, 3), b.state(g, 3), c.state(g, 3)
+    a.fit(g, sa, torch.Generator().manual_seed(5))
+    b.fit(g, sb, torch.Generator().manual_seed(5))
+    c.fit(g, sc, torch.Generator().manual_seed(6))
+    key = next(iter(sa))
+    assert torch.equal(sa[key], sb[key]) and not torch.equal(sa[key], sc[key])
+
+
+def test_get_projector_rejects_unknown_names():
+    with pytest.raises(ValueError, match="projector must be one of"):
+        get_projector("qr")
+
+
+@pytest.mark.parametrize("cls", MATRIX + [RandKProjector])
+def test_batched_forms_equal_the_per_tensor_ones(cls):
+    torch.manual_seed(0)
+    grads = [torch.randn(9, 4), torch.randn(9, 4), torch.randn(4, 9), torch.randn(9, 4), torch.randn(3, 2, 2)]
+    proj = cls()
+    states = []
+    for j, g in enumerate(grads):
+        st = proj.state(g, 2)
+        proj.fit(g, st, torch.Generator().manual_seed(j))
+        states.append(st)
+    lows = proj.project_many(grads, states)
+    backs = proj.back_many(lows, states, [g.shape for g in grads])
+    for g, st, low, back in zip(grads, states, lows, backs):
+        torch.testing.assert_close(low, proj.project(g, st), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(back, proj.back(proj.project(g, st), st, g.shape), rtol=1e-6, atol=1e-6)
