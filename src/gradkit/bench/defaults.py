@@ -14,6 +14,7 @@ DEFAULT_OPTIMIZERS: tuple[str, ...] = (
     "ademamix",
     "lion",
     "muon",
+    "frugal",
     "torch:AdamW",
     "torch:SGD:lr=0.1,momentum=0.9",
 )
