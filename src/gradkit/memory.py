@@ -78,7 +78,7 @@ def estimate(model, optimizer_spec: str | tuple | dict | Callable[..., Any], *, 
     # fill the meta optimizer's state as a first step would, then count it with the optimizer's own accounting
     for group in opt.param_groups:
         params = [p for p in group["params"] if p.requires_grad]
-        metas = [torch.empty_like(p, device="meta", dtype=opt._compute_dtype(p)) for p in params]
+        metas = [torch.empty_like(p, device="meta", dtype=opt.compute_dtype(p)) for p in params]
         ctx = StepContext(group, [0] * len(metas), {})
         state = transform.init(metas, ctx)
         for t, ns in zip(transform.transforms, transform.namespaces):

@@ -101,6 +101,25 @@ class StepContext:
         self.owned = False
         return numerator
 
+    def absorb(self, inner: "StepContext", updates: list[Tensor], order: list[int] | None = None) -> list[Tensor]:
+        """Take over the pending form of a nested chain's context, unevaluated.
+
+        For transforms that run an inner chain (on the same tensors, possibly listed in another order:
+        ``order[j]`` is the inner index of outer tensor ``j``). Keeps an inner Adam's final addcdiv.
+        """
+
+        def reorder(x):
+            return [x[j] for j in order] if order is not None and isinstance(x, list) else x
+
+        if order is not None:
+            updates = [updates[j] for j in order]
+        if inner.denominator is not None:
+            updates = self.quotient(updates, reorder(inner.denominator))
+        self.multiply(reorder(inner.scale_num))
+        self.divide(reorder(inner.scale_div))
+        self.add_decay(reorder(inner.decay))
+        return updates
+
     def materialize(self, updates: list[Tensor], params: list[Tensor]) -> list[Tensor]:
         """Evaluate the pending form so that ``updates`` is the true update."""
         if self.is_plain:

@@ -114,18 +114,19 @@ class Optimizer(torch.optim.Optimizer):
             raise TypeError(f"sparse gradients are not supported by {', '.join(names)}; use dense gradients "
                             "(e.g. nn.Embedding(sparse=False))")
 
-    def _compute_dtype(self, p: Tensor) -> torch.dtype:
+    def compute_dtype(self, p: Tensor) -> torch.dtype:
+        """The dtype the transforms compute in (and keep state in) for param ``p``."""
         if self.state_dtype is not None and p.is_floating_point():
             return self.state_dtype
         return torch.float32 if p.dtype in _LOW_PRECISION else p.dtype
 
     def _step_group(self, group: dict, group_state: dict, params: list[Tensor], grads: list[Tensor]) -> None:
-        upcast = [i for i, p in enumerate(params) if self._compute_dtype(p) != p.dtype]
+        upcast = [i for i, p in enumerate(params) if self.compute_dtype(p) != p.dtype]
         params_c, grads_c = params, grads
         if upcast:  # mixed precision: the chain works on copies in the state dtype
             params_c, grads_c = list(params), list(grads)
             for i in upcast:
-                dtype = self._compute_dtype(params[i])
+                dtype = self.compute_dtype(params[i])
                 params_c[i] = params[i].to(dtype)
                 grads_c[i] = grads[i].to(dtype)
 
@@ -242,7 +243,7 @@ class Optimizer(torch.optim.Optimizer):
         """What ``init`` would create for each param, computed on the meta device (no memory)."""
         out: dict[Tensor, dict[str, Any]] = {}
         for group in groups:
-            metas = [torch.empty_like(p, device="meta", dtype=self._compute_dtype(p)) for p in group["params"]]
+            metas = [torch.empty_like(p, device="meta", dtype=self.compute_dtype(p)) for p in group["params"]]
             state = self.transform.init(metas, StepContext(group, [0] * len(metas)))
             for j, p in enumerate(group["params"]):
                 out[p] = {k: v[j] for k, v in state.items() if v[j] is not None}

@@ -271,7 +271,7 @@ class ProjectedSplit(GradientTransform):
             # applies it exactly as the inner optimizer alone would (same ops, same rounding)
             order = {i: j for j, i in enumerate(stateful)}
             perm = [order[i] for i in range(len(params))]
-            return self._hand_over([out[j] for j in perm], inner_ctx, perm, ctx)
+            return ctx.absorb(inner_ctx, out, order=perm)
         out = inner_ctx.materialize(out, inner_params) if stateful else []
         inner_out = dict(zip(stateful, out))
 
@@ -305,18 +305,6 @@ class ProjectedSplit(GradientTransform):
             for i, m in zip(free, moved):
                 result[i] = m
         return result  # borrowed: entries may alias gradients or inner state
-
-    @staticmethod
-    def _hand_over(out, inner_ctx, perm, ctx):
-        def reorder(x):
-            return [x[j] for j in perm] if isinstance(x, list) else x
-
-        if inner_ctx.denominator is not None:
-            out = ctx.quotient(out, reorder(inner_ctx.denominator))
-        ctx.multiply(reorder(inner_ctx.scale_num))
-        ctx.divide(reorder(inner_ctx.scale_div))
-        ctx.add_decay(reorder(inner_ctx.decay))
-        return out
 
     def _free_rule(self, tensors: list[Tensor], ctx) -> list[Tensor]:
         factor = float(ctx.value(self.free_scale))
