@@ -10,7 +10,7 @@ import importlib
 import sys
 
 # Modules that provide subcommands, in the order ``gradkit --help`` lists them.
-COMMAND_MODULES = ("gradkit.listing", "gradkit.explain.cli", "gradkit.inspect.command")
+COMMAND_MODULES = ("gradkit.listing", "gradkit.explain.cli", "gradkit.inspect.command", "gradkit.bench.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,87 @@
+"""Measurements that work for any optimizer: state memory, process memory, step timing."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import torch
+
+__all__ = ["state_bytes", "tensor_bytes", "current_rss_bytes", "peak_rss_bytes", "StepTimer"]
+
+
+def tensor_bytes(obj: Any, _seen: set[int] | None = None) -> int:
+    """Bytes of every tensor reachable from ``obj`` through dicts, lists, tuples and sets.
+
+    Each tensor counts once, however often it is referenced.
+    """
+    seen = set() if _seen is None else _seen
+    if isinstance(obj, torch.Tensor):
+        if id(obj) in seen:
+            return 0
+        seen.add(id(obj))
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return sum(tensor_bytes(v, seen) for v in obj)
+    return 0
+
+
+def state_bytes(optimizer: Any) -> int:
+    """Bytes the optimizer keeps between steps.
+
+    Uses the optimizer's own ``state_bytes()`` when it has one (gradkit optimizers count their
+    namespaced state exactly); otherwise sums tensor sizes in ``optimizer.state``, recursing into
+    nested containers, which covers torch.optim and third-party optimizers.
+    """
+    own = getattr(optimizer, "state_bytes", None)
+    if callable(own):
+        return int(own())
+    state = getattr(optimizer, "state", None)
+    if state is None:
+        raise TypeError(f"cannot measure the state of {type(optimizer).__name__}: it has neither state_bytes() nor .state")
+    return tensor_bytes(dict(state))
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def current_rss_bytes() -> int | None:
+    """Resident memory of this process now (Linux), or None where /proc is unavailable."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_rss_bytes() -> int | None:
+    """Peak resident memory of this process so far (whole-process high-water mark)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+class StepTimer:
+    """Times one call, synchronising the device first so queued kernels are not charged to it."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = torch.device(device).type == "cuda"
+        self.times: list[float] = []
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - self._start)
+        return False
