@@ -10,7 +10,7 @@ import importlib
 import sys
 
 # Modules that provide subcommands, in the order ``gradkit --help`` lists them.
-COMMAND_MODULES = ("gradkit.listing", "gradkit.explain.cli", "gradkit.inspect.command", "gradkit.bench.cli")
+COMMAND_MODULES = ("gradkit.bench.cli", "gradkit.listing", "gradkit.explain.cli", "gradkit.inspect.command")
 
 
 def build_parser() -> argparse.ArgumentParser:
