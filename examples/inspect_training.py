@@ -22,21 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import gradkit
 from gradkit.datasets import digits
 from gradkit.inspect import HessianOperator, Inspector, plot_density, plot_runs, scale_invariant_parameters, spectral_density
 from gradkit.models import DigitsCNN
-
-
-def load_sgdp():
-    """gradkit's own SGDP when it exists, else the official adamp package's; says which."""
-    try:
-        from gradkit.optim import SGDP
-
-        return SGDP, "gradkit.optim.SGDP"
-    except ImportError:
-        from adamp import SGDP
-
-        return SGDP, "adamp.SGDP (official package; gradkit.optim.SGDP is not available)"
 
 
 def train(name, make_optimizer, args, logs: Path):
@@ -101,11 +90,9 @@ def main(argv=None) -> int:
     args.logs.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
 
-    sgdp, source = load_sgdp()
-    print(f"SGDP implementation: {source}")
     runs = {
-        "SGD": lambda ps: torch.optim.SGD(ps, lr=args.lr, momentum=args.momentum),
-        "SGDP": lambda ps: sgdp(ps, lr=args.lr, momentum=args.momentum),
+        "SGD": lambda ps: gradkit.optim.SGD(ps, lr=args.lr, momentum=args.momentum),
+        "SGDP": lambda ps: gradkit.optim.SGDP(ps, lr=args.lr, momentum=args.momentum),
     }
     logs, finals = {}, {}
     for name, make in runs.items():
