@@ -7,7 +7,7 @@ from torch import nn
 
 from gradkit.inspect import HessianOperator, hessian_vector_product
 
-from inspect_helpers import exact_hessian, small_batch, small_mlp
+from inspect_helpers import small_batch, small_mlp
 
 
 @pytest.mark.parametrize("method", ["double_backward", "func"])

@@ -8,7 +8,7 @@ from torch import nn
 import gradkit
 from gradkit.lowrank import FRUGAL, project_split, split_param_groups
 
-from lowrank_helpers import Small, loss_of, train
+from lowrank_helpers import Small, train
 
 PROJECTORS = ["svd", "random", "randk", "block", "dct"]
 

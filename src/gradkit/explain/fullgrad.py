@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import Model, Target, check_inputs, resolve_target, select
+from ._common import Target, check_inputs, resolve_target, select
 
 __all__ = ["fullgrad", "fullgrad_decomposition"]
 

@@ -21,8 +21,6 @@ Quadrature rules (``method``), for ``steps = n``:
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ._common import Model, Target, as_baseline, check_choice, check_inputs, check_positive_int, input_gradient, repeat_target, resolve_target, select

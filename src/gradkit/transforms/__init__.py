@@ -1,5 +1,5 @@
 """Building blocks: one idea per module, composed with ``gradkit.chain``."""
-from gradkit.transforms.adam import bias_corrections, scale_by_adam, ScaleByAdam
+from gradkit.transforms.adam import scale_by_adam, ScaleByAdam
 from gradkit.transforms.adamomentum import scale_by_adamomentum, ScaleByAdaMomentum
 from gradkit.transforms.adan import scale_by_adan, ScaleByAdan
 from gradkit.transforms.ademamix import alpha_warmup, beta3_warmup, scale_by_ademamix, ScaleByAdEMAMix
@@ -64,7 +64,6 @@ __all__ = [
     "autoclip",
     "AutoClip",
     "beta3_warmup",
-    "bias_corrections",
     "CHANNEL",
     "clip_by_block_rms",
     "clip_by_global_norm",

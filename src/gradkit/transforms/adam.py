@@ -19,12 +19,9 @@ import torch
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, boolean, positive
+from gradkit.transforms._stepwise import per_step
 
-__all__ = ["scale_by_adam", "ScaleByAdam", "bias_corrections"]
-
-
-def bias_corrections(beta: float, steps: list[int]) -> list[float]:
-    return [1.0 - beta**s for s in steps]
+__all__ = ["scale_by_adam", "ScaleByAdam"]
 
 
 @register_transform(
@@ -58,24 +55,32 @@ class ScaleByAdam(GradientTransform):
     def update(self, updates, state, params, ctx):
         b1, b2 = (float(b) for b in ctx.value(self.betas))
         eps = float(ctx.value(self.eps))
+        second = self.update_moments(updates, state, b1, b2, eps, ctx)
+        return self.bias_corrected_quotient(state["exp_avg"], second, b1, b2, eps, ctx)
+
+    def update_moments(self, updates, state, b1, b2, eps, ctx):
+        """Update the moments in place; return the second-moment tensors the denominator uses."""
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         torch._foreach_lerp_(exp_avg, updates, 1.0 - b1)
         torch._foreach_mul_(exp_avg_sq, b2)
         torch._foreach_addcmul_(exp_avg_sq, updates, updates, 1.0 - b2)
-        second = exp_avg_sq
-        if ctx.value(self.amsgrad):
-            torch._foreach_maximum_(state["max_exp_avg_sq"], exp_avg_sq)
-            second = state["max_exp_avg_sq"]
+        return self.maybe_amsgrad(exp_avg_sq, state, ctx)
+
+    def maybe_amsgrad(self, exp_avg_sq, state, ctx):
+        if not ctx.value(self.amsgrad):
+            return exp_avg_sq
+        torch._foreach_maximum_(state["max_exp_avg_sq"], exp_avg_sq)
+        return state["max_exp_avg_sq"]
+
+    @staticmethod
+    def bias_corrected_quotient(numerator, second, b1, b2, eps, ctx):
+        """Leave ``(numerator / (1 - b1^t)) / (sqrt(second / (1 - b2^t)) + eps)`` pending (eps may be 0)."""
         denom = torch._foreach_sqrt(second)
-        if ctx.step is not None:
-            bc1 = 1.0 - b1**ctx.step
-            torch._foreach_div_(denom, math.sqrt(1.0 - b2**ctx.step))
-        else:  # tensors that have taken different numbers of steps
-            bc1 = bias_corrections(b1, ctx.steps)
-            torch._foreach_div_(denom, [math.sqrt(c) for c in bias_corrections(b2, ctx.steps)])
-        torch._foreach_add_(denom, eps)
-        out = ctx.quotient(exp_avg, denom)
-        ctx.divide(bc1)
+        torch._foreach_div_(denom, per_step(ctx, lambda t: math.sqrt(1.0 - b2**t)))
+        if eps:
+            torch._foreach_add_(denom, eps)
+        out = ctx.quotient(numerator, denom)
+        ctx.divide(per_step(ctx, lambda t: 1.0 - b1**t))
         return out
 
 

@@ -14,13 +14,10 @@ the paper's convergence analysis mentions; off by default).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
-from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
-from gradkit.transforms._checks import betas as check_betas, boolean, positive
+from gradkit.transforms.adam import ScaleByAdam
 
 __all__ = ["scale_by_adamomentum", "ScaleByAdaMomentum"]
 
@@ -30,51 +27,24 @@ __all__ = ["scale_by_adamomentum", "ScaleByAdaMomentum"]
     summary="Adam with the second moment taken of the momentum instead of the gradient (AdaMomentum)",
     reference="Wang et al., Rethinking Adam: A Twofold Exponential Moving Average Approach, arXiv:2106.11514",
 )
-class ScaleByAdaMomentum(GradientTransform):
+class ScaleByAdaMomentum(ScaleByAdam):
+    """Same arguments, state and validation as :class:`ScaleByAdam`; only the second moment differs."""
+
     name = "adamomentum"
-    state_kinds = {"exp_avg": "moment", "exp_avg_sq": "moment", "max_exp_avg_sq": "moment"}
-
-    def __init__(self, betas=(0.9, 0.999), eps=1e-8, amsgrad=False):
-        self.betas = betas
-        self.eps = eps
-        self.amsgrad = amsgrad
-
-    def validate(self, group):
-        check_betas(self.betas, group, "betas")
-        positive(self.eps, group, "eps")
-        boolean(self.amsgrad, group, "amsgrad")
-
-    def init(self, params, ctx):
-        state = {
-            "exp_avg": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params],
-            "exp_avg_sq": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params],
-        }
-        if ctx.value(self.amsgrad):
-            state["max_exp_avg_sq"] = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
-        return state
 
     def update(self, updates, state, params, ctx):
         b1, b2 = (float(b) for b in ctx.value(self.betas))
         eps = float(ctx.value(self.eps))
+        second = self.update_moments(updates, state, b1, b2, eps, ctx)
+        return self.bias_corrected_quotient(state["exp_avg"], second, b1, b2, 0.0, ctx)  # eps is inside v
+
+    def update_moments(self, updates, state, b1, b2, eps, ctx):
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         torch._foreach_lerp_(exp_avg, updates, 1.0 - b1)
         torch._foreach_mul_(exp_avg_sq, b2)
         torch._foreach_addcmul_(exp_avg_sq, exp_avg, exp_avg, 1.0 - b2)
         torch._foreach_add_(exp_avg_sq, eps)
-        second = exp_avg_sq
-        if ctx.value(self.amsgrad):
-            torch._foreach_maximum_(state["max_exp_avg_sq"], exp_avg_sq)
-            second = state["max_exp_avg_sq"]
-        denom = torch._foreach_sqrt(second)
-        if ctx.step is not None:
-            bc1 = 1.0 - b1**ctx.step
-            torch._foreach_div_(denom, math.sqrt(1.0 - b2**ctx.step))
-        else:
-            bc1 = [1.0 - b1**s for s in ctx.steps]
-            torch._foreach_div_(denom, [math.sqrt(1.0 - b2**s) for s in ctx.steps])
-        out = ctx.quotient(exp_avg, denom)
-        ctx.divide(bc1)
-        return out
+        return self.maybe_amsgrad(exp_avg_sq, state, ctx)
 
 
 scale_by_adamomentum = ScaleByAdaMomentum

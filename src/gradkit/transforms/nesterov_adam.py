@@ -13,13 +13,10 @@ group.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean
-from gradkit.transforms._stepwise import per_step
 from gradkit.transforms.adam import ScaleByAdam
 
 __all__ = ["scale_by_nesterov_adam", "ScaleByNesterovAdam"]
@@ -51,12 +48,7 @@ class ScaleByNesterovAdam(ScaleByAdam):
         if ctx.value(self.nesterov):
             numerator = torch._foreach_mul(exp_avg, b1)
             torch._foreach_add_(numerator, updates, alpha=1.0 - b1)
-        denom = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_div_(denom, per_step(ctx, lambda t: math.sqrt(1.0 - b2**t)))
-        torch._foreach_add_(denom, eps)
-        out = ctx.quotient(numerator, denom)
-        ctx.divide(per_step(ctx, lambda t: 1.0 - b1**t))
-        return out
+        return self.bias_corrected_quotient(numerator, exp_avg_sq, b1, b2, eps, ctx)
 
 
 scale_by_nesterov_adam = ScaleByNesterovAdam
