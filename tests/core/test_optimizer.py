@@ -311,3 +311,14 @@ def test_predicted_weights_restores_the_real_weights():
         nn.functional.cross_entropy(m(x), y).backward()
     assert all(torch.equal(p, r) for p, r in zip(m.parameters(), real))
     assert all(p.grad is not None for p in m.parameters())
+
+
+def test_loaded_state_shares_no_tensor_with_the_state_dict():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters())
+    train(m, opt, 2)
+    sd = opt.state_dict()
+    other = gradkit.optim.AdamW(m.parameters())
+    other.load_state_dict(sd)
+    sd["state"][0]["adam.exp_avg"].add_(1.0)
+    assert not torch.equal(other.state[m[0].weight]["adam.exp_avg"], sd["state"][0]["adam.exp_avg"])

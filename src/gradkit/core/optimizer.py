@@ -224,14 +224,12 @@ class Optimizer(torch.optim.Optimizer):
                 if key != "step" and key not in layout:
                     raise ValueError(f"state key {key!r} of param {pid} is not produced by this optimizer's transforms")
                 want = layout.get(key)
-                if isinstance(value, Tensor):
-                    if want is not None and value.shape != want.shape:
-                        raise ValueError(f"state {key!r} of param {pid} has shape {tuple(value.shape)}, "
-                                         f"expected {tuple(want.shape)}: the parameter layout differs")
-                    value = value.detach().to(p.device, copy=True)
-                elif key == "step" and not isinstance(value, int):
+                if isinstance(value, Tensor) and isinstance(want, Tensor) and value.shape != want.shape:
+                    raise ValueError(f"state {key!r} of param {pid} has shape {tuple(value.shape)}, "
+                                     f"expected {tuple(want.shape)}: the parameter layout differs")
+                if key == "step" and not isinstance(value, int):
                     raise ValueError(f"state 'step' of param {pid} must be an int, got {type(value).__name__}")
-                entry[key] = value
+                entry[key] = _copied(value, p.device)
             new_state[p] = entry
 
         self.param_groups = new_groups
@@ -248,6 +246,18 @@ class Optimizer(torch.optim.Optimizer):
             for j, p in enumerate(group["params"]):
                 out[p] = {k: v[j] for k, v in state.items() if v[j] is not None}
         return out
+
+
+def _copied(value: Any, device: torch.device) -> Any:
+    """A loaded state value that shares nothing with the state_dict: tensors (also inside containers)
+    are copied onto the param's device, keeping their dtype."""
+    if isinstance(value, Tensor):
+        return value.detach().to(device, copy=True)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _copied(v, device) for k, v in value.items()}
+    return copy.deepcopy(value)
 
 
 def _all_finite(grad_lists: list[list[Tensor]]) -> bool:

@@ -90,18 +90,9 @@ def _as_given(named: list[tuple[str | None, Tensor]]) -> list:
 class LowRankOptimizer(Optimizer):
     """A gradkit Optimizer whose params are split by :func:`split_param_groups` before construction.
 
-    Blockwise state lives in per-parameter lists (present only while a parameter is state-full);
-    ``load_state_dict`` copies those too (the core copies only tensors), so a loaded optimizer never shares
-    state with the source.
+    Blockwise state lives in per-parameter lists (present only while a parameter is state-full).
     """
 
     def __init__(self, params, transform, defaults, *, full_state=None, nonfinite="raise", state_dtype=None):
         super().__init__(split_param_groups(params, full_state), transform, {"project": True, **defaults},
                          nonfinite=nonfinite, state_dtype=state_dtype)
-
-    def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
-        for p, entries in self.state.items():
-            for key, value in entries.items():
-                if isinstance(value, list):
-                    entries[key] = [v.detach().to(p.device, copy=True) for v in value]
