@@ -322,3 +322,11 @@ def test_loaded_state_shares_no_tensor_with_the_state_dict():
     other.load_state_dict(sd)
     sd["state"][0]["adam.exp_avg"].add_(1.0)
     assert not torch.equal(other.state[m[0].weight]["adam.exp_avg"], sd["state"][0]["adam.exp_avg"])
+
+
+def test_many_huge_finite_gradients_are_not_mistaken_for_nonfinite():
+    params = [nn.Parameter(torch.zeros(2)) for _ in range(4)]
+    for p in params:
+        p.grad = torch.full((2,), 3e38)  # each norm overflows, and so would their sum
+    gradkit.optim.SGD(params, lr=1e-40).step()
+    assert all(torch.isfinite(p).all() for p in params)

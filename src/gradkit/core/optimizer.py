@@ -262,16 +262,17 @@ def _copied(value: Any, device: torch.device) -> Any:
 
 def _all_finite(grad_lists: list[list[Tensor]]) -> bool:
     """True when no gradient holds inf or nan: one read of the gradients, one host sync."""
-    dense = [[g.coalesce().values() if g.is_sparse else g for g in grads] for grads in grad_lists]
+    if any(g.is_sparse for grads in grad_lists for g in grads):
+        grad_lists = [[g.coalesce().values() if g.is_sparse else g for g in grads] for grads in grad_lists]
     # The 2-norm is a single fast pass; it propagates inf/nan but can also overflow for huge finite
     # values, so a non-finite 2-norm is confirmed with the (slower, overflow-free) max-norm.
-    if _finite_norms(dense, 2.0):
-        return True
-    return _finite_norms(dense, math.inf)
+    return _finite_norms(grad_lists, 2.0) or _finite_norms(grad_lists, math.inf)
 
 
 def _finite_norms(grad_lists: list[list[Tensor]], order: float) -> bool:
     norms = [n for grads in grad_lists for n in torch._foreach_norm(grads, ord=order)]
     if any(n.dtype != norms[0].dtype for n in norms):
         norms = [n.float() for n in norms]
-    return bool(torch.stack(norms).isfinite().all())
+    stacked = torch.stack(norms)
+    # fast path: one reduction and one sync; the confirmation must not overflow, so it checks each norm
+    return math.isfinite(stacked.sum().item()) if order == 2.0 else bool(stacked.isfinite().all())
