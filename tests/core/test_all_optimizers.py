@@ -94,3 +94,11 @@ def test_params_without_grad_keep_value_and_state(name):
 def test_negative_learning_rate_is_rejected(name):
     with pytest.raises(ValueError, match="lr"):
         make(name, tiny_mlp().parameters(), lr=-1.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_named_parameters_are_accepted(name):
+    model = tiny_mlp()
+    opt = make(name, model.named_parameters())
+    losses = train(model, opt, 5)
+    assert losses[-1] < losses[0]

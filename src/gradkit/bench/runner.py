@@ -113,11 +113,18 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def build_optimizer(spec: Spec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """``spec``'s optimizer over ``params``; a bad argument is a ValueError naming the spec."""
+def build_optimizer(spec: Spec, params: Iterable[torch.nn.Parameter | tuple[str, torch.nn.Parameter]]) -> torch.optim.Optimizer:
+    """``spec``'s optimizer over ``params``; a bad argument is a ValueError naming the spec.
+
+    ``params`` may be (name, parameter) pairs: gradkit's optimizers get the names (Muon, FRUGAL and the
+    low-rank family route embeddings, heads and norms by name); other libraries get the tensors only.
+    """
     factory = resolve_optimizer(spec)
+    params = list(params)
+    if spec.library is not None:
+        params = [p[1] if isinstance(p, tuple) else p for p in params]
     try:
-        return factory(list(params), **spec.kwargs)
+        return factory(params, **spec.kwargs)
     except (TypeError, ValueError) as err:
         raise ValueError(f"optimizer spec {str(spec)!r}: {err}") from None
 
@@ -186,7 +193,7 @@ def _train(task, data, contestant, hparams, seed, device, divergence_factor, pro
     model = task.build_model().to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(spec, params)
+    optimizer = build_optimizer(spec, [(n, p) for n, p in model.named_parameters() if p.requires_grad])
     aggregator = _build_aggregator(contestant.aggregator) if contestant.aggregator is not None else None
     if task.multi_loss and aggregator is None:
         raise ValueError(f"task {task.name!r} has {len(task.loss_names)} losses; it needs an aggregator")
@@ -342,7 +349,7 @@ def _preflight(task: Task, contestants: list[Contestant], grid: list[dict], devi
         model = task.build_model().to(device)
     for c in contestants:
         for point in grid:
-            build_optimizer(c.optimizer.with_kwargs(**point), [p for p in model.parameters() if p.requires_grad])
+            build_optimizer(c.optimizer.with_kwargs(**point), [(n, p) for n, p in model.named_parameters() if p.requires_grad])
         if c.aggregator is not None:
             aggregator = _build_aggregator(c.aggregator)
             wanted = getattr(aggregator, "num_objectives", None)
