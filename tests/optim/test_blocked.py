@@ -35,11 +35,13 @@ def test_blocks_cover_every_element_once():
     assert all(bool((s == 1).all()) for s in seen)
 
 
-def test_non_contiguous_tensors_are_one_block():
-    tensors = [torch.randn(4, 3).t(), torch.randn(5)]
-    assert not blocked.is_blocked(tensors)
-    ((owners, (pieces,)),) = list(blocked.blocks(tensors))
-    assert owners == [0, 1] and all(p is t for p, t in zip(pieces, tensors))
+def test_one_block_when_not_worth_splitting():
+    small = [torch.randn(4, 3), torch.randn(5)]  # fits in one block
+    strided = [torch.randn(40, 30).t(), torch.randn(5)]  # non-contiguous: cannot be cut into 1-D slices
+    for tensors, size in ((small, 100), (strided, 20)):
+        ((owners, (pieces,)),) = list(blocked.blocks(tensors, size=size))
+        assert owners == [0, 1] and all(p is t for p, t in zip(pieces, tensors))
+    assert not blocked.is_blocked(small)
 
 
 def _run(make_opt, staggered: bool, steps: int = 12):
@@ -59,11 +61,11 @@ def test_blocked_step_matches_whole_tensor_step(name, monkeypatch):
     make_opt, staggered = OPTIMIZERS[name], name.endswith("staggered")
     monkeypatch.setattr(blocked, "BLOCK_ELEMENTS", 6)  # blocks cut through tensors and group small ones
     small_blocks = _run(make_opt, staggered)
-    monkeypatch.setattr(blocked, "BLOCK_ELEMENTS", 1 << 18)
-    one_block = _run(make_opt, staggered)
+    monkeypatch.setattr(blocked, "BLOCK_ELEMENTS", 40)  # whole small tensors, the largest two cut
+    large_blocks = _run(make_opt, staggered)
     monkeypatch.setattr(blocked, "is_blocked", lambda *lists: False)
     monkeypatch.setattr("gradkit.transforms.exadam.is_blocked", lambda *lists: False)
     pending = _run(make_opt, staggered)
-    for a, b, c in zip(small_blocks, one_block, pending):
+    for a, b, c in zip(small_blocks, large_blocks, pending):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(a, c, rtol=1e-6, atol=1e-7)

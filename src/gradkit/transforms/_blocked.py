@@ -8,8 +8,8 @@ memory sees roughly one read of each input and one write of each output.
 
 Elementwise ops give the same result per element however the tensors are split, so a transform
 written against :func:`blocks` computes the same numbers on every path. On other devices (where one
-foreach launch over whole tensors is what is fast) and for non-contiguous tensors there is one block
-of whole tensors.
+foreach launch over whole tensors is what is fast), for non-contiguous tensors and for steps that fit
+in one block there is one block of whole tensors, and the transforms leave their usual pending quotient.
 """
 from __future__ import annotations
 
@@ -23,38 +23,57 @@ BLOCK_ELEMENTS = 1 << 18
 
 
 def is_blocked(*lists: Sequence[Tensor]) -> bool:
-    """True when :func:`blocks` splits these tensors (CPU, contiguous), i.e. the step runs block by block."""
-    return all(t.device.type == "cpu" and t.is_contiguous() for lst in lists for t in lst)
+    """True when :func:`blocks` splits these tensors into several blocks: on CPU, all contiguous, more
+    than :data:`BLOCK_ELEMENTS` elements per list (a smaller step already runs in cache)."""
+    return _splits(lists, BLOCK_ELEMENTS)
+
+
+def _splits(lists: Sequence[Sequence[Tensor]], size: int) -> bool:
+    return (sum(t.numel() for t in lists[0]) > size
+            and all(t.device.type == "cpu" and t.is_contiguous() for lst in lists for t in lst))
 
 
 def blocks(*lists: Sequence[Tensor], size: int | None = None) -> Iterator[tuple[list[int], list[list[Tensor]]]]:
-    """Yield ``(owners, pieces)``: ``pieces[k]`` are aligned 1-D views into ``lists[k]`` covering at most
-    ``size`` elements together, ``owners[j]`` the index of the tensor piece ``j`` is cut from.
+    """Yield ``(owners, pieces)``: ``pieces[k]`` are aligned pieces of ``lists[k]`` covering at most
+    ``size`` elements together (whole tensors where they fit, 1-D slices of larger ones), ``owners[j]``
+    the index of the tensor piece ``j`` comes from.
 
     All lists hold tensors of equal sizes index by index. Without blocking (see :func:`is_blocked`)
     the only block is the whole lists, ``owners = range(n)``.
     """
     n = len(lists[0])
     size = BLOCK_ELEMENTS if size is None else size
-    if not is_blocked(*lists):
+    if not _splits(lists, size):
         yield list(range(n)), [list(lst) for lst in lists]
         return
-    flats = [[t.view(-1) for t in lst] for lst in lists]
     owners: list[int] = []
     pieces: list[list[Tensor]] = [[] for _ in lists]
     filled = 0
     for i in range(n):
-        numel, start = flats[0][i].numel(), 0
-        while start < numel:
-            take = min(numel - start, size - filled)
+        numel = lists[0][i].numel()
+        if numel == 0:
+            continue
+        if filled + numel <= size:  # the whole tensor fits: no views to make
             owners.append(i)
-            for out, flat in zip(pieces, flats):
-                out.append(flat[i].narrow(0, start, take))
-            filled += take
-            start += take
-            if filled == size:
-                yield owners, pieces
-                owners, pieces, filled = [], [[] for _ in lists], 0
+            for out, lst in zip(pieces, lists):
+                out.append(lst[i])
+            filled += numel
+        else:
+            flats, start = [lst[i].view(-1) for lst in lists], 0
+            while start < numel:
+                take = min(numel - start, size - filled)
+                owners.append(i)
+                for out, flat in zip(pieces, flats):
+                    out.append(flat.narrow(0, start, take))
+                filled += take
+                start += take
+                if filled == size:
+                    yield owners, pieces
+                    owners, pieces, filled = [], [[] for _ in lists], 0
+            continue
+        if filled == size:
+            yield owners, pieces
+            owners, pieces, filled = [], [[] for _ in lists], 0
     if owners:
         yield owners, pieces
 
