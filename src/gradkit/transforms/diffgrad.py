@@ -12,6 +12,9 @@ with ``g_0 = 0``. Note eps is added to the raw ``sqrt(v_t)`` (the Adam paper's p
 official code), not to the bias-corrected one as in torch.optim.Adam. The official ``diffGrad.py``
 has a bug that makes ``xi_t`` constant 0.5 (the previous gradient aliases the current one); its
 ``diffGrad_v2.py``, followed here, keeps a copy.
+
+On CPU the step runs block by block in cache (``gradkit.transforms._blocked``): the friction and the
+denominator are block-sized temporaries and the quotient lands in one fresh tensor per param.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import torch
 
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
+from gradkit.transforms._blocked import blocked_quotient
 from gradkit.transforms._checks import betas as check_betas, non_negative
 from gradkit.transforms._stepwise import per_step
 
@@ -52,18 +56,21 @@ class ScaleByDiffGrad(GradientTransform):
     def update(self, updates, state, params, ctx):
         b1, b2 = (float(b) for b in ctx.value(self.betas))
         eps = float(ctx.value(self.eps))
-        m, v, previous = state["exp_avg"], state["exp_avg_sq"], state["previous_grad"]
-        torch._foreach_lerp_(m, updates, 1.0 - b1)
-        torch._foreach_mul_(v, b2)
-        torch._foreach_addcmul_(v, updates, updates, 1.0 - b2)
-        friction = torch._foreach_sub(previous, updates)
-        torch._foreach_abs_(friction)
-        torch._foreach_sigmoid_(friction)
-        torch._foreach_mul_(friction, m)
-        torch._foreach_copy_(previous, updates)
-        denom = torch._foreach_sqrt(v)
-        torch._foreach_add_(denom, eps)
-        out = ctx.quotient(friction, denom)
+
+        def terms(owners, m, v, previous, grads):
+            torch._foreach_lerp_(m, grads, 1.0 - b1)
+            torch._foreach_mul_(v, b2)
+            torch._foreach_addcmul_(v, grads, grads, 1.0 - b2)
+            friction = torch._foreach_sub(previous, grads)
+            torch._foreach_abs_(friction)
+            torch._foreach_sigmoid_(friction)
+            torch._foreach_mul_(friction, m)
+            torch._foreach_copy_(previous, grads)
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_add_(denom, eps)
+            return friction, denom
+
+        out = blocked_quotient(ctx, terms, state["exp_avg"], state["exp_avg_sq"], state["previous_grad"], updates)
         ctx.multiply(per_step(ctx, lambda t: math.sqrt(1.0 - b2**t) / (1.0 - b1**t)))
         return out
 

@@ -14,7 +14,8 @@ to the uncorrected ``sqrt(v_t)`` (the BERT/Hugging Face AdamW form) and is the d
 coordinate gives a zero update (sign(0) = 0), as in both.
 
 The result is left pending as ``numerator / denominator`` so the optimizer applies it with one
-``addcdiv``.
+``addcdiv``; on CPU the step runs block by block in cache and returns the quotient in one fresh tensor
+per param (see ``gradkit.transforms._blocked``).
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ import torch
 from gradkit.core.hyper import check_hyper
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
+from gradkit.transforms._blocked import blocked_quotient, pick
 from gradkit.transforms._checks import betas as check_betas, boolean, positive
+from gradkit.transforms._stepwise import per_step
 
 __all__ = ["scale_by_grams", "ScaleByGrams", "EPS_PLACEMENTS"]
 
@@ -64,31 +67,30 @@ class ScaleByGrams(GradientTransform):
     def update(self, updates, state, params, ctx):
         b1, b2 = (float(b) for b in ctx.value(self.betas))
         eps = float(ctx.value(self.eps))
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        torch._foreach_lerp_(exp_avg, updates, 1.0 - b1)
-        torch._foreach_mul_(exp_avg_sq, b2)
-        torch._foreach_addcmul_(exp_avg_sq, updates, updates, 1.0 - b2)
+        correct_bias = ctx.value(self.correct_bias)
+        paper = correct_bias and ctx.value(self.eps_placement) == "paper"
+        bc2_sqrt = per_step(ctx, lambda t: math.sqrt(1.0 - b2**t)) if paper else 1.0
 
-        numerator = torch._foreach_abs(exp_avg)
-        torch._foreach_mul_(numerator, torch._foreach_sign(updates))
-        denom = torch._foreach_sqrt(exp_avg_sq)
-        if not ctx.value(self.correct_bias):
+        def terms(owners, exp_avg, exp_avg_sq, grads):
+            torch._foreach_lerp_(exp_avg, grads, 1.0 - b1)
+            torch._foreach_mul_(exp_avg_sq, b2)
+            torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1.0 - b2)
+            numerator = torch._foreach_abs(exp_avg)
+            torch._foreach_mul_(numerator, torch._foreach_sign(grads))
+            denom = torch._foreach_sqrt(exp_avg_sq)
+            if paper:
+                torch._foreach_div_(denom, pick(bc2_sqrt, owners))
             torch._foreach_add_(denom, eps)
-            return ctx.fresh(ctx.quotient(numerator, denom))
-        steps = [ctx.step] * len(updates) if ctx.step is not None else ctx.steps
-        bc1 = [1.0 - b1**s for s in steps]
-        bc2_sqrt = [math.sqrt(1.0 - b2**s) for s in steps]
-        if ctx.value(self.eps_placement) == "paper":
-            torch._foreach_div_(denom, bc2_sqrt)
-            torch._foreach_add_(denom, eps)
-            out = ctx.quotient(numerator, denom)
-            ctx.divide(bc1[0] if ctx.step is not None else bc1)
-        else:
-            torch._foreach_add_(denom, eps)
-            out = ctx.quotient(numerator, denom)
-            factors = [c2 / c1 for c1, c2 in zip(bc1, bc2_sqrt)]
-            ctx.multiply(factors[0] if ctx.step is not None else factors)
+            return numerator, denom
+
+        out = blocked_quotient(ctx, terms, state["exp_avg"], state["exp_avg_sq"], updates)
         ctx.owned = True  # the numerator is a fresh tensor of ours, unlike Adam's (its state buffer)
+        if not correct_bias:
+            return out
+        if paper:
+            ctx.divide(per_step(ctx, lambda t: 1.0 - b1**t))
+        else:
+            ctx.multiply(per_step(ctx, lambda t: math.sqrt(1.0 - b2**t) / (1.0 - b1**t)))
         return out
 
 

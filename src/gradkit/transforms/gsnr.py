@@ -76,9 +76,10 @@ class ScaleByGSNR(GradientTransform):
         first = list(range(len(updates))) if ctx.step == 1 else [i for i, s in enumerate(ctx.steps) if s == 1]
         if first:
             self._measure([updates[i] for i in first], [scales[i] for i in first], ctx)
-        updates = ctx.writable(updates)
-        torch._foreach_mul_(updates, scales)
-        return updates
+        if ctx.owned:
+            torch._foreach_mul_(updates, scales)
+            return updates
+        return ctx.fresh(torch._foreach_mul(updates, scales))  # one pass, where copy-then-scale takes two
 
     def _measure(self, grads, scales, ctx):
         if ctx.value(self.estimator) == "gsnr":

@@ -39,16 +39,11 @@ class ScaleByNesterovAdam(ScaleByAdam):
     def update(self, updates, state, params, ctx):
         b1, b2 = (float(b) for b in ctx.value(self.betas))
         eps = float(ctx.value(self.eps))
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        torch._foreach_mul_(exp_avg, b1)
-        torch._foreach_add_(exp_avg, updates, alpha=1.0 - b1)
-        torch._foreach_mul_(exp_avg_sq, b2)
-        torch._foreach_addcmul_(exp_avg_sq, updates, updates, 1.0 - b2)
-        numerator = exp_avg
+        second = self.update_moments(updates, state, b1, b2, eps, ctx)
+        numerator = state["exp_avg"]
         if ctx.value(self.nesterov):
-            numerator = torch._foreach_mul(exp_avg, b1)
-            torch._foreach_add_(numerator, updates, alpha=1.0 - b1)
-        return self.bias_corrected_quotient(numerator, exp_avg_sq, b1, b2, eps, ctx)
+            numerator = torch._foreach_lerp(numerator, updates, 1.0 - b1)  # b1 m_t + (1 - b1) g_t, one pass
+        return self.bias_corrected_quotient(numerator, second, b1, b2, eps, ctx)
 
 
 scale_by_nesterov_adam = ScaleByNesterovAdam
