@@ -3,7 +3,7 @@
 An elementwise optimizer step is memory-bound: its floor is the bytes it must move (read params and
 grads, read and write every state tensor, write params) divided by the bandwidth of a plain device copy
 measured in the same run. For each optimizer this prints ms/step, the bytes it must move, the floor and
-the ratio, plus torch.optim's AdamW (fused on GPU, foreach on CPU) and, when installed, the
+the ratio (medians over interleaved rounds), plus torch.optim's AdamW (fused on GPU, foreach on CPU) and, when installed, the
 pytorch-optimizer package's versions side by side.
 
     python benchmarks/step_speed.py                    # every elementwise gradkit optimizer, ~10M params
@@ -46,7 +46,6 @@ def sync(device: str) -> None:
 
 
 def time_steps(opt, device: str, steps: int) -> float:
-    opt.step()  # state allocation and any compilation happen outside the timing
     sync(device)
     times = []
     for _ in range(steps):
@@ -82,7 +81,8 @@ def bytes_moved(opt, params) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=float, default=10e6)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per round (their median counts)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds over all optimizers")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", nargs="*", help="registry names to run (default: every elementwise optimizer)")
     args = parser.parse_args()
@@ -90,27 +90,33 @@ def main() -> None:
 
     registered = {e.name for e in list_entries("optimizer")}
     names = [n for n in (args.only or ELEMENTWISE) if n in registered]
-    rows = []
-
-    def run(label, factory):
-        params = make_params(total, device, dtype)
-        opt = factory(params)
-        seconds = time_steps(opt, device, args.steps)
-        rows.append((label, seconds, bytes_moved(opt, params)))
-        del opt, params
-
+    contestants = []  # (label, factory)
     fused = device == "cuda"
-    run(f"torch AdamW ({'fused' if fused else 'foreach'})",
-        lambda p: torch.optim.AdamW(p, lr=1e-3, fused=fused or None, foreach=None if fused else True))
+    contestants.append((f"torch AdamW ({'fused' if fused else 'foreach'})",
+                        lambda p: torch.optim.AdamW(p, lr=1e-3, fused=fused or None, foreach=None if fused else True)))
     for name in names:
-        run(f"gradkit {name}", lambda p, n=name: get_optimizer(n)(p, lr=1e-3, **EXTRA_KWARGS.get(n, {})))
+        contestants.append((f"gradkit {name}", lambda p, n=name: get_optimizer(n)(p, lr=1e-3, **EXTRA_KWARGS.get(n, {}))))
     if importlib.util.find_spec("pytorch_optimizer") is not None:
         import pytorch_optimizer
 
         for name in names:
             cls = getattr(pytorch_optimizer, PYTORCH_OPTIMIZER.get(name, ""), None)
             if cls is not None:
-                run(f"pytorch_optimizer {cls.__name__}", lambda p, c=cls: c(p, lr=1e-3))
+                contestants.append((f"pytorch_optimizer {cls.__name__}", lambda p, c=cls: c(p, lr=1e-3)))
+
+    # Every optimizer is built up front and the timing rounds are interleaved, so that the machine's
+    # drifting load hits every contestant alike and the ratios are taken within one run.
+    built = []
+    for label, factory in contestants:
+        params = make_params(total, device, dtype)
+        opt = factory(params)
+        opt.step()  # state allocation happens outside the timing
+        built.append((label, opt, bytes_moved(opt, params)))
+    times = {label: [] for label, _, _ in built}
+    for _ in range(args.rounds):
+        for label, opt, _ in built:
+            times[label].append(time_steps(opt, device, args.steps))
+    rows = [(label, statistics.median(times[label]), moved) for label, _, moved in built]
 
     bandwidth = copy_bandwidth(total, device, dtype)
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
