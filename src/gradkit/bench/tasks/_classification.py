@@ -9,6 +9,8 @@ from torch import nn
 
 from gradkit import datasets
 
+from .base import Task
+
 
 @dataclass(frozen=True)
 class Arrays:
@@ -42,3 +44,25 @@ def evaluate_classifier(model: nn.Module, arrays: Arrays, split: str) -> dict[st
         "loss": float(F.cross_entropy(logits, y)),
         "metric": float((logits.argmax(-1) == y).float().mean()),
     }
+
+
+class DigitsClassification(Task):
+    """A digits classifier trained with cross-entropy; subclasses set ``image`` and ``build_model``."""
+
+    metric = "accuracy"
+    higher_is_better = True
+    image = False
+
+    def load(self, device):
+        return load_digits(device, image=self.image)
+
+    def sample(self, data, generator):
+        return sample_rows(data, self.batch_size, generator)
+
+    def losses(self, model, batch):
+        x, y = batch
+        return F.cross_entropy(model(x), y)
+
+    def evaluate(self, model, data, split):
+        # Batch norm uses its running statistics here (the runner puts the model in eval mode).
+        return evaluate_classifier(model, data, split)
