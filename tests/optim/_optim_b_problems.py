@@ -91,6 +91,19 @@ def twin(model):
     return copy.deepcopy(model)
 
 
+def side_by_side(model, optimizer, reference, reference_step, batches, steps: int = 200, loss_scale: float = 1.0):
+    """Train ``model`` with ``optimizer`` and its twin ``reference`` with ``reference_step()`` (called after the
+    reference's backward, with the reference's gradients in ``.grad``) on the same batches; return the
+    largest relative parameter difference at the end."""
+    for t in range(steps):
+        for m in (model, reference):
+            m.zero_grad(set_to_none=True)
+            (loss_scale * digits_loss(m, batches[t % len(batches)])).backward()
+        optimizer.step()
+        reference_step()
+    return max_relative_difference(model, reference)
+
+
 def adamw_moment_bytes(model) -> int:
     opt = gradkit.optim.AdamW(model.parameters())
     train(model, opt, 1, synthetic_batches(1))

@@ -8,7 +8,16 @@ import torch
 
 import gradkit
 import gradkit.transforms.orthogonalization as ortho
-from _optim_b_problems import digits_loss, max_relative_difference, mlp, run_quadratic, synthetic_batches, train, twin
+from _optim_b_problems import (
+    digits_loss,
+    max_relative_difference,
+    mlp,
+    run_quadratic,
+    side_by_side,
+    synthetic_batches,
+    train,
+    twin,
+)
 
 # Large gradients make the two codes' NS guards (x / (|x| + 1e-7) vs x / max(|x|, 1e-7)) agree. Newton-Schulz
 # amplifies float rounding in weak directions (slope 3.4 per step), so 200-step parity needs float64 NS and
@@ -78,15 +87,12 @@ def test_matches_official_code_equations():
     states: dict = {}
     params = list(reference.parameters())
     flags = [p.ndim >= 2 for p in params]
-    batches = synthetic_batches()
-    for t in range(200):
-        for m in (model, reference):
-            m.zero_grad(set_to_none=True)
-            (SCALE * digits_loss(m, batches[t % len(batches)])).backward()
-        opt.step()
-        with torch.no_grad():
-            official_step(params, flags, states, 0.01, 1e-3, 0.01, torch.float64)
-    assert max_relative_difference(model, reference) <= 1e-5
+
+    @torch.no_grad()
+    def reference_step():
+        official_step(params, flags, states, 0.01, 1e-3, 0.01, torch.float64)
+
+    assert side_by_side(model, opt, reference, reference_step, synthetic_batches(), loss_scale=SCALE) <= 1e-5
 
 
 class _Net(torch.nn.Module):
