@@ -9,6 +9,8 @@ import gradkit
 from gradkit.datasets import digits
 from gradkit.models import digits_mlp
 
+from _optim_a_support import max_relative_difference  # noqa: F401  (re-exported for this directory's tests)
+
 _DIGITS = {}
 
 
@@ -77,14 +79,6 @@ def run_quadratic(make_optimizer, steps: int = 60) -> tuple[float, float]:
         loss.backward()
         opt.step()
     return first, model().item()
-
-
-def max_relative_difference(model_a, model_b) -> float:
-    """max over tensors of max|a - b| / max|b|."""
-    worst = 0.0
-    for a, b in zip(model_a.parameters(), model_b.parameters()):
-        worst = max(worst, ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item())
-    return worst
 
 
 def twin(model):
