@@ -7,6 +7,12 @@ A transform maps the list of updates of one param group to a new list, multi-ten
 
 State lives in ``optimizer.state[p]`` under ``"<namespace>.<key>"``; the chain gives each transform
 only its own keys. ``init`` may return ``None`` for a parameter that needs no entry under a key.
+
+A transform may also have a *fused form* (:meth:`GradientTransform.fused_scalars` and
+:meth:`GradientTransform.fused_tensor` or :meth:`GradientTransform.fused_update`): the same update
+written as plain tensor math whose step-dependent scalars arrive as tensors, so that
+``gradkit.Optimizer(..., fused=True)`` can compile a whole chain into one program
+(:mod:`gradkit.core.fused`).
 """
 from __future__ import annotations
 
@@ -44,6 +50,40 @@ class GradientTransform:
 
     def kind_of(self, key: str) -> str:
         return self.state_kinds.get(key, "moment")
+
+    # -- the fused form (gradkit.core.fused) -------------------------------------------------------
+    def fused_scalars(self, group: dict, step: int) -> dict[str, float]:
+        """The scalars the fused form needs at ``step``, computed in Python from the group.
+
+        They reach :meth:`fused_tensor` as 0-dim tensors, so a new learning rate or step count never
+        recompiles the program. Everything else the fused form reads from the group (flags such as
+        ``amsgrad``) is compiled in as a constant.
+        """
+        return {}
+
+    def fused_tensor(self, update: Tensor, state: dict[str, Tensor], param: Tensor, scalars: dict[str, Tensor],
+                     group: dict) -> Tensor:
+        """The update of one tensor as plain tensor math; returns the new update.
+
+        Must not write into ``update`` (it may be the gradient); writes its own ``state`` in place.
+        """
+        raise NotImplementedError
+
+    def fused_update(self, updates: list[Tensor], state: StateLists, params: list[Tensor],
+                     scalars: list[dict[str, Tensor]], group: dict) -> list[Tensor]:
+        """The fused form over a group's tensors; by default :meth:`fused_tensor` on each. Transforms
+        that reduce across tensors (global-norm clipping) override this instead."""
+        return [
+            self.fused_tensor(u, {k: v[i] for k, v in state.items()}, p, scalars[i], group)
+            for i, (u, p) in enumerate(zip(updates, params))
+        ]
+
+    @property
+    def fusable(self) -> bool:
+        """True when the transform has a fused form."""
+        cls = type(self)
+        return (cls.fused_tensor is not GradientTransform.fused_tensor
+                or cls.fused_update is not GradientTransform.fused_update)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -104,6 +144,25 @@ class Chain(GradientTransform):
             if out is not updates and not ctx._claimed:
                 ctx.owned = False  # new tensors that the transform did not declare fresh are borrowed
             updates = out
+        return updates
+
+    @property
+    def fusable(self) -> bool:
+        return all(t.fusable for t in self.transforms)
+
+    def fused_scalars(self, group, step):
+        out = {}
+        for ns, t in zip(self.namespaces, self.transforms):
+            for key, value in t.fused_scalars(group, step).items():
+                out[f"{ns}.{key}"] = value
+        return out
+
+    def fused_update(self, updates, state, params, scalars, group):
+        for ns, t in zip(self.namespaces, self.transforms):
+            prefix = ns + "."
+            own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            own_scalars = [{k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)} for row in scalars]
+            updates = t.fused_update(updates, own, params, own_scalars, group)
         return updates
 
     def kind_of(self, key: str) -> str:

@@ -41,7 +41,7 @@ class AdaBelief(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, amsgrad=False,
                  weight_decouple=True, fixed_decay=False, rectify=True, degenerated_to_sgd=True, *,
-                 maximize=False, nonfinite="raise", state_dtype=None):
+                 maximize=False, nonfinite="raise", state_dtype=None, fused=False):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         weight_decouple=weight_decouple, fixed_decay=fixed_decay, rectify=rectify,
                         degenerated_to_sgd=degenerated_to_sgd, maximize=maximize)
@@ -52,4 +52,5 @@ class AdaBelief(Optimizer):
             scale_by_learning_rate(hp("lr")),
             decoupled_decay(hp("weight_decay"), hp("lr"), fixed=hp("fixed_decay"), enabled=hp("weight_decouple")),
         )
-        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype)
+        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+                         fused=fused)

@@ -9,8 +9,9 @@ official code https://github.com/loshchil/AdamW-and-SGDW.
     u <- u + wd * p                                       (AdamW: decoupled)
     p <- p - lr * u
 
-Arguments and defaults are torch.optim's; ``foreach``/``fused``/``capturable``/``differentiable``
-are not taken (gradkit always runs multi-tensor).
+Arguments and defaults are torch.optim's; ``foreach``/``capturable``/``differentiable`` are not taken
+(gradkit always runs multi-tensor). ``fused=True`` compiles the whole step into one program
+(:mod:`gradkit.core.fused`) on any device, rather than selecting hand-written kernels.
 """
 from __future__ import annotations
 
@@ -48,10 +49,11 @@ class Adam(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
-                 maximize=False, decoupled_weight_decay=False, nonfinite="raise", state_dtype=None):
+                 maximize=False, decoupled_weight_decay=False, nonfinite="raise", state_dtype=None, fused=False):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
-        super().__init__(params, adam_chain(), defaults, nonfinite=nonfinite, state_dtype=state_dtype)
+        super().__init__(params, adam_chain(), defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+                         fused=fused)
 
 
 @register_optimizer("adamw", summary="Adam with decoupled weight decay",
@@ -61,7 +63,8 @@ class AdamW(Optimizer):
     """AdamW, matching ``torch.optim.AdamW`` (same arguments, same numbers to float rounding)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False, nonfinite="raise", state_dtype=None):
+                 maximize=False, nonfinite="raise", state_dtype=None, fused=False):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, decoupled_weight_decay=True)
-        super().__init__(params, adam_chain(), defaults, nonfinite=nonfinite, state_dtype=state_dtype)
+        super().__init__(params, adam_chain(), defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+                         fused=fused)

@@ -34,7 +34,7 @@ class AdaMomentum(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
-                 decoupled_weight_decay=False, maximize=False, nonfinite="raise", state_dtype=None):
+                 decoupled_weight_decay=False, maximize=False, nonfinite="raise", state_dtype=None, fused=False):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
         transform = chain(
@@ -44,4 +44,5 @@ class AdaMomentum(Optimizer):
             add_decayed_weights(hp("weight_decay"), enabled=hp("decoupled_weight_decay")),
             scale_by_learning_rate(hp("lr")),
         )
-        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype)
+        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+                         fused=fused)

@@ -51,7 +51,7 @@ class AdamP(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, delta=0.1, wd_ratio=0.1,
-                 nesterov=False, *, maximize=False, nonfinite="raise", state_dtype=None):
+                 nesterov=False, *, maximize=False, nonfinite="raise", state_dtype=None, fused=False):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, delta=delta, wd_ratio=wd_ratio,
                         nesterov=nesterov, maximize=maximize)
         transform = chain(
@@ -60,7 +60,8 @@ class AdamP(Optimizer):
                            wd_ratio=hp("wd_ratio"), eps=hp("eps"), weight_decay=hp("weight_decay")),
             scale_by_learning_rate(hp("lr")),
         )
-        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype)
+        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+                         fused=fused)
 
 
 @register_optimizer("sgdp", summary="SGD with radial projection of updates of scale-invariant weights",
@@ -79,7 +80,7 @@ class SGDP(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, eps=1e-8,
                  delta=0.1, wd_ratio=0.1, *, project_momentum=True, maximize=False, nonfinite="raise",
-                 state_dtype=None):
+                 state_dtype=None, fused=False):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
                         eps=eps, delta=delta, wd_ratio=wd_ratio, project_momentum=project_momentum, maximize=maximize)
         transform = chain(
@@ -89,4 +90,5 @@ class SGDP(Optimizer):
                            decay_momentum=hp("momentum"), project_state=hp("project_momentum")),
             scale_by_learning_rate(hp("lr")),
         )
-        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype)
+        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+                         fused=fused)

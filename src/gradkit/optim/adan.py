@@ -48,7 +48,7 @@ class Adan(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, max_grad_norm=0.0,
-                 no_prox=False, *, maximize=False, nonfinite="raise", state_dtype=None):
+                 no_prox=False, *, maximize=False, nonfinite="raise", state_dtype=None, fused=False):
         if not isinstance(max_grad_norm, (int, float)) or isinstance(max_grad_norm, bool) or not max_grad_norm >= 0:
             raise ValueError(f"max_grad_norm must be a number >= 0 (0 disables clipping), got {max_grad_norm!r}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, no_prox=no_prox, maximize=maximize)
@@ -62,7 +62,8 @@ class Adan(Optimizer):
             proximal_decay(hp("weight_decay"), hp("lr"), enabled=~hp("no_prox")),
         )
         self.max_grad_norm = float(max_grad_norm)
-        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype)
+        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+                         fused=fused)
 
     @torch.no_grad()
     def restart(self) -> None:

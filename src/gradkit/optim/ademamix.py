@@ -36,7 +36,7 @@ class AdEMAMix(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999, 0.9999), alpha=2.0, beta3_warmup=None, alpha_warmup=None,
-                 eps=1e-8, weight_decay=0.0, *, maximize=False, nonfinite="raise", state_dtype=None):
+                 eps=1e-8, weight_decay=0.0, *, maximize=False, nonfinite="raise", state_dtype=None, fused=False):
         defaults = dict(lr=lr, betas=betas, alpha=alpha, beta3_warmup=beta3_warmup, alpha_warmup=alpha_warmup, eps=eps,
                         weight_decay=weight_decay, maximize=maximize)
         transform = chain(
@@ -45,4 +45,5 @@ class AdEMAMix(Optimizer):
             add_decayed_weights(hp("weight_decay")),
             scale_by_learning_rate(hp("lr")),
         )
-        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype)
+        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+                         fused=fused)

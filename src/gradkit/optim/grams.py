@@ -45,7 +45,7 @@ class Grams(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, correct_bias=True, *,
-                 eps_placement="official", maximize=False, nonfinite="raise", state_dtype=None):
+                 eps_placement="official", maximize=False, nonfinite="raise", state_dtype=None, fused=False):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, correct_bias=correct_bias,
                         eps_placement=eps_placement, maximize=maximize)
         transform = chain(
@@ -54,4 +54,5 @@ class Grams(Optimizer):
             add_decayed_weights(hp("weight_decay")),
             scale_by_learning_rate(hp("lr")),
         )
-        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype)
+        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+                         fused=fused)

@@ -38,7 +38,7 @@ class Lion(Optimizer):
     """
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False, nonfinite="raise",
-                 state_dtype=None):
+                 state_dtype=None, fused=False):
         defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
         transform = chain(
             flip_sign(hp("maximize")),
@@ -46,4 +46,5 @@ class Lion(Optimizer):
             add_decayed_weights(hp("weight_decay")),
             scale_by_learning_rate(hp("lr")),
         )
-        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype)
+        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+                         fused=fused)

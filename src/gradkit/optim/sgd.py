@@ -23,7 +23,7 @@ class SGD(Optimizer):
     """SGD, matching ``torch.optim.SGD`` (same arguments and defaults)."""
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
-                 maximize=False, nonfinite="raise", state_dtype=None):
+                 maximize=False, nonfinite="raise", state_dtype=None, fused=False):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize)
         transform = chain(
@@ -32,4 +32,5 @@ class SGD(Optimizer):
             trace(hp("momentum"), hp("dampening"), hp("nesterov")),
             scale_by_learning_rate(hp("lr")),
         )
-        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype)
+        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+                         fused=fused)

@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from gradkit.core.hyper import resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, boolean, positive
@@ -82,6 +83,27 @@ class ScaleByAdam(GradientTransform):
         out = ctx.quotient(numerator, denom)
         ctx.divide(per_step(ctx, lambda t: 1.0 - b1**t))
         return out
+
+    def fused_scalars(self, group, step):
+        b1, b2 = (float(b) for b in resolve(self.betas, group))
+        return {"b1": b1, "b2": b2, "eps": float(resolve(self.eps, group)),
+                "bias_correction1": 1.0 - b1**step, "bias_correction2_sqrt": math.sqrt(1.0 - b2**step)}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        second = self.fused_moments(update, state, scalars, group)
+        denom = second.sqrt() / scalars["bias_correction2_sqrt"] + scalars["eps"]
+        return state["exp_avg"] / denom / scalars["bias_correction1"]
+
+    def fused_moments(self, update, state, scalars, group):
+        """The fused form of :meth:`update_moments`."""
+        b1, b2 = scalars["b1"], scalars["b2"]
+        state["exp_avg"].lerp_(update, 1.0 - b1)
+        exp_avg_sq = state["exp_avg_sq"]
+        exp_avg_sq.copy_(exp_avg_sq * b2 + (1.0 - b2) * update * update)
+        if not resolve(self.amsgrad, group):
+            return exp_avg_sq
+        torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
+        return state["max_exp_avg_sq"]
 
 
 scale_by_adam = ScaleByAdam

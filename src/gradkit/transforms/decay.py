@@ -8,7 +8,7 @@ update of torch.optim.AdamW.
 """
 from __future__ import annotations
 
-from gradkit.core.hyper import hp
+from gradkit.core.hyper import hp, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
@@ -40,6 +40,14 @@ class AddDecayedWeights(GradientTransform):
             return updates
         ctx.add_decay(float(ctx.value(self.weight_decay)))
         return updates
+
+    def fused_scalars(self, group, step):
+        return {"weight_decay": float(resolve(self.weight_decay, group))}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        if not resolve(self.enabled, group):
+            return update
+        return update + scalars["weight_decay"] * param
 
 
 add_decayed_weights = AddDecayedWeights

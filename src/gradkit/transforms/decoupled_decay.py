@@ -12,7 +12,7 @@ It must come after ``scale_by_learning_rate`` in the chain: it adds ``-factor * 
 """
 from __future__ import annotations
 
-from gradkit.core.hyper import hp
+from gradkit.core.hyper import hp, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
@@ -50,6 +50,15 @@ class DecoupledDecay(GradientTransform):
         if factor != 0.0:
             ctx.add_decay(-factor)
         return updates
+
+    def fused_scalars(self, group, step):
+        weight_decay = float(resolve(self.weight_decay, group))
+        return {"factor": weight_decay if resolve(self.fixed, group) else float(resolve(self.lr, group)) * weight_decay}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        if not resolve(self.enabled, group):
+            return update
+        return update - scalars["factor"] * param
 
 
 decoupled_decay = DecoupledDecay

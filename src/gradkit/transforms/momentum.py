@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from gradkit.core.hyper import check_hyper
+from gradkit.core.hyper import check_hyper, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
@@ -67,6 +67,21 @@ class Trace(GradientTransform):
         if ctx.value(self.nesterov):
             return ctx.fresh(torch._foreach_add(updates, buffers, alpha=momentum))
         return list(buffers)  # borrowed: a later in-place transform copies first
+
+    def fused_scalars(self, group, step):
+        momentum = float(resolve(self.momentum, group))
+        # the first buffer is the gradient itself: b_1 = 0 * b_0 + 1 * g_1
+        return {"momentum": momentum, "decay": 0.0 if step == 1 else momentum,
+                "gain": 1.0 if step == 1 else 1.0 - float(resolve(self.dampening, group))}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        buffer = state.get("momentum_buffer")
+        if buffer is None:  # momentum == 0: no buffer
+            return update
+        buffer.copy_(buffer * scalars["decay"] + update * scalars["gain"])
+        if resolve(self.nesterov, group):
+            return update + scalars["momentum"] * buffer
+        return buffer
 
 
 trace = Trace

@@ -1,7 +1,7 @@
 """Scalar scalings: folded into the pending scale, so they cost no pass over memory."""
 from __future__ import annotations
 
-from gradkit.core.hyper import hp
+from gradkit.core.hyper import hp, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
@@ -23,6 +23,12 @@ class Scale(GradientTransform):
         ctx.multiply(self.factor)
         return updates
 
+    def fused_scalars(self, group, step):
+        return {"factor": self.factor}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        return update * scalars["factor"]
+
 
 @register_transform("scale_by_learning_rate", summary="multiply updates by -lr, reading the group's current lr (LR schedulers work)")
 class ScaleByLearningRate(GradientTransform):
@@ -41,6 +47,13 @@ class ScaleByLearningRate(GradientTransform):
         ctx.multiply(-lr if self.flip_sign else lr)
         return updates
 
+    def fused_scalars(self, group, step):
+        lr = float(resolve(self.lr, group))
+        return {"factor": -lr if self.flip_sign else lr}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        return update * scalars["factor"]
+
 
 @register_transform("flip_sign", summary="negate updates when a flag is set (maximize instead of minimize)")
 class FlipSign(GradientTransform):
@@ -57,6 +70,9 @@ class FlipSign(GradientTransform):
         if ctx.value(self.when):
             ctx.multiply(-1.0)
         return updates
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        return -update if resolve(self.when, group) else update
 
 
 scale = Scale

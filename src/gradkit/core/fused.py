@@ -1,0 +1,89 @@
+"""The fused step (``gradkit.Optimizer(..., fused=True)``): a whole chain compiled into one program.
+
+The unfused step runs each transform as multi-tensor (foreach) ops, one pass over memory per op.
+The fused step traces the chain's fused form (:meth:`GradientTransform.fused_tensor`) for every
+tensor of a param group into one graph and compiles it with ``torch.compile`` (Inductor: Triton
+kernels on CUDA, C++/OpenMP loops on CPU). Each tensor's whole update then reads the param, the
+gradient and each state tensor once and writes the param and its state once.
+
+What keeps the program from recompiling and from synchronising with the host:
+
+- every step-dependent scalar (learning rate, bias corrections, warm-ups) is computed in Python by
+  the transforms' ``fused_scalars``, once per distinct step count in the group, and reaches the
+  program as one small float64 table, copied to the device without blocking;
+- the program reads only flags from the param group (``amsgrad``, ``maximize``); changing one
+  traces it again, as does a change of the group's tensors (another number of tensors with a
+  gradient, other shapes or dtypes).
+
+Each :class:`FusedStep` has a compile cache of its own; when a group needs more than
+``torch._dynamo.config.recompile_limit`` versions the step raises instead of running uncompiled.
+
+Low-precision params are read and written in their own dtype and computed in the state dtype inside
+the program, so no full-precision copy of them is kept.
+"""
+from __future__ import annotations
+
+import types
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from gradkit.core.transform import Chain
+
+__all__ = ["FusedStep"]
+
+
+def _program(chain: Chain, group: dict, params: list[Tensor], grads: list[Tensor], states: dict[str, list],
+             table: Tensor, columns: tuple[str, ...], compute_dtypes: tuple[torch.dtype, ...]) -> None:
+    params_c = [p if p.dtype == dt else p.to(dt) for p, dt in zip(params, compute_dtypes)]
+    updates = [g if g.dtype == dt else g.to(dt) for g, dt in zip(grads, compute_dtypes)]
+    scalars = []
+    for i, dt in enumerate(compute_dtypes):
+        row = table[i].to(dt)  # as the unfused ops do with Python scalars: rounded to the compute dtype
+        scalars.append({name: row[c] for c, name in enumerate(columns)})
+    updates = chain.fused_update(updates, states, params_c, scalars, group)
+    for p, p_c, u in zip(params, params_c, updates):
+        if p_c is p:
+            p.add_(u)
+        else:
+            p.copy_(p_c + u)
+
+
+class FusedStep:
+    """The compiled step of one param group."""
+
+    def __init__(self, chain: Chain):
+        if not chain.fusable:
+            names = sorted({type(t).__name__ for t in chain.transforms if not t.fusable})
+            raise ValueError(f"fused=True needs transforms with a fused form; {', '.join(names)} "
+                             "have none (pass fused=False)")
+        self.chain = chain
+        # Dynamo keeps its compile cache (and recompile limit) on the code object: give each group its own.
+        program = types.FunctionType(_program.__code__.replace(), _program.__globals__, "gradkit_fused_step")
+        self._compiled = torch.compile(program, fullgraph=True)
+
+    def __call__(self, group: dict, params: list[Tensor], grads: list[Tensor], states: dict[str, list],
+                 steps: Sequence[int], compute_dtypes: Sequence[torch.dtype]) -> None:
+        devices = {p.device for p in params}
+        if len(devices) > 1:
+            raise ValueError(f"fused=True needs the params of a group on one device, got {sorted(map(str, devices))}: "
+                             "put each device's params in a group of their own")
+        table, columns = self.scalar_table(group, steps, params[0].device)
+        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+            self._compiled(self.chain, group, params, grads, states, table, columns, tuple(compute_dtypes))
+
+    def scalar_table(self, group: dict, steps: Sequence[int], device: torch.device) -> tuple[Tensor, tuple[str, ...]]:
+        """The scalars of every tensor as a (tensors, scalars) float64 table on ``device``, and the
+        column names."""
+        rows = {s: self.chain.fused_scalars(group, s) for s in dict.fromkeys(steps)}
+        columns = tuple(next(iter(rows.values())))
+        if any(tuple(row) != columns for row in rows.values()):
+            raise RuntimeError(f"fused_scalars must name the same scalars at every step; got {[tuple(r) for r in rows.values()]}")
+        if len(rows) == 1:
+            values = [[float(v) for v in next(iter(rows.values())).values()]]
+        else:
+            values = [[float(v) for v in rows[s].values()] for s in steps]
+        table = torch.tensor(values, dtype=torch.float64, pin_memory=device.type == "cuda")
+        table = table.to(device, non_blocking=True)
+        return table.expand(len(steps), len(columns)), columns
