@@ -42,12 +42,12 @@ def _program(chain: Chain, group: dict, params: list[Tensor], grads: list[Tensor
     for i, dt in enumerate(compute_dtypes):
         row = table[i].to(dt)  # as the unfused ops do with Python scalars: rounded to the compute dtype
         scalars.append({name: row[c] for c, name in enumerate(columns)})
-    updates = chain.fused_update(updates, states, params_c, scalars, group)
-    for p, p_c, u in zip(params, params_c, updates):
-        if p_c is p:
-            p.add_(u)
-        else:
-            p.copy_(p_c + u)
+    pending: list = []
+    updates = chain.fused_update(updates, states, params_c, scalars, group, pending)
+    for p, p_c, u, (scale, decay) in zip(params, params_c, updates, pending):
+        new = p_c if isinstance(decay, float) and decay == 0.0 else p_c * (1.0 + decay)
+        new = new + (u if isinstance(scale, float) and scale == 1.0 else u * scale)
+        p.copy_(new)
 
 
 class FusedStep:

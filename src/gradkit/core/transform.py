@@ -36,6 +36,9 @@ class GradientTransform:
     scale_aware = False
     #: True when ``update`` accepts sparse gradients.
     supports_sparse = False
+    #: True when ``fused_update`` takes a last argument ``pending`` (``[scale, decay]`` per tensor, to
+    #: leave a decay pending as the unfused ``ctx.add_decay`` does).
+    fused_sets_pending = False
     #: Optional map from state key to its kind ("moment", "projection", "index", ...) for accounting.
     state_kinds: dict[str, str] = {}
 
@@ -78,12 +81,27 @@ class GradientTransform:
             for i, (u, p) in enumerate(zip(updates, params))
         ]
 
+    def fused_affine(self, scale, decay, scalars: dict[str, Tensor], group: dict):
+        """The fused form of a scale-aware transform: acts on the pending ``(scale, decay)`` of one
+        tensor (true update = ``scale * update + decay * param``) instead of on values; returns the new
+        pair. The program applies what is left pending at the end as the unfused step does
+        (``p *= 1 + decay``, then ``p += scale * update``), so the two round alike."""
+        raise NotImplementedError
+
     @property
     def fusable(self) -> bool:
         """True when the transform has a fused form."""
+        return self.fused_kind is not None
+
+    @property
+    def fused_kind(self) -> str | None:
+        """``"affine"``, ``"values"`` or ``None`` (no fused form)."""
         cls = type(self)
-        return (cls.fused_tensor is not GradientTransform.fused_tensor
-                or cls.fused_update is not GradientTransform.fused_update)
+        if cls.fused_affine is not GradientTransform.fused_affine:
+            return "affine"
+        if cls.fused_tensor is not GradientTransform.fused_tensor or cls.fused_update is not GradientTransform.fused_update:
+            return "values"
+        return None
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -157,12 +175,30 @@ class Chain(GradientTransform):
                 out[f"{ns}.{key}"] = value
         return out
 
-    def fused_update(self, updates, state, params, scalars, group):
+    @property
+    def fused_kind(self) -> str | None:
+        return "values" if self.fusable else None
+
+    def fused_update(self, updates, state, params, scalars, group, pending=None):
+        """Runs the fused forms in order. With ``pending`` (a list of ``[scale, decay]`` per tensor) the
+        scale-aware tail is left in it, unevaluated; without, the result is the true update."""
+        own_pending = [[1.0, 0.0] for _ in updates]
         for ns, t in zip(self.namespaces, self.transforms):
             prefix = ns + "."
-            own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             own_scalars = [{k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)} for row in scalars]
-            updates = t.fused_update(updates, own, params, own_scalars, group)
+            if t.fused_kind == "affine":
+                own_pending = [list(t.fused_affine(*pair, row, group)) for pair, row in zip(own_pending, own_scalars)]
+                continue
+            updates = [materialize(u, p, *pair) for u, p, pair in zip(updates, params, own_pending)]
+            own_pending = [[1.0, 0.0] for _ in updates]
+            own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if t.fused_sets_pending:
+                updates = t.fused_update(updates, own, params, own_scalars, group, own_pending)
+            else:
+                updates = t.fused_update(updates, own, params, own_scalars, group)
+        if pending is None:
+            return [materialize(u, p, *pair) for u, p, pair in zip(updates, params, own_pending)]
+        pending[:] = own_pending
         return updates
 
     def kind_of(self, key: str) -> str:
@@ -175,6 +211,15 @@ class Chain(GradientTransform):
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(t) for t in self.transforms)
         return f"chain(\n  {inner},\n)"
+
+
+def materialize(update: Tensor, param: Tensor, scale, decay) -> Tensor:
+    """``scale * update + decay * param`` for the fused forms (constant 1 and 0 cost nothing)."""
+    if not (isinstance(scale, float) and scale == 1.0):
+        update = update * scale
+    if not (isinstance(decay, float) and decay == 0.0):
+        update = update + decay * param
+    return update
 
 
 def chain(*transforms: GradientTransform) -> Chain:

@@ -86,20 +86,25 @@ class ScaleByAdam(GradientTransform):
 
     def fused_scalars(self, group, step):
         b1, b2 = (float(b) for b in resolve(self.betas, group))
-        return {"b1": b1, "b2": b2, "eps": float(resolve(self.eps, group)),
+        # the weights 1 - b are computed here in double, as the unfused ops get them
+        return {"b1": b1, "b2": b2, "one_minus_b1": 1.0 - b1, "one_minus_b2": 1.0 - b2, "eps": float(resolve(self.eps, group)),
                 "bias_correction1": 1.0 - b1**step, "bias_correction2_sqrt": math.sqrt(1.0 - b2**step)}
 
     def fused_tensor(self, update, state, param, scalars, group):
         second = self.fused_moments(update, state, scalars, group)
+        return self.fused_quotient(state["exp_avg"], second, scalars)
+
+    @staticmethod
+    def fused_quotient(numerator, second, scalars):
+        """The fused form of :meth:`bias_corrected_quotient` (returns the update)."""
         denom = second.sqrt() / scalars["bias_correction2_sqrt"] + scalars["eps"]
-        return state["exp_avg"] / denom / scalars["bias_correction1"]
+        return numerator / denom / scalars["bias_correction1"]
 
     def fused_moments(self, update, state, scalars, group):
         """The fused form of :meth:`update_moments`."""
-        b1, b2 = scalars["b1"], scalars["b2"]
-        state["exp_avg"].lerp_(update, 1.0 - b1)
+        state["exp_avg"].lerp_(update, scalars["one_minus_b1"])
         exp_avg_sq = state["exp_avg_sq"]
-        exp_avg_sq.copy_(exp_avg_sq * b2 + (1.0 - b2) * update * update)
+        exp_avg_sq.copy_(exp_avg_sq * scalars["b2"] + update * update * scalars["one_minus_b2"])
         if not resolve(self.amsgrad, group):
             return exp_avg_sq
         torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])

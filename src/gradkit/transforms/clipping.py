@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from gradkit.core.hyper import check_hyper
+from gradkit.core.hyper import check_hyper, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import positive
@@ -43,6 +43,16 @@ class ClipByGlobalNorm(GradientTransform):
         torch._foreach_mul_(updates, coef.to(updates[0].device))
         return updates
 
+    def fused_scalars(self, group, step):
+        return {"max_norm": float(resolve(self.max_norm, group))}
+
+    def fused_update(self, updates, state, params, scalars, group):
+        if not updates:
+            return updates
+        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(u).float() for u in updates]))
+        coef = torch.clamp(scalars[0]["max_norm"].float() / (total + 1e-6), max=1.0)
+        return [u * coef.to(u.dtype) for u in updates]
+
 
 @register_transform("clip_by_value", summary="clamp every update coordinate to [min_value, max_value]")
 class ClipByValue(GradientTransform):
@@ -62,6 +72,12 @@ class ClipByValue(GradientTransform):
         torch._foreach_clamp_min_(updates, float(ctx.value(self.min_value)))
         torch._foreach_clamp_max_(updates, float(ctx.value(self.max_value)))
         return updates
+
+    def fused_scalars(self, group, step):
+        return {"min_value": float(resolve(self.min_value, group)), "max_value": float(resolve(self.max_value, group))}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        return update.clamp(scalars["min_value"], scalars["max_value"])
 
 
 @register_transform("clip_by_block_rms", summary="scale each tensor whose RMS exceeds threshold down to it")
@@ -84,6 +100,14 @@ class ClipByBlockRMS(GradientTransform):
         updates = ctx.writable(updates)
         torch._foreach_mul_(updates, [c.to(u.device) for c, u in zip(coefs, updates)])
         return updates
+
+    def fused_scalars(self, group, step):
+        return {"threshold": float(resolve(self.threshold, group))}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        norm = torch.linalg.vector_norm(update).float()
+        coef = torch.clamp(scalars["threshold"].float() * math.sqrt(max(update.numel(), 1)) / (norm + 1e-12), max=1.0)
+        return update * coef.to(update.dtype)
 
 
 clip_by_global_norm = ClipByGlobalNorm

@@ -44,10 +44,8 @@ class AddDecayedWeights(GradientTransform):
     def fused_scalars(self, group, step):
         return {"weight_decay": float(resolve(self.weight_decay, group))}
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        if not resolve(self.enabled, group):
-            return update
-        return update + scalars["weight_decay"] * param
+    def fused_affine(self, scale, decay, scalars, group):
+        return (scale, decay + scalars["weight_decay"]) if resolve(self.enabled, group) else (scale, decay)
 
 
 add_decayed_weights = AddDecayedWeights

@@ -55,10 +55,8 @@ class DecoupledDecay(GradientTransform):
         weight_decay = float(resolve(self.weight_decay, group))
         return {"factor": weight_decay if resolve(self.fixed, group) else float(resolve(self.lr, group)) * weight_decay}
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        if not resolve(self.enabled, group):
-            return update
-        return update - scalars["factor"] * param
+    def fused_affine(self, scale, decay, scalars, group):
+        return (scale, decay - scalars["factor"]) if resolve(self.enabled, group) else (scale, decay)
 
 
 decoupled_decay = DecoupledDecay

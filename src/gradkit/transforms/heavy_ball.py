@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from gradkit.core.hyper import resolve
 from gradkit.registry import register_transform
 from gradkit.transforms.momentum import Trace
 
@@ -39,6 +40,10 @@ class HeavyBall(Trace):
         if ctx.value(self.nesterov):
             return ctx.fresh(torch._foreach_add(updates, buffers, alpha=momentum))
         return list(buffers)
+
+    def fused_scalars(self, group, step):
+        momentum = float(resolve(self.momentum, group))
+        return {"momentum": momentum, "decay": momentum, "gain": 1.0 - float(resolve(self.dampening, group))}
 
 
 heavy_ball = HeavyBall

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from gradkit.core.hyper import resolve
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean
 from gradkit.transforms.adam import ScaleByAdam
@@ -44,6 +45,13 @@ class ScaleByNesterovAdam(ScaleByAdam):
         if ctx.value(self.nesterov):
             numerator = torch._foreach_lerp(numerator, updates, 1.0 - b1)  # b1 m_t + (1 - b1) g_t, one pass
         return self.bias_corrected_quotient(numerator, second, b1, b2, eps, ctx)
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        second = self.fused_moments(update, state, scalars, group)
+        numerator = state["exp_avg"]
+        if resolve(self.nesterov, group):
+            numerator = numerator.lerp(update, scalars["one_minus_b1"])
+        return self.fused_quotient(numerator, second, scalars)
 
 
 scale_by_nesterov_adam = ScaleByNesterovAdam

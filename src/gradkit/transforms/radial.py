@@ -42,6 +42,7 @@ from collections import defaultdict
 import torch
 from torch import Tensor
 
+from gradkit.core.hyper import resolve
 from gradkit.core.transform import Chain, GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative, positive, unit_interval
@@ -137,10 +138,71 @@ class ProjectRadial(GradientTransform):
             ctx.add_decay([base * (ratio if m != NOT_PROJECTED else 1.0) for m in modes])
         return updates
 
+    def fused_scalars(self, group, step):
+        out = {"delta": float(resolve(self.delta, group)), "eps": float(resolve(self.eps, group)),
+               "decay": float(resolve(self.weight_decay, group)) / (1.0 - float(resolve(self.decay_momentum, group))),
+               "wd_ratio": float(resolve(self.wd_ratio, group))}
+        if self.inner is not None:
+            out.update({f"inner.{k}": v for k, v in self.inner.fused_scalars(group, step).items()})
+        return out
+
+    fused_sets_pending = True
+
+    def fused_update(self, updates, state, params, scalars, group, pending=None):
+        """Per tensor: the scale-invariance test on the input, ``inner``, then the projection, selected
+        with ``torch.where`` on the device (no host sync)."""
+        projected = [_fused_projected(u, p, s["delta"], s["eps"]) for u, p, s in zip(updates, params, scalars)]
+        if self.inner is not None:
+            inner_scalars = [{k[6:]: v for k, v in s.items() if k.startswith("inner.")} for s in scalars]
+            updates = self.inner.fused_update(updates, state, params, inner_scalars, group)
+        project_state = resolve(self.project_state, group)
+        buffers = [t for values in state.values() for t in values if t is not None]
+        out = []
+        for i, (u, p, s, (channel, layer)) in enumerate(zip(updates, params, scalars, projected)):
+            if channel is None:
+                out.append(_with_decay(u, p, s["decay"], pending, i))
+                continue
+            hit = channel | layer
+            w = p.reshape(_view_shape(p))
+            row_norms = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+            w_hat = w / (torch.where(channel, row_norms, torch.linalg.vector_norm(w)) + s["eps"])
+            u2 = u.reshape(w.shape)
+            row_coef = (w_hat * u2).sum(-1, keepdim=True)
+            coef = torch.where(channel, row_coef, row_coef.sum())
+            new = torch.where(hit, u2 - w_hat * coef, u2).view_as(u)
+            if project_state and any(u is b for b in buffers):
+                u.copy_(new)  # the official SGDP projects its momentum buffer in place
+            out.append(_with_decay(new, p, s["decay"] * torch.where(hit, s["wd_ratio"], 1.0), pending, i))
+        return out
+
     def __repr__(self):
         return (f"ProjectRadial(inner={self.inner!r}, delta={self.delta!r}, wd_ratio={self.wd_ratio!r}, eps={self.eps!r}, "
                 f"weight_decay={self.weight_decay!r}, decay_momentum={self.decay_momentum!r}, "
                 f"project_state={self.project_state!r})")
+
+
+def _with_decay(update: Tensor, param: Tensor, decay: Tensor, pending: list | None, i: int) -> Tensor:
+    """Leave ``decay * param`` pending (the chain applies it as ``p *= 1 + decay``), else add it."""
+    if pending is None:
+        return update + decay * param
+    pending[i] = [1.0, decay]
+    return update
+
+
+def _fused_projected(grad: Tensor, param: Tensor, delta: Tensor, eps: Tensor):
+    """The fused form of :func:`radial_modes` for one tensor: 0-dim bool tensors (channel, layer), or
+    ``(None, None)`` for tensors that are never projected."""
+    if param.dim() < 2 or param.numel() == 0:
+        return None, None
+    rows, cols = _view_shape(param)
+    g, w = grad.reshape(rows, cols), param.reshape(rows, cols)
+    gw = (g * w).sum(-1)
+    g_norm, w_norm = torch.linalg.vector_norm(g, dim=-1), torch.linalg.vector_norm(w, dim=-1)
+    cos_rows = gw.abs() / (g_norm.clamp_min(eps) * w_norm.clamp_min(eps))
+    cos_layer = gw.sum().abs() / (_total_norm(g_norm).clamp_min(eps) * _total_norm(w_norm).clamp_min(eps))
+    channel = cos_rows.amax() < delta / math.sqrt(cols)
+    layer = ~channel & (cos_layer < delta / math.sqrt(rows * cols))
+    return channel, layer
 
 
 def _view_shape(p: Tensor) -> tuple[int, int]:

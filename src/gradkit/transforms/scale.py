@@ -26,8 +26,8 @@ class Scale(GradientTransform):
     def fused_scalars(self, group, step):
         return {"factor": self.factor}
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        return update * scalars["factor"]
+    def fused_affine(self, scale, decay, scalars, group):
+        return scale * scalars["factor"], decay * scalars["factor"]
 
 
 @register_transform("scale_by_learning_rate", summary="multiply updates by -lr, reading the group's current lr (LR schedulers work)")
@@ -51,8 +51,8 @@ class ScaleByLearningRate(GradientTransform):
         lr = float(resolve(self.lr, group))
         return {"factor": -lr if self.flip_sign else lr}
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        return update * scalars["factor"]
+    def fused_affine(self, scale, decay, scalars, group):
+        return scale * scalars["factor"], decay * scalars["factor"]
 
 
 @register_transform("flip_sign", summary="negate updates when a flag is set (maximize instead of minimize)")
@@ -71,8 +71,8 @@ class FlipSign(GradientTransform):
             ctx.multiply(-1.0)
         return updates
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        return -update if resolve(self.when, group) else update
+    def fused_affine(self, scale, decay, scalars, group):
+        return (-scale, -decay) if resolve(self.when, group) else (scale, decay)
 
 
 scale = Scale
