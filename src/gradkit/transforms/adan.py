@@ -87,7 +87,7 @@ class ScaleByAdan(GradientTransform):
     def fused_scalars(self, group, step):
         b1, b2, b3 = (float(b) for b in resolve(self.betas, group))
         root_bc3 = math.sqrt(1.0 - b3**step)
-        return {"b1": b1, "b2": b2, "b3": b3, "one_minus_b3": 1.0 - b3,
+        return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2, "b3": b3, "one_minus_b3": 1.0 - b3,
                 "keep_prev": 0.0 if step == 1 else 1.0,  # d_1 = 0
                 "eps_root_bc3": float(resolve(self.eps, group)) * root_bc3,
                 "diff_ratio": b2 * (1.0 - b1**step) / (1.0 - b2**step),
@@ -96,8 +96,8 @@ class ScaleByAdan(GradientTransform):
     def fused_tensor(self, update, state, param, scalars, group):
         m, v, n, neg_prev = state["exp_avg"], state["exp_avg_diff"], state["exp_avg_sq"], state["neg_prev_grad"]
         diff = (update + neg_prev) * scalars["keep_prev"]
-        m.lerp_(update, 1.0 - scalars["b1"])
-        v.lerp_(diff, 1.0 - scalars["b2"])
+        m.lerp_(update, scalars["one_minus_b1"])
+        v.lerp_(diff, scalars["one_minus_b2"])
         corrected = diff * scalars["b2"] + update
         n.copy_(n * scalars["b3"] + corrected * corrected * scalars["one_minus_b3"])
         neg_prev.copy_(-update)

@@ -124,17 +124,21 @@ class ScaleByAdEMAMix(GradientTransform):
     def fused_scalars(self, group, step):
         b1, b2, b3_final = (float(b) for b in resolve(self.betas, group))
         b3 = beta3_warmup(step, b3_final, b1, resolve(self.beta3_warmup, group))
-        return {"b1": b1, "b2": b2, "one_minus_b2": 1.0 - b2, "b3": b3, "eps": float(resolve(self.eps, group)),
+        # 1 - b in float64, as the unfused step: 1 - float32(0.9999) is off by up to 3e-4 relative
+        return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2, "one_minus_b3": 1.0 - b3,
+                "eps": float(resolve(self.eps, group)),
                 "alpha": alpha_warmup(step, float(resolve(self.alpha, group)), resolve(self.alpha_warmup, group)),
                 "bias_correction1": 1.0 - b1**step, "bias_correction2_sqrt": math.sqrt(1.0 - b2**step)}
 
     def fused_tensor(self, update, state, param, scalars, group):
         fast, slow, sq = state.get("exp_avg_fast"), state["exp_avg_slow"], state["exp_avg_sq"]
         numerator = update
-        if fast is not None:  # the state's layout, fixed at the first step, not a value
-            fast.lerp_(update, 1.0 - scalars["b1"])
+        # Whether a fast EMA is kept is the state's layout, fixed at the first step; unlike the unfused
+        # step, this form cannot check it against betas[0] without compiling betas[0] in.
+        if fast is not None:
+            fast.lerp_(update, scalars["one_minus_b1"])
             numerator = fast / scalars["bias_correction1"]
-        slow.lerp_(update, 1.0 - scalars["b3"])
+        slow.lerp_(update, scalars["one_minus_b3"])
         sq.copy_(sq * scalars["b2"] + update * update * scalars["one_minus_b2"])
         denom = sq.sqrt() / scalars["bias_correction2_sqrt"] + scalars["eps"]
         return (numerator + scalars["alpha"] * slow) / denom
