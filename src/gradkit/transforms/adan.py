@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from gradkit.core.hyper import resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, non_negative
@@ -82,6 +83,25 @@ class ScaleByAdan(GradientTransform):
         out = ctx.quotient(numerator, denom)
         ctx.divide(per_step(ctx, lambda t: (1.0 - b1**t) / math.sqrt(1.0 - b3**t)))
         return out
+
+    def fused_scalars(self, group, step):
+        b1, b2, b3 = (float(b) for b in resolve(self.betas, group))
+        root_bc3 = math.sqrt(1.0 - b3**step)
+        return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2, "b3": b3, "one_minus_b3": 1.0 - b3,
+                "keep_prev": 0.0 if step == 1 else 1.0,  # d_1 = 0
+                "eps_root_bc3": float(resolve(self.eps, group)) * root_bc3,
+                "diff_ratio": b2 * (1.0 - b1**step) / (1.0 - b2**step),
+                "divisor": (1.0 - b1**step) / root_bc3}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        m, v, n, neg_prev = state["exp_avg"], state["exp_avg_diff"], state["exp_avg_sq"], state["neg_prev_grad"]
+        diff = (update + neg_prev) * scalars["keep_prev"]
+        m.lerp_(update, scalars["one_minus_b1"])
+        v.lerp_(diff, scalars["one_minus_b2"])
+        corrected = diff * scalars["b2"] + update
+        n.copy_(n * scalars["b3"] + corrected * corrected * scalars["one_minus_b3"])
+        neg_prev.copy_(-update)
+        return (m + v * scalars["diff_ratio"]) / (n.sqrt() + scalars["eps_root_bc3"]) / scalars["divisor"]
 
 
 scale_by_adan = ScaleByAdan

@@ -27,6 +27,7 @@ import math
 
 import torch
 
+from gradkit.core.hyper import resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, boolean, non_negative
@@ -127,6 +128,32 @@ class ScaleByBelief(GradientTransform):
         torch._foreach_add_(denom, eps)
         torch._foreach_div_([out[i] for i in adaptive], denom)
         return ctx.fresh(out)
+
+    def fused_scalars(self, group, step):
+        b1, b2 = (float(b) for b in resolve(self.betas, group))
+        bc1 = 1.0 - b1**step
+        kind, r = rectification(b2, step, bool(resolve(self.degenerated_to_sgd, group)))
+        # the rectified branch is a 0/1 weight so that crossing rho_t = 5 does not recompile
+        return {"b1": b1, "one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2,
+                "eps": float(resolve(self.eps, group)), "bias_correction1": bc1,
+                "bias_correction2_sqrt": math.sqrt(1.0 - b2**step),
+                "adaptive": 1.0 if kind == _ADAPTIVE else 0.0, "rectified_factor": r / bc1}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        exp_avg, exp_avg_var = state["exp_avg"], state["exp_avg_var"]
+        exp_avg.copy_(exp_avg * scalars["b1"] + update * scalars["one_minus_b1"])
+        residual = update - exp_avg
+        exp_avg_var.copy_(exp_avg_var * scalars["b2"] + residual * residual * scalars["one_minus_b2"] + scalars["eps"])
+        second = exp_avg_var
+        if resolve(self.amsgrad, group):
+            torch.maximum(state["max_exp_avg_var"], exp_avg_var, out=state["max_exp_avg_var"])
+            second = state["max_exp_avg_var"]
+        if not resolve(self.rectify, group):
+            denom = second.sqrt() / scalars["bias_correction2_sqrt"] + scalars["eps"]
+            return exp_avg / denom / scalars["bias_correction1"]
+        adaptive = scalars["adaptive"]
+        denom = (exp_avg_var.sqrt() + scalars["eps"]) * adaptive + (1.0 - adaptive)  # 1 outside the adaptive branch
+        return exp_avg / denom * scalars["rectified_factor"]
 
 
 scale_by_belief = ScaleByBelief

@@ -11,7 +11,7 @@ beyond ``params *= 1 / (1 + lr wd)``.
 """
 from __future__ import annotations
 
-from gradkit.core.hyper import hp
+from gradkit.core.hyper import hp, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
@@ -47,6 +47,15 @@ class ProximalDecay(GradientTransform):
             ctx.divide(1.0 + shrink)
             ctx.add_decay(-shrink / (1.0 + shrink))
         return updates
+
+    def fused_scalars(self, group, step):
+        shrink = float(resolve(self.lr, group)) * float(resolve(self.weight_decay, group))
+        return {"divisor": 1.0 + shrink, "decay": -shrink / (1.0 + shrink)}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        if not resolve(self.enabled, group):
+            return update
+        return update / scalars["divisor"] + scalars["decay"] * param
 
 
 proximal_decay = ProximalDecay
