@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from gradkit.core.hyper import resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._blocked import blocked_quotient
@@ -73,6 +74,20 @@ class ScaleByDiffGrad(GradientTransform):
         out = blocked_quotient(ctx, terms, state["exp_avg"], state["exp_avg_sq"], state["previous_grad"], updates)
         ctx.multiply(per_step(ctx, lambda t: math.sqrt(1.0 - b2**t) / (1.0 - b1**t)))
         return out
+
+    def fused_scalars(self, group, step):
+        b1, b2 = (float(b) for b in resolve(self.betas, group))
+        # the interpolation weights are rounded from Python floats, as the eager ops' scalars are
+        return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2, "eps": float(resolve(self.eps, group)),
+                "step_size": math.sqrt(1.0 - b2**step) / (1.0 - b1**step)}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        m, v, previous = state["exp_avg"], state["exp_avg_sq"], state["previous_grad"]
+        m.lerp_(update, scalars["one_minus_b1"])
+        v.copy_(v * scalars["b2"] + scalars["one_minus_b2"] * update * update)
+        friction = (previous - update).abs().sigmoid()
+        previous.copy_(update)
+        return friction * m / (v.sqrt() + scalars["eps"]) * scalars["step_size"]
 
 
 scale_by_diffgrad = ScaleByDiffGrad

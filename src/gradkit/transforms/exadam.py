@@ -24,6 +24,7 @@ import math
 
 import torch
 
+from gradkit.core.hyper import resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._blocked import blocks, is_blocked, pick
@@ -89,6 +90,28 @@ class ScaleByEXAdam(GradientTransform):
         if ctx.value(self.dynamic_step_size):
             ctx.multiply(per_step(ctx, dynamic_step_size))
         return out
+
+    def fused_scalars(self, group, step):
+        b1, b2 = (float(b) for b in resolve(self.betas, group))
+        eps = float(resolve(self.eps, group))
+        c1, c2 = b1**step, b2**step
+        # the same rearrangement as update (see the comment there); the dynamic step size, a flag, joins
+        # the constant factor in Python so that the program does not depend on it
+        step_size = (1.0 + c2) * math.sqrt((1.0 - c2) / (1.0 + c1)) / (1.0 - c1)
+        if resolve(self.dynamic_step_size, group):
+            step_size *= dynamic_step_size(step)
+        return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2, "eps": eps,
+                "k1": c1 * eps / (1.0 + c1), "k2": c2 * eps / (1.0 + c2),
+                "eps_t": eps * math.sqrt((1.0 - c2) / (1.0 + c1)), "step_size": step_size}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.lerp_(update, scalars["one_minus_b1"])
+        v.copy_(v * scalars["b2"] + scalars["one_minus_b2"] * update * update)
+        numerator = m + update
+        numerator = numerator - scalars["k2"] * numerator / (v + scalars["eps"])
+        second = v - scalars["k1"] * v / (m * m + scalars["eps"])
+        return numerator / (second.sqrt() + scalars["eps_t"]) * scalars["step_size"]
 
 
 def _terms(m, v, g, b1, b2, eps, k1, k2, eps_t, numerator=None):

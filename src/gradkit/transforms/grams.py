@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from gradkit.core.hyper import check_hyper
+from gradkit.core.hyper import check_hyper, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._blocked import blocked_quotient, pick
@@ -92,6 +92,25 @@ class ScaleByGrams(GradientTransform):
         else:
             ctx.multiply(per_step(ctx, lambda t: math.sqrt(1.0 - b2**t) / (1.0 - b1**t)))
         return out
+
+    def fused_scalars(self, group, step):
+        b1, b2 = (float(b) for b in resolve(self.betas, group))
+        # both eps placements and correct_bias=False as one formula: sqrt(v) / bc2_sqrt + eps, times step_size
+        bc2_sqrt, step_size = 1.0, 1.0
+        if resolve(self.correct_bias, group):
+            if resolve(self.eps_placement, group) == "paper":
+                bc2_sqrt, step_size = math.sqrt(1.0 - b2**step), 1.0 / (1.0 - b1**step)
+            else:
+                step_size = math.sqrt(1.0 - b2**step) / (1.0 - b1**step)
+        return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2, "eps": float(resolve(self.eps, group)),
+                "bias_correction2_sqrt": bc2_sqrt, "step_size": step_size}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.lerp_(update, scalars["one_minus_b1"])
+        v.copy_(v * scalars["b2"] + scalars["one_minus_b2"] * update * update)
+        denom = v.sqrt() / scalars["bias_correction2_sqrt"] + scalars["eps"]
+        return m.abs() * update.sign() / denom * scalars["step_size"]
 
 
 scale_by_grams = ScaleByGrams

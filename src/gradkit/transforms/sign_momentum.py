@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from gradkit.core.hyper import resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas
@@ -48,6 +49,17 @@ class SignMomentum(GradientTransform):
         torch._foreach_sign_(out)
         torch._foreach_lerp_(exp_avg, updates, 1.0 - b2)
         return ctx.fresh(out)
+
+    def fused_scalars(self, group, step):
+        b1, b2 = (float(b) for b in resolve(self.betas, group))
+        # weights rounded from Python floats as the eager lerps' are: a sign near zero depends on the last bit
+        return {"one_minus_b1": 1.0 - b1, "one_minus_b2": 1.0 - b2}
+
+    def fused_tensor(self, update, state, param, scalars, group):
+        exp_avg = state["exp_avg"]
+        out = torch.lerp(exp_avg, update, scalars["one_minus_b1"]).sign()
+        exp_avg.lerp_(update, scalars["one_minus_b2"])
+        return out
 
 
 sign_momentum = SignMomentum
