@@ -4,15 +4,18 @@ An elementwise optimizer step is memory-bound: its floor is the bytes it must mo
 grads, read and write every state tensor, write params) divided by the bandwidth of a plain device copy
 measured in the same run. For each optimizer this prints ms/step, the bytes it must move, the floor and
 the ratio (medians over interleaved rounds), plus torch.optim's AdamW (fused on GPU, foreach on CPU) and, when installed, the
-pytorch-optimizer package's versions side by side.
+pytorch-optimizer package's versions side by side. gradkit's optimizers run unfused (multi-tensor) and
+fused (``fused=True``: one compiled program per param group, compiled before the timing).
 
     python benchmarks/step_speed.py                    # every elementwise gradkit optimizer, ~10M params
     python benchmarks/step_speed.py --params 150e6 --device cuda
+    python benchmarks/step_speed.py --fused only --nonfinite ignore   # the fused path alone, no gradient check
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import statistics
 import time
 
@@ -85,6 +88,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds over all optimizers")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", nargs="*", help="registry names to run (default: every elementwise optimizer)")
+    parser.add_argument("--fused", choices=("both", "only", "no"), default="both",
+                        help="time gradkit's optimizers unfused and fused (both), fused only, or unfused only")
+    parser.add_argument("--nonfinite", choices=("raise", "skip", "ignore"), default="raise",
+                        help="gradkit's non-finite gradient check (ignore: no check, as torch.optim)")
     args = parser.parse_args()
     device, dtype, total = args.device, torch.float32, int(args.params)
 
@@ -94,8 +101,15 @@ def main() -> None:
     fused = device == "cuda"
     contestants.append((f"torch AdamW ({'fused' if fused else 'foreach'})",
                         lambda p: torch.optim.AdamW(p, lr=1e-3, fused=fused or None, foreach=None if fused else True)))
+    modes = {"both": (False, True), "only": (True,), "no": (False,)}[args.fused]
     for name in names:
-        contestants.append((f"gradkit {name}", lambda p, n=name: get_optimizer(n)(p, lr=1e-3, **EXTRA_KWARGS.get(n, {}))))
+        cls = get_optimizer(name)
+        for fuse in modes:
+            if fuse and "fused" not in inspect.signature(cls).parameters:
+                continue
+            options = dict(EXTRA_KWARGS.get(name, {}), nonfinite=args.nonfinite, **({"fused": True} if fuse else {}))
+            contestants.append((f"gradkit {name}{' fused' if fuse else ''}",
+                                lambda p, c=cls, o=options: c(p, lr=1e-3, **o)))
     if importlib.util.find_spec("pytorch_optimizer") is not None:
         import pytorch_optimizer
 
@@ -110,7 +124,8 @@ def main() -> None:
     for label, factory in contestants:
         params = make_params(total, device, dtype)
         opt = factory(params)
-        opt.step()  # state allocation happens outside the timing
+        opt.step()  # state allocation (and compiling the fused program) happens outside the timing
+        opt.step()
         built.append((label, opt, bytes_moved(opt, params)))
     times = {label: [] for label, _, _ in built}
     for _ in range(args.rounds):
@@ -120,9 +135,10 @@ def main() -> None:
 
     bandwidth = copy_bandwidth(total, device, dtype)
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; copy bandwidth {bandwidth / 1e9:.1f} GB/s; {total / 1e6:.0f}M fp32 params; torch {torch.__version__}")
+    print(f"device: {name}; copy bandwidth {bandwidth / 1e9:.1f} GB/s; {total / 1e6:.0f}M fp32 params; torch {torch.__version__}; "
+          f"gradkit nonfinite={args.nonfinite}")
     reference = rows[0][1]
-    gradkit_adamw = next((r for r in rows if r[0] == "gradkit adamw"), None)
+    gradkit_adamw = next((r for r in rows if r[0] in ("gradkit adamw", "gradkit adamw fused")), None)
     print(f"{'optimizer':<34}{'ms/step':>9}{'MB moved':>10}{'floor ms':>10}{'x floor':>9}{'x torch':>9}{'per-byte x adamw':>18}")
     for label, seconds, moved in rows:
         floor = moved / bandwidth

@@ -1,10 +1,8 @@
 """The fused step (``fused=True``) against the unfused multi-tensor step, which is the reference.
 
-Agreement is measured per tensor as ||p_fused - p_ref|| / ||p_ref|| after 100 steps with a learning
-rate schedule. float32 params: <= 1e-6. bfloat16 params (float32 state): both paths compute the same
-float32 values up to rounding, but a last-bit difference sometimes lands on the other side of a bf16
-rounding boundary; the bar there is that the float32 state agrees to <= 1e-5 and the params differ by
-at most two bf16 units in the last place on at most 1% of the elements.
+Agreement is measured per tensor as ||x_fused - x_ref|| / ||x_ref|| <= 1e-6 for every param and
+state tensor after 100 steps with a learning-rate schedule, for float32 params and for bfloat16
+params with float32 state (in one group).
 """
 from __future__ import annotations
 
@@ -103,19 +101,17 @@ def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def assert_agree(ref, fused, opt_ref, opt_fused):
     for a, b in zip(ref, fused):
+        assert opt_fused.state[b].keys() == opt_ref.state[a].keys()
         for key, value in opt_ref.state[a].items():
             if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel():
-                bar = 1e-6 if a.dtype == torch.float32 else 1e-5
-                assert relative_difference(opt_fused.state[b][key], value) <= bar, (key, a.dtype, tuple(a.shape))
+                assert value.dtype == opt_fused.state[b][key].dtype == torch.float32
+                assert relative_difference(opt_fused.state[b][key], value) <= 1e-6, (key, a.dtype, tuple(a.shape))
+            elif isinstance(value, torch.Tensor):
+                assert torch.equal(opt_fused.state[b][key], value), key
             else:
                 assert opt_fused.state[b][key] == value, key
-        if a.dtype == torch.float32:
-            assert relative_difference(b, a) <= 1e-6, tuple(a.shape)
-        else:
-            ulp = torch.finfo(a.dtype).eps * a.detach().float().abs()  # spacing of bf16 values near |a| (or finer)
-            off = (a.detach().float() - b.detach().float()).abs()
-            assert (off <= 2 * ulp + 1e-30).all(), tuple(a.shape)
-            assert (off > 0).float().mean().item() <= 0.01, tuple(a.shape)
+        assert b.dtype == a.dtype
+        assert relative_difference(b, a) <= 1e-6, (a.dtype, tuple(a.shape))
 
 
 @pytest.mark.skipif(counters is None, reason="needs torch.compile (Dynamo)")

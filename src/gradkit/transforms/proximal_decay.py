@@ -52,10 +52,10 @@ class ProximalDecay(GradientTransform):
         shrink = float(resolve(self.lr, group)) * float(resolve(self.weight_decay, group))
         return {"divisor": 1.0 + shrink, "decay": -shrink / (1.0 + shrink)}
 
-    def fused_tensor(self, update, state, param, scalars, group):
+    def fused_affine(self, scale, decay, scalars, group):
         if not resolve(self.enabled, group):
-            return update
-        return update / scalars["divisor"] + scalars["decay"] * param
+            return scale, decay
+        return scale / scalars["divisor"], decay / scalars["divisor"] + scalars["decay"]
 
 
 proximal_decay = ProximalDecay
