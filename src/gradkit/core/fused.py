@@ -35,19 +35,41 @@ __all__ = ["FusedStep"]
 
 
 def _program(chain: Chain, group: dict, params: list[Tensor], grads: list[Tensor], states: dict[str, list],
-             table: Tensor, columns: tuple[str, ...], compute_dtypes: tuple[torch.dtype, ...]) -> None:
+             table: Tensor, paths: tuple[tuple[str, ...], ...], compute_dtypes: tuple[torch.dtype, ...]) -> None:
     params_c = [p if p.dtype == dt else p.to(dt) for p, dt in zip(params, compute_dtypes)]
     updates = [g if g.dtype == dt else g.to(dt) for g, dt in zip(grads, compute_dtypes)]
+    # One scalar tree per distinct (row, dtype), shared by the tensors that use it: with every tensor at
+    # the same step the table has a single row, and the trace stays small.
+    trees: dict = {}
     scalars = []
     for i, dt in enumerate(compute_dtypes):
-        row = table[i].to(dt)  # as the unfused ops do with Python scalars: rounded to the compute dtype
-        scalars.append({name: row[c] for c, name in enumerate(columns)})
+        key = (0 if table.shape[0] == 1 else i, dt)
+        if key not in trees:
+            trees[key] = _tree(table[key[0]].to(dt), paths)  # rounded to the compute dtype, as Python scalars are
+        scalars.append(trees[key])
     pending: list = []
     updates = chain.fused_update(updates, states, params_c, scalars, group, pending)
     for p, p_c, u, (scale, decay) in zip(params, params_c, updates, pending):
         new = p_c if isinstance(decay, float) and decay == 0.0 else p_c * (1.0 + decay)
         new = new + (u if isinstance(scale, float) and scale == 1.0 else u * scale)
         p.copy_(new)
+
+
+def _flatten(tree: dict, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], float]]:
+    out = []
+    for key, value in tree.items():
+        out.extend(_flatten(value, prefix + (key,)) if isinstance(value, dict) else [(prefix + (key,), float(value))])
+    return out
+
+
+def _tree(row: Tensor, paths: tuple[tuple[str, ...], ...]) -> dict:
+    root: dict = {}
+    for column, path in enumerate(paths):
+        node = root
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = row[column]
+    return root
 
 
 class FusedStep:
@@ -69,21 +91,18 @@ class FusedStep:
         if len(devices) > 1:
             raise ValueError(f"fused=True needs the params of a group on one device, got {sorted(map(str, devices))}: "
                              "put each device's params in a group of their own")
-        table, columns = self.scalar_table(group, steps, params[0].device)
+        table, paths = self.scalar_table(group, steps, params[0].device)
         with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
-            self._compiled(self.chain, group, params, grads, states, table, columns, tuple(compute_dtypes))
+            self._compiled(self.chain, group, params, grads, states, table, paths, tuple(compute_dtypes))
 
-    def scalar_table(self, group: dict, steps: Sequence[int], device: torch.device) -> tuple[Tensor, tuple[str, ...]]:
-        """The scalars of every tensor as a (tensors, scalars) float64 table on ``device``, and the
-        column names."""
-        rows = {s: self.chain.fused_scalars(group, s) for s in dict.fromkeys(steps)}
-        columns = tuple(next(iter(rows.values())))
-        if any(tuple(row) != columns for row in rows.values()):
-            raise RuntimeError(f"fused_scalars must name the same scalars at every step; got {[tuple(r) for r in rows.values()]}")
-        if len(rows) == 1:
-            values = [[float(v) for v in next(iter(rows.values())).values()]]
-        else:
-            values = [[float(v) for v in rows[s].values()] for s in steps]
+    def scalar_table(self, group: dict, steps: Sequence[int], device: torch.device):
+        """The scalars as a float64 table on ``device`` (one row when every tensor is at the same step,
+        else one row per tensor) and the path of each column in the chain's scalar tree."""
+        rows = {s: _flatten(self.chain.fused_scalars(group, s)) for s in dict.fromkeys(steps)}
+        paths = tuple(path for path, _ in next(iter(rows.values())))
+        if any(tuple(path for path, _ in row) != paths for row in rows.values()):
+            raise RuntimeError("fused_scalars must name the same scalars at every step")
+        order = steps if len(rows) > 1 else steps[:1]
+        values = [[value for _, value in rows[s]] for s in order]
         table = torch.tensor(values, dtype=torch.float64, pin_memory=device.type == "cuda")
-        table = table.to(device, non_blocking=True)
-        return table.expand(len(steps), len(columns)), columns
+        return table.to(device, non_blocking=True), paths

@@ -25,6 +25,7 @@ from gradkit.core.context import StepContext
 __all__ = ["GradientTransform", "Chain", "chain"]
 
 StateLists = dict[str, list]
+_NO_SCALARS: dict = {}
 
 
 class GradientTransform:
@@ -169,11 +170,7 @@ class Chain(GradientTransform):
         return all(t.fusable for t in self.transforms)
 
     def fused_scalars(self, group, step):
-        out = {}
-        for ns, t in zip(self.namespaces, self.transforms):
-            for key, value in t.fused_scalars(group, step).items():
-                out[f"{ns}.{key}"] = value
-        return out
+        return {ns: t.fused_scalars(group, step) for ns, t in zip(self.namespaces, self.transforms)}
 
     @property
     def fused_kind(self) -> str | None:
@@ -185,7 +182,7 @@ class Chain(GradientTransform):
         own_pending = [[1.0, 0.0] for _ in updates]
         for ns, t in zip(self.namespaces, self.transforms):
             prefix = ns + "."
-            own_scalars = [{k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)} for row in scalars]
+            own_scalars = [row.get(ns, _NO_SCALARS) for row in scalars]
             if t.fused_kind == "affine":
                 own_pending = [list(t.fused_affine(*pair, row, group)) for pair, row in zip(own_pending, own_scalars)]
                 continue

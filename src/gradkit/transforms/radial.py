@@ -143,7 +143,7 @@ class ProjectRadial(GradientTransform):
                "decay": float(resolve(self.weight_decay, group)) / (1.0 - float(resolve(self.decay_momentum, group))),
                "wd_ratio": float(resolve(self.wd_ratio, group))}
         if self.inner is not None:
-            out.update({f"inner.{k}": v for k, v in self.inner.fused_scalars(group, step).items()})
+            out["inner"] = self.inner.fused_scalars(group, step)
         return out
 
     fused_sets_pending = True
@@ -153,23 +153,24 @@ class ProjectRadial(GradientTransform):
         with ``torch.where`` on the device (no host sync)."""
         projected = [_fused_projected(u, p, s["delta"], s["eps"]) for u, p, s in zip(updates, params, scalars)]
         if self.inner is not None:
-            inner_scalars = [{k[6:]: v for k, v in s.items() if k.startswith("inner.")} for s in scalars]
+            inner_scalars = [s["inner"] for s in scalars]
             updates = self.inner.fused_update(updates, state, params, inner_scalars, group)
         project_state = resolve(self.project_state, group)
         buffers = [t for values in state.values() for t in values if t is not None]
         out = []
-        for i, (u, p, s, (channel, layer)) in enumerate(zip(updates, params, scalars, projected)):
+        for i, (u, p, s, (channel, layer, w_norms)) in enumerate(zip(updates, params, scalars, projected)):
             if channel is None:
                 out.append(_with_decay(u, p, s["decay"], pending, i))
                 continue
             hit = channel | layer
+            # u - w_hat <w_hat, u> with w_hat = w / n is u - w <w, u> / n^2: one reduction over (w, u) and
+            # one elementwise pass, with the row norms of w kept from the test
             w = p.reshape(_view_shape(p))
-            row_norms = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
-            w_hat = w / (torch.where(channel, row_norms, torch.linalg.vector_norm(w)) + s["eps"])
             u2 = u.reshape(w.shape)
-            row_coef = (w_hat * u2).sum(-1, keepdim=True)
-            coef = torch.where(channel, row_coef, row_coef.sum())
-            new = torch.where(hit, u2 - w_hat * coef, u2).view_as(u)
+            wu = (w * u2).sum(-1, keepdim=True)
+            n = torch.where(channel, w_norms.unsqueeze(-1), _total_norm(w_norms)) + s["eps"]
+            coef = torch.where(hit, torch.where(channel, wu, wu.sum()) / (n * n), 0.0)
+            new = (u2 - w * coef).view_as(u)
             if project_state and any(u is b for b in buffers):
                 u.copy_(new)  # the official SGDP projects its momentum buffer in place
             out.append(_with_decay(new, p, s["decay"] * torch.where(hit, s["wd_ratio"], 1.0), pending, i))
@@ -190,10 +191,10 @@ def _with_decay(update: Tensor, param: Tensor, decay: Tensor, pending: list | No
 
 
 def _fused_projected(grad: Tensor, param: Tensor, delta: Tensor, eps: Tensor):
-    """The fused form of :func:`radial_modes` for one tensor: 0-dim bool tensors (channel, layer), or
-    ``(None, None)`` for tensors that are never projected."""
+    """The fused form of :func:`radial_modes` for one tensor: 0-dim bool tensors (channel, layer) and the
+    row norms of the weight, or ``None`` three times for tensors that are never projected."""
     if param.dim() < 2 or param.numel() == 0:
-        return None, None
+        return None, None, None
     rows, cols = _view_shape(param)
     g, w = grad.reshape(rows, cols), param.reshape(rows, cols)
     gw = (g * w).sum(-1)
@@ -202,7 +203,7 @@ def _fused_projected(grad: Tensor, param: Tensor, delta: Tensor, eps: Tensor):
     cos_layer = gw.sum().abs() / (_total_norm(g_norm).clamp_min(eps) * _total_norm(w_norm).clamp_min(eps))
     channel = cos_rows.amax() < delta / math.sqrt(cols)
     layer = ~channel & (cos_layer < delta / math.sqrt(rows * cols))
-    return channel, layer
+    return channel, layer, w_norm
 
 
 def _view_shape(p: Tensor) -> tuple[int, int]:
