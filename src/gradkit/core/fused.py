@@ -16,7 +16,8 @@ What keeps the program from recompiling and from synchronising with the host:
   gradient, other shapes or dtypes).
 
 Each :class:`FusedStep` has a compile cache of its own; when a group needs more than
-``torch._dynamo.config.recompile_limit`` versions the step raises instead of running uncompiled.
+``torch._dynamo.config.recompile_limit`` versions the step raises ``RuntimeError`` (params and state
+unchanged) instead of running uncompiled.
 
 Low-precision params are read and written in their own dtype and computed in the state dtype inside
 the program, so no full-precision copy of them is kept.
@@ -92,8 +93,18 @@ class FusedStep:
             raise ValueError(f"fused=True needs the params of a group on one device, got {sorted(map(str, devices))}: "
                              "put each device's params in a group of their own")
         table, paths = self.scalar_table(group, steps, params[0].device)
-        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
-            self._compiled(self.chain, group, params, grads, states, table, paths, tuple(compute_dtypes))
+        limit_hit = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", None)
+        strict = {"fail_on_recompile_limit_hit": True} if limit_hit is not None else {}
+        try:
+            with torch._dynamo.config.patch(**strict):
+                self._compiled(self.chain, group, params, grads, states, table, paths, tuple(compute_dtypes))
+        except Exception as error:
+            if limit_hit is None or not isinstance(error, limit_hit):
+                raise
+            raise RuntimeError(
+                f"the fused step of this param group was compiled {torch._dynamo.config.recompile_limit} times "
+                "(each new set of tensors with a gradient, shapes, dtypes or flags compiles it again); params and "
+                "state are unchanged. Pass fused=False, or raise torch._dynamo.config.recompile_limit") from error
 
     def scalar_table(self, group: dict, steps: Sequence[int], device: torch.device):
         """The scalars as a float64 table on ``device`` (one row when every tensor is at the same step,

@@ -25,6 +25,18 @@ from gradkit.transforms._stepwise import per_step
 __all__ = ["scale_by_adam", "ScaleByAdam"]
 
 
+def moment_scalars(b1: float, b2: float) -> dict[str, float]:
+    """The scalars of :func:`fused_adam_moments`; ``1 - b`` is taken in double, as the unfused ops get it
+    (``1 - float32(0.999)`` is off by 3e-5 relative)."""
+    return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2}
+
+
+def fused_adam_moments(update, exp_avg, exp_avg_sq, scalars) -> None:
+    """Adam's moment updates of one tensor, in place, for the fused forms of the Adam family."""
+    exp_avg.lerp_(update, scalars["one_minus_b1"])
+    exp_avg_sq.copy_(exp_avg_sq * scalars["b2"] + update * update * scalars["one_minus_b2"])
+
+
 @register_transform(
     "scale_by_adam",
     summary="Adam's bias-corrected first/second moments (optionally AMSGrad)",
@@ -86,8 +98,7 @@ class ScaleByAdam(GradientTransform):
 
     def fused_scalars(self, group, step):
         b1, b2 = (float(b) for b in resolve(self.betas, group))
-        # the weights 1 - b are computed here in double, as the unfused ops get them
-        return {"b1": b1, "b2": b2, "one_minus_b1": 1.0 - b1, "one_minus_b2": 1.0 - b2, "eps": float(resolve(self.eps, group)),
+        return {**moment_scalars(b1, b2), "b1": b1, "eps": float(resolve(self.eps, group)),
                 "bias_correction1": 1.0 - b1**step, "bias_correction2_sqrt": math.sqrt(1.0 - b2**step)}
 
     def fused_tensor(self, update, state, param, scalars, group):
@@ -102,9 +113,8 @@ class ScaleByAdam(GradientTransform):
 
     def fused_moments(self, update, state, scalars, group):
         """The fused form of :meth:`update_moments`."""
-        state["exp_avg"].lerp_(update, scalars["one_minus_b1"])
         exp_avg_sq = state["exp_avg_sq"]
-        exp_avg_sq.copy_(exp_avg_sq * scalars["b2"] + update * update * scalars["one_minus_b2"])
+        fused_adam_moments(update, state["exp_avg"], exp_avg_sq, scalars)
         if not resolve(self.amsgrad, group):
             return exp_avg_sq
         torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])

@@ -32,6 +32,7 @@ from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, boolean, non_negative
 from gradkit.transforms._stepwise import as_list
+from gradkit.transforms.adam import ScaleByAdam
 
 __all__ = ["scale_by_belief", "ScaleByBelief", "rectification"]
 
@@ -149,8 +150,7 @@ class ScaleByBelief(GradientTransform):
             torch.maximum(state["max_exp_avg_var"], exp_avg_var, out=state["max_exp_avg_var"])
             second = state["max_exp_avg_var"]
         if not resolve(self.rectify, group):
-            denom = second.sqrt() / scalars["bias_correction2_sqrt"] + scalars["eps"]
-            return exp_avg / denom / scalars["bias_correction1"]
+            return ScaleByAdam.fused_quotient(exp_avg, second, scalars)
         adaptive = scalars["adaptive"]
         denom = (exp_avg_var.sqrt() + scalars["eps"]) * adaptive + (1.0 - adaptive)  # 1 outside the adaptive branch
         return exp_avg / denom * scalars["rectified_factor"]

@@ -25,6 +25,7 @@ import torch
 from gradkit.core.hyper import resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
+from gradkit.transforms.adam import fused_adam_moments, moment_scalars
 from gradkit.transforms._blocked import blocked_quotient
 from gradkit.transforms._checks import betas as check_betas, non_negative
 from gradkit.transforms._stepwise import per_step
@@ -78,13 +79,12 @@ class ScaleByDiffGrad(GradientTransform):
     def fused_scalars(self, group, step):
         b1, b2 = (float(b) for b in resolve(self.betas, group))
         # the interpolation weights are rounded from Python floats, as the eager ops' scalars are
-        return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2, "eps": float(resolve(self.eps, group)),
+        return {**moment_scalars(b1, b2), "eps": float(resolve(self.eps, group)),
                 "step_size": math.sqrt(1.0 - b2**step) / (1.0 - b1**step)}
 
     def fused_tensor(self, update, state, param, scalars, group):
         m, v, previous = state["exp_avg"], state["exp_avg_sq"], state["previous_grad"]
-        m.lerp_(update, scalars["one_minus_b1"])
-        v.copy_(v * scalars["b2"] + scalars["one_minus_b2"] * update * update)
+        fused_adam_moments(update, m, v, scalars)
         friction = (previous - update).abs().sigmoid()
         previous.copy_(update)
         return friction * m / (v.sqrt() + scalars["eps"]) * scalars["step_size"]

@@ -27,6 +27,7 @@ import torch
 from gradkit.core.hyper import resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
+from gradkit.transforms.adam import fused_adam_moments, moment_scalars
 from gradkit.transforms._blocked import blocks, is_blocked, pick
 from gradkit.transforms._checks import betas as check_betas, boolean, positive
 from gradkit.transforms._stepwise import per_step
@@ -100,14 +101,13 @@ class ScaleByEXAdam(GradientTransform):
         step_size = (1.0 + c2) * math.sqrt((1.0 - c2) / (1.0 + c1)) / (1.0 - c1)
         if resolve(self.dynamic_step_size, group):
             step_size *= dynamic_step_size(step)
-        return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2, "eps": eps,
+        return {**moment_scalars(b1, b2), "eps": eps,
                 "k1": c1 * eps / (1.0 + c1), "k2": c2 * eps / (1.0 + c2),
                 "eps_t": eps * math.sqrt((1.0 - c2) / (1.0 + c1)), "step_size": step_size}
 
     def fused_tensor(self, update, state, param, scalars, group):
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.lerp_(update, scalars["one_minus_b1"])
-        v.copy_(v * scalars["b2"] + scalars["one_minus_b2"] * update * update)
+        fused_adam_moments(update, m, v, scalars)
         numerator = m + update
         numerator = numerator - scalars["k2"] * numerator / (v + scalars["eps"])
         second = v - scalars["k1"] * v / (m * m + scalars["eps"])

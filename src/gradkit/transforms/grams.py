@@ -26,6 +26,7 @@ import torch
 from gradkit.core.hyper import check_hyper, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
+from gradkit.transforms.adam import fused_adam_moments, moment_scalars
 from gradkit.transforms._blocked import blocked_quotient, pick
 from gradkit.transforms._checks import betas as check_betas, boolean, positive
 from gradkit.transforms._stepwise import per_step
@@ -102,13 +103,12 @@ class ScaleByGrams(GradientTransform):
                 bc2_sqrt, step_size = math.sqrt(1.0 - b2**step), 1.0 / (1.0 - b1**step)
             else:
                 step_size = math.sqrt(1.0 - b2**step) / (1.0 - b1**step)
-        return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2, "eps": float(resolve(self.eps, group)),
+        return {**moment_scalars(b1, b2), "eps": float(resolve(self.eps, group)),
                 "bias_correction2_sqrt": bc2_sqrt, "step_size": step_size}
 
     def fused_tensor(self, update, state, param, scalars, group):
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.lerp_(update, scalars["one_minus_b1"])
-        v.copy_(v * scalars["b2"] + scalars["one_minus_b2"] * update * update)
+        fused_adam_moments(update, m, v, scalars)
         denom = v.sqrt() / scalars["bias_correction2_sqrt"] + scalars["eps"]
         return m.abs() * update.sign() / denom * scalars["step_size"]
 
