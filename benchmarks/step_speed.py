@@ -59,19 +59,17 @@ def time_steps(opt, device: str, steps: int) -> float:
     return statistics.median(times)
 
 
-def copy_bandwidth(numel: int, device: str, dtype: torch.dtype) -> float:
-    """Bytes per second of ``dst.copy_(src)`` (bytes read plus bytes written)."""
-    src = torch.randn(numel, device=device, dtype=dtype)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    sync(device)
-    times = []
-    for _ in range(10):
-        t0 = time.perf_counter()
-        dst.copy_(src)
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return 2 * src.numel() * src.element_size() / statistics.median(times)
+class DeviceCopy:
+    """``dst.copy_(src)`` over ``numel`` elements, timed like an optimizer (it is a contestant of the
+    interleaved rounds, so the floor sees the same load as the optimizers)."""
+
+    def __init__(self, numel: int, device: str, dtype: torch.dtype):
+        self.src = torch.randn(numel, device=device, dtype=dtype)
+        self.dst = torch.empty_like(self.src)
+        self.bytes = 2 * self.src.numel() * self.src.element_size()  # read plus write
+
+    def step(self) -> None:
+        self.dst.copy_(self.src)
 
 
 def bytes_moved(opt, params) -> int:
@@ -120,7 +118,8 @@ def main() -> None:
 
     # Every optimizer is built up front and the timing rounds are interleaved, so that the machine's
     # drifting load hits every contestant alike and the ratios are taken within one run.
-    built = []
+    device_copy = DeviceCopy(total, device, dtype)
+    built = [("copy", device_copy, device_copy.bytes)]
     for label, factory in contestants:
         params = make_params(total, device, dtype)
         opt = factory(params)
@@ -132,8 +131,8 @@ def main() -> None:
         for label, opt, _ in built:
             times[label].append(time_steps(opt, device, args.steps))
     rows = [(label, statistics.median(times[label]), moved) for label, _, moved in built]
+    bandwidth = device_copy.bytes / rows.pop(0)[1]
 
-    bandwidth = copy_bandwidth(total, device, dtype)
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}; copy bandwidth {bandwidth / 1e9:.1f} GB/s; {total / 1e6:.0f}M fp32 params; torch {torch.__version__}; "
           f"gradkit nonfinite={args.nonfinite}")
