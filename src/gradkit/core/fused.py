@@ -84,7 +84,9 @@ class FusedStep:
         self.chain = chain
         # Dynamo keeps its compile cache (and recompile limit) on the code object: give each group its own.
         program = types.FunctionType(_program.__code__.replace(), _program.__globals__, "gradkit_fused_step")
-        self._compiled = torch.compile(program, fullgraph=True)
+        # Dynamo's guards already check every input's sizes and strides; Inductor's own per-call asserts
+        # of the same would cost more host time than a small step takes.
+        self._compiled = torch.compile(program, fullgraph=True, options={"size_asserts": False})
 
     def __call__(self, group: dict, params: list[Tensor], grads: list[Tensor], states: dict[str, list],
                  steps: Sequence[int], compute_dtypes: Sequence[torch.dtype]) -> None:
