@@ -1,5 +1,6 @@
 """Every registered optimizer, with its default arguments, through the same contract."""
 import copy
+import pickle
 
 import pytest
 import torch
@@ -41,6 +42,20 @@ def test_state_dict_round_trip_continues_bit_identically(name):
     train(a, opt_a, 4)
     train(b, opt_b, 4)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deepcopy_and_pickle_keep_the_recipe(name):
+    a = tiny_mlp()
+    opt_a = make(name, a.parameters())
+    train(a, opt_a, 4)
+    b, opt_b = copy.deepcopy((a, opt_a))  # one memo: the copied optimizer holds the copied params
+    assert opt_b.transform.signature() == opt_a.transform.signature()
+    train(a, opt_a, 4)
+    train(b, opt_b, 4)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    restored = pickle.loads(pickle.dumps(opt_a))
+    assert restored.state_dict()["gradkit"] == opt_a.state_dict()["gradkit"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -6,6 +6,7 @@ params with float32 state (in one group).
 """
 from __future__ import annotations
 
+import copy
 import inspect
 
 import pytest
@@ -239,3 +240,19 @@ def test_too_many_recompiles_raise_instead_of_running_uncompiled(monkeypatch):
         opt.step()
     assert all(torch.equal(p, b) for p, b in zip(params, before))
     assert all(opt.state[p]["step"] == 1 for p in params)
+
+
+@pytest.mark.skipif(counters is None, reason="needs torch.compile (Dynamo)")
+def test_a_copied_fused_optimizer_is_fused_and_continues_alike():
+    params = _params(torch.float32)
+    opt = optim.Lion(params, lr=1e-2, fused=True)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    twin_params, twin = copy.deepcopy((params, opt))
+    assert twin.fused and twin._fused_steps[0] is not opt._fused_steps[0]
+    for ps, o in ((params, opt), (twin_params, twin)):
+        for p in ps:
+            p.grad = -torch.ones_like(p)
+        o.step()
+    assert all(torch.equal(p, q) for p, q in zip(params, twin_params))

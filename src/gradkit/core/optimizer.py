@@ -194,6 +194,20 @@ class Optimizer(torch.optim.Optimizer):
         for s in states:
             s["step"] = 0
 
+    # -- copying and pickling ---------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        # torch.optim.Optimizer keeps only defaults, state and param_groups; the recipe is needed too.
+        # A fused optimizer is rebuilt with fresh (uncompiled) programs.
+        return {**super().__getstate__(), "transform": self.transform, "nonfinite": self.nonfinite,
+                "state_dtype": self.state_dtype, "skipped_steps": self.skipped_steps,
+                "group_states": self.group_states, "fused": self.fused}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        fused = state.pop("fused", False)
+        super().__setstate__(state)
+        self._fused_steps = [FusedStep(self.transform) for _ in self.param_groups] if fused else None
+
     # -- weight prediction ----------------------------------------------------------------------
     def predicted_weights(self, steps: int = 1):
         """Context manager: gradients computed inside it are taken at the weights predicted ``steps``
