@@ -227,17 +227,18 @@ def test_fused_agrees_on_cuda(case):
 
 @pytest.mark.skipif(counters is None or not hasattr(torch._dynamo.exc, "FailOnRecompileLimitHit"),
                     reason="needs torch.compile with fail_on_recompile_limit_hit")
-def test_too_many_recompiles_raise_instead_of_running_uncompiled(monkeypatch):
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+def test_too_many_recompiles_raise_instead_of_running_uncompiled():
     params = _params(torch.float32)
     opt = optim.SGD(params, lr=0.1, momentum=0.9, fused=True)
     for p in params:
         p.grad = torch.ones_like(p)
-    opt.step()
-    params[0].grad = None  # another set of tensors: a second version of the program
-    before = [p.detach().clone() for p in params]
-    with pytest.raises(RuntimeError, match="compiled 1 times.*unchanged.*fused=False"):
+    # (config.patch, not monkeypatch: deleting a Dynamo config attribute hides it for the whole process)
+    with torch._dynamo.config.patch(recompile_limit=1):
         opt.step()
+        params[0].grad = None  # another set of tensors: a second version of the program
+        before = [p.detach().clone() for p in params]
+        with pytest.raises(RuntimeError, match="compiled 1 times.*unchanged.*fused=False"):
+            opt.step()
     assert all(torch.equal(p, b) for p, b in zip(params, before))
     assert all(opt.state[p]["step"] == 1 for p in params)
 
