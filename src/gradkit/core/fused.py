@@ -32,7 +32,7 @@ from torch import Tensor
 
 from gradkit.core.transform import Chain
 
-__all__ = ["FusedStep"]
+__all__ = ["FusedStep", "check_fusable"]
 
 
 def _program(chain: Chain, group: dict, params: list[Tensor], grads: list[Tensor], states: dict[str, list],
@@ -73,14 +73,18 @@ def _tree(row: Tensor, paths: tuple[tuple[str, ...], ...]) -> dict:
     return root
 
 
+def check_fusable(chain: Chain) -> None:
+    """Raise ``ValueError`` naming the transforms of ``chain`` that have no fused form."""
+    if not chain.fusable:
+        names = sorted({type(t).__name__ for t in chain.transforms if not t.fusable})
+        raise ValueError(f"fused=True needs transforms with a fused form; {', '.join(names)} have none (pass fused=False)")
+
+
 class FusedStep:
     """The compiled step of one param group."""
 
     def __init__(self, chain: Chain):
-        if not chain.fusable:
-            names = sorted({type(t).__name__ for t in chain.transforms if not t.fusable})
-            raise ValueError(f"fused=True needs transforms with a fused form; {', '.join(names)} "
-                             "have none (pass fused=False)")
+        check_fusable(chain)
         self.chain = chain
         # Dynamo keeps its compile cache (and recompile limit) on the code object: give each group its own.
         program = types.FunctionType(_program.__code__.replace(), _program.__globals__, "gradkit_fused_step")

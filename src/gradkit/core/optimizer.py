@@ -16,7 +16,7 @@ from torch import Tensor
 
 from gradkit.core.accounting import state_bytes
 from gradkit.core.context import StepContext
-from gradkit.core.fused import FusedStep
+from gradkit.core.fused import FusedStep, check_fusable
 from gradkit.core.transform import Chain, GradientTransform
 
 __all__ = ["Optimizer", "NONFINITE_POLICIES"]
@@ -76,7 +76,7 @@ class Optimizer(torch.optim.Optimizer):
         self.transform = transform if isinstance(transform, Chain) else Chain(transform)
         self._fused_steps: list[FusedStep] | None = None
         if fused:
-            FusedStep(self.transform)  # raises, naming the transforms without a fused form
+            check_fusable(self.transform)
             self._fused_steps = []
         self.nonfinite = nonfinite
         self.state_dtype = state_dtype

@@ -61,7 +61,8 @@ class GradientTransform:
 
         They reach :meth:`fused_tensor` as 0-dim tensors, so a new learning rate or step count never
         recompiles the program. Everything else the fused form reads from the group (flags such as
-        ``amsgrad``) is compiled in as a constant.
+        ``amsgrad``) is compiled in as a constant. A transform that wraps another nests the inner
+        transform's scalars under a key of their own.
         """
         return {}
 
@@ -186,7 +187,7 @@ class Chain(GradientTransform):
             if t.fused_kind == "affine":
                 own_pending = [list(t.fused_affine(*pair, row, group)) for pair, row in zip(own_pending, own_scalars)]
                 continue
-            updates = [materialize(u, p, *pair) for u, p, pair in zip(updates, params, own_pending)]
+            updates = [_apply_pending(u, p, *pair) for u, p, pair in zip(updates, params, own_pending)]
             own_pending = [[1.0, 0.0] for _ in updates]
             own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             if t.fused_sets_pending:
@@ -194,7 +195,7 @@ class Chain(GradientTransform):
             else:
                 updates = t.fused_update(updates, own, params, own_scalars, group)
         if pending is None:
-            return [materialize(u, p, *pair) for u, p, pair in zip(updates, params, own_pending)]
+            return [_apply_pending(u, p, *pair) for u, p, pair in zip(updates, params, own_pending)]
         pending[:] = own_pending
         return updates
 
@@ -210,7 +211,7 @@ class Chain(GradientTransform):
         return f"chain(\n  {inner},\n)"
 
 
-def materialize(update: Tensor, param: Tensor, scale, decay) -> Tensor:
+def _apply_pending(update: Tensor, param: Tensor, scale, decay) -> Tensor:
     """``scale * update + decay * param`` for the fused forms (constant 1 and 0 cost nothing)."""
     if not (isinstance(scale, float) and scale == 1.0):
         update = update * scale
