@@ -5,7 +5,7 @@ grads, read and write every state tensor, write params) divided by the bandwidth
 measured in the same run. For each optimizer this prints ms/step, the bytes it must move, the floor and
 the ratio (medians over interleaved rounds), plus torch.optim's AdamW (fused on GPU, foreach on CPU) and, when installed, the
 pytorch-optimizer package's versions side by side. gradkit's optimizers run unfused (multi-tensor) and
-fused (``fused=True``: one compiled program per param group, compiled before the timing).
+fused (``fused=True``: the whole step as one compiled program, compiled before the timing).
 
     python benchmarks/step_speed.py                    # every elementwise gradkit optimizer, ~10M params
     python benchmarks/step_speed.py --params 150e6 --device cuda

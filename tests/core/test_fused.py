@@ -161,6 +161,18 @@ def test_tensors_at_different_steps():
 
 
 @pytest.mark.skipif(counters is None, reason="needs torch.compile (Dynamo)")
+def test_param_groups_with_their_own_hyperparameters_share_one_program():
+    def make(params, fused):
+        groups = [{"params": params[:2]}, {"params": params[2:4], "lr": 3e-3, "weight_decay": 0.0},
+                  {"params": params[4:], "maximize": True, "amsgrad": True}]
+        return optim.AdamW(groups, lr=1e-2, weight_decay=0.1, fused=fused)
+
+    ref, fused, opt_ref, opt_fused, graphs = side_by_side(make)
+    assert graphs == 1
+    assert_agree(ref, fused, opt_ref, opt_fused)
+
+
+@pytest.mark.skipif(counters is None, reason="needs torch.compile (Dynamo)")
 def test_state_dict_moves_between_fused_and_unfused():
     params = _params(torch.float32)
     opt = optim.AdamW(params, lr=1e-2, amsgrad=True, fused=True)
@@ -207,7 +219,7 @@ def test_a_failed_compile_leaves_params_and_state_untouched(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("compiler failed")
 
-    monkeypatch.setattr(opt._fused_steps[0], "_compiled", broken)
+    monkeypatch.setattr(opt._fused_step, "_compiled", broken)
     with pytest.raises(RuntimeError, match="compiler failed"):
         opt.step()
     assert torch.equal(w, before[0])
@@ -251,7 +263,7 @@ def test_a_copied_fused_optimizer_is_fused_and_continues_alike():
         p.grad = torch.ones_like(p)
     opt.step()
     twin_params, twin = copy.deepcopy((params, opt))
-    assert twin.fused and twin._fused_steps[0] is not opt._fused_steps[0]
+    assert twin.fused and twin._fused_step is not opt._fused_step
     for ps, o in ((params, opt), (twin_params, twin)):
         for p in ps:
             p.grad = -torch.ones_like(p)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from gradkit.core.accounting import state_bytes
 from gradkit.core.context import StepContext
-from gradkit.core.fused import FusedStep, check_fusable
+from gradkit.core.fused import FusedGroup, FusedStep
 from gradkit.core.transform import Chain, GradientTransform
 
 __all__ = ["Optimizer", "NONFINITE_POLICIES"]
@@ -40,11 +40,12 @@ class Optimizer(torch.optim.Optimizer):
             the step in ``skipped_steps``; ``"ignore"`` does not check (no extra pass, no host sync).
         state_dtype: dtype of floating-point state. ``None`` (default) keeps float32 state (and does the
             arithmetic in float32) for float16/bfloat16 params and the param's dtype otherwise.
-        fused: ``True`` compiles each param group's step into one program with ``torch.compile``
-            (:mod:`gradkit.core.fused`): each tensor's update is one loop over memory instead of one
-            pass per op. Needs a fused form in every transform of the chain (``ValueError`` naming
-            those without one). The first step of each group compiles (seconds); the results agree
-            with the unfused step to float rounding and the state_dict is the same.
+        fused: ``True`` compiles the whole step (every param group) into one program with
+            ``torch.compile`` (:mod:`gradkit.core.fused`): each tensor's update is one loop over memory
+            instead of one pass per op. Needs a fused form in every transform of the chain
+            (``ValueError`` naming those without one) and every param on one device. The first step
+            compiles (seconds); the results agree with the unfused step to float rounding and the
+            state_dict is the same.
 
     Example::
 
@@ -74,10 +75,7 @@ class Optimizer(torch.optim.Optimizer):
         if not isinstance(fused, bool):
             raise ValueError(f"fused must be True or False, got {fused!r}")
         self.transform = transform if isinstance(transform, Chain) else Chain(transform)
-        self._fused_steps: list[FusedStep] | None = None
-        if fused:
-            check_fusable(self.transform)
-            self._fused_steps = []
+        self._fused_step: FusedStep | None = FusedStep(self.transform) if fused else None
         self.nonfinite = nonfinite
         self.state_dtype = state_dtype
         self.skipped_steps = 0
@@ -92,12 +90,10 @@ class Optimizer(torch.optim.Optimizer):
         self.transform.validate(candidate)  # before the group is added: a bad group leaves nothing behind
         super().add_param_group(param_group)
         self.group_states.append({})
-        if self._fused_steps is not None:
-            self._fused_steps.append(FusedStep(self.transform))
 
     @property
     def fused(self) -> bool:
-        return self._fused_steps is not None
+        return self._fused_step is not None
 
     # -- the step -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -123,10 +119,10 @@ class Optimizer(torch.optim.Optimizer):
                 )
             self.skipped_steps += 1
             return loss
-        for index, group, params, grads in work:
-            if self._fused_steps is not None:
-                self._step_group_fused(index, group, params, grads)
-            else:
+        if self._fused_step is not None:
+            self._step_fused(work)
+        else:
+            for index, group, params, grads in work:
                 self._step_group(group, self.group_states[index], params, grads)
         return loss
 
@@ -172,18 +168,23 @@ class Optimizer(torch.optim.Optimizer):
         if upcast:
             torch._foreach_copy_([params[i] for i in upcast], [params_c[i] for i in upcast])
 
-    def _step_group_fused(self, index: int, group: dict, params: list[Tensor], grads: list[Tensor]) -> None:
-        dtypes = [self.compute_dtype(p) for p in params]
-        states = [self.state[p] for p in params]
-        new = [i for i, s in enumerate(states) if "step" not in s]
-        if new:
-            self._init_state(group, self.group_states[index], [params[i].to(dtypes[i]) for i in new],
-                             [states[i] for i in new])
-        keys = set().union(*states) - {"step"}
-        lists = {k: [s.get(k) for s in states] for k in sorted(keys)}
-        self._fused_steps[index](group, params, grads, lists, [s["step"] + 1 for s in states], dtypes)
-        for s in states:
-            s["step"] += 1
+    def _step_fused(self, work: list) -> None:
+        """Every group's step in one compiled program (:mod:`gradkit.core.fused`)."""
+        groups = []
+        for index, group, params, grads in work:
+            dtypes = [self.compute_dtype(p) for p in params]
+            states = [self.state[p] for p in params]
+            new = [i for i, s in enumerate(states) if "step" not in s]
+            if new:
+                self._init_state(group, self.group_states[index], [params[i].to(dtypes[i]) for i in new],
+                                 [states[i] for i in new])
+            keys = set().union(*states) - {"step"}
+            lists = {k: [s.get(k) for s in states] for k in sorted(keys)}
+            groups.append(FusedGroup(group, params, grads, lists, [s["step"] + 1 for s in states], dtypes))
+        self._fused_step(groups)
+        for _, _, params, _ in work:
+            for p in params:
+                self.state[p]["step"] += 1
 
     def _init_state(self, group: dict, group_state: dict, params: list[Tensor], states: list[dict]) -> None:
         ctx = StepContext(group, [0] * len(params), group_state)
@@ -206,7 +207,7 @@ class Optimizer(torch.optim.Optimizer):
         state = dict(state)
         fused = state.pop("fused", False)
         super().__setstate__(state)
-        self._fused_steps = [FusedStep(self.transform) for _ in self.param_groups] if fused else None
+        self._fused_step = FusedStep(self.transform) if fused else None
 
     # -- weight prediction ----------------------------------------------------------------------
     def predicted_weights(self, steps: int = 1):
