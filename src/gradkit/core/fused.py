@@ -87,6 +87,19 @@ def _tree(row: Tensor, paths: tuple[tuple[str, ...], ...]) -> dict:
     return root
 
 
+def _inductor_options() -> dict:
+    import torch._inductor.config as inductor
+
+    # Dynamo's guards already check every input's sizes and strides; Inductor's own per-call asserts of
+    # the same would cost more host time than a small step takes.
+    options = {"size_asserts": False}
+    # Triton's float32 division is approximate by default; the unfused ops round it correctly, and the
+    # two paths are meant to agree to float rounding (a memory-bound step has the cycles to spare).
+    if hasattr(getattr(inductor, "eager_numerics", None), "division_rounding"):
+        options["eager_numerics.division_rounding"] = True
+    return options
+
+
 def check_fusable(chain: Chain) -> None:
     """Raise ``ValueError`` naming the transforms of ``chain`` that have no fused form."""
     if not chain.fusable:
@@ -102,9 +115,7 @@ class FusedStep:
         self.chain = chain
         # Dynamo keeps its compile cache (and recompile limit) on the code object: give each group its own.
         program = types.FunctionType(_program.__code__.replace(), _program.__globals__, "gradkit_fused_step")
-        # Dynamo's guards already check every input's sizes and strides; Inductor's own per-call asserts
-        # of the same would cost more host time than a small step takes.
-        self._compiled = torch.compile(program, fullgraph=True, options={"size_asserts": False})
+        self._compiled = torch.compile(program, fullgraph=True, options=_inductor_options())
 
     def __call__(self, groups: Sequence[FusedGroup]) -> None:
         devices = {p.device for g in groups for p in g.params}
