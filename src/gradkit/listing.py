@@ -2,9 +2,23 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import textwrap
 
+from gradkit.core.transform import GradientTransform, fused_kind_of
 from gradkit.registry import KINDS, list_entries
+
+FUSED_MARK = "[fused]"
+
+
+def has_fused_form(obj) -> bool:
+    """An optimizer that takes ``fused=True``, or a transform class with a fused form."""
+    if isinstance(obj, type) and issubclass(obj, GradientTransform):
+        return fused_kind_of(obj) is not None
+    try:
+        return "fused" in inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def format_entries(kind: str | None = None, references: bool = True) -> str:
@@ -16,10 +30,11 @@ def format_entries(kind: str | None = None, references: bool = True) -> str:
         lines.append(f"{k}s:")
         width = max(len(e.name) for e in entries)
         for e in entries:
-            lines.append(f"  {e.name:<{width}}  {e.summary}")
+            lines.append(f"  {e.name:<{width}}  {e.summary}" + (f"  {FUSED_MARK}" if has_fused_form(e.obj) else ""))
             if references and e.reference:
                 lines.extend(textwrap.wrap(e.reference, 100, initial_indent=" " * (width + 4) + "ref: ", subsequent_indent=" " * (width + 9)))
         lines.append("")
+    lines.append(f"{FUSED_MARK}: has a fused form (fused=True compiles the whole step into one program)")
     return "\n".join(lines).rstrip() + "\n"
 
 

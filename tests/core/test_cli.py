@@ -17,6 +17,15 @@ def test_list_short_and_transforms(capsys):
     assert "scale_by_adam" in out and "ref:" not in out
 
 
+def test_list_marks_what_has_a_fused_form(capsys):
+    assert main(["list", "--short"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    for name in ("adamw", "lion", "adamp", "scale_by_adam", "trace", "clip_by_global_norm", "project_radial"):
+        assert lines[name].endswith("[fused]"), name
+    for name in ("muon", "frugal", "autoclip"):
+        assert not lines[name].endswith("[fused]"), name
+
+
 def test_unknown_subcommand_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as err:
         main(["frobnicate"])

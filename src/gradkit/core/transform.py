@@ -98,12 +98,7 @@ class GradientTransform:
     @property
     def fused_kind(self) -> str | None:
         """``"affine"``, ``"values"`` or ``None`` (no fused form)."""
-        cls = type(self)
-        if cls.fused_affine is not GradientTransform.fused_affine:
-            return "affine"
-        if cls.fused_tensor is not GradientTransform.fused_tensor or cls.fused_update is not GradientTransform.fused_update:
-            return "values"
-        return None
+        return fused_kind_of(type(self))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -209,6 +204,15 @@ class Chain(GradientTransform):
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(t) for t in self.transforms)
         return f"chain(\n  {inner},\n)"
+
+
+def fused_kind_of(cls: type) -> str | None:
+    """The kind of fused form a transform class defines: ``"affine"``, ``"values"`` or ``None``."""
+    if cls.fused_affine is not GradientTransform.fused_affine:
+        return "affine"
+    if cls.fused_tensor is not GradientTransform.fused_tensor or cls.fused_update is not GradientTransform.fused_update:
+        return "values"
+    return None
 
 
 def _apply_pending(update: Tensor, param: Tensor, scale, decay) -> Tensor:
