@@ -98,7 +98,7 @@ class ScaleByAdam(GradientTransform):
 
     def fused_scalars(self, group, step):
         b1, b2 = (float(b) for b in resolve(self.betas, group))
-        return {**moment_scalars(b1, b2), "b1": b1, "eps": float(resolve(self.eps, group)),
+        return {**moment_scalars(b1, b2), "eps": float(resolve(self.eps, group)),
                 "bias_correction1": 1.0 - b1**step, "bias_correction2_sqrt": math.sqrt(1.0 - b2**step)}
 
     def fused_tensor(self, update, state, param, scalars, group):
@@ -113,8 +113,11 @@ class ScaleByAdam(GradientTransform):
 
     def fused_moments(self, update, state, scalars, group):
         """The fused form of :meth:`update_moments`."""
-        exp_avg_sq = state["exp_avg_sq"]
-        fused_adam_moments(update, state["exp_avg"], exp_avg_sq, scalars)
+        fused_adam_moments(update, state["exp_avg"], state["exp_avg_sq"], scalars)
+        return self.fused_maybe_amsgrad(state["exp_avg_sq"], state, group)
+
+    def fused_maybe_amsgrad(self, exp_avg_sq, state, group):
+        """The fused form of :meth:`maybe_amsgrad`."""
         if not resolve(self.amsgrad, group):
             return exp_avg_sq
         torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])

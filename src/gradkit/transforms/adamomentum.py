@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import torch
 
-from gradkit.core.hyper import resolve
 from gradkit.registry import register_transform
 from gradkit.transforms.adam import ScaleByAdam
 
@@ -47,12 +46,6 @@ class ScaleByAdaMomentum(ScaleByAdam):
         torch._foreach_add_(exp_avg_sq, eps)
         return self.maybe_amsgrad(exp_avg_sq, state, ctx)
 
-    def fused_scalars(self, group, step):
-        # 1 - b taken in float64 as the unfused step does: with b2 = 0.999, 1 - float32(b2) is off by
-        # 3e-5 relative, which the squared momentum's small values make visible
-        out = super().fused_scalars(group, step)
-        return {**out, "one_minus_b1": 1.0 - out["b1"], "one_minus_b2": 1.0 - out["b2"]}
-
     def fused_tensor(self, update, state, param, scalars, group):
         second = self.fused_moments(update, state, scalars, group)
         return state["exp_avg"] / (second.sqrt() / scalars["bias_correction2_sqrt"]) / scalars["bias_correction1"]
@@ -61,10 +54,7 @@ class ScaleByAdaMomentum(ScaleByAdam):
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(update, scalars["one_minus_b1"])
         exp_avg_sq.copy_(exp_avg_sq * scalars["b2"] + scalars["one_minus_b2"] * exp_avg * exp_avg + scalars["eps"])
-        if not resolve(self.amsgrad, group):
-            return exp_avg_sq
-        torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
-        return state["max_exp_avg_sq"]
+        return self.fused_maybe_amsgrad(exp_avg_sq, state, group)
 
 
 scale_by_adamomentum = ScaleByAdaMomentum

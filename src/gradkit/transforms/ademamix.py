@@ -26,6 +26,7 @@ import torch
 from gradkit.core.hyper import check_hyper, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
+from gradkit.transforms.adam import moment_scalars
 from gradkit.transforms._checks import betas as check_betas, non_negative
 from gradkit.transforms._stepwise import per_step
 
@@ -125,7 +126,7 @@ class ScaleByAdEMAMix(GradientTransform):
         b1, b2, b3_final = (float(b) for b in resolve(self.betas, group))
         b3 = beta3_warmup(step, b3_final, b1, resolve(self.beta3_warmup, group))
         # 1 - b in float64, as the unfused step: 1 - float32(0.9999) is off by up to 3e-4 relative
-        return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2, "one_minus_b3": 1.0 - b3,
+        return {**moment_scalars(b1, b2), "one_minus_b3": 1.0 - b3,
                 "eps": float(resolve(self.eps, group)),
                 "alpha": alpha_warmup(step, float(resolve(self.alpha, group)), resolve(self.alpha_warmup, group)),
                 "bias_correction1": 1.0 - b1**step, "bias_correction2_sqrt": math.sqrt(1.0 - b2**step)}

@@ -32,7 +32,7 @@ from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, boolean, non_negative
 from gradkit.transforms._stepwise import as_list
-from gradkit.transforms.adam import ScaleByAdam
+from gradkit.transforms.adam import ScaleByAdam, moment_scalars
 
 __all__ = ["scale_by_belief", "ScaleByBelief", "rectification"]
 
@@ -135,8 +135,7 @@ class ScaleByBelief(GradientTransform):
         bc1 = 1.0 - b1**step
         kind, r = rectification(b2, step, bool(resolve(self.degenerated_to_sgd, group)))
         # the rectified branch is a 0/1 weight so that crossing rho_t = 5 does not recompile
-        return {"b1": b1, "one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2,
-                "eps": float(resolve(self.eps, group)), "bias_correction1": bc1,
+        return {**moment_scalars(b1, b2), "b1": b1, "eps": float(resolve(self.eps, group)), "bias_correction1": bc1,
                 "bias_correction2_sqrt": math.sqrt(1.0 - b2**step),
                 "adaptive": 1.0 if kind == _ADAPTIVE else 0.0, "rectified_factor": r / bc1}
 
