@@ -148,16 +148,10 @@ class Optimizer(torch.optim.Optimizer):
                 params_c[i] = params[i].to(dtype)
                 grads_c[i] = grads[i].to(dtype)
 
-        states = [self.state[p] for p in params]
-        new = [i for i, s in enumerate(states) if "step" not in s]
-        if new:
-            self._init_state(group, group_state, [params_c[i] for i in new], [states[i] for i in new])
+        states, lists = self._state_lists(group, group_state, params, params_c)
         for s in states:  # plain ints: a foreach op over 0-dim tensors costs more than the loop
             s["step"] += 1
         ctx = StepContext(group, [s["step"] for s in states], group_state)
-
-        keys = set().union(*states) - {"step"}
-        lists = {k: [s.get(k) for s in states] for k in keys}
         updates = self.transform.update(grads_c, lists, params_c, ctx)
         for k, values in lists.items():  # transforms may replace state tensors in their lists
             for s, v in zip(states, values):
@@ -173,18 +167,23 @@ class Optimizer(torch.optim.Optimizer):
         groups = []
         for index, group, params, grads in work:
             dtypes = [self.compute_dtype(p) for p in params]
-            states = [self.state[p] for p in params]
-            new = [i for i, s in enumerate(states) if "step" not in s]
-            if new:
-                self._init_state(group, self.group_states[index], [params[i].to(dtypes[i]) for i in new],
-                                 [states[i] for i in new])
-            keys = set().union(*states) - {"step"}
-            lists = {k: [s.get(k) for s in states] for k in sorted(keys)}
+            states, lists = self._state_lists(group, self.group_states[index], params)
             groups.append(FusedGroup(group, params, grads, lists, [s["step"] + 1 for s in states], dtypes))
         self._fused_step(groups)
         for _, _, params, _ in work:
             for p in params:
                 self.state[p]["step"] += 1
+
+    def _state_lists(self, group: dict, group_state: dict, params: list[Tensor], params_c: list[Tensor] | None = None):
+        """Each param's state dict (initialised on the first step from the param in its compute dtype:
+        ``params_c`` when the caller has it) and the state as ``{key: [tensor or None per param]}``."""
+        states = [self.state[p] for p in params]
+        new = [i for i, s in enumerate(states) if "step" not in s]
+        if new:
+            init = [params_c[i] if params_c is not None else params[i].to(self.compute_dtype(params[i])) for i in new]
+            self._init_state(group, group_state, init, [states[i] for i in new])
+        keys = sorted(set().union(*states) - {"step"})
+        return states, {k: [s.get(k) for s in states] for k in keys}
 
     def _init_state(self, group: dict, group_state: dict, params: list[Tensor], states: list[dict]) -> None:
         ctx = StepContext(group, [0] * len(params), group_state)
