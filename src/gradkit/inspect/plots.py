@@ -70,6 +70,20 @@ def _series(records, quantity):
     raise ValueError(f"quantity must be one of {sorted(QUANTITIES)}, got {quantity!r}")
 
 
+def _save(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label, grid and legend the axes the same way for every plot, and write the PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
 def _figure():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -113,16 +127,7 @@ def plot_runs(runs: dict, quantity: str, path: str | Path, *, title: str | None 
         return None
     if log_scale:
         ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title or default_title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save(fig, ax, path, "step", ylabel, title or default_title)
 
 
 def plot_quantity(log, quantity: str, path: str | Path, *, label: str | None = None) -> Path | None:
@@ -147,13 +152,4 @@ def plot_density(densities, path: str | Path, *, title: str = "Hessian eigenvalu
     for label, d in densities.items():
         ax.semilogy(d.grid.numpy(), d.density.clamp_min(1e-12).numpy(), label=label)
     ax.set_ylim(bottom=1e-6)
-    ax.set_xlabel("eigenvalue")
-    ax.set_ylabel("density")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save(fig, ax, path, "eigenvalue", "density", title)
