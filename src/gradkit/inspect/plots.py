@@ -105,9 +105,10 @@ def plot_runs(runs: dict, quantity: str, path: str | Path, *, title: str | None 
         records = _records(log)
         color = f"C{run_index}"
         styles = ["-", "--", ":", "-."]
-        for i, (name, steps, values, extra) in enumerate(_series(records, quantity)):
+        series = _series(records, quantity)
+        for i, (name, steps, values, extra) in enumerate(series):
             full = label if len(runs) > 1 else name
-            if len(_series(records, quantity)) > 1 and len(runs) > 1:
+            if len(series) > 1 and len(runs) > 1:
                 full = f"{label}: {name}"
             ax.plot(steps, values, styles[i % 4], color=color if len(runs) > 1 else f"C{i}", label=full, marker="o", markersize=2.5)
             if extra is not None:
