@@ -1,18 +1,20 @@
-"""``gradkit list``: every registered optimizer and transform, with its paper."""
+"""``gradkit list``: everything registered by name (optimizers, transforms, aggregators, attribution
+methods, projectors, arena tasks), with its paper."""
 from __future__ import annotations
 
 import argparse
 import inspect
 import textwrap
 
-from gradkit.core.transform import GradientTransform, fused_kind_of
-from gradkit.registry import KINDS, list_entries
+from gradkit.registry import KINDS, REGISTRIES, list_entries
 
 FUSED_MARK = "[fused]"
 
 
 def has_fused_form(obj) -> bool:
     """An optimizer that takes ``fused=True``, or a transform class with a fused form."""
+    from gradkit.core.transform import GradientTransform, fused_kind_of
+
     if isinstance(obj, type) and issubclass(obj, GradientTransform):
         return fused_kind_of(obj) is not None
     try:
@@ -27,10 +29,11 @@ def format_entries(kind: str | None = None, references: bool = True) -> str:
         entries = list_entries(k)
         if not entries:
             continue
-        lines.append(f"{k}s:")
+        lines.append(f"{REGISTRIES[k].plural}:")
         width = max(len(e.name) for e in entries)
         for e in entries:
-            lines.append(f"  {e.name:<{width}}  {e.summary}" + (f"  {FUSED_MARK}" if has_fused_form(e.obj) else ""))
+            fused = k in ("optimizer", "transform") and has_fused_form(e.obj)
+            lines.append(f"  {e.name:<{width}}  {e.summary}" + (f"  {FUSED_MARK}" if fused else ""))
             if references and e.reference:
                 lines.extend(textwrap.wrap(e.reference, 100, initial_indent=" " * (width + 4) + "ref: ", subsequent_indent=" " * (width + 9)))
         lines.append("")
@@ -44,7 +47,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("list", help="list optimizers and transforms with their papers")
-    p.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
+    p = sub.add_parser("list", help="list what gradkit knows by name (optimizers, transforms, ...) with papers",
+                       description="List every registered optimizer, transform, aggregator, attribution method, "
+                                   "projector and arena task, with its summary and paper.")
+    p.add_argument("kind", nargs="?", choices=KINDS, help="only this kind (default: every kind)")
     p.add_argument("--short", action="store_true", help="one line each, without references")
     p.set_defaults(func=_run)

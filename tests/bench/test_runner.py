@@ -4,6 +4,8 @@ import types
 import pytest
 import torch
 
+import gradkit.spec
+
 from gradkit.bench import BenchConfig, Contestant, make_task, parse_spec, rank, run_bench, run_one, select_best
 
 
@@ -39,11 +41,12 @@ def test_divergence_is_reported_not_raised():
     assert run.steps_done < 10
 
 
-def test_optimizer_failure_is_recorded():
+def test_optimizer_failure_is_recorded(monkeypatch):
     class Broken(torch.optim.SGD):
         def step(self, closure=None):
             raise RuntimeError("boom")
 
+    monkeypatch.setitem(gradkit.spec.LIBRARY_MODULES, "broken_opt_lib", "broken_opt_lib")  # a library --opt knows
     sys.modules["broken_opt_lib"] = types.SimpleNamespace(Broken=Broken)
     try:
         run = _run("broken_opt_lib:Broken:lr=0.1")
@@ -132,10 +135,12 @@ def test_failure_inside_backward_is_recorded_and_the_bench_goes_on():
     assert run.status == "error" and "step 1, backward: RuntimeError: forward failed" in run.error
 
 
-def test_non_finite_gradient_refusal_counts_as_divergence():
+def test_non_finite_gradient_refusal_counts_as_divergence(monkeypatch):
     class Refuses(torch.optim.SGD):
         def step(self, closure=None):
             raise FloatingPointError("a gradient holds inf or nan")
+
+    monkeypatch.setitem(gradkit.spec.LIBRARY_MODULES, "refusing_opt_lib", "refusing_opt_lib")
 
     sys.modules["refusing_opt_lib"] = types.SimpleNamespace(Refuses=Refuses)
     try:

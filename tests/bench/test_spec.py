@@ -69,7 +69,7 @@ def test_sweep_axes():
 
 def test_resolve_library_optimizers():
     assert resolve_optimizer(parse_spec("torch:AdamW")) is torch.optim.AdamW
-    with pytest.raises(ValueError, match="'no_such_lib' is not installed"):
+    with pytest.raises(ValueError, match="unknown library 'no_such_lib'"):
         resolve_optimizer(parse_spec("no_such_lib:Adam"))
     with pytest.raises(ValueError, match="not a torch.optim.Optimizer class"):
         resolve_optimizer(parse_spec("torch:lr_scheduler"))

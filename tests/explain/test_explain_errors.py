@@ -19,8 +19,10 @@ from gradkit.explain import (
 
 
 def test_unknown_method_name_lists_the_allowed_ones():
-    with pytest.raises(ValueError, match="allowed: saliency, inputxgrad, ig, smoothgrad, eg, fullgrad, igos"):
+    with pytest.raises(ValueError, match="attribution methods: eg, fullgrad, ig, igos, inputxgrad, saliency, smoothgrad"):
         get_method("gradcam")
+    with pytest.raises(ValueError, match="did you mean 'smoothgrad'"):
+        get_method("smoothgrd")
 
 
 def test_integrated_gradients_arguments(mlp64, vectors64):

@@ -63,7 +63,7 @@ def test_estimate_takes_every_spec_form():
     assert gradkit.memory.estimate(model, factory) == expected
     with pytest.raises(ValueError, match="by must be"):
         gradkit.memory.estimate(model, "frugal", by="layer")
-    with pytest.raises(TypeError, match="optimizer_spec"):
+    with pytest.raises(TypeError, match="optimizer spec"):
         gradkit.memory.estimate(model, 3)
     with pytest.raises(KeyError, match="unknown optimizer"):
         gradkit.memory.estimate(model, "frugall")

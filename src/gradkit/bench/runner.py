@@ -19,13 +19,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 
 from .measure import StepTimer, current_rss_bytes, peak_rss_bytes, state_bytes
 from .results import BenchResults, RunRecord, TaskInfo
-from .spec import Spec, parse_spec, resolve_optimizer
+from .spec import Spec, build_optimizer, parse_spec
 from .tasks import Task, make_task
 
 __all__ = ["BenchConfig", "Contestant", "expand_optimizers", "run_bench", "run_one", "select_best", "build_optimizer", "DEFAULT_DIVERGENCE_FACTOR"]
@@ -113,22 +113,6 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def build_optimizer(spec: Spec, params: Iterable[torch.nn.Parameter | tuple[str, torch.nn.Parameter]]) -> torch.optim.Optimizer:
-    """``spec``'s optimizer over ``params``; a bad argument is a ValueError naming the spec.
-
-    ``params`` may be (name, parameter) pairs: gradkit's optimizers get the names (Muon, FRUGAL and the
-    low-rank family route embeddings, heads and norms by name); other libraries get the tensors only.
-    """
-    factory = resolve_optimizer(spec)
-    params = list(params)
-    if spec.library is not None:
-        params = [p[1] if isinstance(p, tuple) else p for p in params]
-    try:
-        return factory(params, **spec.kwargs)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"optimizer spec {str(spec)!r}: {err}") from None
-
-
 def _build_aggregator(spec: Spec):
     if spec.library is not None:
         raise ValueError(f"aggregator spec {str(spec)!r}: aggregators come from gradkit.combine, without a library prefix")
@@ -189,11 +173,10 @@ def run_one(task: Task, data: Any, contestant: Contestant, hparams: dict[str, An
 
 
 def _train(task, data, contestant, hparams, seed, device, divergence_factor, progress, position) -> RunRecord:
-    spec = contestant.optimizer.with_kwargs(**hparams)
     model = task.build_model().to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(spec, [(n, p) for n, p in model.named_parameters() if p.requires_grad])
+    optimizer = build_optimizer(contestant.optimizer, [(n, p) for n, p in model.named_parameters() if p.requires_grad], **hparams)
     aggregator = _build_aggregator(contestant.aggregator) if contestant.aggregator is not None else None
     if task.multi_loss and aggregator is None:
         raise ValueError(f"task {task.name!r} has {len(task.loss_names)} losses; it needs an aggregator")
@@ -349,7 +332,7 @@ def _preflight(task: Task, contestants: list[Contestant], grid: list[dict], devi
         model = task.build_model().to(device)
     for c in contestants:
         for point in grid:
-            build_optimizer(c.optimizer.with_kwargs(**point), [(n, p) for n, p in model.named_parameters() if p.requires_grad])
+            build_optimizer(c.optimizer, [(n, p) for n, p in model.named_parameters() if p.requires_grad], **point)
         if c.aggregator is not None:
             aggregator = _build_aggregator(c.aggregator)
             wanted = getattr(aggregator, "num_objectives", None)

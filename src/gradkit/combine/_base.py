@@ -7,6 +7,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from gradkit.registry import AGGREGATORS
+
 __all__ = ["Aggregator", "Context", "AGGREGATORS", "register_aggregator", "get_aggregator"]
 
 
@@ -97,16 +99,15 @@ class Aggregator:
         return f"{type(self).__name__}()"
 
 
-AGGREGATORS: dict[str, type[Aggregator]] = {}
+def register_aggregator(name: str, *, summary: str | None = None, reference: str = "") -> Callable[[type[Aggregator]], type[Aggregator]]:
+    """Class decorator: make an aggregator available to ``get_aggregator(name)`` and ``gradkit list``.
 
-
-def register_aggregator(name: str) -> Callable[[type[Aggregator]], type[Aggregator]]:
-    """Class decorator: make an aggregator available to ``get_aggregator(name)``."""
+    The summary defaults to the first line of the class docstring.
+    """
+    register = AGGREGATORS.register(name, summary=summary, reference=reference)
 
     def decorate(cls: type[Aggregator]) -> type[Aggregator]:
-        if name in AGGREGATORS and AGGREGATORS[name] is not cls:
-            raise ValueError(f"aggregator {name!r} is already registered to {AGGREGATORS[name].__name__}")
-        AGGREGATORS[name] = cls
+        register(cls)
         cls.name = name
         return cls
 
@@ -114,7 +115,9 @@ def register_aggregator(name: str) -> Callable[[type[Aggregator]], type[Aggregat
 
 
 def get_aggregator(name: str, **kwargs: Any) -> Aggregator:
-    """A new aggregator by registered name, built with ``kwargs``."""
-    if not isinstance(name, str) or name.lower() not in AGGREGATORS:
-        raise ValueError(f"name must be one of {sorted(AGGREGATORS)}, got {name!r}")
-    return AGGREGATORS[name.lower()](**kwargs)
+    """A new aggregator by registered name, built with ``kwargs``.
+
+    >>> get_aggregator("mean")(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    tensor([2., 3.])
+    """
+    return AGGREGATORS.get(name)(**kwargs)

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import torch
 
+from gradkit.registry import register_attribution
+
 from ._common import Model, Target, check_inputs, check_positive_int, input_gradient, repeat_target, resolve_target
 
 __all__ = ["expected_gradients"]
 
 
+@register_attribution("eg", summary="integrated gradients averaged over baselines drawn from the data",
+                      reference="Erion et al., Improving performance of deep learning models with axiomatic attribution priors and expected gradients, Nature Machine Intelligence 2021, arXiv:1906.10670; https://github.com/suinleelab/attributionpriors")
 def expected_gradients(
     model: Model,
     inputs: torch.Tensor,

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradkit.registry import register_attribution
+
 from ._common import Target, check_inputs, resolve_target, select
 
 __all__ = ["fullgrad", "fullgrad_decomposition"]
@@ -85,6 +87,8 @@ def _rescale(t: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return t / (t.flatten(1).amax(1).view(shape) + eps)
 
 
+@register_attribution("fullgrad", summary="input-gradients plus the bias-gradients of every layer",
+                      reference="Srinivas & Fleuret, Full-Gradient Representation for Neural Network Visualization, NeurIPS 2019, arXiv:1905.00780; https://github.com/idiap/fullgrad-saliency")
 def fullgrad(model: nn.Module, inputs: torch.Tensor, target: Target = None) -> torch.Tensor:
     """The FullGrad saliency map, expanded to the shape of ``inputs`` (image inputs ``(N, C, ...)``)."""
     x = check_inputs(inputs)

@@ -37,6 +37,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gradkit.registry import register_attribution
+
 from ._common import Model, Target, as_baseline, check_inputs, check_nonnegative, check_positive_int, resolve_target
 
 __all__ = ["igos"]
@@ -56,6 +58,8 @@ def _total_variation(mask: torch.Tensor, beta: float) -> torch.Tensor:
     return (dh.mean(1) if dh.shape[1] else zero) + (dw.mean(1) if dw.shape[1] else zero)
 
 
+@register_attribution("igos", summary="a deletion mask optimised along integrated-gradient directions",
+                      reference="Qi et al., Visualizing Deep Networks by Optimizing with Integrated Gradients, AAAI 2020, arXiv:1905.00954; https://github.com/khorrams/IGOS_pp")
 def igos(
     model: Model,
     inputs: torch.Tensor,

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import torch
 
+from gradkit.registry import register_attribution
+
 from ._common import Model, Target, check_inputs, input_gradient, resolve_target
 
 __all__ = ["input_x_gradient"]
 
 
+@register_attribution("inputxgrad", summary="input times the gradient of the target score",
+                      reference="Shrikumar et al., Not Just a Black Box, arXiv:1605.01713; https://github.com/kundajelab/deeplift")
 def input_x_gradient(model: Model, inputs: torch.Tensor, target: Target = None, *, create_graph: bool = False) -> torch.Tensor:
     """``x * d f_target(x) / dx``, shape of ``inputs``.
 

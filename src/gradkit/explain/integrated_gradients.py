@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from gradkit.registry import register_attribution
+
 from ._common import Model, Target, as_baseline, check_choice, check_inputs, check_positive_int, input_gradient, repeat_target, resolve_target, select
 
 __all__ = ["integrated_gradients", "path_rule", "PATH_METHODS"]
@@ -53,6 +55,8 @@ def path_rule(method: str, steps: int, dtype: torch.dtype = torch.float64, devic
     return alphas.to(dtype=dtype, device=device), weights.to(dtype=dtype, device=device)
 
 
+@register_attribution("ig", summary="path integral of the gradient from a baseline to the input",
+                      reference="Sundararajan et al., Axiomatic Attribution for Deep Networks, ICML 2017, arXiv:1703.01365; https://github.com/ankurtaly/Integrated-Gradients")
 def integrated_gradients(
     model: Model,
     inputs: torch.Tensor,

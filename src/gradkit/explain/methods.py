@@ -1,32 +1,23 @@
-"""Attribution methods by name, for the command line and for code that picks methods at run time."""
+"""Attribution methods by name, for the command line and for code that picks methods at run time.
+
+Each method registers itself in its own module with ``@register_attribution(name, ...)``;
+``METHODS`` is that registry (``gradkit.registry.ATTRIBUTIONS``), a read-only mapping from name to function.
+"""
 from __future__ import annotations
 
 from typing import Callable
 
-from .expected_gradients import expected_gradients
-from .fullgrad import fullgrad
-from .igos import igos
-from .input_x_gradient import input_x_gradient
-from .integrated_gradients import integrated_gradients
-from .saliency import saliency
-from .smoothgrad import smoothgrad
+from gradkit.registry import ATTRIBUTIONS
 
 __all__ = ["METHODS", "get_method"]
 
-METHODS: dict[str, Callable] = {
-    "saliency": saliency,
-    "inputxgrad": input_x_gradient,
-    "ig": integrated_gradients,
-    "smoothgrad": smoothgrad,
-    "eg": expected_gradients,
-    "fullgrad": fullgrad,
-    "igos": igos,
-}
+METHODS = ATTRIBUTIONS
 
 
 def get_method(name: str) -> Callable:
-    """The attribution function called ``name``; ValueError naming the allowed names otherwise."""
-    try:
-        return METHODS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown attribution method {name!r}; allowed: {', '.join(METHODS)}") from None
+    """The attribution function called ``name``; an unknown name lists the allowed ones and the nearest.
+
+    >>> get_method("ig").__name__
+    'integrated_gradients'
+    """
+    return ATTRIBUTIONS.get(name)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import torch
 
+from gradkit.registry import register_attribution
+
 from ._common import Model, Target, check_inputs, input_gradient, resolve_target
 
 __all__ = ["saliency"]
 
 
+@register_attribution("saliency", summary="|gradient of the target score| with respect to the input",
+                      reference="Simonyan et al., Deep Inside Convolutional Networks, ICLR 2014 workshop, arXiv:1312.6034")
 def saliency(model: Model, inputs: torch.Tensor, target: Target = None, *, abs: bool = True, create_graph: bool = False) -> torch.Tensor:
     """``|d f_target(x) / dx|`` (or the signed gradient with ``abs=False``), shape of ``inputs``.
 

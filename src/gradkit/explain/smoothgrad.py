@@ -18,6 +18,8 @@ from typing import Callable
 
 import torch
 
+from gradkit.registry import register_attribution
+
 from ._common import Model, Target, check_inputs, check_nonnegative, check_positive_int, repeat_target, resolve_target
 from .saliency import saliency
 
@@ -27,6 +29,8 @@ __all__ = ["smoothgrad"]
 _PER_INPUT_OPTIONS = ("baselines",)
 
 
+@register_attribution("smoothgrad", summary="an attribution averaged over noisy copies of the input",
+                      reference="Smilkov et al., SmoothGrad: removing noise by adding noise, arXiv:1706.03825; https://github.com/PAIR-code/saliency")
 def smoothgrad(
     model: Model,
     inputs: torch.Tensor,

@@ -24,6 +24,8 @@ import math
 import torch
 from torch import Tensor
 
+from gradkit.registry import PROJECTORS, suggestion
+
 __all__ = ["Projector", "SVDProjector", "RandomProjector", "RandKProjector", "DCTProjector", "BlockProjector",
            "PROJECTORS", "get_projector", "dct_basis"]
 
@@ -303,12 +305,15 @@ class BlockProjector(Projector):
     applies_to = "any"
 
 
-PROJECTORS = {cls.name: cls for cls in (SVDProjector, RandomProjector, RandKProjector, DCTProjector, BlockProjector)}
+for _cls in (SVDProjector, RandomProjector, RandKProjector, DCTProjector, BlockProjector):
+    PROJECTORS.register(_cls.name, _cls)
 
 
 def get_projector(projector) -> Projector:
+    """A projector instance: ``projector`` itself, or a new one of the registered name."""
     if isinstance(projector, Projector):
         return projector
     if isinstance(projector, str) and projector in PROJECTORS:
         return PROJECTORS[projector]()
-    raise ValueError(f"projector must be one of {sorted(PROJECTORS)} or a Projector, got {projector!r}")
+    raise ValueError(f"projector must be one of {PROJECTORS.names()} or a Projector, got {projector!r}"
+                     f"{suggestion(projector, PROJECTORS.names()) if isinstance(projector, str) else ''}")

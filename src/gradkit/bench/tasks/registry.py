@@ -1,42 +1,38 @@
-"""The task registry: ``--task NAME[:option=value,...]`` looks tasks up here."""
+"""The arena's tasks by name: ``--task NAME[:option=value,...]`` looks tasks up in ``gradkit.registry.TASKS``."""
 from __future__ import annotations
 
 from typing import Any
 
-from ..spec import Spec, parse_spec
+from gradkit.registry import TASKS
+from gradkit.spec import Spec, parse_spec
+
 from .base import Task
 
 __all__ = ["register_task", "get_task", "make_task", "list_tasks"]
 
-_TASKS: dict[str, type[Task]] = {}
-
 
 def register_task(cls: type[Task]) -> type[Task]:
-    """Class decorator: make ``cls`` available by its ``name``."""
+    """Class decorator: make ``cls`` available by its ``name`` after checking it declares what the arena reads."""
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise ValueError(f"task class {cls.__name__} needs a non-empty string attribute 'name'")
-    if name in _TASKS and _TASKS[name] is not cls:
-        raise ValueError(f"task {name!r} is already registered to {_TASKS[name].__name__}")
     for attr in ("summary", "metric", "higher_is_better"):
         if not hasattr(cls, attr):
             raise ValueError(f"task {name!r} must define {attr!r}")
     missing = {"steps", "eval_every", "batch_size"} - set(cls.defaults)
     if missing:
         raise ValueError(f"task {name!r}: defaults lack {sorted(missing)}")
-    _TASKS[name] = cls
-    return cls
+    return TASKS.register(name, cls, summary=cls.summary)
 
 
 def list_tasks() -> list[type[Task]]:
-    return [_TASKS[n] for n in sorted(_TASKS)]
+    """Every registered task class, sorted by name."""
+    return [entry.obj for entry in TASKS.entries()]
 
 
 def get_task(name: str) -> type[Task]:
-    try:
-        return _TASKS[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; tasks: {', '.join(sorted(_TASKS))}") from None
+    """The task class called ``name``; an unknown name lists the tasks and suggests the nearest."""
+    return TASKS.get(name)
 
 
 def make_task(spec: str | Spec, **overrides: Any) -> Task:
@@ -46,6 +42,6 @@ def make_task(spec: str | Spec, **overrides: Any) -> Task:
     """
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     if parsed.library is not None:
-        raise ValueError(f"task spec {str(parsed)!r}: tasks take no library prefix; tasks: {', '.join(sorted(_TASKS))}")
+        raise ValueError(f"task spec {str(parsed)!r}: tasks take no library prefix; tasks: {', '.join(TASKS.names())}")
     cls = get_task(parsed.name)
     return cls(**{**parsed.kwargs, **{k: v for k, v in overrides.items() if v is not None}})
