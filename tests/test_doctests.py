@@ -1,4 +1,5 @@
-"""The examples in the docstrings of the optimizer, transform and core modules run as written."""
+"""The examples in the docstrings of the core, transform, optimizer, low-rank, combine, registry, spec and
+memory modules run as written."""
 import doctest
 import importlib
 import pkgutil
@@ -8,6 +9,7 @@ import pytest
 import gradkit
 
 PACKAGES = ("gradkit.core", "gradkit.transforms", "gradkit.optim", "gradkit.lowrank", "gradkit.combine")
+MODULES = ("gradkit.registry", "gradkit.spec", "gradkit.memory")
 
 
 def _modules():
@@ -16,6 +18,7 @@ def _modules():
         yield name
         for info in pkgutil.iter_modules(package.__path__):
             yield f"{name}.{info.name}"
+    yield from MODULES
 
 
 @pytest.mark.parametrize("module", sorted(_modules()))

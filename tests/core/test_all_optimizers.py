@@ -7,7 +7,7 @@ import torch
 
 from gradkit.registry import get_optimizer, list_entries
 
-from .helpers import data, tiny_mlp, train
+from support import data, tiny_mlp, train
 
 NAMES = [e.name for e in list_entries("optimizer")]
 

@@ -6,7 +6,7 @@ import torch
 
 import gradkit
 
-from .helpers import max_rel_error, tiny_mlp, train
+from support import max_relative_difference, tiny_mlp, train
 
 STEPS = 200
 TOL = 1e-6
@@ -27,7 +27,7 @@ def _parity(ours, theirs, kw, **train_kw):
     a, b = tiny_mlp(), tiny_mlp()
     train(a, ours(a.parameters(), **kw), STEPS, **train_kw)
     train(b, theirs(b.parameters(), foreach=True, **kw), STEPS, **train_kw)
-    return max_rel_error(a, b)
+    return max_relative_difference(a, b)
 
 
 @pytest.mark.parametrize("kw", ADAM, ids=str)
@@ -61,7 +61,7 @@ def test_lr_scheduler_matches_torch(name):
     train(a, oa, 60, scheduler=torch.optim.lr_scheduler.OneCycleLR(oa, max_lr=0.1, total_steps=60))
     train(b, ob, 60, scheduler=torch.optim.lr_scheduler.OneCycleLR(ob, max_lr=0.1, total_steps=60))
     assert oa.param_groups[0]["lr"] == ob.param_groups[0]["lr"]
-    assert max_rel_error(a, b) <= TOL
+    assert max_relative_difference(a, b) <= TOL
 
 
 def test_param_groups_with_their_own_hyperparameters_match_torch():
@@ -72,4 +72,4 @@ def test_param_groups_with_their_own_hyperparameters_match_torch():
     a, b = tiny_mlp(), tiny_mlp()
     train(a, gradkit.optim.AdamW(groups(a), lr=1e-2), STEPS)
     train(b, torch.optim.AdamW(groups(b), lr=1e-2, foreach=True), STEPS)
-    assert max_rel_error(a, b) <= TOL
+    assert max_relative_difference(a, b) <= TOL

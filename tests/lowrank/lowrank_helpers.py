@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import support
+
 
 class Small(nn.Module):
     """Matrices of both orientations, a 3-D tensor, an embedding, a head and vectors."""
@@ -30,19 +32,15 @@ def batch(step: int):
     return x, (x * 3 + 1) % 11
 
 
-def loss_of(model, step):
-    x, y = batch(step)
+def sequence_loss(model, tokens_and_targets):
+    x, y = tokens_and_targets
     return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
 
 
+def loss_of(model, step):
+    return sequence_loss(model, batch(step))
+
+
 def train(model, opt, steps, start=0, scheduler=None):
-    losses = []
-    for s in range(start, start + steps):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_of(model, s)
-        loss.backward()
-        opt.step()
-        if scheduler is not None:
-            scheduler.step()
-        losses.append(loss.item())
-    return losses
+    """The shared loop (tests/support.py) on this directory's token batches, step numbers from ``start``."""
+    return support.train(model, opt, steps, batch, loss=sequence_loss, start=start, scheduler=scheduler)

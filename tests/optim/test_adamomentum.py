@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import gradkit
-from _optim_b_problems import adamw_moment_bytes, mlp, run_quadratic, side_by_side, synthetic_batches, train, twin
+from support import adamw_moment_bytes, digits_batches, mlp, run_quadratic, side_by_side, synthetic_batches, train, twin
 
 
 def paper_step(params, states, lr, betas, eps, weight_decay, decoupled, amsgrad):
@@ -63,7 +63,7 @@ def test_reduces_loss():
     first, last = run_quadratic(lambda p: gradkit.optim.AdaMomentum(p, lr=0.05))
     assert last < 0.1 * first
     model = mlp()
-    losses = train(model, gradkit.optim.AdaMomentum(model.parameters(), lr=1e-2), 40)
+    losses = train(model, gradkit.optim.AdaMomentum(model.parameters(), lr=1e-2), 40, digits_batches())
     assert losses[-1] < 0.5 * losses[0]
 
 

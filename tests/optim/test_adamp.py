@@ -6,11 +6,11 @@ import torch
 
 import gradkit
 from gradkit.optim import SGDP, AdamP
-from gradkit.transforms import project_radial, radial_modes, scale_by_adam, scale_by_learning_rate
-from gradkit.transforms.radial import CHANNEL, LAYER, NOT_PROJECTED
+from gradkit.transforms import project_radial, scale_by_adam, scale_by_learning_rate
+from gradkit.transforms.radial import CHANNEL, LAYER, NOT_PROJECTED, radial_modes
 
-from _optim_a_support import (check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes,
-                              digits_batch, parity, smooth_net)
+from support import (check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, digits_batch,
+                     parity, smooth_net)
 
 TOL = 1e-5
 

@@ -11,7 +11,7 @@ import torch
 from gradkit.optim import AdEMAMix, AdamW
 from gradkit.transforms.ademamix import alpha_warmup, beta3_warmup
 
-from _optim_a_support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity, smooth_net
+from support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity, smooth_net
 
 TOL = 1e-5
 

@@ -9,7 +9,7 @@ import torch
 
 import gradkit
 from gradkit.transforms.autoclip import autoclip
-from _optim_b_problems import mlp, run_quadratic, side_by_side, synthetic_batches, train, twin
+from support import digits_batches, mlp, run_quadratic, side_by_side, synthetic_batches, train, twin
 
 
 def clipped_sgd(params, lr=0.1, percentile=10.0, history_size=1000, momentum=0.9):
@@ -76,7 +76,7 @@ def test_reduces_loss_in_front_of_sgd_and_adam():
     model = mlp()
     adam = gradkit.Optimizer(model.parameters(), gradkit.chain(autoclip(10.0), gradkit.scale_by_adam(),
                                                                gradkit.scale_by_learning_rate()), defaults={"lr": 1e-2})
-    losses = train(model, adam, 40)
+    losses = train(model, adam, 40, digits_batches())
     assert losses[-1] < 0.5 * losses[0]
 
 

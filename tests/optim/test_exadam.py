@@ -10,7 +10,7 @@ import torch
 from gradkit.optim import EXAdam
 from gradkit.transforms.exadam import dynamic_step_size
 
-from _optim_a_support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity
+from support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity
 
 TOL = 1e-5
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import gradkit
-from _optim_b_problems import (
+from support import (
     adamw_moment_bytes,
     digits_batches,
     max_relative_difference,
@@ -43,8 +43,8 @@ def test_parity_with_pytorch_optimizer_paper_eps():
     reference = twin(model)
     ours = gradkit.optim.Grams(model.parameters(), lr=3e-3, weight_decay=0.01, eps_placement="paper")
     theirs = po.Grams(reference.parameters(), lr=3e-3, weight_decay=0.01)
-    train(model, ours, 200)
-    train(reference, theirs, 200)
+    train(model, ours, 200, digits_batches())
+    train(reference, theirs, 200, digits_batches())
     assert max_relative_difference(model, reference) <= 1e-5
 
 
@@ -79,7 +79,7 @@ def test_reduces_loss():
     first, last = run_quadratic(lambda p: gradkit.optim.Grams(p, lr=0.05))
     assert last < 0.1 * first
     model = mlp()
-    losses = train(model, gradkit.optim.Grams(model.parameters(), lr=1e-2), 40)
+    losses = train(model, gradkit.optim.Grams(model.parameters(), lr=1e-2), 40, digits_batches())
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -9,7 +9,7 @@ import gradkit
 from gradkit.optim import AdamW, Lion
 from gradkit.transforms import scale_by_learning_rate, sign_momentum
 
-from _optim_a_support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity, smooth_net
+from support import check_reduces_losses, check_rejects, check_staggered_steps, check_state_bytes, parity, smooth_net
 
 TOL = 1e-5
 

@@ -8,7 +8,8 @@ import torch
 
 import gradkit
 import gradkit.transforms.orthogonalization as ortho
-from _optim_b_problems import (
+from support import (
+    digits_batches,
     digits_loss,
     max_relative_difference,
     mlp,
@@ -156,7 +157,7 @@ def test_reduces_loss():
     first, last = run_quadratic(lambda p: gradkit.optim.Muon(p, lr=0.05, adamw_lr=0.05))
     assert last < 0.2 * first
     model = mlp()
-    losses = train(model, gradkit.optim.Muon(model.parameters(), lr=0.05, adamw_lr=1e-2), 40)
+    losses = train(model, gradkit.optim.Muon(model.parameters(), lr=0.05, adamw_lr=1e-2), 40, digits_batches())
     assert losses[-1] < 0.5 * losses[0]
 
 

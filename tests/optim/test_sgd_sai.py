@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import gradkit
-from _optim_b_problems import (
+from support import (
+    digits_batches,
     adamw_moment_bytes,
     max_relative_difference,
     mlp,
@@ -77,7 +78,7 @@ def test_reduces_loss():
     first, last = run_quadratic(lambda p: gradkit.optim.SGDSaI(p, lr=0.005, weight_decay=0.0))
     assert last < 0.1 * first
     model = mlp()
-    losses = train(model, gradkit.optim.SGDSaI(model.parameters(), lr=3.0), 40)
+    losses = train(model, gradkit.optim.SGDSaI(model.parameters(), lr=3.0), 40, digits_batches())
     assert losses[-1] < 0.6 * losses[0]
 
 

@@ -9,7 +9,7 @@ import torch
 import gradkit
 from gradkit.transforms.orthogonalization import MUON_COEFFICIENTS, SINGULAR_VALUE_BAND, newton_schulz, orthogonalize
 from gradkit.transforms.trust_region import shape_factor
-from _optim_b_problems import mlp, run_quadratic, side_by_side, synthetic_batches, train, twin
+from support import digits_batches, mlp, run_quadratic, side_by_side, synthetic_batches, train, twin
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -124,7 +124,7 @@ def test_reduces_loss(norm, lr_quad, lr_mlp):
     first, last = run_quadratic(lambda p: gradkit.optim.TrustRegionMomentum(p, lr=lr_quad, norm=norm))
     assert last < 0.2 * first
     model = mlp()
-    losses = train(model, gradkit.optim.TrustRegionMomentum(model.parameters(), lr=lr_mlp, norm=norm), 40)
+    losses = train(model, gradkit.optim.TrustRegionMomentum(model.parameters(), lr=lr_mlp, norm=norm), 40, digits_batches())
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -6,7 +6,7 @@ import torch
 
 import gradkit
 from gradkit.optim.xgrad import predicted_weights
-from _optim_b_problems import Quadratic, digits_batches, digits_loss, mlp, synthetic_batches, train
+from support import Quadratic, digits_batches, digits_loss, mlp, synthetic_batches, train
 
 
 def _warm(opt_factory, steps=3):

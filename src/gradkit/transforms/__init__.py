@@ -1,4 +1,9 @@
-"""Building blocks: one idea per module, composed with ``gradkit.chain``."""
+"""Building blocks: one idea per module, composed with ``gradkit.chain``.
+
+Each transform is exported under its functional name (``scale_by_adam``, also at the top level of
+``gradkit``) and its class (``ScaleByAdam``, for ``isinstance`` and subclassing), with the public helpers
+and option sets of its module. Per-module internals stay in the module (``gradkit.transforms.radial``).
+"""
 from gradkit.transforms.adam import scale_by_adam, ScaleByAdam
 from gradkit.transforms.adamomentum import scale_by_adamomentum, ScaleByAdaMomentum
 from gradkit.transforms.adan import scale_by_adan, ScaleByAdan
@@ -31,14 +36,7 @@ from gradkit.transforms.orthogonalization import (
     SINGULAR_VALUE_BAND,
 )
 from gradkit.transforms.proximal_decay import proximal_decay, ProximalDecay
-from gradkit.transforms.radial import (
-    CHANNEL,
-    LAYER,
-    NOT_PROJECTED,
-    project_radial,
-    ProjectRadial,
-    radial_modes,
-)
+from gradkit.transforms.radial import project_radial, ProjectRadial
 from gradkit.transforms.scale import (
     flip_sign,
     FlipSign,
@@ -64,7 +62,6 @@ __all__ = [
     "autoclip",
     "AutoClip",
     "beta3_warmup",
-    "CHANNEL",
     "clip_by_block_rms",
     "clip_by_global_norm",
     "clip_by_value",
@@ -83,17 +80,14 @@ __all__ = [
     "gradient_snr",
     "heavy_ball",
     "HeavyBall",
-    "LAYER",
     "MUON_COEFFICIENTS",
     "newton_schulz",
     "NORMS",
-    "NOT_PROJECTED",
     "orthogonalize",
     "project_radial",
     "ProjectRadial",
     "proximal_decay",
     "ProximalDecay",
-    "radial_modes",
     "rectification",
     "scale",
     "Scale",

@@ -1,8 +1,8 @@
 """Step time of AdamP, SGDP, AdaBelief, Adan, AdEMAMix, Lion, EXAdam and diffGrad relative to their
 reference implementations (official packages or pytorch_optimizer, its foreach path where it has one).
 
-    python benchmarks/optim_a_step_time.py                       # ~2M params, random gradients
-    python benchmarks/optim_a_step_time.py --tangent             # gradients orthogonal to every weight row:
+    python benchmarks/reference_step_time.py                       # ~2M params, random gradients
+    python benchmarks/reference_step_time.py --tangent             # gradients orthogonal to every weight row:
                                                                  # AdamP/SGDP project every matrix
 
 Prints one ratio per optimizer (gradkit / reference, < 1 is faster), measured in one run with

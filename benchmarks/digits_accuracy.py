@@ -1,6 +1,6 @@
 """Digits MLP (64-64-64-10), 300 steps of batch 128: validation accuracy of each optimizer at its best lr of a small grid.
 
-Run: OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/optim_b_digits.py
+Run: OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/digits_accuracy.py
 """
 from __future__ import annotations
 

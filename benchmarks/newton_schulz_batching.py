@@ -1,6 +1,6 @@
 """Batched Newton-Schulz (one bmm iteration per distinct shape) vs one iteration per matrix.
 
-Run: OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/optim_b_newton_schulz.py
+Run: OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/newton_schulz_batching.py
 Prints the median time of each and their ratio, measured in one run on this machine.
 """
 from __future__ import annotations
