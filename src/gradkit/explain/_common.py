@@ -50,7 +50,15 @@ def select(output: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         raise ValueError(f"the model must return (N, classes) or (N,) scores, got shape {tuple(output.shape)}")
     if target is None:
         raise ValueError("target is required when the model returns (N, classes) scores")
+    check_target_range(target, output.shape[1])
     return output.gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def check_target_range(target: torch.Tensor, classes: int) -> None:
+    """A ValueError naming ``target`` when a class index is outside ``[0, classes)``."""
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= classes):
+        raise ValueError(f"target must hold class indices in [0, {classes}), got values from {int(target.min())} "
+                         f"to {int(target.max())}")
 
 
 def resolve_target(model: Model, inputs: torch.Tensor, target: Target) -> torch.Tensor | None:

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from gradkit.registry import register_attribution
 
-from ._common import Model, Target, as_baseline, check_inputs, check_nonnegative, check_positive_int, resolve_target
+from ._common import Model, Target, as_baseline, check_inputs, check_nonnegative, check_positive_int, check_target_range, resolve_target
 
 __all__ = ["igos"]
 
@@ -120,6 +120,7 @@ def igos(
         out = model(points.reshape((-1,) + tuple(x.shape[1:])))
         if softmax:
             out = out.softmax(dim=1)
+        check_target_range(t, out.shape[1])
         scores = out.gather(1, t[rows].repeat(ig_steps).view(-1, 1)).view(ig_steps, -1)
         return scores.mean(0)
 
