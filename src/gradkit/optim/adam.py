@@ -60,7 +60,25 @@ class Adam(Optimizer):
                     reference="Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019, arXiv:1711.05101; "
                               "https://github.com/loshchil/AdamW-and-SGDW")
 class AdamW(Optimizer):
-    """AdamW, matching ``torch.optim.AdamW`` (same arguments, same numbers to float rounding)."""
+    """AdamW, matching ``torch.optim.AdamW`` (same arguments, same numbers to float rounding).
+
+    ``u = m_hat / (sqrt(v_hat) + eps) + weight_decay * p;  p <- p - lr * u``: Adam's moments with the
+    decay decoupled from them (the default ``weight_decay=0.01`` is torch's).
+
+    Args:
+        lr, betas, eps, weight_decay, amsgrad, maximize: as ``torch.optim.AdamW``.
+        nonfinite: ``"raise"`` (default), ``"skip"`` or ``"ignore"`` a step whose gradients are not finite.
+        state_dtype: dtype of the moments (default: float32 for low-precision params, else the param's).
+        fused: compile the whole step into one program (:mod:`gradkit.core.fused`).
+
+    Example:
+        >>> import torch, gradkit
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = gradkit.optim.AdamW([w], lr=0.1)
+        >>> (w ** 2).sum().backward(); opt.step()
+        >>> w.detach()
+        tensor([ 0.8990, -1.8980])
+    """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
                  maximize=False, nonfinite="raise", state_dtype=None, fused=False):

@@ -25,7 +25,23 @@ __all__ = ["AdaMomentum"]
                     reference="Wang, Kang, Qin, Wang, Xu, Zhang & Fu, Rethinking Adam: A Twofold Exponential Moving "
                               "Average Approach, arXiv:2106.11514")
 class AdaMomentum(Optimizer):
-    """AdaMomentum with ``torch.optim.Adam``-style arguments.
+    """AdaMomentum with ``torch.optim.Adam``-style arguments: Adam with the second moment taken of the
+    momentum instead of the gradient, ``m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) m^2 + eps;
+    p <- p - lr * m_hat / sqrt(v_hat)``.
+
+    Args:
+        lr, betas, weight_decay, amsgrad, maximize: as ``torch.optim.Adam``.
+        eps: added inside the second-moment average (see below).
+        decoupled_weight_decay: AdamW-style decay instead of coupled L2.
+        nonfinite, state_dtype, fused: as :class:`gradkit.optim.AdamW`.
+
+    Example:
+        >>> import torch, gradkit
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = gradkit.optim.AdaMomentum([w], lr=0.01)
+        >>> (w ** 2).sum().backward(); opt.step()
+        >>> w.detach()
+        tensor([ 0.9000, -1.9000])
 
     ``eps`` (default 1e-8) is added inside the second-moment average at every step, as in the paper's
     Algorithm 1 (not to ``sqrt(v)`` as in Adam). ``weight_decay`` is coupled L2 by default (as

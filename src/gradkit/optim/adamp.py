@@ -67,7 +67,24 @@ class AdamP(Optimizer):
 @register_optimizer("sgdp", summary="SGD with radial projection of updates of scale-invariant weights",
                     reference=_REFERENCE)
 class SGDP(Optimizer):
-    """SGDP, matching the official ``adamp.SGDP``.
+    """SGDP, matching the official ``adamp.SGDP``: SGD with momentum whose step on a scale-invariant
+    weight is projected onto the tangent space of the weight (the radial part removed) and whose
+    weight decay is then multiplied by ``wd_ratio``.
+
+    Args:
+        lr, momentum, dampening, weight_decay, nesterov: SGD's (weight decay divided by ``1 - momentum``).
+        eps, delta, wd_ratio: AdamP's projection: a weight is scale-invariant when the cosine between it
+            and the gradient is below ``delta / sqrt(dim)``; its decay is multiplied by ``wd_ratio``.
+        project_momentum: see below.
+        maximize, nonfinite, state_dtype, fused: as :class:`gradkit.optim.AdamW`.
+
+    Example:
+        >>> import torch, gradkit
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = gradkit.optim.SGDP([w], lr=0.1, momentum=0.9)
+        >>> (w ** 2).sum().backward(); opt.step()
+        >>> w.detach()
+        tensor([ 0.8000, -1.6000])
 
     The official SGDP has no default ``lr``; here it is 1e-3 like gradkit's SGD. Its momentum buffer
     starts at zero and is damped from the first step (``heavy_ball``), and its weight decay is divided

@@ -79,6 +79,18 @@ def split_muon_groups(params: Iterable[Any], adamw=None, *, adamw_lr=3e-4, adamw
                       adamw_weight_decay=0.0) -> list[dict]:
     """Param groups with ``use_muon`` set: matrices (ndim >= 2) not selected by ``adamw`` go to Muon.
 
+    Args:
+        params: parameters, (name, parameter) pairs or param groups, as for any optimizer.
+        adamw: name patterns (``fnmatch``) of matrices that go to AdamW instead (embeddings, heads).
+        adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay: the AdamW part's hyperparameters.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+        >>> groups = split_muon_groups(model.named_parameters(), adamw=["1.*"])
+        >>> [(g["use_muon"], len(g["params"])) for g in groups]
+        [(True, 1), (False, 3)]
+
     A group that already sets ``use_muon`` is kept as given. The AdamW part of a group takes
     ``adamw_lr`` etc. (a group's own ``adamw_lr``/``adamw_betas``/``adamw_eps``/``adamw_weight_decay``
     override them); its Muon part keeps the group's ``lr``/``weight_decay``.

@@ -20,7 +20,23 @@ __all__ = ["SGD"]
 @register_optimizer("sgd", summary="stochastic gradient descent with momentum, dampening, Nesterov, weight decay",
                     reference="Sutskever, Martens, Dahl & Hinton, On the importance of initialization and momentum in deep learning, ICML 2013")
 class SGD(Optimizer):
-    """SGD, matching ``torch.optim.SGD`` (same arguments and defaults)."""
+    """SGD, matching ``torch.optim.SGD`` (same arguments and defaults).
+
+    ``b <- momentum * b + (1 - dampening) * (g + weight_decay * p)`` (``b = g`` at the first step);
+    ``p <- p - lr * (g + momentum * b if nesterov else b)``.
+
+    Args:
+        lr, momentum, dampening, weight_decay, nesterov, maximize: as ``torch.optim.SGD``.
+        nonfinite, state_dtype, fused: as :class:`gradkit.optim.AdamW`.
+
+    Example:
+        >>> import torch, gradkit
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = gradkit.optim.SGD([w], lr=0.1, momentum=0.9)
+        >>> (w ** 2).sum().backward(); opt.step()
+        >>> w.detach()
+        tensor([ 0.8000, -1.6000])
+    """
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
                  maximize=False, nonfinite="raise", state_dtype=None, fused=False):

@@ -32,6 +32,10 @@ __all__ = ["SGDSaI"]
 class SGDSaI(Optimizer):
     """SGD-SaI with the official code's arguments and defaults (lr 1e-2, momentum 0.9, eps 1e-8, wd 1e-2).
 
+    Each tensor's learning rate is scaled once, at its first step, by its gradient signal-to-noise ratio
+    ``gsnr = |g|_2 / (std(g) + eps)`` (divided by the group's largest), then frozen:
+    ``p <- p (1 - lr wd) - lr * gsnr * b``.
+
     Args:
         momentum: EMA factor of the momentum buffer (``b <- momentum * b + (1 - momentum) * g``, started at g).
         eps: added to the gradient's standard deviation in the g-SNR.
@@ -39,6 +43,15 @@ class SGDSaI(Optimizer):
         normalize: divide the g-SNRs by the largest one of the param group (official code v1.0.4; default).
         estimator: ``"gsnr"`` (default) or ``"sqrt_numel"`` (official code v1.1.0's approximation).
         maximize: maximize the objective.
+        nonfinite, state_dtype: as :class:`gradkit.optim.AdamW`.
+
+    Example:
+        >>> import torch, gradkit
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = gradkit.optim.SGDSaI([w], lr=0.1)
+        >>> (w ** 2).sum().backward(); opt.step()
+        >>> w.detach()
+        tensor([ 0.7990, -1.5980])
     """
 
     def __init__(self, params, lr=1e-2, momentum=0.9, eps=1e-8, weight_decay=1e-2, *, normalize=True,

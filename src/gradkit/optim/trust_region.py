@@ -27,7 +27,14 @@ __all__ = ["TrustRegionMomentum", "trust_region_transform"]
 
 
 def trust_region_transform():
-    """``scale_by_trust_region`` reading every argument from the param group."""
+    """``scale_by_trust_region`` reading every argument from the param group (``norm``, ``momentum``,
+    ``nesterov``, ``ns_steps``, ``ns_coefficients``, ``ns_dtype``, ``shape_scale``), for recipes whose
+    groups differ in them.
+
+    Example:
+        >>> trust_region_transform().name
+        'trust_region'
+    """
     return scale_by_trust_region(hp("norm"), hp("momentum"), hp("nesterov"), hp("ns_steps"), hp("ns_coefficients"),
                                  hp("ns_dtype"), hp("shape_scale"))
 
@@ -37,7 +44,9 @@ def trust_region_transform():
                     reference="Kovalev, Understanding Gradient Orthogonalization for Deep Learning via Non-Euclidean "
                               "Trust-Region Optimization, arXiv:2503.12645; https://github.com/KellerJordan/Muon")
 class TrustRegionMomentum(Optimizer):
-    """Non-Euclidean trust-region momentum on every parameter.
+    """Non-Euclidean trust-region momentum on every parameter: ``m <- momentum m + (1 - momentum) g``,
+    ``p <- p (1 - lr wd) - lr * argmax_{|u| <= 1} <m, u>`` in the chosen norm (spectral: the orthogonalized
+    momentum, Muon's rule; l-inf: ``sign(m)``; l2: ``m / |m|_2``).
 
     Args:
         lr: trust-region radius: the norm of each step (before the spectral shape factor).
@@ -48,6 +57,15 @@ class TrustRegionMomentum(Optimizer):
             coefficients, bfloat16, as the official code; ``ns_dtype=None`` iterates in the param dtype).
         shape_scale: ``"muon"`` (default), ``"moonlight"`` or ``"none"``; see ``scale_by_trust_region``.
         maximize: maximize the objective.
+        nonfinite, state_dtype: as :class:`gradkit.optim.AdamW`.
+
+    Example:
+        >>> import torch, gradkit
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = gradkit.optim.TrustRegionMomentum([w], lr=0.1, norm="linf")
+        >>> (w ** 2).sum().backward(); opt.step()
+        >>> w.detach()
+        tensor([ 0.9000, -1.9000])
     """
 
     def __init__(self, params, lr=0.02, norm="spectral", momentum=0.95, nesterov=True, weight_decay=0.0, *,
