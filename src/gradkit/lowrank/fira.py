@@ -28,6 +28,19 @@ __all__ = ["Fira"]
     reference="Chen et al., Fira: Can We Achieve Full-rank Training of LLMs Under "
               "Low-rank Constraint?, arXiv:2410.01623; https://github.com/xichen-fy/Fira")
 class Fira(GaLore):
-    """Fira-AdamW: GaLore's arguments plus ``limiter`` (the norm-growth bound gamma, > 1)."""
+    """Fira-AdamW: GaLore's arguments plus ``limiter`` (the norm-growth bound gamma, > 1).
+
+    The complement ``G - P P^T G`` is not dropped but added, scaled by ``|Adam(R)| / |R|`` (the
+    projected part's adaptive scaling), with the growth of that scaled residual's norm limited to
+    ``limiter`` per step. State: GaLore's plus one norm per matrix.
+
+    Example:
+        >>> import torch, gradkit.lowrank
+        >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
+        >>> opt = gradkit.lowrank.Fira(model.named_parameters(), lr=1e-3, rank=8)
+        >>> model(torch.randn(4, 64)).square().mean().backward(); opt.step()
+        >>> opt.state_bytes(by="kind")["norm"]
+        4
+    """
 
     _complement = "fira"

@@ -32,7 +32,12 @@ INNER = ("adamw", "sgd")
 
 
 def inner_transform(inner) -> GradientTransform:
-    """The state-full rule: "adamw" (Adam moments), "sgd" (heavy-ball momentum) or a GradientTransform."""
+    """The state-full rule: "adamw" (Adam moments), "sgd" (heavy-ball momentum) or a GradientTransform.
+
+    Example:
+        >>> type(inner_transform("adamw")).__name__, type(inner_transform("sgd")).__name__
+        ('ScaleByAdam', 'Trace')
+    """
     if isinstance(inner, GradientTransform):
         return inner
     if inner == "adamw":

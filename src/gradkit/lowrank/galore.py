@@ -28,6 +28,14 @@ __all__ = ["GaLore", "galore_chain"]
 
 
 def galore_chain(projector: str, complement: str, rank: int):
+    """The GaLore-family chain: Adam on the projected gradient (``project_split`` with the given projector
+    and complement rule at ``rank``), decoupled decay and the learning rate, every value read from the
+    param group. GaLore, Fira and SVD-free differ only in ``projector`` and ``complement``.
+
+    Example:
+        >>> [type(t).__name__ for t in galore_chain("svd", "none", rank=8).transforms]
+        ['FlipSign', 'ProjectedSplit', 'AddDecayedWeights', 'ScaleByLearningRate']
+    """
     return chain(
         flip_sign(hp("maximize")),
         project_split(scale_by_adam(hp("betas"), hp("eps")), projector, rank=rank,
@@ -49,7 +57,30 @@ def _check_rank(rank):
     reference="Zhao, Zhang, Chen, Wang, Anandkumar & Tian, GaLore: Memory-Efficient LLM Training by Gradient "
               "Low-Rank Projection, ICML 2024, arXiv:2403.03507; https://github.com/jiaweizzhao/GaLore")
 class GaLore(LowRankOptimizer):
-    """GaLore-AdamW (see the module docstring)."""
+    """GaLore-AdamW: Adam on ``R = P^T G`` with ``P`` the top-``rank`` singular vectors of the gradient,
+    refreshed every ``update_proj_gap`` steps; ``p <- p - lr * (scale * P Adam(R) + wd * p)``.
+
+    Args:
+        lr, betas, eps, weight_decay, maximize: AdamW's (decoupled decay).
+        rank: the subspace size ``r`` (a matrix with ``min(m, n) <= rank`` is updated by plain Adam).
+        update_proj_gap: steps between subspace refreshes.
+        scale: the factor on the projected-back update (the paper's alpha, 0.25).
+        state_policy: what the moments do when the subspace changes: ``"keep"`` (official code),
+            ``"reset"`` or ``"project"`` (mapped into the new subspace).
+        limiter: Fira's norm-growth bound (unused by GaLore itself).
+        full_state: which parameters keep full AdamW state: a regular expression on names (default: vectors,
+            embeddings, heads, norms) or a predicate ``(name, param) -> bool``.
+        seed: seed of any randomized projector (kept in the state, so a resumed run continues exactly).
+        nonfinite, state_dtype: as :class:`gradkit.optim.AdamW`.
+
+    Example:
+        >>> import torch, gradkit.lowrank
+        >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
+        >>> opt = gradkit.lowrank.GaLore(model.named_parameters(), lr=1e-3, rank=8)
+        >>> model(torch.randn(4, 64)).square().mean().backward(); opt.step()
+        >>> opt.state_bytes(by="kind")
+        {'counter': 0, 'moment': 5648, 'projection': 2048, 'rng': 0}
+    """
 
     _projector = "svd"
     _complement = "none"

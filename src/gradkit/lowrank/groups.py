@@ -55,7 +55,20 @@ def _named(params: Iterable[Any]) -> list[tuple[str | None, Tensor]]:
 
 
 def split_param_groups(params: Iterable[Any], full_state=None) -> list[dict]:
-    """Param groups with a ``project`` flag per group, split by the ``full_state`` rule."""
+    """Param groups with a ``project`` flag per group, split by the ``full_state`` rule.
+
+    Args:
+        params: parameters, (name, parameter) pairs or param groups; names are needed for name rules.
+        full_state: parameters that keep full state (``project=False``): a regular expression searched in
+            the names (default :data:`DEFAULT_FULL_STATE`: embeddings, heads, norms) or a predicate
+            ``(name, param) -> bool``. Tensors with fewer than two dimensions always do.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.ModuleDict({"embed": torch.nn.Embedding(10, 4), "up": torch.nn.Linear(4, 8)})
+        >>> [(g["project"], len(g["params"])) for g in split_param_groups(model.named_parameters())]
+        [(True, 1), (False, 2)]
+    """
     rule = _rule(full_state)
     if isinstance(params, Tensor):
         raise TypeError("params must be an iterable of tensors, (name, tensor) pairs or dicts, got a Tensor")
@@ -89,6 +102,13 @@ def _as_given(named: list[tuple[str | None, Tensor]]) -> list:
 
 class LowRankOptimizer(Optimizer):
     """A gradkit Optimizer whose params are split by :func:`split_param_groups` before construction.
+
+    Args:
+        params: as for any optimizer (named parameters let ``full_state`` rules match names).
+        transform: the chain; it reads each group's ``project`` flag (``hp("project")``).
+        defaults: hyperparameter defaults, as ``gradkit.Optimizer``.
+        full_state: see :func:`split_param_groups`.
+        nonfinite, state_dtype: as ``gradkit.Optimizer``.
 
     Blockwise state lives in per-parameter lists (present only while a parameter is state-full).
     """

@@ -25,6 +25,18 @@ _REF = ("Modoranu et al., SVD-Free Low-Rank Adaptive Gradient Optimization for L
 @register_optimizer("svdfree", summary="SVD-free GaLore: DCT basis, columns chosen by alignment with the gradient",
                     reference=_REF)
 class SVDFree(GaLore):
-    """GaLore's arguments; the projection is the DCT column selection (projector state: indices only)."""
+    """GaLore's arguments; the projection is the DCT column selection (projector state: indices only).
+
+    ``P`` is the ``rank`` columns of the orthonormal DCT-II basis most aligned with the gradient, so no
+    SVD is computed and the projector keeps only their indices instead of a dense ``m x r`` matrix.
+
+    Example:
+        >>> import torch, gradkit.lowrank
+        >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
+        >>> opt = gradkit.lowrank.SVDFree(model.named_parameters(), lr=1e-3, rank=8)
+        >>> model(torch.randn(4, 64)).square().mean().backward(); opt.step()
+        >>> opt.state_bytes(by="kind")
+        {'counter': 0, 'moment': 5648, 'index': 64, 'rng': 0}
+    """
 
     _projector = "dct"
