@@ -45,7 +45,12 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered object: its kind, name, one-line summary and paper reference."""
+    """One registered object: its kind, name, one-line summary and paper reference.
+
+    >>> entry = OPTIMIZERS.entry("lion")
+    >>> entry.kind, entry.name, entry.obj.__name__, "arXiv:2302.06675" in entry.reference
+    ('optimizer', 'lion', 'Lion', True)
+    """
 
     kind: str
     name: str
@@ -58,6 +63,12 @@ class UnknownNameError(KeyError, ValueError):
     """A name that no registry entry has; the message lists the known names and the nearest one.
 
     It is a ``KeyError`` (a failed lookup) and a ``ValueError`` (a bad argument), so callers may catch either.
+
+    >>> try:
+    ...     TASKS.get("digits-mpl")
+    ... except ValueError as err:
+    ...     print(err)
+    unknown task 'digits-mpl' (did you mean 'digits-mlp'?); tasks: digits-cnn, digits-mlp, ...
     """
 
     def __str__(self) -> str:  # KeyError would show the message quoted
@@ -208,19 +219,41 @@ def register_optimizer(name: str, *, summary: str, reference: str) -> Callable:
         reference: the paper (authors, title, venue, arXiv) and the official code's address.
 
     The factory is called as ``factory(params, **hyperparameters)``; the contract suite
-    (tests/core/test_all_optimizers.py) runs every registered optimizer with its defaults.
+    (tests/core/test_all_optimizers.py) runs every registered optimizer with its defaults. In a new file
+    ``gradkit/optim/<name>.py`` (found on the first lookup, no import line needed)::
+
+        @register_optimizer("mysgd", summary="SGD written again", reference="Robbins & Monro, 1951")
+        class MySGD(Optimizer): ...
     """
     return OPTIMIZERS.register(name, summary=summary, reference=reference)
 
 
 def register_transform(name: str, *, summary: str, reference: str = "") -> Callable:
-    """Decorator: make a gradient transform (its functional form or class) known to ``gradkit list``."""
+    """Decorator: make a gradient transform (its functional form or class) known to ``gradkit list``.
+
+    Args:
+        name: the functional name (``"scale_by_adam"``).
+        summary: one line saying what it does.
+        reference: the paper that introduced it, if any.
+
+    >>> TRANSFORMS.entry("scale_by_adam").obj.__name__
+    'ScaleByAdam'
+    """
     return TRANSFORMS.register(name, summary=summary, reference=reference)
 
 
 def register_attribution(name: str, *, summary: str | None = None, reference: str = "") -> Callable:
     """Decorator: make an attribution method ``method(model, inputs, target, **options)`` available by
-    name to ``gradkit explain --methods`` and :func:`gradkit.explain.get_method`."""
+    name to ``gradkit explain --methods`` and :func:`gradkit.explain.get_method`.
+
+    Args:
+        name: the short name (``"ig"``).
+        summary: one line (default: the first line of the function's docstring).
+        reference: the paper and official code.
+
+    >>> ATTRIBUTIONS.entry("ig").obj.__name__
+    'integrated_gradients'
+    """
     return ATTRIBUTIONS.register(name, summary=summary, reference=reference)
 
 

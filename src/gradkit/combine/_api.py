@@ -62,6 +62,21 @@ def backward(
         print(info.conflict_fraction, info.cosine)
 
     Bad input raises before any gradient is computed, and leaves ``.grad`` untouched.
+
+    Args:
+        losses: the objectives, scalar tensors (a sequence or a 1-D tensor).
+        params: the shared parameters whose ``.grad`` receives the combined gradient.
+        aggregator: an :class:`Aggregator` (e.g. ``get_aggregator("upgrad")``).
+        retain_graph: keep the graph for another backward pass.
+        batched: one vectorised backward pass instead of one per loss.
+
+    Example (``w0^2`` and ``w1 - w0`` pull ``w0`` in opposite directions):
+        >>> import torch
+        >>> from gradkit import combine
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+        >>> info = combine.backward([w[0] ** 2, w[1] - w[0]], [w], combine.UPGrad())
+        >>> w.grad, info.conflict_fraction
+        (tensor([0.5001, 0.9999]), 1.0)
     """
     losses = check_losses(losses)
     params = check_params(params)
@@ -83,6 +98,14 @@ def backward_from_gradients(
     ``gradients`` is either a ``(num_objectives, num_param_entries)`` tensor or, per objective, a
     list of tensors shaped like ``params``. ``losses`` (the objectives' current values) is needed
     only by aggregators that read them, such as GradNorm.
+
+    Example:
+        >>> import torch
+        >>> from gradkit import combine
+        >>> w = torch.nn.Parameter(torch.zeros(2))
+        >>> _ = combine.backward_from_gradients(torch.tensor([[1.0, 0.0], [-1.0, 1.0]]), [w], combine.Sum())
+        >>> w.grad
+        tensor([0., 1.])
     """
     params = check_params(params)
     jac = flatten_gradients(gradients, params)

@@ -20,6 +20,13 @@ class Context:
     ``params`` lists the shared parameters in the order their gradients are flattened into the
     Jacobian's columns. The Gramian ``J @ J.T`` is computed once per step and shared between the
     aggregator and the diagnostics.
+
+    Example:
+        >>> import torch
+        >>> ctx = Context(torch.tensor([[1.0, 0.0], [-1.0, 1.0]]))
+        >>> ctx.gramian()
+        tensor([[ 1., -1.],
+                [-1.,  2.]])
     """
 
     jacobian: Tensor
@@ -57,6 +64,14 @@ class Aggregator:
     Jacobian for quick use::
 
         update = PCGrad(seed=0)(torch.stack([g1, g2]))
+
+    Example (an aggregator that keeps only the first objective):
+        >>> import torch
+        >>> class First(Aggregator):
+        ...     def aggregate(self, jacobian, context):
+        ...         return jacobian[0]
+        >>> First()(torch.tensor([[1.0, 0.0], [-1.0, 1.0]]))
+        tensor([1., 0.])
     """
 
     #: The registered name (set by ``register_aggregator``).
@@ -103,6 +118,20 @@ def register_aggregator(name: str, *, summary: str | None = None, reference: str
     """Class decorator: make an aggregator available to ``get_aggregator(name)`` and ``gradkit list``.
 
     The summary defaults to the first line of the class docstring.
+
+    Args:
+        name: the registry name (lowercase).
+        summary: one line for ``gradkit list``.
+        reference: the paper and official code.
+
+    Example (in a new module of ``gradkit/combine/``, which is imported on the first lookup)::
+
+        @register_aggregator("first", summary="the first objective's gradient only")
+        class First(Aggregator):
+            def aggregate(self, jacobian, context):
+                return jacobian[0]
+
+        get_aggregator("first")  # -> First()
     """
     register = AGGREGATORS.register(name, summary=summary, reference=reference)
 

@@ -49,7 +49,15 @@ class Diagnostics:
 
 @torch.no_grad()
 def diagnose(jacobian: Tensor, update: Tensor, gramian: Tensor | None = None, extra: dict[str, Any] | None = None) -> Diagnostics:
-    """Diagnostics of combining the rows of ``jacobian`` into ``update`` (Gramian reused when given)."""
+    """Diagnostics of combining the rows of ``jacobian`` into ``update`` (Gramian reused when given).
+
+    Example:
+        >>> import torch
+        >>> jac = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
+        >>> d = diagnose(jac, jac.sum(0))
+        >>> d.conflict_fraction, d.update_cosine
+        (1.0, tensor([0.0000, 0.7071]))
+    """
     if gramian is None:
         gramian = jacobian @ jacobian.T
     m = gramian.shape[0]

@@ -77,6 +77,13 @@ def jacobian(
     backward (``torch.autograd.grad(..., is_grads_batched=True)``), which is faster when the losses
     share most of their graph, but needs every operation in the graph to have a batching rule. A
     parameter that a loss does not reach gets a zero gradient.
+
+    Example:
+        >>> import torch
+        >>> w = torch.tensor([1.0, 2.0], requires_grad=True)
+        >>> jacobian([w[0] ** 2, w[1] - w[0]], [w])
+        tensor([[ 2.,  0.],
+                [-1.,  1.]])
     """
     losses = check_losses(losses)
     params = check_params(params)

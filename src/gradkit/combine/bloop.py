@@ -34,11 +34,20 @@ INITS = ("grad", "zeros")
 class Bloop(Aggregator):
     """Bilevel gradient surgery with an EMA of the main gradient (Hsieh et al., 2024).
 
+    Row 0 is the main gradient ``g``, row 1 the auxiliary ``h``; with ``m`` the EMA of ``g``:
+    ``u = g + aux_weight * (h - (h . m) / (|m|^2 + eps) m)``.
+
     Args:
         aux_weight: weight of the projected auxiliary gradient (the paper's lambda).
         ema: EMA coefficient of the newest main gradient, in (0, 1].
         eps: added to ``||m||^2`` in the projection coefficient.
         init: ``"grad"`` starts the EMA at the first main gradient, ``"zeros"`` at zero.
+
+    Example (two conflicting gradients as the rows of a Jacobian):
+        >>> import torch
+        >>> from gradkit.combine import Bloop
+        >>> Bloop()(torch.tensor([[1.0, 0.0], [-1.0, 1.0]]))
+        tensor([1.0000, 0.1000])
     """
 
     num_objectives = 2

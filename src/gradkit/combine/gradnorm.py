@@ -33,6 +33,9 @@ __all__ = ["GradNorm"]
 class GradNorm(Aggregator):
     """Adaptive loss weights by gradient normalisation (Chen et al., 2018).
 
+    Learns loss weights ``w_i`` so that each weighted gradient norm ``w_i |g_i|`` tracks the mean norm
+    times ``(r_i)^alpha``, ``r_i`` the task's relative inverse training rate; the update is ``sum_i w_i g_i``.
+
     Args:
         num_tasks: number of losses; inferred from the first step when None.
         alpha: asymmetry; larger values pull harder towards tasks that train slowly (paper: 0.12-3).
@@ -43,6 +46,13 @@ class GradNorm(Aggregator):
 
     Needs the loss values: ``combine.backward`` supplies them, ``backward_from_gradients`` takes
     them through ``losses=``.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.combine import Context, GradNorm
+        >>> jac = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
+        >>> GradNorm()(jac, Context(jac, losses=torch.tensor([1.0, 2.0])))  # first step: weights 1
+        tensor([0., 1.])
     """
 
     def __init__(

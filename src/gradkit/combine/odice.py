@@ -46,9 +46,18 @@ class _ForwardBackward(Aggregator):
 class OrthogonalGradient(_ForwardBackward):
     """ODICE's orthogonal-gradient update.
 
+    Rows are the forward and backward gradients ``g_f, g_b``:
+    ``u = g_f + eta * (g_b - (g_b . g_f) / max(|g_f|^2, eps) g_f)`` (further rows added unchanged).
+
     Args:
         eta: weight of the projected backward gradient (the paper's eta, 1.0 in its toy examples).
         eps: lower bound on ``||g_f||^2`` in the projection coefficient.
+
+    Example (two conflicting gradients as the rows of a Jacobian):
+        >>> import torch
+        >>> from gradkit.combine import OrthogonalGradient
+        >>> OrthogonalGradient()(torch.tensor([[1.0, 0.0], [-1.0, 1.0]]))
+        tensor([1., 1.])
     """
 
     def __init__(self, eta: float = 1.0, *, eps: float = 1e-10):
@@ -77,7 +86,14 @@ class OrthogonalGradient(_ForwardBackward):
 
 @register_aggregator("semi_gradient")
 class SemiGradient(_ForwardBackward):
-    """The semi-gradient rule: the forward gradient alone (the backward gradient is dropped)."""
+    """The semi-gradient rule: the forward gradient alone (the backward gradient is dropped).
+
+    Example (two conflicting gradients as the rows of a Jacobian):
+        >>> import torch
+        >>> from gradkit.combine import SemiGradient
+        >>> SemiGradient()(torch.tensor([[1.0, 0.0], [-1.0, 1.0]]))
+        tensor([1., 0.])
+    """
 
     def aggregate(self, jacobian: Tensor, context: Context) -> Tensor:
         return jacobian[0] + jacobian[2:].sum(dim=0)
@@ -85,7 +101,14 @@ class SemiGradient(_ForwardBackward):
 
 @register_aggregator("true_gradient")
 class TrueGradient(_ForwardBackward):
-    """The true-gradient rule: forward plus backward gradient, the full gradient of the objective."""
+    """The true-gradient rule: forward plus backward gradient, the full gradient of the objective.
+
+    Example (two conflicting gradients as the rows of a Jacobian):
+        >>> import torch
+        >>> from gradkit.combine import TrueGradient
+        >>> TrueGradient()(torch.tensor([[1.0, 0.0], [-1.0, 1.0]]))
+        tensor([0., 1.])
+    """
 
     def aggregate(self, jacobian: Tensor, context: Context) -> Tensor:
         return jacobian.sum(dim=0)

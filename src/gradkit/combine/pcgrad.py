@@ -34,11 +34,20 @@ REDUCTIONS = ("sum", "mean")
 class PCGrad(Aggregator):
     """Gradient surgery (Yu et al., 2020).
 
+    Each ``g_i`` in conflict with ``g_j`` (``g_i . g_j < 0``, other tasks in random order) is projected onto
+    the normal plane of ``g_j``: ``g_i <- g_i - (g_i . g_j) / |g_j|^2 g_j``; the update is their sum.
+
     Args:
         reduction: ``"sum"`` (the paper's update) or ``"mean"`` of the projected gradients.
         seed: seeds a private CPU generator for the random task orders.
         generator: a ``torch.Generator`` to draw task orders from (exclusive with ``seed``);
             with neither, the global RNG is used.
+
+    Example (two conflicting gradients as the rows of a Jacobian):
+        >>> import torch
+        >>> from gradkit.combine import PCGrad
+        >>> PCGrad(seed=0)(torch.tensor([[1.0, 0.0], [-1.0, 1.0]]))
+        tensor([0.5000, 1.5000])
     """
 
     def __init__(self, reduction: str = "sum", *, seed: int | None = None, generator: torch.Generator | None = None):

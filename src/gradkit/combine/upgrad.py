@@ -38,10 +38,19 @@ __all__ = ["UPGrad"]
 class UPGrad(Aggregator):
     """Unconflicting projection of gradients (Quinton & Rey).
 
+    Each ``g_i`` is projected onto the dual cone of the rows (``{v: g_j . v >= 0 for all j}``), the
+    projections weighted by ``pref_vector`` and summed, so the update conflicts with no objective.
+
     Args:
         pref_vector: weights ``p`` of the projected gradients (length ``m``); default ``1/m`` each.
         norm_eps: traces of the Gramian below this count as zero.
         reg_eps: added to the normalised Gramian's diagonal (>= 0).
+
+    Example (two conflicting gradients as the rows of a Jacobian):
+        >>> import torch
+        >>> from gradkit.combine import UPGrad
+        >>> UPGrad()(torch.tensor([[1.0, 0.0], [-1.0, 1.0]]))
+        tensor([0.2499, 0.7500])
     """
 
     def __init__(self, pref_vector: Tensor | None = None, *, norm_eps: float = 1e-4, reg_eps: float = 1e-4):
