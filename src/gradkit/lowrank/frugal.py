@@ -52,7 +52,21 @@ def inner_transform(inner) -> GradientTransform:
     reference="Zmushko, Beznosikov, Takac & Horvath, FRUGAL: Memory-Efficient Optimization by Reducing State Overhead "
               "for Scalable Training, ICML 2025, arXiv:2411.07837; https://github.com/philip-zmushko/FRUGAL")
 class FRUGAL(LowRankOptimizer):
-    """FRUGAL (see the module docstring for the update).
+    """FRUGAL: ``inner`` (AdamW) on the gradient projected onto a subspace of density ``rho``, a state-free
+    rule (signSGD) on the complement: ``p <- p - lr * (P inner(P^T G) + free_scale * sign(G - P P^T G))``.
+
+    Args:
+        lr, betas, eps, weight_decay: the inner AdamW's (decoupled decay).
+        density: the fraction ``rho`` of each projected matrix (or of the group, blockwise) that is state-full.
+        update_freq: steps between subspace refreshes ``T``.
+        projector: ``"svd"``, ``"random"``, ``"randk"``, ``"dct"``, ``"block"`` or a ``Projector``.
+        inner: the state-full rule: ``"adamw"``, ``"sgd"`` (momentum) or any gradkit transform.
+        free: the state-free rule on the complement: ``"sign"``, ``"sgd"`` or ``"none"``.
+        free_scale: the state-free rule's learning rate as a multiple of ``lr``.
+        state_policy: ``"reset"`` (paper), ``"project"`` or ``"keep"`` the inner state when the subspace changes.
+        momentum: the momentum of ``inner="sgd"``.
+        full_state, seed: as :class:`gradkit.lowrank.GaLore`.
+        maximize, nonfinite, state_dtype: as :class:`gradkit.optim.AdamW`.
 
     Example:
         >>> import torch, gradkit, gradkit.lowrank, gradkit.memory

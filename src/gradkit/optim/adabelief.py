@@ -33,6 +33,17 @@ __all__ = ["AdaBelief"]
 class AdaBelief(Optimizer):
     """AdaBelief, matching ``adabelief_pytorch.AdaBelief`` (same arguments and defaults, no printing).
 
+    ``s <- b2 s + (1 - b2) (g - m)^2 + eps;  p <- p - lr * m_hat / (sqrt(s_hat) + eps)`` (see the module).
+
+    Args:
+        lr, betas, eps, weight_decay, amsgrad: Adam's (eps enters inside ``s`` and outside the root).
+        weight_decouple: decoupled decay (default, official); ``False`` is coupled L2.
+        fixed_decay: decay by ``wd`` instead of ``lr * wd`` (with ``weight_decouple``).
+        rectify: RAdam's variance rectification (default, official); degenerated_to_sgd: take SGD
+            steps while the variance is not tractable.
+        maximize: maximise the objective instead.
+        nonfinite, state_dtype, fused: as :class:`gradkit.optim.AdamW`.
+
     Example:
         >>> import torch, gradkit
         >>> w = torch.nn.Parameter(torch.randn(3, 2))

@@ -39,6 +39,13 @@ def adam_chain():
 class Adam(Optimizer):
     """Adam, matching ``torch.optim.Adam`` (same arguments, same numbers to float rounding).
 
+    ``m, v <- EMAs of g, g^2;  p <- p - lr * m_hat / (sqrt(v_hat) + eps)``, with ``g + wd * p`` as the
+    gradient (coupled L2) unless ``decoupled_weight_decay=True``.
+
+    Args:
+        lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay: as ``torch.optim.Adam``.
+        nonfinite, state_dtype, fused: as :class:`gradkit.optim.AdamW`.
+
     Example:
         >>> import torch, gradkit
         >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))

@@ -29,6 +29,15 @@ __all__ = ["AdEMAMix"]
 class AdEMAMix(Optimizer):
     """AdEMAMix, matching the official PyTorch code (same arguments and defaults).
 
+    Args:
+        lr, eps, weight_decay: AdamW's (decoupled decay).
+        betas: ``(b1, b2, b3)``: the fast EMA, the second moment, the slow EMA.
+        alpha: weight of the slow EMA in the numerator.
+        beta3_warmup, alpha_warmup: steps of the official schedulers' warm-ups of ``b3`` and ``alpha``
+            (``None``: no warm-up).
+        maximize: maximise the objective instead.
+        nonfinite, state_dtype, fused: as :class:`gradkit.optim.AdamW`.
+
     Example:
         >>> import torch, gradkit
         >>> w = torch.nn.Parameter(torch.randn(3, 2))

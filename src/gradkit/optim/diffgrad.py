@@ -27,6 +27,14 @@ __all__ = ["DiffGrad"]
 class DiffGrad(Optimizer):
     """diffGrad, matching the official ``diffGrad_v2.py`` (same arguments and defaults).
 
+    Adam's step times the friction ``xi = sigmoid(|g_{t-1} - g_t|)``, with the bias corrections in the
+    step size as the official code: ``p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * xi * m / (sqrt(v) + eps)``.
+
+    Args:
+        lr, betas, eps, weight_decay: Adam's; the decay is coupled L2 unless ``decoupled_weight_decay``.
+        maximize: maximise the objective instead.
+        nonfinite, state_dtype, fused: as :class:`gradkit.optim.AdamW`.
+
     Example:
         >>> import torch, gradkit
         >>> w = torch.nn.Parameter(torch.randn(3, 2))

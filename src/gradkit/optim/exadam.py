@@ -28,6 +28,15 @@ __all__ = ["EXAdam"]
 class EXAdam(Optimizer):
     """EXAdam, matching the official code (same arguments and defaults) plus the paper's dynamic step size.
 
+    Adam with debiased moments that cross-correct each other (see the module docstring) and, with
+    ``dynamic_step_size=True``, the step size ``lr * ln(sqrt(2 (t + 1)))``.
+
+    Args:
+        lr, betas, eps, weight_decay: Adam's (decoupled decay, as the official code).
+        dynamic_step_size: the paper's growing step size (removed from the current official code).
+        maximize: maximise the objective instead.
+        nonfinite, state_dtype, fused: as :class:`gradkit.optim.AdamW`.
+
     Example:
         >>> import torch, gradkit
         >>> w = torch.nn.Parameter(torch.randn(3, 2))

@@ -28,6 +28,15 @@ __all__ = ["Lion"]
 class Lion(Optimizer):
     """Lion, matching the official PyTorch code (same arguments and defaults).
 
+    ``u = sign(b1 m + (1 - b1) g);  m <- b2 m + (1 - b2) g;  p <- p (1 - lr wd) - lr u``.
+
+    Args:
+        lr: step size (default 1e-4; the paper advises 3-10x smaller than AdamW's).
+        betas: ``(b1, b2)``, the interpolation and the momentum factors.
+        weight_decay: decoupled (3-10x larger than AdamW's, per the paper).
+        maximize: maximise the objective instead.
+        nonfinite, state_dtype, fused: as :class:`gradkit.optim.AdamW`.
+
     Example:
         >>> import torch, gradkit
         >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
