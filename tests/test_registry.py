@@ -87,3 +87,17 @@ def test_a_new_module_in_a_provider_package_is_found_without_an_import_line(tmp_
     monkeypatch.setattr(registry, "register_optimizer",
                         lambda name, *, summary, reference: reg.register(name, summary=summary, reference=reference))
     assert reg.get("newopt-test").__name__ == "NewOpt"
+
+
+def test_gradkit_list_prints_every_kind_and_suggests_near_misses(capsys):
+    from gradkit.cli import main
+
+    assert main(["list", "--short"]) == 0
+    out = capsys.readouterr().out
+    for header, name in [("optimizers:", "adamw"), ("aggregators:", "upgrad"), ("attribution methods:", "ig"),
+                         ("projectors:", "svd"), ("tasks:", "digits-mlp"), ("transforms:", "scale_by_adam")]:
+        assert header in out and f"\n  {name} " in out
+    assert main(["list", "task"]) == 0 and "optimizers:" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["list", "optimizers"])
+    assert "did you mean 'optimizer'?" in capsys.readouterr().err

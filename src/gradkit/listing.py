@@ -6,7 +6,7 @@ import argparse
 import inspect
 import textwrap
 
-from gradkit.registry import KINDS, REGISTRIES, list_entries
+from gradkit.registry import KINDS, REGISTRIES, list_entries, suggestion
 
 FUSED_MARK = "[fused]"
 
@@ -37,8 +37,15 @@ def format_entries(kind: str | None = None, references: bool = True) -> str:
             if references and e.reference:
                 lines.extend(textwrap.wrap(e.reference, 100, initial_indent=" " * (width + 4) + "ref: ", subsequent_indent=" " * (width + 9)))
         lines.append("")
-    lines.append(f"{FUSED_MARK}: has a fused form (fused=True compiles the whole step into one program)")
+    if kind in (None, "optimizer", "transform"):
+        lines.append(f"{FUSED_MARK}: has a fused form (fused=True compiles the whole step into one program)")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _kind(text: str) -> str:
+    if text not in KINDS:
+        raise argparse.ArgumentTypeError(f"unknown kind {text!r}{suggestion(text, KINDS)}; kinds: {', '.join(KINDS)}")
+    return text
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -50,6 +57,7 @@ def register(sub) -> None:
     p = sub.add_parser("list", help="list what gradkit knows by name (optimizers, transforms, ...) with papers",
                        description="List every registered optimizer, transform, aggregator, attribution method, "
                                    "projector and arena task, with its summary and paper.")
-    p.add_argument("kind", nargs="?", choices=KINDS, help="only this kind (default: every kind)")
+    p.add_argument("kind", nargs="?", type=_kind, metavar="KIND",
+                   help=f"only this kind: {', '.join(KINDS)} (default: every kind)")
     p.add_argument("--short", action="store_true", help="one line each, without references")
     p.set_defaults(func=_run)
