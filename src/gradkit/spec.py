@@ -207,7 +207,12 @@ def _library(spec: Spec) -> tuple[Any, str]:
                              f"(pip install {prefix.replace('_', '-')})") from None
     entry_points = _entry_points()
     if prefix in entry_points:
-        return entry_points[prefix].load(), entry_points[prefix].value
+        entry_point = entry_points[prefix]
+        try:
+            return entry_point.load(), entry_point.value
+        except ImportError as err:
+            raise ValueError(f"optimizer spec {str(spec)!r}: library {prefix!r} (entry point {entry_point.value!r} "
+                             f"of the group {ENTRY_POINT_GROUP!r}) failed to import: {err}") from None
     known = optimizer_libraries()
     hint = f"; if {spec.name!r} was meant as an argument, write {spec.name}=VALUE" if not spec.kwargs else ""
     raise UnknownNameError(
@@ -228,8 +233,8 @@ def resolve_optimizer(spec: Spec) -> Callable:
     namespace, where = _library(spec)
     factory = None if spec.name.startswith("_") else getattr(namespace, spec.name, None)
     if not (isinstance(factory, type) and issubclass(factory, torch.optim.Optimizer)):
-        names = [n for n, v in vars(namespace).items() if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
-                 and v is not torch.optim.Optimizer and not n.startswith("_")]
+        classes = {n: getattr(namespace, n, None) for n in dir(namespace) if not n.startswith("_")}
+        names = [n for n, v in classes.items() if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)]
         raise ValueError(f"optimizer spec {str(spec)!r}: {where}.{spec.name} is not a torch.optim.Optimizer class"
                          f"{suggestion(spec.name, names)}")
     return factory
