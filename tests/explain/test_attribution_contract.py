@@ -43,9 +43,9 @@ def test_registered_with_a_summary_and_the_shape_of_the_input(name, cnn64, image
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_one_input_does_not_change_another_inputs_attribution(name, cnn64, images64):
-    if name in COUPLED:
-        pytest.xfail(COUPLED[name])
+def test_one_input_does_not_change_another_inputs_attribution(name, cnn64, images64, request):
+    if name in COUPLED:  # strict: once the coupling is fixed, this fails until the entry is removed
+        request.applymarker(pytest.mark.xfail(strict=True, reason=COUPLED[name]))
     base = attribute(name, cnn64, images64, 1)
     changed = images64.clone()
     changed[1:] = torch.rand(changed[1:].shape, generator=torch.Generator().manual_seed(5), dtype=changed.dtype)
