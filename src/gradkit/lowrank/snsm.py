@@ -112,7 +112,23 @@ class SubsetNormSubspaceMomentum(GradientTransform):
 
 @register_optimizer("subset_norm", summary="AdamW with a subset-norm (row/column-shared) second moment", reference=_REF)
 class SubsetNorm(LowRankOptimizer):
-    """AdamW-SN. ``betas[0] = 0`` drops the first moment (RMSProp-SN), saving its memory too."""
+    """AdamW-SN. ``betas[0] = 0`` drops the first moment (RMSProp-SN), saving its memory too.
+
+    AdamW whose second moment is one value per subset of a matrix's entries (its rows when it has at least
+    as many rows as columns, else its columns): ``v[s] <- b2 v[s] + (1 - b2) sum_{i in s} g_i^2``, ``p <- p - lr * m_hat / (sqrt(v_hat[s]) + eps)``.
+
+    Args:
+        lr, betas, eps, weight_decay: AdamW's (decoupled decay).
+        maximize, nonfinite, state_dtype: as :class:`gradkit.optim.AdamW`.
+
+    Example (AdamW would keep 2 x 4,290 fp32 values here):
+        >>> import torch, gradkit.lowrank
+        >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
+        >>> opt = gradkit.lowrank.SubsetNorm(model.parameters(), lr=1e-3)
+        >>> model(torch.randn(4, 64)).square().mean().backward(); opt.step()
+        >>> opt.state_bytes(by="kind")
+        {'moment': 17936}
+    """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, maximize=False,
                  nonfinite="raise", state_dtype=None):
@@ -130,7 +146,23 @@ class SubsetNorm(LowRankOptimizer):
 @register_optimizer("snsm", summary="subset-norm step sizes with momentum only in a low-rank subspace (SNSM)",
                     reference=_REF)
 class SNSM(LowRankOptimizer):
-    """SNSM (see the module docstring). ``betas[0]`` is the subspace momentum, ``betas[1]`` the subset norm's."""
+    """SNSM (see the module docstring). ``betas[0]`` is the subspace momentum, ``betas[1]`` the subset norm's.
+
+    Args:
+        lr, eps, weight_decay: the step size, the denominator's epsilon, decoupled decay.
+        betas: ``(b1, b2)``: the subspace momentum and the subset-norm second moment.
+        rank, update_proj_gap, full_state, seed: as :class:`gradkit.lowrank.GaLore`.
+        state_policy: what the momentum does when the subspace changes (``"reset"``, the official code's).
+        maximize, nonfinite, state_dtype: as :class:`gradkit.optim.AdamW`.
+
+    Example:
+        >>> import torch, gradkit.lowrank
+        >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
+        >>> opt = gradkit.lowrank.SNSM(model.named_parameters(), lr=1e-3, rank=8)
+        >>> model(torch.randn(4, 64)).square().mean().backward(); opt.step()
+        >>> opt.state_bytes(by="kind")
+        {'counter': 0, 'moment': 3600, 'projection': 2048, 'rng': 0}
+    """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, rank=128,
                  update_proj_gap=200, state_policy="reset", full_state=None, seed=0, maximize=False,
