@@ -54,9 +54,10 @@ def param_groups(model: nn.Module, *, head: Any = "auto", kinds: dict[str, str] 
 
     Args:
         model: the ``nn.Module`` to group. Parameters with ``requires_grad=False`` are left out.
-        head: the output layer: ``"auto"`` (default: found as described above; a warning when none is
-            found), a submodule, a submodule's name (as in ``model.named_modules()``), or ``None`` for
-            a model without one (its last layer's matrices are then ``"hidden"``).
+        head: the output layer: ``"auto"`` (default: found as described above, also inside
+            ``torch.compile``'s and data parallelism's wrappers; a warning when none is found), a submodule,
+            a submodule's name (as in ``model.named_modules()``), or ``None`` for a model without one (its
+            last layer's matrices are then ``"hidden"``).
         kinds: ``{name pattern: kind}`` deciding parameters by name before anything else.
         settings: extra group fields per kind, e.g. ``{"vector": {"weight_decay": 0.0}}``.
 
@@ -135,17 +136,29 @@ def _owners(model: nn.Module) -> dict[int, list[nn.Module]]:
     return owners
 
 
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside torch.compile's and data parallelism's wrappers, whose structure names the head."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)  # torch.compile's OptimizedModule
+        if inner is None and isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            inner = model.module
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
 def _find_head(model: nn.Module, head: Any) -> nn.Module | None:
     if head is None or isinstance(head, nn.Module):
         return head
     if not isinstance(head, str):
         raise TypeError(f"head must be 'auto', an nn.Module, a submodule name or None, got {type(head).__name__}")
     if head != "auto":
-        modules = dict(model.named_modules())
+        modules = {**dict(_unwrapped(model).named_modules()), **dict(model.named_modules())}
         if head not in modules:
             raise ValueError(f"head must name a submodule of model, got {head!r}; submodules: "
                              f"{', '.join(n for n in modules if n) or '(none)'}")
         return modules[head]
+    model = _unwrapped(model)
     get_output = getattr(model, "get_output_embeddings", None)
     if callable(get_output):
         found = get_output()
