@@ -1,7 +1,9 @@
 """``gradkit.param_groups(model)``: param groups by what each parameter is, decided from the model.
 
 Muon and the low-rank optimizers (FRUGAL, GaLore, Fira, ...) treat the hidden matrices of a network
-differently from its embeddings, its output head and its vectors (biases, norm weights, scalars). Name
+differently from its embeddings, its output head and its vectors (biases, norm weights, scalars), as the
+official Muon code (``MuonWithAuxAdam``, https://github.com/KellerJordan/Muon) and the FRUGAL
+(arXiv:2411.07837) and GaLore (arXiv:2403.03507) papers do. Name
 patterns say which is which only when the parameters come with names, and training frameworks often
 hand an optimizer bare tensors (Hugging Face ``Trainer`` with ``optimizer_cls_and_kwargs``). This helper
 reads the model instead: the type of the module that owns each parameter, and its shape. It returns
@@ -69,7 +71,8 @@ def param_groups(model: nn.Module, *, head: Any = "auto", kinds: dict[str, str] 
         >>> import torch, gradkit
         >>> model = torch.nn.Sequential(torch.nn.Embedding(10, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 10))
         >>> [(g["kind"], [n for n, _ in g["params"]]) for g in gradkit.param_groups(model)]
-        [('hidden', ['1.weight']), ('embedding', ['0.weight']), ('head', ['2.weight']), ('vector', ['1.bias', '2.bias'])]
+        [('hidden', ['1.weight']), ('embedding', ['0.weight']), ('head', ['2.weight']),
+         ('vector', ['1.bias', '2.bias'])]
         >>> opt = gradkit.optim.Muon(gradkit.param_groups(model))
         >>> [(g["kind"], g["use_muon"]) for g in opt.param_groups]
         [('hidden', True), ('embedding', False), ('head', False), ('vector', False)]

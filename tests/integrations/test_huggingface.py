@@ -81,8 +81,8 @@ def test_optimizer_cls_and_kwargs_with_param_groups_routes_by_kind_and_resumes_b
     assert {n for n, muon in routed.items() if muon} == {n for n, p in full.named_parameters()
                                                          if p.dim() == 2 and "layers" in n}
     assert routed["model.embed_tokens.weight"] is False and routed["lm_head.weight"] is False
-    resumed, trainer = _train_cls_and_kwargs(tmp_path / "resumed", resume=str(tmp_path / "full" / f"checkpoint-{SAVE_AT}"),
-                                             model_seed=1)
+    checkpoint = tmp_path / "full" / f"checkpoint-{SAVE_AT}"
+    resumed, trainer = _train_cls_and_kwargs(tmp_path / "resumed", resume=str(checkpoint), model_seed=1)
     assert trainer.state.global_step == STEPS
     assert same_params(full, resumed)
 

@@ -172,7 +172,8 @@ def test_muon_pattern_matching_nothing_is_warned_about():
 
 
 # -- FRUGAL / GaLore -----------------------------------------------------------------------------
-@pytest.mark.parametrize("make", [lambda p: FRUGAL(p, density=0.5), lambda p: GaLore(p, rank=2)], ids=["frugal", "galore"])
+@pytest.mark.parametrize("make", [lambda p: FRUGAL(p, density=0.5), lambda p: GaLore(p, rank=2)],
+                         ids=["frugal", "galore"])
 def test_lowrank_projects_only_hidden_matrices_from_param_groups(make):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -96,8 +96,8 @@ def split_muon_groups(params: Iterable[Any], adamw=None, *, adamw_lr=3e-4, adamw
 
     A group that already sets ``use_muon`` is kept as given. In a group with a ``kind``
     (:func:`gradkit.param_groups`) only ``"hidden"`` matrices can go to Muon. An ``adamw`` name pattern
-    that matches no parameter is warned about (a pattern that routes nothing is most likely a typo). The AdamW part of a group takes
-    ``adamw_lr`` etc. (a group's own ``adamw_lr``/``adamw_betas``/``adamw_eps``/``adamw_weight_decay``
+    that matches no parameter is warned about (a pattern that routes nothing is most likely a typo).
+    The AdamW part of a group takes ``adamw_lr`` etc. (a group's own ``adamw_lr``/``adamw_betas``/``adamw_eps``/``adamw_weight_decay``
     override them); its Muon part keeps the group's ``lr``/``weight_decay``.
     """
     params = list(params)
