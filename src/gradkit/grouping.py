@@ -22,8 +22,8 @@ The kinds (:data:`KINDS`):
 * ``"embedding"``: matrices owned by an ``nn.Embedding`` or ``nn.EmbeddingBag`` (an output layer whose
   weight is tied to an embedding is this one parameter);
 * ``"head"``: matrices of the output layer: ``model.get_output_embeddings()`` where the model has it
-  (Hugging Face models), else the last parameterised layer of an ``nn.Sequential``, else a linear
-  child named ``lm_head``, ``head``, ``classifier`` or ``output``; or the module given as ``head``;
+  (Hugging Face models), else the last layer of an ``nn.Sequential`` that holds a matrix, else a linear
+  child named ``lm_head``, ``head``, ``classifier``, ``score`` or ``output``; or the module given as ``head``;
 * ``"hidden"``: matrices owned by a layer whose weights are matrices of a linear map: ``nn.Linear``,
   ``nn.Bilinear``, convolutions, ``nn.MultiheadAttention``, recurrent layers, ``transformers``' ``Conv1D``;
 * ``"other"``: matrices owned by any other module (e.g. a learned positional table or a class token
@@ -45,7 +45,7 @@ from torch import Tensor, nn
 __all__ = ["KINDS", "check_kind", "param_groups"]
 
 KINDS = ("hidden", "embedding", "head", "vector", "other")
-_HEAD_NAMES = ("lm_head", "head", "classifier", "output")
+_HEAD_NAMES = ("lm_head", "head", "classifier", "score", "output")
 _EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 _LINEAR_MAPS = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.MultiheadAttention, nn.RNNBase, nn.RNNCellBase)
 
@@ -151,7 +151,12 @@ def _unwrapped(model: nn.Module) -> nn.Module:
 
 
 def _find_head(model: nn.Module, head: Any) -> nn.Module | None:
-    if head is None or isinstance(head, nn.Module):
+    if head is None:
+        return None
+    if isinstance(head, nn.Module):
+        if not any(m is head for m in (*model.modules(), *_unwrapped(model).modules())):
+            raise ValueError("head must be a submodule of model (or its name, 'auto' or None), got a module that "
+                             f"model does not hold: {type(head).__name__}")
         return head
     if not isinstance(head, str):
         raise TypeError(f"head must be 'auto', an nn.Module, a submodule name or None, got {type(head).__name__}")
@@ -168,8 +173,8 @@ def _find_head(model: nn.Module, head: Any) -> nn.Module | None:
         if isinstance(found, nn.Module):
             return found
     if isinstance(model, nn.Sequential):
-        layers = [m for m in model.modules() if not isinstance(m, nn.Sequential) 
-                  and next(m.parameters(recurse=False), None) is not None]
+        layers = [m for m in model.modules() if not isinstance(m, nn.Sequential)
+                  and any(p.dim() >= 2 for p in m.parameters(recurse=False))]
         if layers:
             return layers[-1]  # a Sequential runs its (nested) layers in registration order
     children = dict(model.named_children())

@@ -63,9 +63,9 @@ def test_tied_head_is_the_embedding_and_appears_once():
 
 def test_head_found_in_a_sequential_and_conv_is_hidden():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Sequential(nn.Linear(36, 5), nn.ReLU()),
-                          nn.Dropout())
+                          nn.LayerNorm(5), nn.Dropout())
     assert _kinds(gradkit.param_groups(model)) == {"0.weight": "hidden", "0.bias": "vector", "3.0.weight": "head",
-                                                   "3.0.bias": "vector"}
+                                                   "3.0.bias": "vector", "4.weight": "vector", "4.bias": "vector"}
 
 
 def test_frozen_params_are_left_out_and_settings_are_applied():
@@ -127,6 +127,7 @@ def test_missing_head_is_warned_about_unless_named_or_declared_absent():
     (dict(settings={"bias": {}}), "settings keys must be kinds"),
     (dict(settings={"vector": {"params": []}}), r"settings\['vector'\]"),
     (dict(head="nope"), "head must name a submodule"),
+    (dict(head=nn.Linear(8, 16)), "head must be a submodule of model"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
