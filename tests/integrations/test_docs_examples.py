@@ -27,10 +27,15 @@ def test_every_page_has_an_example():
 def test_page_example_runs(page, tmp_path, monkeypatch):
     if page in NEEDS:
         pytest.importorskip(NEEDS[page], reason=f"{page} needs {NEEDS[page]} (pip install gradkit[test])")
-    if page == "accelerate.md":
-        from accelerate.state import AcceleratorState
-
-        AcceleratorState._reset_state(True)  # one process-wide state; the page sets its own
     monkeypatch.chdir(tmp_path)
     code = compile(code_of(PAGES / page), str(PAGES / page), "exec")
-    exec(code, {"__name__": "__main__"})
+    if page != "accelerate.md":
+        exec(code, {"__name__": "__main__"})
+        return
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # one process-wide state: the page sets its own, and leaves none behind
+    try:
+        exec(code, {"__name__": "__main__"})
+    finally:
+        AcceleratorState._reset_state(True)
