@@ -31,7 +31,8 @@ The kinds (:data:`KINDS`):
   them; they are treated like embeddings (AdamW in Muon, state-full in the low-rank optimizers).
 
 ``kinds={"pattern": kind}`` decides any parameter by name first (``fnmatch`` patterns, first match
-wins), which also silences the warnings for the parameters it names.
+wins), which also silences the warnings for the parameters it names. Every routing warning, here and in
+the optimizers, is a :class:`RoutingWarning`.
 """
 from __future__ import annotations
 
@@ -42,9 +43,15 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["KINDS", "check_kind", "param_groups"]
+__all__ = ["KINDS", "RoutingWarning", "check_kind", "param_groups"]
 
 KINDS = ("hidden", "embedding", "head", "vector", "other")
+
+
+class RoutingWarning(UserWarning):
+    """A parameter could not be routed as intended: no name for a name rule, a rule matching nothing,
+    a matrix of unknown kind, no output head found."""
+
 _HEAD_NAMES = ("lm_head", "head", "classifier", "score", "output")
 _EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 _LINEAR_MAPS = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.MultiheadAttention, nn.RNNBase, nn.RNNCellBase)
@@ -98,12 +105,13 @@ def param_groups(model: nn.Module, *, head: Any = "auto", kinds: dict[str, str] 
     if head is not None and head_module is None and not any(k == "head" for k in by_name.values()):
         warnings.warn("param_groups found no output head (no get_output_embeddings(), no nn.Sequential, no linear "
                       f"child named one of {_HEAD_NAMES}): every linear layer is grouped as 'hidden'. Pass "
-                      "head=<the output module or its name>, or head=None for a model without one", stacklevel=2)
+                      "head=<the output module or its name>, or head=None for a model without one",
+                      RoutingWarning, stacklevel=2)
     if unknown:
         warnings.warn(f"param_groups cannot tell the kind of {len(unknown)} parameter(s) from their module: "
                       f"{', '.join(unknown)}; they are grouped as 'other' (AdamW in Muon, state-full in the low-rank "
                       "optimizers). Name their kind with kinds={'<name pattern>': 'hidden' | 'embedding' | ...}",
-                      stacklevel=2)
+                      RoutingWarning, stacklevel=2)
     if not any(grouped.values()):
         raise ValueError("model has no trainable parameters (all have requires_grad=False or there are none)")
     return [{"params": grouped[kind], "kind": kind, **extra.get(kind, {})} for kind in KINDS if grouped[kind]]

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import gradkit
+from gradkit.grouping import RoutingWarning
 from gradkit.lowrank import FRUGAL
 from integration_support import TinyLM, lm_loss, max_difference, same_params, token_batches
 
@@ -39,7 +40,7 @@ def test_param_groups_see_through_the_compiled_wrapper():
 
 def test_name_patterns_written_for_the_eager_model_are_flagged_on_the_compiled_one():
     compiled = torch.compile(TinyLM())  # its parameter names start with "_orig_mod."
-    with pytest.warns(UserWarning, match=r"\['embed\.\*', 'head\.\*'\] matched no parameter name"):
+    with pytest.warns(RoutingWarning, match=r"\['embed\.\*', 'head\.\*'\] matched no parameter name"):
         gradkit.optim.Muon(compiled.named_parameters(), adamw=["embed.*", "head.*"])
     opt = gradkit.optim.Muon(compiled.named_parameters(), adamw=["*embed.*", "*head.*"])
     assert {n for g in opt.param_groups if g["use_muon"] for n in g["param_names"]} == {"_orig_mod.up.weight",

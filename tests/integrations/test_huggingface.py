@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import gradkit
+from gradkit.grouping import RoutingWarning
 from gradkit.lowrank import FRUGAL
 from integration_support import VOCAB, same_params, tiny_llama, token_rows
 
@@ -96,7 +97,7 @@ def test_optimizer_cls_and_kwargs_without_names_never_routes_silently(tmp_path):
     # Trainer passes unnamed param groups: name rules cannot apply, and gradkit says so
     with pytest.raises(ValueError, match=r"need parameter names.*gradkit.param_groups"):
         _trainer_with(tmp_path, gradkit.optim.Muon, {"adamw": ["*embed_tokens*", "lm_head*"]}).create_optimizer()
-    with pytest.warns(UserWarning, match=rf"came without names and are projected: group 0 param 0 \({VOCAB}, 16\)"):
+    with pytest.warns(RoutingWarning, match=rf"without names and are projected: group 0 param 0 \({VOCAB}, 16\)"):
         _trainer_with(tmp_path, FRUGAL, {"density": 0.5}).create_optimizer()
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)

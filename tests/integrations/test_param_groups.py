@@ -8,6 +8,7 @@ from torch import nn
 
 import gradkit
 import gradkit.grouping
+from gradkit.grouping import RoutingWarning
 from gradkit.lowrank import FRUGAL, GaLore
 
 
@@ -90,7 +91,7 @@ class WithBareMatrix(nn.Module):
 
 
 def test_matrix_of_unknown_role_is_named_in_a_warning_and_kept_out_of_hidden():
-    with pytest.warns(UserWarning, match=r"pos \(6, 8\) in WithBareMatrix"):
+    with pytest.warns(RoutingWarning, match=r"pos \(6, 8\) in WithBareMatrix"):
         groups = gradkit.param_groups(WithBareMatrix())
     assert _kinds(groups)["pos"] == "other" and _kinds(groups)["head.weight"] == "head"
     with warnings.catch_warnings():
@@ -110,7 +111,7 @@ class NoHeadName(nn.Module):
 
 
 def test_missing_head_is_warned_about_unless_named_or_declared_absent():
-    with pytest.warns(UserWarning, match="no output head"):
+    with pytest.warns(RoutingWarning, match="no output head"):
         groups = gradkit.param_groups(NoHeadName())
     assert _kinds(groups)["b.weight"] == "hidden"
     with warnings.catch_warnings():
@@ -168,7 +169,7 @@ def test_muon_name_patterns_without_names_raise_and_point_to_param_groups():
 
 
 def test_muon_pattern_matching_nothing_is_warned_about():
-    with pytest.warns(UserWarning, match=r"\['embed\*'\] matched no parameter name"):
+    with pytest.warns(RoutingWarning, match=r"\['embed\*'\] matched no parameter name"):
         gradkit.optim.Muon(TinyLM().named_parameters(), adamw=["embed*", "wte*"])
 
 
@@ -184,7 +185,7 @@ def test_lowrank_projects_only_hidden_matrices_from_param_groups(make):
 
 def test_frugal_default_rule_without_names_warns_naming_the_projected_matrices():
     model = TinyLM()
-    with pytest.warns(UserWarning, match=r"4 matrices came without names.*group 0 param 0 \(16, 8\)"):
+    with pytest.warns(RoutingWarning, match=r"4 matrices came without names.*group 0 param 0 \(16, 8\)"):
         opt = FRUGAL(model.parameters(), density=0.5)
     projected = [p for g in opt.param_groups if g["project"] for p in g["params"]]
     assert any(p is model.wte.weight for p in projected)  # what the warning says happened
@@ -194,7 +195,7 @@ def test_frugal_under_hf_style_unnamed_groups_warns():
     model = TinyLM()
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    with pytest.warns(UserWarning, match="came without names"):
+    with pytest.warns(RoutingWarning, match="came without names"):
         FRUGAL([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}])
 
 
@@ -202,7 +203,7 @@ def test_frugal_explicit_regex_needs_names_and_must_match_something():
     model = TinyLM()
     with pytest.raises(ValueError, match=r"full_state='wte' is a name rule.*param_groups"):
         FRUGAL(model.parameters(), full_state="wte")
-    with pytest.warns(UserWarning, match="full_state='embed' matched no parameter name"):
+    with pytest.warns(RoutingWarning, match="full_state='embed' matched no parameter name"):
         FRUGAL(model.named_parameters(), full_state="embed")
     with warnings.catch_warnings():
         warnings.simplefilter("error")

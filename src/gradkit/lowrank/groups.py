@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable
 from torch import Tensor
 
 from gradkit.core.optimizer import Optimizer
-from gradkit.grouping import check_kind
+from gradkit.grouping import RoutingWarning, check_kind
 
 __all__ = ["DEFAULT_FULL_STATE", "split_param_groups", "LowRankOptimizer"]
 
@@ -76,10 +76,10 @@ class _Rule:
                           f"name, but {len(self.unnamed)} matrices came without names and are projected: "
                           f"{', '.join(self.unnamed)}. Pass gradkit.param_groups(model) or model.named_parameters() "
                           "to route them, or full_state=<callable (name, param) -> bool> to decide without names",
-                          stacklevel=5)
+                          RoutingWarning, stacklevel=5)
         if self.given and self.pattern is not None and not self.matched:
             warnings.warn(f"full_state={self.pattern.pattern!r} matched no parameter name, so it keeps no matrix "
-                          "state-full", stacklevel=5)
+                          "state-full", RoutingWarning, stacklevel=5)
 
 
 def _named(params: Iterable[Any]) -> list[tuple[str | None, Tensor]]:

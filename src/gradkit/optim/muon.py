@@ -27,7 +27,7 @@ import torch
 from gradkit.core.hyper import hp
 from gradkit.core.optimizer import Optimizer
 from gradkit.core.transform import chain
-from gradkit.grouping import check_kind
+from gradkit.grouping import RoutingWarning, check_kind
 from gradkit.registry import register_optimizer
 from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_adam, scale_by_learning_rate
 from gradkit.transforms.orthogonalization import MUON_COEFFICIENTS
@@ -97,8 +97,8 @@ def split_muon_groups(params: Iterable[Any], adamw=None, *, adamw_lr=3e-4, adamw
     A group that already sets ``use_muon`` is kept as given. In a group with a ``kind``
     (:func:`gradkit.param_groups`) only ``"hidden"`` matrices can go to Muon. An ``adamw`` name pattern
     that matches no parameter is warned about (a pattern that routes nothing is most likely a typo).
-    The AdamW part of a group takes ``adamw_lr`` etc. (a group's own ``adamw_lr``/``adamw_betas``/``adamw_eps``/``adamw_weight_decay``
-    override them); its Muon part keeps the group's ``lr``/``weight_decay``.
+    The AdamW part of a group takes ``adamw_lr`` etc. (a group's own ``adamw_lr``/``adamw_betas``/
+    ``adamw_eps``/``adamw_weight_decay`` override them); its Muon part keeps the group's ``lr``/``weight_decay``.
     """
     params = list(params)
     if not params:
@@ -131,7 +131,7 @@ def split_muon_groups(params: Iterable[Any], adamw=None, *, adamw_lr=3e-4, adamw
             out.append({**kept, **adam_settings, "params": _pack(adam), "use_muon": False})
     if unmatched:
         warnings.warn(f"adamw name pattern(s) {sorted(unmatched)} matched no parameter name, so they route nothing "
-                      "to AdamW", stacklevel=3)
+                      "to AdamW", RoutingWarning, stacklevel=3)
     return out
 
 
