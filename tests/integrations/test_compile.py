@@ -7,6 +7,9 @@ from gradkit.grouping import RoutingWarning
 from gradkit.lowrank import FRUGAL
 from integration_support import TinyLM, lm_loss, max_difference, same_params, token_batches
 
+# torch's own inductor import calls the deprecated torch.jit.script_method (torch/utils/mkldnn.py)
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+
 OPTIMIZERS = {
     "adamw": lambda model: gradkit.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1),
     "muon": lambda model: gradkit.optim.Muon(gradkit.param_groups(model), lr=0.02, adamw_lr=1e-2,
