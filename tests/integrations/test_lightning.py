@@ -36,10 +36,10 @@ class LitLM(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def _fit(root, optimizer, precision, *, resume=None, seed=0):
+def _fit(root, optimizer, precision, *, resume=None, seed=0, accelerator="cpu"):
     # 8 batches, 2 accumulated per step: 4 steps an epoch; the checkpoint after epoch 1 is resumed into epoch 2
     checkpoints = L.callbacks.ModelCheckpoint(dirpath=root, filename="{epoch}", save_top_k=-1, every_n_epochs=1)
-    trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, precision=precision,
+    trainer = L.Trainer(max_epochs=EPOCHS, accelerator=accelerator, devices=1, precision=precision,
                         accumulate_grad_batches=2, gradient_clip_val=1.0, callbacks=[checkpoints], logger=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     module = LitLM(optimizer, seed)
@@ -63,4 +63,16 @@ def test_configure_optimizers_resume_bitwise(tmp_path, optimizer, precision):
     resumed, trainer = _fit(tmp_path / "resumed", optimizer, precision, resume=str(tmp_path / "full" / "epoch=0.ckpt"),
                             seed=1)
     assert trainer.global_step == STEPS_PER_EPOCH * EPOCHS
+    assert same_params(full.model, resumed.model)
+
+
+@pytest.mark.gpu
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_16_mixed_on_cuda_steps_through_the_scaler_and_resumes_bitwise(tmp_path, optimizer):
+    full, trainer = _fit(tmp_path / "full", optimizer, "16-mixed", accelerator="gpu")
+    assert trainer.global_step == STEPS_PER_EPOCH * EPOCHS
+    assert isinstance(trainer.precision_plugin.scaler, torch.amp.GradScaler)
+    resumed, _ = _fit(tmp_path / "resumed", optimizer, "16-mixed", resume=str(tmp_path / "full" / "epoch=0.ckpt"),
+                      seed=1, accelerator="gpu")
     assert same_params(full.model, resumed.model)
