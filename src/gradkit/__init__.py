@@ -41,12 +41,13 @@ from gradkit.transforms import (
     sign_momentum,
     trace,
 )
+from gradkit.grouping import param_groups
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Chain", "GradientTransform", "Hyper", "Optimizer", "StepContext", "chain", "hp", "optim", "state_bytes",
-    "transforms",
+    "transforms", "param_groups",
     # every functional transform name of gradkit.transforms (tests/test_public_api.py checks none is missing)
     "add_decayed_weights", "autoclip", "clip_by_block_rms", "clip_by_global_norm", "clip_by_value",
     "decoupled_decay", "flip_sign", "heavy_ball", "project_radial", "proximal_decay", "scale", "scale_by_adam",

@@ -9,37 +9,77 @@ as in FRUGAL and GaLore). The rule is ``full_state``:
 * a string: a regular expression searched in the parameter's name;
 * a callable ``predicate(name, param) -> bool`` (``name`` is None when params are given without names).
 
-Give the parameters with their names (``model.named_parameters()``) for name rules to apply; without
-names every matrix is projected. A group that already sets ``project`` is kept as it is. The groups are
-ordered projected-then-full within each of your groups, and empty ones are dropped.
+Name rules need the parameters' names: give ``model.named_parameters()``, or ``gradkit.param_groups(model)``,
+whose groups also carry each parameter's ``kind`` (decided by module type), so that only ``"hidden"``
+matrices are projected even where no name matches; the name rule applies on top. Without names the default
+rule cannot see embeddings or the head: every matrix is projected and a warning names them. A regular
+expression ``full_state`` without names is a ``ValueError``; one that matches no name is warned about.
+A group that already sets ``project`` is kept as it is. The groups are ordered projected-then-full
+within each of your groups, and empty ones are dropped.
 """
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any, Callable, Iterable
 
 from torch import Tensor
 
 from gradkit.core.optimizer import Optimizer
+from gradkit.grouping import RoutingWarning, check_kind
 
 __all__ = ["DEFAULT_FULL_STATE", "split_param_groups", "LowRankOptimizer"]
 
 DEFAULT_FULL_STATE = r"(^|\.)(embed|embedding|embeddings|wte|wpe|tok_embeddings|head|lm_head)(\.|$)|norm"
 
 
-def _rule(full_state) -> Callable[[str | None, Tensor], bool]:
-    if full_state is None:
-        full_state = DEFAULT_FULL_STATE
-    if isinstance(full_state, str):
-        try:
-            pattern = re.compile(full_state)
-        except re.error as err:
-            raise ValueError(f"full_state must be a valid regular expression, got {full_state!r}: {err}") from None
-        return lambda name, p: p.dim() < 2 or (name is not None and pattern.search(name) is not None)
-    if callable(full_state):
-        return lambda name, p: bool(full_state(name, p))
-    raise TypeError(f"full_state must be None, a regular expression string or a callable (name, param) -> bool, "
-                    f"got {type(full_state).__name__}")
+class _Rule:
+    """The ``full_state`` rule over (name, param); remembers whether a given regular expression ever matched
+    and which matrices it could not judge for want of a name."""
+
+    def __init__(self, full_state):
+        self.given = full_state is not None
+        self.matched = False
+        self.unnamed: list[str] = []
+        if full_state is None:
+            full_state = DEFAULT_FULL_STATE
+        self.predicate = full_state if callable(full_state) else None
+        self.pattern = None
+        if self.predicate is None:
+            if not isinstance(full_state, str):
+                raise TypeError(f"full_state must be None, a regular expression string or a callable (name, param) -> "
+                                f"bool, got {type(full_state).__name__}")
+            try:
+                self.pattern = re.compile(full_state)
+            except re.error as err:
+                raise ValueError(f"full_state must be a valid regular expression, got {full_state!r}: {err}") from None
+
+    def __call__(self, name: str | None, p: Tensor, where: str) -> bool:
+        if self.predicate is not None:
+            return bool(self.predicate(name, p))
+        if p.dim() < 2:
+            return True
+        if name is None:
+            if self.given:
+                raise ValueError(f"full_state={self.pattern.pattern!r} is a name rule, and these params have no names "
+                                 "(as when a framework passes model.parameters()): pass gradkit.param_groups(model) "
+                                 "(grouped by module kind, with names) or model.named_parameters()")
+            self.unnamed.append(f"{where} {tuple(p.shape)}")
+            return False
+        hit = self.pattern.search(name) is not None
+        self.matched |= hit
+        return hit
+
+    def report(self) -> None:
+        if self.unnamed:
+            warnings.warn(f"the default full_state rule keeps embeddings, the output head and norms state-full by "
+                          f"name, but {len(self.unnamed)} matrices came without names and are projected: "
+                          f"{', '.join(self.unnamed)}. Pass gradkit.param_groups(model) or model.named_parameters() "
+                          "to route them, or full_state=<callable (name, param) -> bool> to decide without names",
+                          RoutingWarning, stacklevel=5)
+        if self.given and self.pattern is not None and not self.matched:
+            warnings.warn(f"full_state={self.pattern.pattern!r} matched no parameter name, so it keeps no matrix "
+                          "state-full", RoutingWarning, stacklevel=5)
 
 
 def _named(params: Iterable[Any]) -> list[tuple[str | None, Tensor]]:
@@ -69,13 +109,13 @@ def split_param_groups(params: Iterable[Any], full_state=None) -> list[dict]:
         >>> [(g["project"], len(g["params"])) for g in split_param_groups(model.named_parameters())]
         [(True, 1), (False, 2)]
     """
-    rule = _rule(full_state)
+    rule = _Rule(full_state)
     if isinstance(params, Tensor):
         raise TypeError("params must be an iterable of tensors, (name, tensor) pairs or dicts, got a Tensor")
     items = list(params)
     groups = items if items and all(isinstance(g, dict) for g in items) else [{"params": items}]
     out = []
-    for group in groups:
+    for index, group in enumerate(groups):
         if not isinstance(group, dict):
             raise TypeError("params must be all dicts (param groups) or none")
         raw = group["params"]
@@ -84,12 +124,23 @@ def split_param_groups(params: Iterable[Any], full_state=None) -> list[dict]:
         if "project" in group:
             out.append({**rest, "params": _as_given(named)})
             continue
-        projected = [(n, p) for n, p in named if not rule(n, p)]
-        full = [(n, p) for n, p in named if rule(n, p)]
+        kind = check_kind(rest)
+        keep = [_keep_full(n, p, kind, rule, f"group {index} param {i}") for i, (n, p) in enumerate(named)]
+        projected = [item for item, k in zip(named, keep) if not k]
+        full = [item for item, k in zip(named, keep) if k]
         for part, flag in ((projected, True), (full, False)):
             if part:
                 out.append({**rest, "params": _as_given(part), "project": flag})
+    rule.report()
     return out  # empty: torch.optim raises its own "empty parameter list" error
+
+
+def _keep_full(name: str | None, p: Tensor, kind: str | None, rule: _Rule, where: str) -> bool:
+    if kind in (None, "hidden"):
+        return rule(name, p, where)
+    if name is not None:
+        rule(name, p, where)  # state-full anyway; still counts as a match of a given pattern
+    return True
 
 
 def _as_given(named: list[tuple[str | None, Tensor]]) -> list:

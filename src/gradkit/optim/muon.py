@@ -18,6 +18,7 @@ square root), equal up to float rounding.
 """
 from __future__ import annotations
 
+import warnings
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Iterable
 
@@ -26,6 +27,7 @@ import torch
 from gradkit.core.hyper import hp
 from gradkit.core.optimizer import Optimizer
 from gradkit.core.transform import chain
+from gradkit.grouping import RoutingWarning, check_kind
 from gradkit.registry import register_optimizer
 from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_adam, scale_by_learning_rate
 from gradkit.transforms.orthogonalization import MUON_COEFFICIENTS
@@ -37,23 +39,36 @@ __all__ = ["Muon", "split_muon_groups"]
 _ADAMW_KEYS = ("lr", "betas", "eps", "weight_decay")
 
 
-def _selector(adamw) -> Callable[[str | None, torch.Tensor], bool]:
+def _selector(adamw) -> tuple[Callable[[str | None, torch.Tensor], bool], set[str]]:
+    """The AdamW predicate, and the set of patterns that have matched nothing yet (emptied as they match)."""
     if adamw is None:
-        return lambda name, p: False
+        return (lambda name, p: False), set()
     if callable(adamw):
-        return lambda name, p: bool(adamw(name, p))
+        return (lambda name, p: bool(adamw(name, p))), set()
     patterns = [adamw] if isinstance(adamw, str) else list(adamw)
     if not all(isinstance(x, str) for x in patterns):
         raise TypeError(f"adamw must be None, a name pattern, a list of name patterns or a predicate (name, param) -> bool, "
                         f"got {adamw!r}")
+    unmatched = set(patterns)
 
     def select(name, p):
         if name is None:
-            raise ValueError("adamw name patterns need parameter names: pass model.named_parameters() "
-                             "or param groups whose 'params' are (name, parameter) pairs")
-        return any(fnmatchcase(name, pattern) for pattern in patterns)
+            raise ValueError("adamw name patterns need parameter names, and these params have none (as when a "
+                             "framework passes model.parameters()): pass gradkit.param_groups(model) (grouped by "
+                             "module kind, with names) or model.named_parameters()")
+        hits = {pattern for pattern in patterns if fnmatchcase(name, pattern)}
+        unmatched.difference_update(hits)
+        return bool(hits)
 
-    return select
+    return select, unmatched
+
+
+def _to_muon(name, p, kind, select) -> bool:
+    if p.ndim >= 2 and kind in (None, "hidden"):
+        return not select(name, p)
+    if name is not None:
+        select(name, p)  # AdamW anyway; still counts as a match of the patterns
+    return False
 
 
 def _items(params) -> list[tuple[str | None, torch.Tensor]]:
@@ -91,15 +106,17 @@ def split_muon_groups(params: Iterable[Any], adamw=None, *, adamw_lr=3e-4, adamw
         >>> [(g["use_muon"], len(g["params"])) for g in groups]
         [(True, 1), (False, 3)]
 
-    A group that already sets ``use_muon`` is kept as given. The AdamW part of a group takes
-    ``adamw_lr`` etc. (a group's own ``adamw_lr``/``adamw_betas``/``adamw_eps``/``adamw_weight_decay``
-    override them); its Muon part keeps the group's ``lr``/``weight_decay``.
+    A group that already sets ``use_muon`` is kept as given. In a group with a ``kind``
+    (:func:`gradkit.param_groups`) only ``"hidden"`` matrices can go to Muon. An ``adamw`` name pattern
+    that matches no parameter is warned about (a pattern that routes nothing is most likely a typo).
+    The AdamW part of a group takes ``adamw_lr`` etc. (a group's own ``adamw_lr``/``adamw_betas``/
+    ``adamw_eps``/``adamw_weight_decay`` override them); its Muon part keeps the group's ``lr``/``weight_decay``.
     """
     params = list(params)
     if not params:
         raise ValueError("params is empty: Muon got no parameters")
     groups = params if isinstance(params[0], dict) else [{"params": params}]
-    select = _selector(adamw)
+    select, unmatched = _selector(adamw)
     out = []
     for group in groups:
         if not isinstance(group, dict):
@@ -115,7 +132,8 @@ def split_muon_groups(params: Iterable[Any], adamw=None, *, adamw_lr=3e-4, adamw
             extra = {} if rest["use_muon"] else {k: v for k, v in adam_settings.items() if k not in rest}
             out.append({**rest, **extra, "params": _pack(items)})
             continue
-        muon = [(n, p) for n, p in items if p.ndim >= 2 and not select(n, p)]
+        kind = check_kind(rest)
+        muon = [(n, p) for n, p in items if _to_muon(n, p, kind, select)]
         muon_ids = {id(p) for _, p in muon}
         adam = [(n, p) for n, p in items if id(p) not in muon_ids]
         if muon:
@@ -123,6 +141,9 @@ def split_muon_groups(params: Iterable[Any], adamw=None, *, adamw_lr=3e-4, adamw
         if adam:
             kept = {k: v for k, v in rest.items() if k not in _ADAMW_KEYS}
             out.append({**kept, **adam_settings, "params": _pack(adam), "use_muon": False})
+    if unmatched:
+        warnings.warn(f"adamw name pattern(s) {sorted(unmatched)} matched no parameter name, so they route nothing "
+                      "to AdamW", RoutingWarning, stacklevel=3)
     return out
 
 
@@ -133,13 +154,16 @@ class Muon(Optimizer):
     """Muon with an auxiliary AdamW inside the same optimizer.
 
     Args:
-        params: tensors, ``(name, tensor)`` pairs (``model.named_parameters()``) or param groups.
+        params: tensors, ``(name, tensor)`` pairs (``model.named_parameters()``) or param groups, such as
+            ``gradkit.param_groups(model)`` (which sends only hidden matrices to Muon, decided by module
+            type: embeddings and the output head go to AdamW even without name patterns).
             Matrices (ndim >= 2; conv weights are flattened to ``out x rest``) get Muon; vectors,
             scalars and whatever ``adamw`` selects get AdamW. A group with an explicit ``use_muon``
             flag is taken as given (as the official ``MuonWithAuxAdam``).
         lr, momentum, nesterov, weight_decay: Muon's (0.02, 0.95, True, 0: the official defaults).
         adamw: what else goes to AdamW, e.g. embeddings and the output head: a name pattern
             (``fnmatch``, e.g. ``"embed*"``), a list of them, or a predicate ``(name, param) -> bool``.
+            Patterns need named params (``ValueError`` otherwise); one matching no name is warned about.
         adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay: the AdamW groups' settings
             (3e-4, (0.9, 0.95), 1e-10, 0: the official defaults).
         ns_steps, ns_coefficients, ns_dtype, shape_scale: see ``scale_by_trust_region``.
