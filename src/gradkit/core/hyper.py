@@ -44,12 +44,44 @@ def arg_name(value: Any, fallback: str) -> str:
 
 
 def check_hyper(value: Any, group: dict | None, name: str, ok: Callable[[Any], bool], allowed: str) -> Any:
-    """Resolve ``value`` and raise ``ValueError`` naming the argument and its allowed values if not ``ok``."""
+    """Resolve ``value`` and raise ``ValueError`` naming the argument and its allowed values if not ``ok``.
+
+    Text and bools are never numbers (torch.optim refuses ``lr="1e-3"``; ``float()`` would not): when
+    ``ok`` accepts the number a str or bool converts to (and is not a check that accepts anything), the
+    check is a numeric one and the value is refused with ``TypeError``. Flags (``ok`` wants a bool) and
+    choices (``ok`` wants one of some strings) are unaffected: they do not accept the converted number.
+    """
     resolved = resolve(value, group)
-    try:
-        good = bool(ok(resolved))
-    except TypeError:
-        good = False
+    good = _passes(ok, resolved)
+    converted = _as_number(resolved)
+    if converted is not None and _passes(ok, converted) and not _passes(ok, _NOT_A_VALUE):
+        raise TypeError(f"{arg_name(value, name)} must be {allowed} given as a number, "
+                        f"got {type(resolved).__name__} {resolved!r}")
     if not good:
         raise ValueError(f"{arg_name(value, name)} must be {allowed}, got {resolved!r}")
     return resolved
+
+
+_NOT_A_VALUE = object()
+
+
+def _passes(ok: Callable[[Any], bool], value: Any) -> bool:
+    try:
+        return bool(ok(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _as_number(value: Any) -> Any:
+    """The number a str or bool (or a tuple/list holding one) stands for, else ``None``."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    if isinstance(value, (tuple, list)) and any(isinstance(v, (str, bool)) for v in value):
+        items = [_as_number(v) if isinstance(v, (str, bool)) else v for v in value]
+        return None if any(v is None for v in items) else type(value)(items)
+    return None
