@@ -57,9 +57,17 @@ def check_hyper(value: Any, group: dict | None, name: str, ok: Callable[[Any], b
     if converted is not None and _passes(ok, converted) and not _passes(ok, _NOT_A_VALUE):
         raise TypeError(f"{arg_name(value, name)} must be {allowed} given as a number, "
                         f"got {type(resolved).__name__} {resolved!r}")
-    if not good:
+    if not good or _has_nan(resolved):  # nan passes comparisons written as "not x < 0"; it is never a setting
         raise ValueError(f"{arg_name(value, name)} must be {allowed}, got {resolved!r}")
     return resolved
+
+
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return value != value
+    if isinstance(value, (tuple, list)):
+        return any(_has_nan(v) for v in value)
+    return False
 
 
 _NOT_A_VALUE = object()

@@ -101,8 +101,6 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"state_dtype must be None or a floating-point torch.dtype, got {state_dtype!r}")
         if not isinstance(fused, bool):
             raise ValueError(f"fused must be True or False, got {fused!r}")
-        if not isinstance(transactional, bool):
-            raise ValueError(f"transactional must be True or False, got {transactional!r}")
         self.transform = transform if isinstance(transform, Chain) else Chain(transform)
         self._fused_step: FusedStep | None = FusedStep(self.transform) if fused else None
         self.nonfinite = nonfinite
@@ -129,6 +127,18 @@ class Optimizer(torch.optim.Optimizer):
         self.transform.validate(candidate)  # before the group is added: a bad group leaves nothing behind
         super().add_param_group(param_group)
         self.group_states.append({})
+
+    @property
+    def transactional(self) -> bool:
+        """Whether a step that fails inside the chain restores state and params (settable on any recipe:
+        ``opt.transactional = True``)."""
+        return self._transactional
+
+    @transactional.setter
+    def transactional(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"transactional must be True or False, got {value!r}")
+        self._transactional = value
 
     @property
     def fused(self) -> bool:
@@ -386,14 +396,17 @@ def _frozen(value: Any) -> Any:
 def _plain_numbers(group: dict) -> dict:
     """The group with tensor hyperparameters (torch.optim allows ``lr=torch.tensor(1e-3)``) read as floats,
     so that the transforms see plain numbers; the group itself when it holds none (the usual case)."""
+    def number(v):  # what the validators accept as a number; other tensors are not hyperparameters here
+        return isinstance(v, Tensor) and v.numel() == 1 and not v.is_complex()
+
     def has_tensor(v):
-        return isinstance(v, Tensor) or (isinstance(v, (tuple, list)) and any(isinstance(x, Tensor) for x in v))
+        return number(v) or (isinstance(v, (tuple, list)) and any(number(x) for x in v))
 
     if not any(has_tensor(v) for k, v in group.items() if k not in _GROUP_ONLY):
         return group
 
     def plain(v):
-        if isinstance(v, Tensor):
+        if number(v):
             return float(v)
         if isinstance(v, (tuple, list)) and has_tensor(v):
             return type(v)(plain(x) for x in v)
