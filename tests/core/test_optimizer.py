@@ -1,5 +1,6 @@
 """The torch.optim adapter: state_dict, groups, closure, dtypes, skipped params and bad input."""
 import copy
+import pickle
 
 import pytest
 import torch
@@ -483,3 +484,32 @@ def test_muon_names_its_adamw_settings():
 def test_rank_zero_is_refused(recipe):
     with pytest.raises(ValueError, match="rank"):
         getattr(gradkit.lowrank, recipe)(tiny_mlp().parameters(), rank=0)
+
+
+@pytest.mark.slow  # compiles the fused program (seconds)
+def test_a_fused_transactional_step_restores_what_the_program_wrote():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters(), fused=True)
+    opt.transactional = True
+    train(m, opt, 1)
+    x, y = data()
+    opt.zero_grad()
+    nn.functional.cross_entropy(m(x), y).backward()
+    before = _snapshot(m, opt)
+    program = opt._fused_step
+
+    def run_then_fail(groups):
+        program(groups)  # params and state are written in place by the compiled program
+        raise KeyboardInterrupt
+
+    opt._fused_step = run_then_fail
+    with pytest.raises(KeyboardInterrupt):
+        opt.step()
+    opt._fused_step = program
+    _assert_unchanged(m, opt, before)
+
+
+def test_transactional_survives_deepcopy_and_pickle():
+    opt = gradkit.optim.SGD(tiny_mlp().parameters(), lr=0.1)
+    opt.transactional = True
+    assert copy.deepcopy(opt).transactional and pickle.loads(pickle.dumps(opt)).transactional

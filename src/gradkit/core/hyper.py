@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Hyper", "hp", "resolve", "check_hyper"]
+import torch
+
+__all__ = ["Hyper", "hp", "resolve", "check_hyper", "is_number"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,13 @@ def resolve(value: Any, group: dict | None) -> Any:
 def arg_name(value: Any, fallback: str) -> str:
     """The name a user knows an argument by: the group key for references, else the transform's."""
     return value.key if isinstance(value, Hyper) else fallback
+
+
+def is_number(x: Any) -> bool:
+    """What torch.optim takes for a number: an int or float (not a bool), or a real tensor of one element."""
+    if isinstance(x, torch.Tensor):
+        return x.numel() == 1 and not x.is_complex() and x.dtype != torch.bool
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def check_hyper(value: Any, group: dict | None, name: str, ok: Callable[[Any], bool], allowed: str) -> Any:

@@ -34,6 +34,7 @@ from gradkit.core.context import StepContext
 from gradkit.core.fused import FusedGroup, FusedStep
 from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, expected_state
 from gradkit.core.transform import Chain, GradientTransform
+from gradkit.core.hyper import is_number
 
 __all__ = ["Optimizer", "NONFINITE_POLICIES"]
 
@@ -124,7 +125,7 @@ class Optimizer(torch.optim.Optimizer):
         param_group["params"] = params = list(params)
         _check_params(params)
         candidate = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-        self.transform.validate(candidate)  # before the group is added: a bad group leaves nothing behind
+        self.validate_group(candidate)  # before the group is added: a bad group leaves nothing behind
         super().add_param_group(param_group)
         self.group_states.append({})
 
@@ -207,10 +208,22 @@ class Optimizer(torch.optim.Optimizer):
         if checked is not None and checked[0] is group and checked[1] == seen:
             return
         try:
-            self.transform.validate(group)
+            self.validate_group(group)
         except (TypeError, ValueError) as error:
             raise type(error)(f"param group {index}: {error}; params and state are unchanged") from None
         self._checked[id(group)] = (group, seen)
+
+    def validate_group(self, group: dict) -> None:
+        """Raise ``TypeError``/``ValueError`` naming the first bad hyperparameter of ``group``: the chain's
+        validators, and where a default is a number a number (no text or bools where it is a tuple of
+        numbers), even for keys this group's chain does not read (FRUGAL's ``momentum`` with an AdamW
+        inner)."""
+        for key, default in self.defaults.items():
+            if key in group and _bad_for_default(group[key], default):
+                value = group[key]
+                raise TypeError(f"{key} must be given in numbers like its default {default!r}, "
+                                f"got {type(value).__name__} {value!r}")
+        self.transform.validate(group)
 
     def _check_sparse(self, grads: list[Tensor]) -> None:
         if not self.transform.supports_sparse and any(g.is_sparse for g in grads):
@@ -309,12 +322,12 @@ class Optimizer(torch.optim.Optimizer):
         # A fused optimizer is rebuilt with fresh (uncompiled) programs.
         return {**super().__getstate__(), "transform": self.transform, "nonfinite": self.nonfinite,
                 "state_dtype": self.state_dtype, "skipped_steps": self.skipped_steps,
-                "group_states": self.group_states, "fused": self.fused, "transactional": self.transactional}
+                "group_states": self.group_states, "fused": self.fused, "_transactional": self.transactional}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         fused = state.pop("fused", False)
-        state.setdefault("transactional", False)
+        state.setdefault("_transactional", False)
         super().__setstate__(state)
         self._fused_step = FusedStep(self.transform) if fused else None
         self._checked = {}
@@ -376,6 +389,21 @@ def _check_params(params: list) -> None:
                             f"{p.dtype}: optimize torch.view_as_real(param) as a real parameter instead")
         if not p.is_floating_point():
             raise TypeError(f"params must be floating-point tensors, got {tuple(p.shape)} {p.dtype}")
+
+
+def _bad_for_default(value: Any, default: Any) -> bool:
+    """A number's place holds a non-number, or a tuple of numbers' place holds text or bools."""
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        return not is_number(value)
+    if isinstance(default, tuple) and default and all(is_number(d) for d in default):
+        return _has_text_or_bool(value)
+    return False
+
+
+def _has_text_or_bool(value: Any) -> bool:
+    if isinstance(value, (str, bool)):
+        return True
+    return isinstance(value, (tuple, list)) and any(_has_text_or_bool(v) for v in value)
 
 
 def _fingerprint(group: dict) -> tuple:

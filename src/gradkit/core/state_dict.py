@@ -126,7 +126,7 @@ def _check_groups(optimizer, saved_groups: Any) -> tuple[list[dict], dict[Any, T
         if "param_names" in group:
             new["param_names"] = group["param_names"]
         try:
-            optimizer.transform.validate(new)
+            optimizer.validate_group(new)
         except (TypeError, ValueError) as error:
             raise type(error)(f"state_dict {path}: {error}") from None
         groups.append(new)

@@ -8,20 +8,11 @@ through); a number out of range is refused with ``ValueError`` naming the argume
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
-import torch
-
-from gradkit.core.hyper import arg_name, check_hyper, resolve
+from gradkit.core.hyper import arg_name, check_hyper, is_number, resolve
 
 __all__ = ["is_number", "number", "non_negative", "positive", "unit_interval", "betas", "boolean"]
-
-
-def is_number(x: Any) -> bool:
-    """An int or float (not a bool), or a real tensor of one element."""
-    if isinstance(x, torch.Tensor):
-        return x.numel() == 1 and not x.is_complex() and x.dtype != torch.bool
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def number(value, group, name: str, ok: Callable[[float], bool], allowed: str) -> float:
