@@ -178,3 +178,26 @@ def test_a_valid_state_dict_still_loads_into_every_group():
         set_grads(m)
         o.step()
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), other_model.parameters()))
+
+
+@pytest.mark.parametrize("value", ["x", 3, None, torch.zeros(2), [1]])
+def test_group_state_keeps_the_types_the_optimizer_holds(value):
+    model, opt = trained("sgdsai", steps=2)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["gradkit"]["group_states"][0]["gsnr"]["max_gsnr"] = value
+    _refused(opt, model, sd, TypeError, "['gradkit']['group_states'][0]['gsnr']['max_gsnr']")
+
+
+@pytest.mark.parametrize("value", [torch.zeros(2), "yes", 1])
+def test_a_malformed_flag_read_through_a_negation_is_refused(value):
+    model, opt = trained("adabelief", steps=2)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["param_groups"][0]["weight_decouple"] = value
+    _refused(opt, model, sd, ValueError, "param_groups[0]", "weight_decouple")
+
+
+def test_a_number_default_stays_a_number_where_the_chain_does_not_read_it():
+    model, opt = trained("frugal", steps=2)  # inner AdamW: the group's momentum is not read
+    sd = copy.deepcopy(opt.state_dict())
+    sd["param_groups"][0]["momentum"] = "0.9"
+    _refused(opt, model, sd, TypeError, "param_groups[0]", "momentum")

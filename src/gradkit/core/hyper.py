@@ -37,7 +37,8 @@ def resolve(value: Any, group: dict | None) -> Any:
     if group is None or value.key not in group:
         raise ValueError(f"hyperparameter {value.key!r} is not set in the param group: pass it in the defaults or the group")
     out = group[value.key]
-    return (not out) if value.negate else out
+    # only a bool has a negation; anything else is returned as is, for the flag's validator to refuse
+    return (not out) if value.negate and isinstance(out, bool) else out
 
 
 def arg_name(value: Any, fallback: str) -> str:
@@ -55,15 +56,14 @@ def is_number(x: Any) -> bool:
 def check_hyper(value: Any, group: dict | None, name: str, ok: Callable[[Any], bool], allowed: str) -> Any:
     """Resolve ``value`` and raise ``ValueError`` naming the argument and its allowed values if not ``ok``.
 
-    Text and bools are never numbers (torch.optim refuses ``lr="1e-3"``; ``float()`` would not): when
-    ``ok`` accepts the number a str or bool converts to (and is not a check that accepts anything), the
-    check is a numeric one and the value is refused with ``TypeError``. Flags (``ok`` wants a bool) and
-    choices (``ok`` wants one of some strings) are unaffected: they do not accept the converted number.
+    Text and bools are never numbers (torch.optim refuses ``lr="1e-3"``; ``float()`` would not): a check
+    that accepts some numbers and not an arbitrary object is a numeric one, and there a bool, a str that
+    reads as a number, or a str the check refuses is a ``TypeError``. Flags (``ok`` wants a bool) and
+    choices (``ok`` wants one of some strings) accept no number, so they are unaffected.
     """
     resolved = resolve(value, group)
     good = _passes(ok, resolved)
-    converted = _as_number(resolved)
-    if converted is not None and _passes(ok, converted) and not _passes(ok, _NOT_A_VALUE):
+    if _text_or_bool(resolved) and (not good or _as_number(resolved) is not None) and _numeric_check(ok):
         raise TypeError(f"{arg_name(value, name)} must be {allowed} given as a number, "
                         f"got {type(resolved).__name__} {resolved!r}")
     if not good or _has_nan(resolved):  # nan passes comparisons written as "not x < 0"; it is never a setting
@@ -80,12 +80,23 @@ def _has_nan(value: Any) -> bool:
 
 
 _NOT_A_VALUE = object()
+_PROBES = (0, 1, 2, 5, 200, 0.5, 1.5, 1e-3, -1, (0.5, 0.5), (0.9, 0.99, 0.999), (3.4, -4.7, 2.0))
+
+
+def _numeric_check(ok: Callable[[Any], bool]) -> bool:
+    return not _passes(ok, _NOT_A_VALUE) and any(_passes(ok, x) for x in _PROBES)
+
+
+def _text_or_bool(value: Any) -> bool:
+    if isinstance(value, (str, bool)):
+        return True
+    return isinstance(value, (tuple, list)) and any(_text_or_bool(v) for v in value)
 
 
 def _passes(ok: Callable[[Any], bool], value: Any) -> bool:
     try:
         return bool(ok(value))
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, RuntimeError):  # RuntimeError: bool() of a tensor
         return False
 
 

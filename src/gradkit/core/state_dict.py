@@ -19,7 +19,7 @@ group-level state, counters) without touching the optimizer, or raises one ``Val
   value into the state, so such a state was not saved under them);
 - the ``gradkit`` entry: ``format`` 1, ``skipped_steps`` an int >= 0, ``group_states`` a list of one dict
   per group keyed by the chain's namespaces, holding only numbers, strings, tensors and containers of
-  them, with the types ``init`` gives where it gives one.
+  them, with the types ``init`` gives, or else the optimizer holds now, where there is one.
 """
 from __future__ import annotations
 
@@ -129,6 +129,8 @@ def _check_groups(optimizer, saved_groups: Any) -> tuple[list[dict], dict[Any, T
             optimizer.validate_group(new)
         except (TypeError, ValueError) as error:
             raise type(error)(f"state_dict {path}: {error}") from None
+        except Exception as error:  # a validator tripped over a value of a kind it did not expect
+            raise ValueError(f"state_dict {path}: a hyperparameter is malformed ({type(error).__name__}: {error})") from error
         groups.append(new)
     return groups, id_map
 
@@ -237,14 +239,25 @@ def _check_group_states(optimizer, saved: Any, init_states: list[dict]) -> list[
                 _fail(ValueError, f"{here}[{key!r}]", f"is not a namespace of this optimizer's transforms {sorted(namespaces)}")
             if not isinstance(value, dict):
                 _fail(TypeError, f"{here}[{key!r}]", f"must be a dict, got {type(value).__name__}")
-        _check_tree(here, state, init)
+        current = optimizer.group_states[i] if i < len(optimizer.group_states) else {}
+        _check_tree(here, state, _merged(init, current))
     return copy.deepcopy(list(saved))
+
+
+def _merged(first: Any, second: Any) -> Any:
+    """What ``init`` gives, completed by what the optimizer holds now: the types a loaded group state keeps."""
+    if isinstance(first, dict) and isinstance(second, dict):
+        return {k: _merged(first.get(k), second.get(k)) if k in first else second[k] for k in {**second, **first}}
+    return first if first is not None else second
 
 
 def _check_tree(path: str, value: Any, init: Any) -> None:
     """Plain data only; where ``init`` gave a value, the same type (and ints >= 0)."""
     if init is not None and type(value) is not type(init) and not (isinstance(value, Tensor) and isinstance(init, Tensor)):
         _fail(TypeError, path, f"must be a {type(init).__name__}, got {type(value).__name__}")
+    if isinstance(init, Tensor) and (value.shape != init.shape or value.is_floating_point() != init.is_floating_point()):
+        _fail(TypeError, path, f"must be a tensor of shape {tuple(init.shape)} and dtype kind of {init.dtype}, "
+                               f"got shape {tuple(value.shape)} {value.dtype}")
     if _is_int(init) and value < 0:
         _fail(ValueError, path, f"must be an int >= 0, got {value!r}")
     if isinstance(value, dict):
