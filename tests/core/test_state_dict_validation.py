@@ -196,8 +196,9 @@ def test_a_malformed_flag_read_through_a_negation_is_refused(value):
     _refused(opt, model, sd, ValueError, "param_groups[0]", "weight_decouple")
 
 
-def test_a_number_default_stays_a_number_where_the_chain_does_not_read_it():
+@pytest.mark.parametrize("value, error", [("0.9", TypeError), (float("nan"), ValueError), (None, TypeError)])
+def test_a_number_default_stays_a_number_where_the_chain_does_not_read_it(value, error):
     model, opt = trained("frugal", steps=2)  # inner AdamW: the group's momentum is not read
     sd = copy.deepcopy(opt.state_dict())
-    sd["param_groups"][0]["momentum"] = "0.9"
-    _refused(opt, model, sd, TypeError, "param_groups[0]", "momentum")
+    sd["param_groups"][0]["momentum"] = value
+    _refused(opt, model, sd, error, "param_groups[0]", "momentum")

@@ -11,7 +11,8 @@ What a step guarantees (tests: tests/core/test_optimizer.py, tests/core/test_fuz
   changed since the last step, e.g. ``group["lr"] = ...``), the non-finite policy. A step refused there
   changes nothing.
 - Step counters advance only after every group's chain has run, and params are written only after
-  every group's chain has run (one apply phase at the end).
+  every group's chain has run (one apply phase at the end; with several param groups the groups' pending
+  updates are therefore alive together until then, where they used to be one group's at a time).
 - An exception from inside a chain (out of memory, a bug, an interrupt) therefore leaves params and
   step counters unchanged; state tensors that the chain updates in place may already hold the new
   moments, and the exception says so. ``transactional=True`` also restores them: the step first copies
@@ -223,6 +224,8 @@ class Optimizer(torch.optim.Optimizer):
                 value = group[key]
                 raise TypeError(f"{key} must be given in numbers like its default {default!r}, "
                                 f"got {type(value).__name__} {value!r}")
+            if key in group and _is_plain_number(default) and math.isnan(float(group[key])):
+                raise ValueError(f"{key} must be a number like its default {default!r}, got nan")
         self.transform.validate(group)
 
     def _check_sparse(self, grads: list[Tensor]) -> None:
@@ -391,9 +394,13 @@ def _check_params(params: list) -> None:
             raise TypeError(f"params must be floating-point tensors, got {tuple(p.shape)} {p.dtype}")
 
 
+def _is_plain_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _bad_for_default(value: Any, default: Any) -> bool:
     """A number's place holds a non-number, or a tuple of numbers' place holds text or bools."""
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
+    if _is_plain_number(default):
         return not is_number(value)
     if isinstance(default, tuple) and default and all(is_number(d) for d in default):
         return _has_text_or_bool(value)
