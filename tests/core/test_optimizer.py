@@ -1,11 +1,13 @@
 """The torch.optim adapter: state_dict, groups, closure, dtypes, skipped params and bad input."""
 import copy
+import pickle
 
 import pytest
 import torch
 from torch import nn
 
 import gradkit
+import gradkit.lowrank
 
 from .helpers import data, tiny_mlp, train
 
@@ -330,3 +332,184 @@ def test_many_huge_finite_gradients_are_not_mistaken_for_nonfinite():
         p.grad = torch.full((2,), 3e38)  # each norm overflows, and so would their sum
     gradkit.optim.SGD(params, lr=1e-40).step()
     assert all(torch.isfinite(p).all() for p in params)
+
+
+# -- all-or-nothing steps and input checks -------------------------------------------------------------
+def test_an_empty_param_is_skipped_and_the_others_step():
+    empty, q = nn.Parameter(torch.empty(0, 8)), nn.Parameter(torch.randn(4, 8))
+    opt = gradkit.lowrank.SubsetNorm([empty, q])
+    empty.grad, q.grad = torch.zeros_like(empty), torch.randn_like(q)
+    before = q.detach().clone()
+    opt.step()
+    assert opt.state[q]["step"] == 1 and empty not in opt.state
+    assert not torch.equal(before, q)
+
+
+def test_a_gradient_that_does_not_match_its_param_is_refused_before_any_write():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters())
+    train(m, opt, 2)
+    x, y = data()
+    opt.zero_grad()
+    nn.functional.cross_entropy(m(x), y).backward()
+    m[2].bias.data = torch.zeros(5)  # the param changed shape after its gradient was taken
+    before = _snapshot(m, opt)
+    with pytest.raises(ValueError, match="does not match its param"):
+        opt.step()
+    params, sd = before
+    assert all(torch.equal(a, b) for a, b in zip(params[:3], list(m.parameters())[:3]))
+    assert all(s["step"] == 2 for s in opt.state.values())
+
+
+@pytest.mark.parametrize("dtype, words", [(torch.complex64, "view_as_real"), (torch.int64, "floating-point"),
+                                          (torch.bool, "floating-point")])
+def test_complex_and_integer_params_are_refused_at_construction(dtype, words):
+    p = torch.zeros(3, 3, dtype=dtype)
+    with pytest.raises(TypeError, match=words):
+        gradkit.optim.AdamW([p])
+    opt = gradkit.optim.AdamW([nn.Parameter(torch.zeros(2))])
+    with pytest.raises(TypeError, match=words):
+        opt.add_param_group({"params": [p]})
+    assert len(opt.param_groups) == 1 and len(opt.group_states) == 1
+
+
+def test_meta_params_step_as_torch_adamw_does():
+    m = nn.Linear(8, 4, device="meta")
+    opt = gradkit.optim.AdamW(m.parameters())
+    for p in m.parameters():
+        p.grad = torch.empty_like(p)
+    opt.step()
+    ref = nn.Linear(8, 4, device="meta")
+    ref_opt = torch.optim.AdamW(ref.parameters())
+    for p in ref.parameters():
+        p.grad = torch.empty_like(p)
+    ref_opt.step()
+    assert opt.state[m.weight]["step"] == 1
+    assert opt.state[m.weight]["adam.exp_avg"].device.type == "meta"
+
+
+def test_a_tensor_learning_rate_is_read_as_its_value():
+    a, b = tiny_mlp(), tiny_mlp()
+    train(a, gradkit.optim.AdamW(a.parameters(), lr=torch.tensor(0.01)), 3)
+    train(b, gradkit.optim.AdamW(b.parameters(), lr=0.01), 3)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+@pytest.mark.parametrize("key, value, error", [("lr", "0.1", TypeError), ("lr", -1.0, ValueError),
+                                               ("betas", (0.9, True), TypeError), ("eps", float("nan"), ValueError)])
+def test_a_group_changed_between_steps_is_checked_before_the_step(key, value, error):
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters())
+    train(m, opt, 2)
+    x, y = data()
+    opt.zero_grad()
+    nn.functional.cross_entropy(m(x), y).backward()
+    opt.param_groups[0][key] = value
+    before = _snapshot(m, opt)
+    with pytest.raises(error, match=key):
+        opt.step()
+    _assert_unchanged(m, opt, before)
+
+
+def _fail_in_adam(opt):
+    adam = next(t for t in opt.transform.transforms if type(t).__name__ == "ScaleByAdam")
+    original = adam.update
+
+    def update(*args, **kwargs):
+        original(*args, **kwargs)
+        raise MemoryError("injected")
+
+    adam.update = update
+    return lambda: setattr(adam, "update", original)
+
+
+def test_a_transactional_step_that_fails_inside_the_chain_restores_everything():
+    m, twin = tiny_mlp(), tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters())
+    opt.transactional = True  # every recipe takes it as an attribute; gradkit.Optimizer also as an argument
+    twin_opt = gradkit.optim.AdamW(twin.parameters())
+    train(m, opt, 2)
+    train(twin, twin_opt, 2)
+    x, y = data()
+    opt.zero_grad()
+    nn.functional.cross_entropy(m(x), y).backward()
+    before = _snapshot(m, opt)
+    restore = _fail_in_adam(opt)
+    with pytest.raises(MemoryError):
+        opt.step()
+    restore()
+    _assert_unchanged(m, opt, before)
+    opt.step()
+    twin_opt.zero_grad()
+    nn.functional.cross_entropy(twin(x), y).backward()
+    twin_opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(m.parameters(), twin.parameters()))
+
+
+def test_a_failed_step_without_transactions_keeps_params_and_counters_and_says_so():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters())
+    train(m, opt, 2)
+    x, y = data()
+    opt.zero_grad()
+    nn.functional.cross_entropy(m(x), y).backward()
+    params = [p.detach().clone() for p in m.parameters()]
+    restore = _fail_in_adam(opt)
+    with pytest.raises(MemoryError) as info:
+        opt.step()
+    restore()
+    assert all(torch.equal(a, b) for a, b in zip(params, m.parameters()))
+    assert all(s["step"] == 2 for s in opt.state.values())
+    assert any("transactional=True" in note for note in info.value.__notes__)
+    with pytest.raises(ValueError, match="transactional"):
+        opt.transactional = "yes"
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr="0.001"), dict(lr=True), dict(eps="1e-8"), dict(betas=("0.9", "0.999")),
+                                    dict(weight_decay=False)])
+def test_text_and_bools_are_not_numbers(kwargs):
+    (arg,) = kwargs
+    with pytest.raises(TypeError, match=arg):
+        gradkit.optim.AdamW(tiny_mlp().parameters(), **kwargs)
+
+
+def test_muon_names_its_adamw_settings():
+    with pytest.raises(ValueError, match="adamw_lr"):
+        gradkit.optim.Muon(tiny_mlp().parameters(), adamw_lr=-1)
+    with pytest.raises(TypeError, match="adamw_betas"):
+        gradkit.optim.Muon(tiny_mlp().parameters(), adamw_betas=("0.9", "0.95"))
+
+
+@pytest.mark.parametrize("recipe", ["GaLore", "Fira", "SVDFree", "SNSM"])
+def test_rank_zero_is_refused(recipe):
+    with pytest.raises(ValueError, match="rank"):
+        getattr(gradkit.lowrank, recipe)(tiny_mlp().parameters(), rank=0)
+
+
+@pytest.mark.slow  # compiles the fused program (seconds)
+def test_a_fused_transactional_step_restores_what_the_program_wrote():
+    m = tiny_mlp()
+    opt = gradkit.optim.AdamW(m.parameters(), fused=True)
+    opt.transactional = True
+    train(m, opt, 1)
+    x, y = data()
+    opt.zero_grad()
+    nn.functional.cross_entropy(m(x), y).backward()
+    before = _snapshot(m, opt)
+    program = opt._fused_step
+
+    def run_then_fail(groups):
+        program(groups)  # params and state are written in place by the compiled program
+        raise KeyboardInterrupt
+
+    opt._fused_step = run_then_fail
+    with pytest.raises(KeyboardInterrupt):
+        opt.step()
+    opt._fused_step = program
+    _assert_unchanged(m, opt, before)
+
+
+def test_transactional_survives_deepcopy_and_pickle():
+    opt = gradkit.optim.SGD(tiny_mlp().parameters(), lr=0.1)
+    opt.transactional = True
+    assert copy.deepcopy(opt).transactional and pickle.loads(pickle.dumps(opt)).transactional

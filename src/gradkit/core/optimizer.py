@@ -3,6 +3,22 @@
 One step, per param group: gather the params that have a gradient, check the gradients (the
 ``nonfinite`` policy), run the chain once over the whole list (multi-tensor), and add the result to
 the params with one foreach op. Params without a gradient are skipped and their state is untouched.
+
+What a step guarantees (tests: tests/core/test_optimizer.py, tests/core/test_fuzz.py):
+
+- Everything that depends on the caller is checked before anything is written: each gradient's shape,
+  dtype, device and layout against its param, the param groups' hyperparameters (again whenever one
+  changed since the last step, e.g. ``group["lr"] = ...``), the non-finite policy. A step refused there
+  changes nothing.
+- Step counters advance only after every group's chain has run, and params are written only after
+  every group's chain has run (one apply phase at the end; with several param groups the groups' pending
+  updates are therefore alive together until then, where they used to be one group's at a time).
+- An exception from inside a chain (out of memory, a bug, an interrupt) therefore leaves params and
+  step counters unchanged; state tensors that the chain updates in place may already hold the new
+  moments, and the exception says so. ``transactional=True`` also restores them: the step first copies
+  the state (and params) it is about to touch, and puts the copies back on any exception, so a failed
+  step changes nothing at all. The copy costs one read and write of the state per step
+  (``benchmarks/transactional_step.py`` measures it), which is why it is not the default.
 """
 from __future__ import annotations
 
@@ -17,14 +33,18 @@ from torch import Tensor
 from gradkit.core.accounting import state_bytes
 from gradkit.core.context import StepContext
 from gradkit.core.fused import FusedGroup, FusedStep
+from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, expected_state
 from gradkit.core.transform import Chain, GradientTransform
+from gradkit.core.hyper import is_number
 
 __all__ = ["Optimizer", "NONFINITE_POLICIES"]
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-_META_KEY = "gradkit"
-_FORMAT = 1
+_GROUP_ONLY = ("params", "param_names")
+_PARTIAL_NOTE = ("gradkit: the step failed inside the optimizer's chain. Params and step counters are unchanged; "
+                 "state tensors the chain updates in place may already hold this step's values. Construct the "
+                 "optimizer with transactional=True to have a failed step restore them too.")
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -46,6 +66,14 @@ class Optimizer(torch.optim.Optimizer):
             (``ValueError`` naming those without one) and every param on one device. The first step
             compiles (seconds); the results agree with the unfused step to float rounding and the
             state_dict is the same.
+        transactional: ``True`` makes every step all-or-nothing even for exceptions raised inside the
+            chain: the state and params the step touches are copied first and restored on failure (one
+            extra read and write of them per step). ``False`` (default) guarantees it for every failure
+            caused by the inputs, which are checked before anything is written (see the module docstring).
+
+    Params must be real floating-point tensors (complex and integer params are refused; for complex
+    ones, optimize ``torch.view_as_real(p)`` as a real parameter). Params with no elements are skipped
+    (there is nothing to update, and they get no state).
 
     Example::
 
@@ -65,6 +93,7 @@ class Optimizer(torch.optim.Optimizer):
         nonfinite: str = "raise",
         state_dtype: torch.dtype | None = None,
         fused: bool = False,
+        transactional: bool = False,
     ):
         if not isinstance(transform, GradientTransform):
             raise TypeError(f"transform must be a GradientTransform (e.g. gradkit.chain(...)), got {type(transform).__name__}")
@@ -78,18 +107,40 @@ class Optimizer(torch.optim.Optimizer):
         self._fused_step: FusedStep | None = FusedStep(self.transform) if fused else None
         self.nonfinite = nonfinite
         self.state_dtype = state_dtype
+        self.transactional = transactional
         self.skipped_steps = 0
         self.group_states: list[dict] = []
+        self._checked: dict[int, tuple] = {}  # id(group) -> (group, hyperparameters last validated)
         super().__init__(params, dict(defaults or {}))
 
     # -- groups ------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        param_group = dict(param_group)
+        params = param_group.get("params")
+        params = [params] if isinstance(params, Tensor) else params
+        if isinstance(params, (set, dict)) or params is None:
+            raise TypeError("params must be an ordered collection of tensors (a set's order changes between runs), "
+                            f"got {type(params).__name__}")
+        param_group["params"] = params = list(params)
+        _check_params(params)
         candidate = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-        self.transform.validate(candidate)  # before the group is added: a bad group leaves nothing behind
+        self.validate_group(candidate)  # before the group is added: a bad group leaves nothing behind
         super().add_param_group(param_group)
         self.group_states.append({})
+
+    @property
+    def transactional(self) -> bool:
+        """Whether a step that fails inside the chain restores state and params (settable on any recipe:
+        ``opt.transactional = True``)."""
+        return self._transactional
+
+    @transactional.setter
+    def transactional(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"transactional must be True or False, got {value!r}")
+        self._transactional = value
 
     @property
     def fused(self) -> bool:
@@ -102,16 +153,10 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        work = []
-        for index, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            if params:
-                grads = [p.grad for p in params]
-                self._check_sparse(grads)
-                work.append((index, group, params, grads))
+        work = self._gather()
         if not work:
             return loss
-        if self.nonfinite != "ignore" and not _all_finite([w[3] for w in work]):
+        if self.nonfinite != "ignore" and not grads_finite([w[3] for w in work]):
             if self.nonfinite == "raise":
                 raise FloatingPointError(
                     "a gradient holds inf or nan; params and state are unchanged "
@@ -119,12 +164,69 @@ class Optimizer(torch.optim.Optimizer):
                 )
             self.skipped_steps += 1
             return loss
-        if self._fused_step is not None:
-            self._step_fused(work)
-        else:
-            for index, group, params, grads in work:
-                self._step_group(group, self.group_states[index], params, grads)
+        saved = self._save(work) if self.transactional else None
+        try:
+            if self._fused_step is not None:
+                self._step_fused(work)
+            else:
+                self._step_unfused(work)
+        except BaseException as error:
+            if saved is not None:
+                self._restore(saved)
+            elif hasattr(error, "add_note"):
+                error.add_note(_PARTIAL_NOTE)
+            raise
+        for _, _, params, _ in work:  # counters advance once the whole step has succeeded
+            for p in params:
+                self.state[p]["step"] += 1
         return loss
+
+    def _gather(self) -> list:
+        """Each group's (index, hyperparameters, params with a gradient, their gradients), after checking
+        everything a step reads from the caller; nothing is written before this returns."""
+        work = []
+        for index, group in enumerate(self.param_groups):
+            self._check_group(index, group)
+            params = [p for p in group["params"] if p.grad is not None and p.numel()]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            self._check_sparse(grads)
+            bad = [j for j, (p, g) in enumerate(zip(params, grads))
+                   if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device]
+            if bad:
+                p, g = params[bad[0]], grads[bad[0]]
+                raise ValueError(
+                    f"param group {index}: a gradient does not match its param (grad {tuple(g.shape)} {g.dtype} on "
+                    f"{g.device}, param {tuple(p.shape)} {p.dtype} on {p.device}); params and state are unchanged")
+            work.append((index, _plain_numbers(group), params, grads))
+        return work
+
+    def _check_group(self, index: int, group: dict) -> None:
+        """Validate a group's hyperparameters again when they changed since they were last validated."""
+        seen = _fingerprint(group)
+        checked = self._checked.get(id(group))
+        if checked is not None and checked[0] is group and checked[1] == seen:
+            return
+        try:
+            self.validate_group(group)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"param group {index}: {error}; params and state are unchanged") from None
+        self._checked[id(group)] = (group, seen)
+
+    def validate_group(self, group: dict) -> None:
+        """Raise ``TypeError``/``ValueError`` naming the first bad hyperparameter of ``group``: the chain's
+        validators, and where a default is a number a number (no text or bools where it is a tuple of
+        numbers), even for keys this group's chain does not read (FRUGAL's ``momentum`` with an AdamW
+        inner)."""
+        for key, default in self.defaults.items():
+            if key in group and _bad_for_default(group[key], default):
+                value = group[key]
+                raise TypeError(f"{key} must be given in numbers like its default {default!r}, "
+                                f"got {type(value).__name__} {value!r}")
+            if key in group and _is_plain_number(default) and math.isnan(float(group[key])):
+                raise ValueError(f"{key} must be a number like its default {default!r}, got nan")
+        self.transform.validate(group)
 
     def _check_sparse(self, grads: list[Tensor]) -> None:
         if not self.transform.supports_sparse and any(g.is_sparse for g in grads):
@@ -138,7 +240,14 @@ class Optimizer(torch.optim.Optimizer):
             return self.state_dtype
         return torch.float32 if p.dtype in _LOW_PRECISION else p.dtype
 
-    def _step_group(self, group: dict, group_state: dict, params: list[Tensor], grads: list[Tensor]) -> None:
+    def _step_unfused(self, work: list) -> None:
+        """Every group's chain first, then every group's params: a chain that fails writes no param."""
+        applies = [self._run_chain(group, self.group_states[index], params, grads)
+                   for index, group, params, grads in work]
+        for apply in applies:
+            apply()
+
+    def _run_chain(self, group: dict, group_state: dict, params: list[Tensor], grads: list[Tensor]) -> Callable[[], None]:
         upcast = [i for i, p in enumerate(params) if self.compute_dtype(p) != p.dtype]
         params_c, grads_c = params, grads
         if upcast:  # mixed precision: the chain works on copies in the state dtype
@@ -149,18 +258,20 @@ class Optimizer(torch.optim.Optimizer):
                 grads_c[i] = grads[i].to(dtype)
 
         states, lists = self._state_lists(group, group_state, params, params_c)
-        for s in states:  # plain ints: a foreach op over 0-dim tensors costs more than the loop
-            s["step"] += 1
-        ctx = StepContext(group, [s["step"] for s in states], group_state)
+        # plain ints: a foreach op over 0-dim tensors costs more than the loop
+        ctx = StepContext(group, [s["step"] + 1 for s in states], group_state)
         updates = self.transform.update(grads_c, lists, params_c, ctx)
         for k, values in lists.items():  # transforms may replace state tensors in their lists
             for s, v in zip(states, values):
                 if v is not None:
                     s[k] = v
 
-        ctx.apply(params_c, updates)
-        if upcast:
-            torch._foreach_copy_([params[i] for i in upcast], [params_c[i] for i in upcast])
+        def apply() -> None:
+            ctx.apply(params_c, updates)
+            if upcast:
+                torch._foreach_copy_([params[i] for i in upcast], [params_c[i] for i in upcast])
+
+        return apply
 
     def _step_fused(self, work: list) -> None:
         """Every group's step in one compiled program (:mod:`gradkit.core.fused`)."""
@@ -170,9 +281,23 @@ class Optimizer(torch.optim.Optimizer):
             states, lists = self._state_lists(group, self.group_states[index], params)
             groups.append(FusedGroup(group, params, grads, lists, [s["step"] + 1 for s in states], dtypes))
         self._fused_step(groups)
-        for _, _, params, _ in work:
-            for p in params:
-                self.state[p]["step"] += 1
+
+    def _save(self, work: list):
+        """What a transactional step may change: the params it steps, their state, the group states."""
+        params = [p for _, _, group_params, _ in work for p in group_params]
+        values = [p.detach().clone() for p in params]
+        states = {p: _cloned(self.state[p]) if p in self.state else None for p in params}
+        return params, values, states, copy.deepcopy(self.group_states)
+
+    def _restore(self, saved) -> None:
+        params, values, states, group_states = saved
+        torch._foreach_copy_([p.detach() for p in params], values)
+        for p, state in states.items():
+            if state is None:
+                self.state.pop(p, None)
+            else:
+                self.state[p] = state
+        self.group_states = group_states
 
     def _state_lists(self, group: dict, group_state: dict, params: list[Tensor], params_c: list[Tensor] | None = None):
         """Each param's state dict (initialised on the first step from the param in its compute dtype:
@@ -200,13 +325,15 @@ class Optimizer(torch.optim.Optimizer):
         # A fused optimizer is rebuilt with fresh (uncompiled) programs.
         return {**super().__getstate__(), "transform": self.transform, "nonfinite": self.nonfinite,
                 "state_dtype": self.state_dtype, "skipped_steps": self.skipped_steps,
-                "group_states": self.group_states, "fused": self.fused}
+                "group_states": self.group_states, "fused": self.fused, "_transactional": self.transactional}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         fused = state.pop("fused", False)
+        state.setdefault("_transactional", False)
         super().__setstate__(state)
         self._fused_step = FusedStep(self.transform) if fused else None
+        self._checked = {}
 
     # -- weight prediction ----------------------------------------------------------------------
     def predicted_weights(self, steps: int = 1):
@@ -224,8 +351,8 @@ class Optimizer(torch.optim.Optimizer):
     # -- state_dict -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
-        sd[_META_KEY] = {
-            "format": _FORMAT,
+        sd[META_KEY] = {
+            "format": FORMAT,
             "recipe": type(self).__qualname__,
             "transform": self.transform.signature(),
             "group_states": self.group_states,
@@ -234,92 +361,151 @@ class Optimizer(torch.optim.Optimizer):
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        meta = state_dict.get(_META_KEY)
-        if meta is None:
-            raise ValueError("state_dict has no 'gradkit' entry: it was not saved by a gradkit optimizer")
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"state_dict format {meta.get('format')!r} is not supported (expected {_FORMAT})")
-        if meta["recipe"] != type(self).__qualname__ or list(meta["transform"]) != self.transform.signature():
-            raise ValueError(
-                f"state_dict was saved by {meta['recipe']} with transforms {meta['transform']}, "
-                f"but this optimizer is {type(self).__qualname__} with {self.transform.signature()}"
-            )
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"state_dict has {len(saved_groups)} param groups, this optimizer has {len(self.param_groups)}")
-        id_map: dict[int, Tensor] = {}
-        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
-            if len(group["params"]) != len(saved["params"]):
-                raise ValueError(f"param group {i} has {len(group['params'])} params, the state_dict's has {len(saved['params'])}")
-            id_map.update(zip(saved["params"], group["params"]))
+        """Load a state_dict saved by the same recipe, all or nothing.
 
-        new_groups = []
-        for group, saved in zip(self.param_groups, saved_groups):
-            new = {**saved, "params": group["params"]}
-            if "param_names" in group:
-                new["param_names"] = group["param_names"]
-            self.transform.validate(new)
-            new_groups.append(new)
-        expected = self._expected_state(new_groups)
-
-        new_state: dict[Tensor, dict] = {}
-        for pid, saved_state in state_dict["state"].items():
-            if pid not in id_map:
-                raise ValueError(f"state_dict has state for param id {pid!r}, which no param group holds")
-            p = id_map[pid]
-            layout = expected[p]
-            entry = {}
-            for key, value in saved_state.items():
-                if key != "step" and key not in layout:
-                    raise ValueError(f"state key {key!r} of param {pid} is not produced by this optimizer's transforms")
-                want = layout.get(key)
-                if isinstance(value, Tensor) and isinstance(want, Tensor) and value.shape != want.shape:
-                    raise ValueError(f"state {key!r} of param {pid} has shape {tuple(value.shape)}, "
-                                     f"expected {tuple(want.shape)}: the parameter layout differs")
-                if key == "step" and not isinstance(value, int):
-                    raise ValueError(f"state 'step' of param {pid} must be an int, got {type(value).__name__}")
-                entry[key] = _copied(value, p.device)
-            new_state[p] = entry
-
-        self.param_groups = new_groups
-        self.state = defaultdict(dict, new_state)
-        self.group_states = copy.deepcopy(list(meta["group_states"]))
-        self.skipped_steps = int(meta["skipped_steps"])
+        Everything is checked first (:mod:`gradkit.core.state_dict`: structure, hyperparameters through
+        the construction validators, every state entry against what this optimizer's ``init`` builds,
+        counters, the group-level state); a bad state_dict raises one ``ValueError`` or ``TypeError``
+        naming its first bad entry and leaves the optimizer exactly as it was. Floating-point state of
+        another floating dtype is cast to the param's compute dtype, as torch.optim casts it.
+        """
+        loaded = check_state_dict(self, state_dict)
+        self.param_groups = loaded.param_groups
+        self.state = defaultdict(dict, loaded.state)
+        self.group_states = loaded.group_states
+        self.skipped_steps = loaded.skipped_steps
+        self._checked = {}
 
     def _expected_state(self, groups: list[dict]) -> dict[Tensor, dict[str, Any]]:
         """What ``init`` would create for each param, computed on the meta device (no memory)."""
-        out: dict[Tensor, dict[str, Any]] = {}
-        for group in groups:
-            metas = [torch.empty_like(p, device="meta", dtype=self.compute_dtype(p)) for p in group["params"]]
-            state = self.transform.init(metas, StepContext(group, [0] * len(metas)))
-            for j, p in enumerate(group["params"]):
-                out[p] = {k: v[j] for k, v in state.items() if v[j] is not None}
-        return out
+        return expected_state(self, groups)[0]
 
 
-def _copied(value: Any, device: torch.device) -> Any:
-    """A loaded state value that shares nothing with the state_dict: tensors (also inside containers)
-    are copied onto the param's device, keeping their dtype."""
+def _check_params(params: list) -> None:
+    """Refuse params a step could not handle, before the group is added."""
+    for item in params:
+        p = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+        if not isinstance(p, Tensor):
+            continue  # torch.optim's own check names what it got
+        if p.is_complex():
+            raise TypeError(f"params must be real floating-point tensors, got a complex param {tuple(p.shape)} "
+                            f"{p.dtype}: optimize torch.view_as_real(param) as a real parameter instead")
+        if not p.is_floating_point():
+            raise TypeError(f"params must be floating-point tensors, got {tuple(p.shape)} {p.dtype}")
+
+
+def _is_plain_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _bad_for_default(value: Any, default: Any) -> bool:
+    """A number's place holds a non-number, or a tuple of numbers' place holds text or bools."""
+    if _is_plain_number(default):
+        return not is_number(value)
+    if isinstance(default, tuple) and default and all(is_number(d) for d in default):
+        return _has_text_or_bool(value)
+    return False
+
+
+def _has_text_or_bool(value: Any) -> bool:
+    if isinstance(value, (str, bool)):
+        return True
+    return isinstance(value, (tuple, list)) and any(_has_text_or_bool(v) for v in value)
+
+
+def _fingerprint(group: dict) -> tuple:
+    return tuple((k, _frozen(v)) for k, v in group.items() if k not in _GROUP_ONLY)
+
+
+def _frozen(value: Any) -> Any:
+    """A value that compares equal only while ``value`` is unchanged (tensors by identity and version)."""
     if isinstance(value, Tensor):
-        return value.detach().to(device, copy=True)
+        return ("tensor", id(value), value._version)
     if isinstance(value, (list, tuple)):
-        return type(value)(_copied(v, device) for v in value)
+        return (type(value), tuple(_frozen(v) for v in value))
     if isinstance(value, dict):
-        return {k: _copied(v, device) for k, v in value.items()}
-    return copy.deepcopy(value)
+        return (dict, tuple((k, _frozen(v)) for k, v in value.items()))
+    return value
 
 
-def _all_finite(grad_lists: list[list[Tensor]]) -> bool:
-    """True when no gradient holds inf or nan: one read of the gradients, one host sync."""
-    if any(g.is_sparse for grads in grad_lists for g in grads):
-        grad_lists = [[g.coalesce().values() if g.is_sparse else g for g in grads] for grads in grad_lists]
+def _plain_numbers(group: dict) -> dict:
+    """The group with tensor hyperparameters (torch.optim allows ``lr=torch.tensor(1e-3)``) read as floats,
+    so that the transforms see plain numbers; the group itself when it holds none (the usual case)."""
+    def number(v):  # what the validators accept as a number; other tensors are not hyperparameters here
+        return isinstance(v, Tensor) and v.numel() == 1 and not v.is_complex()
+
+    def has_tensor(v):
+        return number(v) or (isinstance(v, (tuple, list)) and any(number(x) for x in v))
+
+    if not any(has_tensor(v) for k, v in group.items() if k not in _GROUP_ONLY):
+        return group
+
+    def plain(v):
+        if number(v):
+            return float(v)
+        if isinstance(v, (tuple, list)) and has_tensor(v):
+            return type(v)(plain(x) for x in v)
+        return v
+
+    return {k: v if k in _GROUP_ONLY else plain(v) for k, v in group.items()}
+
+
+def _cloned(state: dict) -> dict:
+    return {k: v.clone() if isinstance(v, Tensor) else copy.deepcopy(v) for k, v in state.items()}
+
+
+def grads_finite(grad_lists: list[list[Tensor]]) -> bool:
+    """True when no gradient holds inf or nan: one read of the gradients, one host sync.
+
+    Gradients on the meta device hold no values and are not checked (torch.optim steps meta params).
+    Sharded gradients (``torch.distributed.tensor.DTensor``, e.g. FSDP2) are checked on each rank's
+    shard and the verdict is agreed over each mesh (one all-reduce of a flag), so that every rank
+    raises or skips together instead of one rank leaving the others waiting in a collective.
+    """
+    grads = [g for gs in grad_lists for g in gs]
+    dtensor = _dtensor_type()
+    meshes = _meshes(grads, dtensor)
+    local = [g.to_local() if meshes and isinstance(g, dtensor) else g for g in grads]
+    local = [g.coalesce().values() if g.is_sparse else g for g in local if g.device.type != "meta"]
+    finite = not local or _finite_norms(local, 2.0) or _finite_norms(local, math.inf)
+    if not meshes:
+        return finite
+    import torch.distributed as dist
+
+    for mesh in meshes:
+        flag = torch.tensor([0.0 if finite else 1.0], device=mesh.device_type)
+        for dim in range(mesh.ndim):
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=mesh.get_group(dim))
+        finite = flag.item() == 0.0
+    return finite
+
+
+def _dtensor_type():
+    if not torch.distributed.is_available():
+        return None
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        return None
+    return DTensor
+
+
+def _meshes(grads: list[Tensor], dtensor) -> list:
+    """The distinct device meshes of the sharded gradients, in the order the gradients list them (the
+    same on every rank, so the collectives match)."""
+    if dtensor is None:
+        return []
+    meshes: dict[int, Any] = {}
+    for g in grads:
+        if isinstance(g, dtensor):
+            meshes.setdefault(id(g.device_mesh), g.device_mesh)
+    return list(meshes.values())
+
+
+def _finite_norms(grads: list[Tensor], order: float) -> bool:
     # The 2-norm is a single fast pass; it propagates inf/nan but can also overflow for huge finite
     # values, so a non-finite 2-norm is confirmed with the (slower, overflow-free) max-norm.
-    return _finite_norms(grad_lists, 2.0) or _finite_norms(grad_lists, math.inf)
-
-
-def _finite_norms(grad_lists: list[list[Tensor]], order: float) -> bool:
-    norms = [n for grads in grad_lists for n in torch._foreach_norm(grads, ord=order)]
+    norms = list(torch._foreach_norm(grads, ord=order))
     if any(n.dtype != norms[0].dtype for n in norms):
         norms = [n.float() for n in norms]
     stacked = torch.stack(norms)

@@ -25,6 +25,7 @@ from gradkit.lowrank.groups import LowRankOptimizer
 from gradkit.lowrank.split import project_split
 from gradkit.registry import register_optimizer
 from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_adam, scale_by_learning_rate, trace
+from gradkit.transforms._checks import non_negative
 
 __all__ = ["FRUGAL", "inner_transform"]
 
@@ -85,6 +86,7 @@ class FRUGAL(LowRankOptimizer):
                  nonfinite="raise", state_dtype=None):
         if free not in ("sign", "sgd"):
             raise ValueError(f"free must be 'sign' or 'sgd', got {free!r}")
+        non_negative(momentum, None, "momentum")  # read only by inner="sgd", but never accepted malformed
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, density=density,
                         update_freq=update_freq, free_scale=free_scale, state_policy=state_policy,
                         momentum=momentum, seed=seed, maximize=maximize)

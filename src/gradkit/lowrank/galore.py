@@ -47,8 +47,11 @@ def galore_chain(projector: str, complement: str, rank: int):
 
 
 def _check_rank(rank):
-    if not (isinstance(rank, int) and not isinstance(rank, bool) and rank >= 0):
-        raise ValueError(f"rank must be an int >= 0, got {rank!r}")
+    # rank 0 would leave the projected matrices without any update (a silent freeze): refused
+    if not (isinstance(rank, int) and not isinstance(rank, bool)):
+        raise TypeError(f"rank must be an int >= 1, got {type(rank).__name__} {rank!r}")
+    if rank < 1:
+        raise ValueError(f"rank must be an int >= 1 (rank 0 would freeze the projected matrices), got {rank!r}")
     return rank
 
 

@@ -105,6 +105,8 @@ class ProjectedSplit(GradientTransform):
             raise ValueError(f"complement must be one of {COMPLEMENTS}, got {complement!r}")
         if rank is not None and not (isinstance(rank, int) and not isinstance(rank, bool) and rank >= 0):
             raise ValueError(f"rank must be None or an int >= 0, got {rank!r}")
+        if rank == 0 and complement == "none":
+            raise ValueError("rank must be >= 1 with complement='none': rank 0 would freeze the projected params")
         self.rank = rank
         self.density = density
         self.update_freq = update_freq
@@ -120,8 +122,13 @@ class ProjectedSplit(GradientTransform):
     def validate(self, group):
         self.inner.validate(group)
         if self.rank is None:
-            check_hyper(self.density, group, "density",
-                        lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1, "in [0, 1]")
+            if self.complement == "none":  # nothing updates the complement: density 0 would freeze the params
+                check_hyper(self.density, group, "density",
+                            lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1,
+                            "in (0, 1] with complement='none'")
+            else:
+                check_hyper(self.density, group, "density",
+                            lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1, "in [0, 1]")
         check_hyper(self.update_freq, group, "update_freq",
                     lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 1, "an int >= 1")
         check_hyper(self.state_policy, group, "state_policy", lambda x: x in STATE_POLICIES, f"one of {STATE_POLICIES}")

@@ -25,6 +25,7 @@ from gradkit.registry import register_optimizer
 from gradkit.transforms import add_decayed_weights, clip_by_global_norm, flip_sign, scale_by_learning_rate
 from gradkit.transforms.adan import scale_by_adan
 from gradkit.transforms.proximal_decay import proximal_decay
+from gradkit.transforms._checks import non_negative
 
 __all__ = ["Adan"]
 
@@ -49,8 +50,7 @@ class Adan(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, max_grad_norm=0.0,
                  no_prox=False, *, maximize=False, nonfinite="raise", state_dtype=None, fused=False):
-        if not isinstance(max_grad_norm, (int, float)) or isinstance(max_grad_norm, bool) or not max_grad_norm >= 0:
-            raise ValueError(f"max_grad_norm must be a number >= 0 (0 disables clipping), got {max_grad_norm!r}")
+        non_negative(max_grad_norm, None, "max_grad_norm")  # 0 disables clipping
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, no_prox=no_prox, maximize=maximize)
         clip = [clip_by_global_norm(float(max_grad_norm))] if max_grad_norm > 0 else []
         transform = chain(

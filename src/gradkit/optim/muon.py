@@ -30,6 +30,7 @@ from gradkit.core.transform import chain
 from gradkit.grouping import RoutingWarning, check_kind
 from gradkit.registry import register_optimizer
 from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_adam, scale_by_learning_rate
+from gradkit.transforms._checks import betas as check_betas, non_negative, positive
 from gradkit.transforms.orthogonalization import MUON_COEFFICIENTS
 from gradkit.transforms.select import select_by_group
 from gradkit.transforms.trust_region import scale_by_trust_region
@@ -126,6 +127,7 @@ def split_muon_groups(params: Iterable[Any], adamw=None, *, adamw_lr=3e-4, adamw
         adam_settings = {"lr": rest.pop("adamw_lr", adamw_lr), "betas": rest.pop("adamw_betas", adamw_betas),
                          "eps": rest.pop("adamw_eps", adamw_eps),
                          "weight_decay": rest.pop("adamw_weight_decay", adamw_weight_decay)}
+        _check_adamw_settings(adam_settings)
         if "use_muon" in rest:
             if not isinstance(rest["use_muon"], bool):
                 raise ValueError(f"use_muon must be True or False, got {rest['use_muon']!r}")
@@ -145,6 +147,15 @@ def split_muon_groups(params: Iterable[Any], adamw=None, *, adamw_lr=3e-4, adamw
         warnings.warn(f"adamw name pattern(s) {sorted(unmatched)} matched no parameter name, so they route nothing "
                       "to AdamW", RoutingWarning, stacklevel=3)
     return out
+
+
+def _check_adamw_settings(settings: dict) -> None:
+    """The AdamW part's settings, under the names the caller used (a bad ``adamw_lr`` names ``adamw_lr``,
+    not the group's ``lr`` it becomes)."""
+    non_negative(settings["lr"], None, "adamw_lr")
+    check_betas(settings["betas"], None, "adamw_betas")
+    positive(settings["eps"], None, "adamw_eps")
+    non_negative(settings["weight_decay"], None, "adamw_weight_decay")
 
 
 @register_optimizer("muon", summary="Newton-Schulz orthogonalized momentum for hidden matrices, AdamW for the rest",

@@ -22,6 +22,7 @@ from gradkit.core.transform import chain
 from gradkit.registry import register_optimizer
 from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_learning_rate, trace
 from gradkit.transforms.gsnr import scale_by_gsnr
+from gradkit.transforms._checks import unit_interval
 
 __all__ = ["SGDSaI"]
 
@@ -56,8 +57,7 @@ class SGDSaI(Optimizer):
 
     def __init__(self, params, lr=1e-2, momentum=0.9, eps=1e-8, weight_decay=1e-2, *, normalize=True,
                  estimator="gsnr", maximize=False, nonfinite="raise", state_dtype=None):
-        if not (isinstance(momentum, (int, float)) and not isinstance(momentum, bool) and 0 <= momentum < 1):
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        unit_interval(momentum, None, "momentum")
         defaults = dict(lr=lr, momentum=momentum, eps=eps, weight_decay=weight_decay, normalize=normalize,
                         estimator=estimator, maximize=maximize)
         transform = chain(

@@ -1,0 +1,273 @@
+"""Checking a state_dict completely before ``gradkit.Optimizer.load_state_dict`` changes anything.
+
+:func:`check_state_dict` builds everything the optimizer will hold after the load (param groups, state,
+group-level state, counters) without touching the optimizer, or raises one ``ValueError`` or
+``TypeError`` whose message starts with the path of the first bad entry (``state[3]['adam.exp_avg']``,
+``param_groups[0]['lr']``, ``gradkit['skipped_steps']``). What is checked:
+
+- structure: a dict with ``state``, ``param_groups`` and the ``gradkit`` entry; the recipe and the chain's
+  signature match; as many groups and params per group; param ids are unique ints;
+- hyperparameters: each group keeps every key of the optimizer's defaults and passes the same validators
+  as construction (types and ranges);
+- per-parameter state, against what the chain's ``init`` builds for that param (run on the meta device,
+  so it costs no memory): the same keys, a state with entries but no ``step`` (or a ``step`` without
+  them) is refused; tensors where tensors are expected, of the expected shape; floating-point state of
+  another floating dtype is cast to the param's compute dtype as torch.optim casts it, integer, bool and
+  complex tensors where floating point is expected are refused; integer tensors (indices) keep their dtype
+  and lie in ``[0, numel)`` of their param; counters and ids are ints >= 0; floating state is finite
+  unless the optimizer was built with ``nonfinite="ignore"`` (the other policies never let a non-finite
+  value into the state, so such a state was not saved under them);
+- the ``gradkit`` entry: ``format`` 1, ``skipped_steps`` an int >= 0, ``group_states`` a list of one dict
+  per group keyed by the chain's namespaces, holding only numbers, strings, tensors and containers of
+  them, with the types ``init`` gives, or else the optimizer holds now, where there is one.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from gradkit.core.context import StepContext
+
+__all__ = ["LoadedState", "check_state_dict", "expected_state", "META_KEY", "FORMAT"]
+
+META_KEY = "gradkit"
+FORMAT = 1
+_META_FIELDS = ("format", "recipe", "transform", "group_states", "skipped_steps")
+_GROUP_ONLY = ("params", "param_names")
+_LEAVES = (int, float, bool, str, type(None), Tensor, torch.dtype)
+
+
+class LoadedState(NamedTuple):
+    param_groups: list[dict]
+    state: dict[Tensor, dict[str, Any]]
+    group_states: list[dict]
+    skipped_steps: int
+
+
+def _fail(error: type[Exception], path: str, message: str):
+    raise error(f"state_dict {path} {message}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_state_dict(optimizer, state_dict: Any) -> LoadedState:
+    """What ``optimizer`` holds after loading ``state_dict``; raises before building anything bad."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+    if META_KEY not in state_dict:
+        raise ValueError("state_dict has no 'gradkit' entry: it was not saved by a gradkit optimizer")
+    for key in ("state", "param_groups"):
+        if key not in state_dict:
+            raise ValueError(f"state_dict has no {key!r} entry")
+    meta = _check_meta(optimizer, state_dict[META_KEY])
+    groups, id_map = _check_groups(optimizer, state_dict["param_groups"])
+    expected, init_group_states = expected_state(optimizer, groups)
+    state = _check_state(optimizer, state_dict["state"], id_map, expected)
+    group_states = _check_group_states(optimizer, meta["group_states"], init_group_states)
+    return LoadedState(groups, state, group_states, meta["skipped_steps"])
+
+
+# -- the gradkit entry ------------------------------------------------------------------------------
+def _check_meta(optimizer, meta: Any) -> dict:
+    if not isinstance(meta, dict):
+        _fail(TypeError, "['gradkit']", f"must be a dict, got {type(meta).__name__}")
+    for field in _META_FIELDS:
+        if field not in meta:
+            _fail(ValueError, "['gradkit']", f"has no {field!r} field")
+    if not _is_int(meta["format"]) or meta["format"] != FORMAT:
+        _fail(ValueError, "['gradkit']['format']", f"is {meta['format']!r}; this version reads format {FORMAT}")
+    recipe, saved = meta["recipe"], meta["transform"]
+    mine = optimizer.transform.signature()
+    if not isinstance(recipe, str) or not isinstance(saved, (list, tuple)) or not all(isinstance(s, str) for s in saved):
+        _fail(TypeError, "['gradkit']", f"names its recipe {recipe!r} and transforms {saved!r}: expected a str "
+                                        "and a list of str")
+    if recipe != type(optimizer).__qualname__ or list(saved) != mine:
+        raise ValueError(f"state_dict was saved by {recipe} with transforms {list(saved)}, "
+                         f"but this optimizer is {type(optimizer).__qualname__} with {mine}")
+    skipped = meta["skipped_steps"]
+    if not _is_int(skipped) or skipped < 0:
+        _fail(TypeError if not _is_int(skipped) else ValueError, "['gradkit']['skipped_steps']",
+              f"must be an int >= 0, got {skipped!r}")
+    return meta
+
+
+# -- param groups -------------------------------------------------------------------------------------
+def _check_groups(optimizer, saved_groups: Any) -> tuple[list[dict], dict[Any, Tensor]]:
+    if not isinstance(saved_groups, (list, tuple)):
+        _fail(TypeError, "['param_groups']", f"must be a list of dicts, got {type(saved_groups).__name__}")
+    if len(saved_groups) != len(optimizer.param_groups):
+        raise ValueError(f"state_dict has {len(saved_groups)} param groups, this optimizer has "
+                         f"{len(optimizer.param_groups)}")
+    id_map: dict[Any, Tensor] = {}
+    groups = []
+    for i, (group, saved) in enumerate(zip(optimizer.param_groups, saved_groups)):
+        path = f"param_groups[{i}]"
+        if not isinstance(saved, dict):
+            _fail(TypeError, path, f"must be a dict, got {type(saved).__name__}")
+        ids = saved.get("params")
+        if not isinstance(ids, (list, tuple)) or not all(_is_int(pid) for pid in ids):
+            _fail(TypeError, f"{path}['params']", f"must be a list of int param ids, got {ids!r}")
+        if len(ids) != len(group["params"]):
+            raise ValueError(f"param group {i} has {len(group['params'])} params, the state_dict's has {len(ids)}")
+        for pid, p in zip(ids, group["params"]):
+            if pid in id_map:
+                _fail(ValueError, f"{path}['params']", f"lists param id {pid} twice")
+            id_map[pid] = p
+        for key in optimizer.defaults:
+            if key not in saved:
+                _fail(ValueError, path, f"has no {key!r} (a hyperparameter of this optimizer)")
+        new = copy.deepcopy({k: v for k, v in saved.items() if k not in _GROUP_ONLY})
+        new["params"] = group["params"]
+        if "param_names" in group:
+            new["param_names"] = group["param_names"]
+        try:
+            optimizer.validate_group(new)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"state_dict {path}: {error}") from None
+        except Exception as error:  # a validator tripped over a value of a kind it did not expect
+            raise ValueError(f"state_dict {path}: a hyperparameter is malformed ({type(error).__name__}: {error})") from error
+        groups.append(new)
+    return groups, id_map
+
+
+# -- per-parameter state --------------------------------------------------------------------------------
+def expected_state(optimizer, groups: list[dict]) -> tuple[dict[Tensor, dict[str, Any]], list[dict]]:
+    """What ``init`` builds for each param of ``groups`` (on the meta device: no memory), and the
+    group-level state it leaves."""
+    out: dict[Tensor, dict[str, Any]] = {}
+    group_states = []
+    for group in groups:
+        metas = [torch.empty(p.shape, device="meta", dtype=optimizer.compute_dtype(p)) for p in group["params"]]
+        group_state: dict = {}
+        state = optimizer.transform.init(metas, StepContext(group, [0] * len(metas), group_state))
+        for j, p in enumerate(group["params"]):
+            out[p] = {k: v[j] for k, v in state.items() if v[j] is not None}
+        group_states.append(group_state)
+    return out, group_states
+
+
+def _check_state(optimizer, saved_state: Any, id_map: dict, expected: dict) -> dict[Tensor, dict]:
+    if not isinstance(saved_state, dict):
+        _fail(TypeError, "['state']", f"must be a dict from param id to dict, got {type(saved_state).__name__}")
+    new_state: dict[Tensor, dict] = {}
+    for pid, entry in saved_state.items():
+        path = f"state[{pid!r}]"
+        if pid not in id_map:
+            raise ValueError(f"state_dict has state for param id {pid!r}, which no param group holds")
+        if not isinstance(entry, dict):
+            _fail(TypeError, path, f"must be a dict, got {type(entry).__name__}")
+        if not entry:
+            continue  # an empty entry is a param that has not been stepped yet
+        p = id_map[pid]
+        layout = expected[p]
+        if "step" not in entry:
+            _fail(ValueError, path, f"holds {sorted(map(str, entry))} but no 'step': a state without its step "
+                                    "count cannot be resumed")
+        step = entry["step"]
+        if not _is_int(step) or step < 0:
+            _fail(TypeError if not _is_int(step) else ValueError, f"{path}['step']", f"must be an int >= 0, got {step!r}")
+        for key in entry:
+            if key != "step" and key not in layout:
+                _fail(ValueError, f"{path}[{key!r}]", "is not produced by this optimizer's transforms (of this param)")
+        for key in layout:
+            if key not in entry:
+                _fail(ValueError, path, f"has no {key!r}, which this optimizer's transforms keep for this param")
+        loaded = {"step": step}
+        for key, want in layout.items():
+            loaded[key] = _check_value(optimizer, f"{path}[{key!r}]", entry[key], want, p, optimizer.transform.kind_of(key))
+        new_state[p] = loaded
+    return new_state
+
+
+def _check_value(optimizer, path: str, value: Any, want: Any, p: Tensor, kind: str) -> Any:
+    if isinstance(want, Tensor):
+        return _check_tensor(optimizer, path, value, want, p, kind)
+    if isinstance(want, list):  # a list whose length the layout does not fix: tensors shaped like the param
+        if not isinstance(value, list):
+            _fail(TypeError, path, f"must be a list, got {type(value).__name__}")
+        like = torch.empty(p.shape, device="meta", dtype=optimizer.compute_dtype(p))
+        return [_check_tensor(optimizer, f"{path}[{i}]", v, like, p, kind) for i, v in enumerate(value)]
+    if _is_int(want):
+        if not _is_int(value) or value < 0:
+            _fail(TypeError if not _is_int(value) else ValueError, path, f"must be an int >= 0, got {value!r}")
+        return value
+    if type(value) is not type(want):
+        _fail(TypeError, path, f"must be a {type(want).__name__}, got {type(value).__name__}")
+    return copy.deepcopy(value)
+
+
+def _check_tensor(optimizer, path: str, value: Any, want: Tensor, p: Tensor, kind: str) -> Tensor:
+    if not isinstance(value, Tensor):
+        _fail(TypeError, path, f"must be a tensor, got {type(value).__name__}")
+    if value.layout != torch.strided:
+        _fail(TypeError, path, f"must be a dense tensor, got layout {value.layout}")
+    if value.shape != want.shape:
+        _fail(ValueError, path, f"has shape {tuple(value.shape)}, expected {tuple(want.shape)}: the parameter layout differs")
+    if want.is_floating_point():
+        if not value.is_floating_point():
+            _fail(TypeError, path, f"must be a floating-point tensor (it is kept in {want.dtype}), got {value.dtype}")
+        if optimizer.nonfinite != "ignore" and value.device.type != "meta" and value.numel() and not bool(value.isfinite().all()):
+            _fail(ValueError, path, f"holds inf or nan, which nonfinite={optimizer.nonfinite!r} never lets into "
+                                    "the state (construct the optimizer with nonfinite='ignore' to load it)")
+    elif value.dtype != want.dtype:
+        _fail(TypeError, path, f"must have dtype {want.dtype}, got {value.dtype}")
+    elif kind == "index" and value.numel() and not bool(((value >= 0) & (value < max(p.numel(), 1))).all()):
+        _fail(ValueError, path, f"holds indices outside [0, {p.numel()}) of its param")
+    return value.detach().to(device=p.device, dtype=want.dtype, copy=True)
+
+
+# -- group-level state ----------------------------------------------------------------------------------
+def _check_group_states(optimizer, saved: Any, init_states: list[dict]) -> list[dict]:
+    path = "['gradkit']['group_states']"
+    n = len(optimizer.param_groups)
+    if not isinstance(saved, (list, tuple)):
+        _fail(TypeError, path, f"must be a list of {n} dicts, got {type(saved).__name__}")
+    if len(saved) != n:
+        _fail(ValueError, path, f"has {len(saved)} entries, expected one per param group ({n})")
+    namespaces = set(optimizer.transform.namespaces)
+    for i, (state, init) in enumerate(zip(saved, init_states)):
+        here = f"{path}[{i}]"
+        if not isinstance(state, dict):
+            _fail(TypeError, here, f"must be a dict, got {type(state).__name__}")
+        for key, value in state.items():
+            if key not in namespaces:
+                _fail(ValueError, f"{here}[{key!r}]", f"is not a namespace of this optimizer's transforms {sorted(namespaces)}")
+            if not isinstance(value, dict):
+                _fail(TypeError, f"{here}[{key!r}]", f"must be a dict, got {type(value).__name__}")
+        current = optimizer.group_states[i] if i < len(optimizer.group_states) else {}
+        _check_tree(here, state, _merged(init, current))
+    return copy.deepcopy(list(saved))
+
+
+def _merged(first: Any, second: Any) -> Any:
+    """What ``init`` gives, completed by what the optimizer holds now: the types a loaded group state keeps."""
+    if isinstance(first, dict) and isinstance(second, dict):
+        return {k: _merged(first.get(k), second.get(k)) if k in first else second[k] for k in {**second, **first}}
+    return first if first is not None else second
+
+
+def _check_tree(path: str, value: Any, init: Any) -> None:
+    """Plain data only; where ``init`` gave a value, the same type (and ints >= 0)."""
+    if init is not None and type(value) is not type(init) and not (isinstance(value, Tensor) and isinstance(init, Tensor)):
+        _fail(TypeError, path, f"must be a {type(init).__name__}, got {type(value).__name__}")
+    if isinstance(init, Tensor) and (value.shape != init.shape or value.is_floating_point() != init.is_floating_point()):
+        _fail(TypeError, path, f"must be a tensor of shape {tuple(init.shape)} and dtype kind of {init.dtype}, "
+                               f"got shape {tuple(value.shape)} {value.dtype}")
+    if _is_int(init) and value < 0:
+        _fail(ValueError, path, f"must be an int >= 0, got {value!r}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                _fail(TypeError, path, f"has a key of type {type(key).__name__}; keys are str or int")
+            _check_tree(f"{path}[{key!r}]", item, init.get(key) if isinstance(init, dict) else None)
+    elif isinstance(value, (list, tuple)):
+        for j, item in enumerate(value):
+            _check_tree(f"{path}[{j}]", item, None)
+    elif not isinstance(value, _LEAVES):
+        _fail(TypeError, path, f"holds a {type(value).__name__}; group state holds numbers, strings, tensors "
+                               "and lists or dicts of them")
