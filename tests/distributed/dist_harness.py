@@ -10,8 +10,8 @@ never hang the test session.
 Rendezvous is race-free: the parent opens the ``TCPStore`` on port 0 of 127.0.0.1 (the operating
 system picks a free port and the store keeps it bound) and the children connect to it as clients.
 
-Children come from a fork server that has already imported torch and gradkit, so a run costs a
-fork per rank rather than a fresh interpreter; the fork server itself is single-threaded, which
+Children come from a fork server that has already imported torch and gradkit (``dist_preload``),
+so a run costs a fork per rank rather than a fresh interpreter; the fork server itself is single-threaded, which
 keeps forking safe. ``fn`` must be a module-level function of an importable module (it is pickled
 by reference) and its return value must be picklable by ``torch.save``.
 """
@@ -30,7 +30,7 @@ import torch.distributed as dist
 HOST = "127.0.0.1"
 DEFAULT_TIMEOUT = 120.0
 FAILURE_GRACE = 3.0  # seconds the other ranks get to finish or fail once one rank has failed
-_PRELOAD = ["torch", "torch.distributed", "gradkit", "gradkit.combine", "gradkit.inspect", "gradkit.optim"]
+_PRELOAD = ["dist_preload"]  # imports and first-use costs, paid once in the fork server
 
 
 class RankFailure(AssertionError):
