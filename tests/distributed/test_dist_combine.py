@@ -111,6 +111,17 @@ def _refusals_worker(rank, world_size):
     except RuntimeError as err:
         messages["disagree"] = str(err)
     messages["grads_after_refusals"] = [p.grad for p in params]
+
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (world_size,))
+    sharded = nn.Parameter(distribute_tensor(torch.randn(4, 5), mesh, [Shard(0)]))
+    try:
+        combine.backward([(x[:, :5] * sharded.full_tensor()[0]).sum()], [sharded], combine.Mean(),
+                         process_group=dist.group.WORLD)
+    except ValueError as err:
+        messages["dtensor"] = str(err)
     combine.backward(_losses(model(x), y, 3), params, combine.UPGrad(), process_group=gd.LOCAL)
     messages["local_allowed"] = all(p.grad is not None for p in params)
     return messages
@@ -155,6 +166,7 @@ def test_refusals_under_an_initialised_group():
         assert "process_group must be chosen" in result["no_group"]
         assert "differs between the ranks" in result["disagree"]
         assert result["grads_after_refusals"] == [None] * 4  # nothing written by a refused call
+        assert "params[0] (shape (4, 5)) is a sharded DTensor" in result["dtensor"]
         assert result["local_allowed"]
 
 
