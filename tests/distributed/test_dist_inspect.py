@@ -115,3 +115,29 @@ def test_process_group_without_distributed_raises():
     x, y = _data()
     with pytest.raises(ValueError, match="process_group was given but torch.distributed is not initialised"):
         inspect.HessianOperator(_model(), LOSS, (x, y), process_group=object())
+
+
+def _four_rank_worker(rank, world_size):
+    """All four ranks (one of them without data), then two subgroups of two with their own data."""
+    x, y = _data()
+    shares = {0: [(x[:10], y[:10])], 1: [(x[10:13], y[10:13]), (x[13:17], y[13:17])], 2: [(x[17:], y[17:])], 3: []}
+    world = _estimates(_model(), shares[rank], seed=rank, process_group=dist.group.WORLD)
+    subgroup, _ = dist.new_subgroups(group_size=2)
+    # Ranks {0, 1} split the first 12 examples, ranks {2, 3} the last 12, each 5 + 7.
+    lo = 0 if rank < 2 else 12
+    mine = slice(lo, lo + 5) if rank % 2 == 0 else slice(lo + 5, lo + 12)
+    sub = _estimates(_model(), (x[mine], y[mine]), seed=rank, process_group=subgroup)
+    return {"world": world, "sub": sub}
+
+
+@pytest.mark.slow
+def test_four_ranks_one_empty_and_subgroups():
+    results = run_on_ranks(_four_rank_worker, 4, timeout=180)
+    x, y = _data()
+    full = _estimates(_model(), (x, y), seed=0)
+    halves = [_estimates(_model(), (x[:12], y[:12]), seed=0), _estimates(_model(), (x[12:], y[12:]), seed=2)]
+    for rank, result in enumerate(results):
+        for key in ("hvp", "loss", "gradient", "top_eigenvalue", "trace"):
+            for got, want in ((result["world"][key], full[key]), (result["sub"][key], halves[rank // 2][key])):
+                err = float((got - want).abs().max() / want.abs().max())
+                assert err <= TOL, f"{key} on rank {rank}: relative difference {err:.2e} > {TOL}"
