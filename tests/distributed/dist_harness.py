@@ -14,10 +14,16 @@ Children come from a fork server that has already imported torch and gradkit (``
 so a run costs a fork per rank rather than a fresh interpreter; the fork server itself is single-threaded, which
 keeps forking safe. ``fn`` must be a module-level function of an importable module (it is pickled
 by reference) and its return value must be picklable by ``torch.save``.
+
+``run_once(tmp_path_factory, key, fn, world_size, ...)`` is the same for a module-scoped fixture
+whose tests pytest-xdist may spread over several workers: the first worker to get there runs the
+ranks and stores the results in the session's shared temporary directory; the others wait for it
+(a file lock) and read them, so the ranks run once per session, not once per worker.
 """
 from __future__ import annotations
 
 import datetime
+import fcntl
 import multiprocessing
 import os
 import tempfile
@@ -122,3 +128,18 @@ def _describe_failure(failed, processes, out_dir) -> str:
         text = record.get("error") or f"exited with code {processes[rank].exitcode} and left no report\n"
         reports.append((record.get("time", float("inf")), rank, text))
     return "".join(f"rank {rank} raised:\n{text}" for _, rank, text in sorted(reports))
+
+
+def run_once(tmp_path_factory, key: str, fn, world_size: int, *args, timeout: float = DEFAULT_TIMEOUT) -> list:
+    """``run_on_ranks`` once per test session, shared between pytest-xdist workers (see the module docstring)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return run_on_ranks(fn, world_size, *args, timeout=timeout)
+    shared = tmp_path_factory.getbasetemp().parent  # the session's directory, above each worker's own
+    stored = shared / f"gradkit-dist-{key}.pt"
+    with open(shared / f"gradkit-dist-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if stored.exists():
+            return torch.load(stored, weights_only=False)
+        results = run_on_ranks(fn, world_size, *args, timeout=timeout)
+        torch.save(results, stored)
+        return results

@@ -16,7 +16,7 @@ from torch import nn
 import gradkit.distributed as gd
 from gradkit import combine
 
-from dist_harness import run_on_ranks
+from dist_harness import run_on_ranks, run_once
 
 TOL = 1e-5
 STEPS = 3
@@ -128,8 +128,8 @@ def _refusals_worker(rank, world_size):
 
 
 @pytest.fixture(scope="module")
-def ddp_results():
-    return run_on_ranks(_ddp_worker, 2, list(CASES), timeout=120)
+def ddp_results(tmp_path_factory):
+    return run_once(tmp_path_factory, "combine-ddp", _ddp_worker, 2, list(CASES), timeout=180)
 
 
 def _reference(name):

@@ -14,7 +14,7 @@ from torch import nn
 
 from gradkit import inspect
 
-from dist_harness import run_on_ranks
+from dist_harness import run_on_ranks, run_once
 
 TOL = 1e-5
 N = 24
@@ -74,8 +74,8 @@ def _worker(rank, world_size):
 
 
 @pytest.fixture(scope="module")
-def split_results():
-    return run_on_ranks(_worker, 2, timeout=120)
+def split_results(tmp_path_factory):
+    return run_once(tmp_path_factory, "inspect-split", _worker, 2, timeout=180)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import gradkit
 import gradkit.distributed as gd
 from gradkit.registry import get_optimizer
 
-from dist_harness import run_on_ranks
+from dist_harness import run_once
 
 TOL = 1e-5
 STEPS = 30
@@ -148,13 +148,13 @@ def _check(results, method):
 
 
 @pytest.fixture(scope="module")
-def ddp_results():
-    return run_on_ranks(_ddp_worker, 2, DDP_METHODS, timeout=120)
+def ddp_results(tmp_path_factory):
+    return run_once(tmp_path_factory, "status-ddp", _ddp_worker, 2, DDP_METHODS, timeout=240)
 
 
 @pytest.fixture(scope="module")
-def fsdp_results():
-    return run_on_ranks(_fsdp_worker, 2, FSDP_METHODS, timeout=120)
+def fsdp_results(tmp_path_factory):
+    return run_once(tmp_path_factory, "status-fsdp2", _fsdp_worker, 2, FSDP_METHODS, timeout=240)
 
 
 @pytest.mark.parametrize("method", DDP_METHODS)
