@@ -86,6 +86,8 @@ def sum_over_ranks(vector: torch.Tensor, scalars: Sequence[float], group) -> tup
     """
     if group is None:
         return vector, [float(s) for s in scalars]
-    tail = torch.tensor([float(s) for s in scalars], dtype=vector.dtype, device=vector.device)
-    both = distributed.all_reduce_sum(torch.cat([vector.reshape(-1), tail]), group)
-    return both[: vector.numel()].view_as(vector), both[vector.numel():].tolist()
+    # At least float32, so that example counts stay exact in a half-precision model.
+    dtype = torch.promote_types(vector.dtype, torch.float32)
+    tail = torch.tensor([float(s) for s in scalars], dtype=dtype, device=vector.device)
+    both = distributed.all_reduce_sum(torch.cat([vector.reshape(-1).to(dtype), tail]), group)
+    return both[: vector.numel()].view_as(vector).to(vector.dtype), both[vector.numel():].tolist()
