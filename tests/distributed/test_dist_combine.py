@@ -124,6 +124,14 @@ def _refusals_worker(rank, world_size):
         messages["dtensor"] = str(err)
     combine.backward(_losses(model(x), y, 3), params, combine.UPGrad(), process_group=gd.LOCAL)
     messages["local_allowed"] = all(p.grad is not None for p in params)
+
+    # Gradients computed elsewhere: rank r holds r + 1 everywhere and r + 1 examples, so the
+    # weighted mean is (1 * 1 + 2 * 2) / 3 = 5/3; the caller's tensor stays as it was.
+    weight = nn.Parameter(torch.zeros(4))
+    given = torch.full((2, 4), float(rank + 1))
+    combine.backward_from_gradients(given, [weight], combine.Mean(), process_group=dist.group.WORLD,
+                                    batch_size=rank + 1)
+    messages["from_gradients"] = (weight.grad.clone(), given.clone())
     return messages
 
 
@@ -162,12 +170,15 @@ def test_uneven_shares_weighted_by_batch_size():
 
 
 def test_refusals_under_an_initialised_group():
-    for result in run_on_ranks(_refusals_worker, 2, timeout=120):
+    for rank, result in enumerate(run_on_ranks(_refusals_worker, 2, timeout=120)):
         assert "process_group must be chosen" in result["no_group"]
         assert "differs between the ranks" in result["disagree"]
         assert result["grads_after_refusals"] == [None] * 4  # nothing written by a refused call
         assert "params[0] (shape (4, 5)) is a sharded DTensor" in result["dtensor"]
         assert result["local_allowed"]
+        combined, given = result["from_gradients"]
+        torch.testing.assert_close(combined, torch.full((4,), 5 / 3))
+        torch.testing.assert_close(given, torch.full((2, 4), float(rank + 1)))
 
 
 def test_process_group_errors_without_distributed():
