@@ -39,12 +39,12 @@ FAILURE_GRACE = 3.0  # seconds the other ranks get to finish or fail once one ra
 _PRELOAD = ["dist_preload"]  # imports and first-use costs, paid once in the fork server
 
 
-class RankFailure(AssertionError):
-    pass
+class RankFailure(RuntimeError):
+    """A rank raised (its traceback is the message)."""
 
 
-class RankTimeout(AssertionError):
-    pass
+class RankTimeout(RuntimeError):
+    """The ranks did not all finish in time; they were killed."""
 
 
 def _context():
@@ -53,14 +53,15 @@ def _context():
     return ctx
 
 
-def _child(fn, rank: int, world_size: int, port: int, args: tuple, out_dir: str, timeout: float) -> None:
+def _child(fn, rank: int, world_size: int, port: int, args: tuple, out_dir: str, timeout: float,
+           collective_timeout: float) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
     result_path = os.path.join(out_dir, f"rank{rank}.pt")
     try:
         store = dist.TCPStore(HOST, port, world_size, False, timeout=datetime.timedelta(seconds=timeout))
         dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(seconds=timeout))
+                                timeout=datetime.timedelta(seconds=collective_timeout))
         result = fn(rank, world_size, *args)
     except BaseException:  # report everything, before tearing down the group makes the peers fail too
         torch.save({"ok": False, "error": traceback.format_exc(), "time": time.time()}, result_path)
@@ -81,13 +82,19 @@ def _kill(processes) -> None:
             p.join(5.0)
 
 
-def run_on_ranks(fn, world_size: int, *args, timeout: float = DEFAULT_TIMEOUT) -> list:
-    """``[fn(rank, world_size, *args) for rank in range(world_size)]``, each in its own gloo rank."""
+def run_on_ranks(fn, world_size: int, *args, timeout: float = DEFAULT_TIMEOUT, collective_timeout: float | None = None) -> list:
+    """``[fn(rank, world_size, *args) for rank in range(world_size)]``, each in its own gloo rank.
+
+    ``collective_timeout`` (default: ``timeout``) is the process group's own: a collective that
+    waits longer raises in its rank, which turns a mismatch between ranks into a ``RankFailure``
+    with a traceback instead of a ``RankTimeout``.
+    """
     ctx = _context()
     store = dist.TCPStore(HOST, 0, None, True, timeout=datetime.timedelta(seconds=timeout), wait_for_workers=False)
     with tempfile.TemporaryDirectory(prefix="gradkit-dist-") as out_dir:
         processes = [
-            ctx.Process(target=_child, args=(fn, rank, world_size, store.port, args, out_dir, timeout), daemon=True)
+            ctx.Process(target=_child, args=(fn, rank, world_size, store.port, args, out_dir, timeout,
+                                             collective_timeout or timeout), daemon=True)
             for rank in range(world_size)
         ]
         for p in processes:
