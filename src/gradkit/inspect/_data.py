@@ -13,6 +13,8 @@ from typing import Callable, Union
 import torch
 from torch import nn
 
+from .. import distributed
+
 Batch = Sequence  # (inputs, targets)
 Data = Union[Batch, Iterable]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -74,3 +76,18 @@ def select_parameters(model: nn.Module, names: Iterable[str] | None) -> list[tup
     if unknown or not names:
         raise ValueError(f"params must name trainable parameters of the model; unknown: {unknown}, allowed: {sorted(lookup)}")
     return [(n, lookup[n]) for n in names]
+
+
+def sum_over_ranks(vector: torch.Tensor, scalars: Sequence[float], group) -> tuple[torch.Tensor, list[float]]:
+    """``vector`` and a few ``scalars`` (sums and counts) added up over the ranks of ``group``.
+
+    One all-reduce carries both; without a group they come back unchanged. Each rank passes sums
+    over its own examples (not means), so unequal shares add up exactly.
+    """
+    if group is None:
+        return vector, [float(s) for s in scalars]
+    # At least float32, so that example counts stay exact in a half-precision model.
+    dtype = torch.promote_types(vector.dtype, torch.float32)
+    tail = torch.tensor([float(s) for s in scalars], dtype=dtype, device=vector.device)
+    both = distributed.all_reduce_sum(torch.cat([vector.reshape(-1).to(dtype), tail]), group)
+    return both[: vector.numel()].view_as(vector).to(vector.dtype), both[vector.numel():].tolist()

@@ -72,9 +72,10 @@ def _orthogonalise(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     return w
 
 
-def _random_unit(size: int, basis: torch.Tensor, generator, dtype, device) -> torch.Tensor | None:
+def _random_unit(op: LinearOperator, basis: torch.Tensor, generator) -> torch.Tensor | None:
     for _ in range(3):
-        w = torch.randn(size, generator=generator, dtype=dtype, device="cpu").to(device)
+        # agree: every rank of a data-parallel operator continues from the same vector.
+        w = op.agree(torch.randn(op.size, generator=generator, dtype=op.dtype, device="cpu").to(op.device))
         w = _orthogonalise(w, basis)
         norm = torch.linalg.vector_norm(w)
         if norm > 1e-3:
@@ -103,14 +104,14 @@ def lanczos(operator, num_iter: int, *, start: torch.Tensor | None = None, k: in
     num_iter = min(num_iter, n)
     dtype, device = op.dtype, op.device
     if start is None:
-        q = _random_unit(n, torch.empty(0, n, dtype=dtype, device=device), generator, dtype, device)
+        q = _random_unit(op, torch.empty(0, n, dtype=dtype, device=device), generator)
     else:
         if start.shape != (n,):
             raise ValueError(f"start must be a flat tensor of shape ({n},), got {tuple(start.shape)}")
         norm = torch.linalg.vector_norm(start)
         if not torch.isfinite(norm) or norm == 0:
             raise ValueError("start must be a finite, non-zero vector")
-        q = (start / norm).to(dtype=dtype, device=device)
+        q = op.agree((start / norm).to(dtype=dtype, device=device))
     basis = torch.empty(num_iter, n, dtype=dtype, device=device)
     alphas, betas = [], []
     hvps_before = op.num_hvps
@@ -137,7 +138,7 @@ def lanczos(operator, num_iter: int, *, start: torch.Tensor | None = None, k: in
             break
         if float(beta) <= breakdown * max(scale, 1e-30):
             betas[-1] = 0.0
-            q = _random_unit(n, basis[: j + 1], generator, dtype, device)
+            q = _random_unit(op, basis[: j + 1], generator)
             if q is None:
                 break
         else:
@@ -219,7 +220,7 @@ def _power(op: LinearOperator, k: int, max_iter: int, tol: float, start, generat
     found = torch.empty(0, n, dtype=dtype, device=device)
     values, residuals, converged = [], [], True
     for i in range(k):
-        v = start if (i == 0 and start is not None) else _random_unit(n, found, generator, dtype, device)
+        v = op.agree(start.clone()) if (i == 0 and start is not None) else _random_unit(op, found, generator)
         v = _orthogonalise(v, found)
         v = v / torch.linalg.vector_norm(v)
         value, ok = None, False

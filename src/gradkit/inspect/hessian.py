@@ -14,6 +14,14 @@ The Hessian is never formed. Two ways to multiply by it are offered and chosen e
 Both compute the same product (the tests compare them). Data given as an iterable of batches is
 averaged exactly: each batch's product is weighted by its batch size, which is the product for
 the mean loss over all examples when ``loss_fn`` returns the mean over its batch.
+
+Data split over data-parallel ranks: with ``process_group``, each rank passes its own share of the
+data and the operator is the Hessian of the mean loss over the data of all ranks. Each rank sums
+its examples' products (weighted by batch size, so unequal shares are exact) and one all-reduce of
+the vector and the example count gives every rank the same full-data product. Every estimator
+built on the operator (Lanczos, power iteration, Hutchinson, spectral density) then runs
+identically on all ranks; their random probes go through ``agree``, which makes every rank use the
+group's first rank's probe. All ranks must take the same products, in the same order.
 """
 from __future__ import annotations
 
@@ -22,7 +30,9 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ._data import Data, LossFn, batch_size, batches, frozen_norm_statistics, is_single_batch, select_parameters
+from .. import distributed
+from ._data import (Data, LossFn, batch_size, batches, frozen_norm_statistics, is_single_batch,
+                    select_parameters, sum_over_ranks)
 
 __all__ = ["LinearOperator", "MatrixOperator", "HessianOperator", "hessian_vector_product", "as_operator"]
 
@@ -42,6 +52,11 @@ class LinearOperator:
 
     def __matmul__(self, vector: torch.Tensor) -> torch.Tensor:
         return self.matvec(vector)
+
+    def agree(self, vector: torch.Tensor) -> torch.Tensor:
+        """``vector`` made the same in every process the operator spans (in place); estimators pass
+        their random probes through it. A single-process operator returns it unchanged."""
+        return vector
 
     def _check_vector(self, vector: torch.Tensor) -> None:
         if not isinstance(vector, torch.Tensor) or vector.shape != (self.size,):
@@ -85,6 +100,10 @@ class HessianOperator(LinearOperator):
         data: one batch ``(inputs, targets)`` or a re-iterable of such batches (list, DataLoader).
         params: names of the parameters to differentiate (default: all with ``requires_grad``).
         method: ``"double_backward"`` or ``"func"`` (see the module docstring).
+        process_group: a ``torch.distributed`` process group whose ranks each hold a share of the
+            data: the operator is then the Hessian over all of it (see the module docstring), and
+            every rank must call the same methods. None (default) or ``gradkit.distributed.LOCAL``:
+            this process's data only, no communication.
 
     The operator describes the Hessian at the parameter values it sees when a product is taken;
     with a single batch and ``"double_backward"`` it keeps the first backward graph, so build a new
@@ -92,7 +111,8 @@ class HessianOperator(LinearOperator):
     in-place update). Vectors are flat, in the order of ``names``; ``unflatten`` gives the views.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Data, *, params: Iterable[str] | None = None, method: str = "double_backward"):
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Data, *, params: Iterable[str] | None = None, method: str = "double_backward",
+                 process_group=None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
@@ -100,6 +120,7 @@ class HessianOperator(LinearOperator):
         if method not in HVP_METHODS:
             raise ValueError(f"method must be one of {HVP_METHODS}, got {method!r}")
         self.model, self.loss_fn, self.method = model, loss_fn, method
+        self.group = distributed.resolve_group(process_group)
         self.single_batch = is_single_batch(data)
         self.data = batches(data)
         named = select_parameters(model, params)
@@ -145,20 +166,28 @@ class HessianOperator(LinearOperator):
             self._graph = (loss.detach(), grads)
         return self._graph
 
+    def agree(self, vector: torch.Tensor) -> torch.Tensor:
+        return distributed.broadcast_from_first(vector, self.group)
+
     def loss_and_gradient(self) -> tuple[float, torch.Tensor]:
         """The mean loss and its flat gradient over all the data (no ``.grad`` is written)."""
         if self.single_batch and self.method == "double_backward":
             loss, grads = self._cached_graph()
-            return float(loss), self.flatten([g.detach() for g in grads])
-        total_loss, total_grad, count = 0.0, torch.zeros(self.size, dtype=self.dtype, device=self.device), 0
-        with frozen_norm_statistics(self.model), torch.enable_grad():
-            for inputs, targets in self.data:
-                n = batch_size(inputs)
-                loss = self._loss(inputs, targets)
-                grads = torch.autograd.grad(loss, self.params)
-                total_grad.add_(self.flatten(grads), alpha=n)
-                total_loss += float(loss.detach()) * n
-                count += n
+            if self.group is None:
+                return float(loss), self.flatten([g.detach() for g in grads])
+            n = batch_size(self.data[0][0])
+            total_grad, total_loss, count = self.flatten([g.detach() for g in grads]).mul(n), float(loss) * n, n
+        else:
+            total_loss, total_grad, count = 0.0, torch.zeros(self.size, dtype=self.dtype, device=self.device), 0
+            with frozen_norm_statistics(self.model), torch.enable_grad():
+                for inputs, targets in self.data:
+                    n = batch_size(inputs)
+                    loss = self._loss(inputs, targets)
+                    grads = torch.autograd.grad(loss, self.params)
+                    total_grad.add_(self.flatten(grads), alpha=n)
+                    total_loss += float(loss.detach()) * n
+                    count += n
+        total_grad, (total_loss, count) = sum_over_ranks(total_grad, [total_loss, count], self.group)
         if count == 0:
             raise ValueError("data must contain at least one non-empty batch")
         return total_loss / count, total_grad.div_(count)
@@ -184,13 +213,18 @@ class HessianOperator(LinearOperator):
         if self.single_batch and self.method == "double_backward":
             _, grads = self._cached_graph()
             hv = torch.autograd.grad(grads, self.params, grad_outputs=parts, retain_graph=True, allow_unused=True)
-            return self._flatten_products(hv)
-        total, count = torch.zeros(self.size, dtype=self.dtype, device=self.device), 0
-        with frozen_norm_statistics(self.model), torch.enable_grad():
-            for inputs, targets in self.data:
-                n = batch_size(inputs)
-                total.add_(self._flatten_products(self._batch_hvp(inputs, targets, parts)), alpha=n)
-                count += n
+            if self.group is None:
+                return self._flatten_products(hv)
+            count = batch_size(self.data[0][0])
+            total = self._flatten_products(hv).mul_(count)
+        else:
+            total, count = torch.zeros(self.size, dtype=self.dtype, device=self.device), 0
+            with frozen_norm_statistics(self.model), torch.enable_grad():
+                for inputs, targets in self.data:
+                    n = batch_size(inputs)
+                    total.add_(self._flatten_products(self._batch_hvp(inputs, targets, parts)), alpha=n)
+                    count += n
+        total, (count,) = sum_over_ranks(total, [count], self.group)
         if count == 0:
             raise ValueError("data must contain at least one non-empty batch")
         return total.div_(count)
@@ -200,10 +234,12 @@ class HessianOperator(LinearOperator):
         return self.flatten([torch.zeros_like(p) if h is None else h.detach() for h, p in zip(hv, self.params)])
 
 
-def hessian_vector_product(model: nn.Module, loss_fn: LossFn, data: Data, vector, *, params: Iterable[str] | None = None, method: str = "double_backward"):
+def hessian_vector_product(model: nn.Module, loss_fn: LossFn, data: Data, vector, *, params: Iterable[str] | None = None, method: str = "double_backward",
+                           process_group=None):
     """One Hessian-vector product. ``vector`` is a flat tensor or a list shaped like the parameters;
-    the result has the same form."""
-    op = HessianOperator(model, loss_fn, data, params=params, method=method)
+    the result has the same form. With ``process_group`` (see ``HessianOperator``), ``data`` is this
+    rank's share, ``vector`` must be the same on every rank, and the product is over all ranks' data."""
+    op = HessianOperator(model, loss_fn, data, params=params, method=method, process_group=process_group)
     if isinstance(vector, torch.Tensor) and vector.ndim == 1:
         return op.matvec(vector)
     if isinstance(vector, (list, tuple)):

@@ -19,6 +19,12 @@ Two unbiased estimators are offered.
 Both |G|^2 and tr(Sigma) are unbiased but their ratio is not, and each is noisy; the paper
 averages each over many steps (an exponential moving average) before dividing, which is what
 ``NoiseScaleTracker`` does.
+
+Data split over data-parallel ranks (``process_group``): each rank passes its own share and every
+rank gets the estimate for the concatenated batch. The sums both estimators are made of (chunk or
+per-example gradients, their squared norms, the counts) are added up over the ranks with one
+all-reduce; with one chunk per rank, ``two_batch_noise_scale`` is the paper's data-parallel
+estimator (b = the per-rank batch, B = the global batch).
 """
 from __future__ import annotations
 
@@ -27,7 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._data import LossFn, batch_size, frozen_norm_statistics, select_parameters, training_norm_layers
+from .. import distributed
+from ._data import LossFn, batch_size, frozen_norm_statistics, select_parameters, sum_over_ranks, training_norm_layers
 
 __all__ = ["NoiseScaleEstimate", "noise_scale_from_norms", "two_batch_noise_scale", "per_example_noise_scale", "NoiseScaleTracker"]
 
@@ -59,16 +66,22 @@ def _params(model, params):
     return [n for n, _ in named], [p for _, p in named]
 
 
-def two_batch_noise_scale(model: nn.Module, loss_fn: LossFn, batch, small_batch: int, *, params=None) -> NoiseScaleEstimate:
+def two_batch_noise_scale(model: nn.Module, loss_fn: LossFn, batch, small_batch: int, *, params=None,
+                          process_group=None) -> NoiseScaleEstimate:
     """Noise scale from one batch split into chunks of ``small_batch`` examples.
 
     The batch size must be a multiple of ``small_batch`` with at least two chunks. Batch norm in
     training mode normalises each chunk by its own statistics, as data-parallel training does.
+    With ``process_group``, ``batch`` is this rank's share (a multiple of ``small_batch``, at least
+    one chunk) and the chunks of all ranks count, as if their shares were one batch.
     """
+    group = distributed.resolve_group(process_group)
     inputs, targets = batch
     total = batch_size(inputs)
-    if not isinstance(small_batch, int) or small_batch < 1 or total % small_batch or total // small_batch < 2:
-        raise ValueError(f"small_batch must divide the batch size ({total}) into at least two chunks, got {small_batch!r}")
+    least = 1 if group is not None else 2
+    if not isinstance(small_batch, int) or small_batch < 1 or total % small_batch or total // small_batch < least:
+        where = "this rank's share" if group is not None else "the batch size"
+        raise ValueError(f"small_batch must divide {where} ({total}) into at least {least} chunk(s), got {small_batch!r}")
     _, tensors = _params(model, params)
     chunk_grads = []
     with frozen_norm_statistics(model), torch.enable_grad():
@@ -76,23 +89,30 @@ def two_batch_noise_scale(model: nn.Module, loss_fn: LossFn, batch, small_batch:
             grads = torch.autograd.grad(loss_fn(model(x), y), tensors, allow_unused=True)
             chunk_grads.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, tensors)]))
     stacked = torch.stack(chunk_grads)  # (chunks, n)
-    small_sq = float(stacked.pow(2).sum(1).mean())
-    big_sq = float(stacked.mean(0).pow(2).sum())
-    return noise_scale_from_norms(small_sq, big_sq, small_batch, total)
+    grad_sum, (sq_sum, chunks) = sum_over_ranks(stacked.sum(0), [float(stacked.pow(2).sum()), stacked.shape[0]], group)
+    if chunks < 2:
+        raise ValueError(f"small_batch must split the data of all ranks into at least two chunks, got {int(chunks)}")
+    small_sq = sq_sum / chunks
+    big_sq = float(grad_sum.div(chunks).pow(2).sum())
+    return noise_scale_from_norms(small_sq, big_sq, small_batch, int(round(chunks)) * small_batch)
 
 
-def per_example_noise_scale(model: nn.Module, loss_fn: LossFn, batch, *, params=None, chunk_size: int | None = None) -> NoiseScaleEstimate:
+def per_example_noise_scale(model: nn.Module, loss_fn: LossFn, batch, *, params=None, chunk_size: int | None = None,
+                            process_group=None) -> NoiseScaleEstimate:
     """Noise scale from per-example gradients computed with ``vmap(grad)``.
 
     ``loss_fn`` is called on one example at a time (outputs and targets with a batch dimension of
     one). Per-example gradients are not defined for batch norm in training mode (the batch
     statistics couple the examples), so such a model raises; evaluate it in eval mode or use
     ``two_batch_noise_scale``. ``chunk_size`` bounds how many per-example gradients live at once.
+    With ``process_group``, ``batch`` is this rank's share (at least one example) and the estimate
+    is for the examples of all ranks together.
     """
+    group = distributed.resolve_group(process_group)
     inputs, targets = batch
     total = batch_size(inputs)
-    if total < 2:
-        raise ValueError(f"batch must hold at least two examples, got {total}")
+    if total < (1 if group is not None else 2):
+        raise ValueError(f"batch must hold at least two examples (one per rank with a process_group), got {total}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     norm_layers = training_norm_layers(model)
@@ -106,10 +126,14 @@ def per_example_noise_scale(model: nn.Module, loss_fn: LossFn, batch, *, params=
         return loss_fn(out, y[None])
 
     per_example = torch.func.vmap(torch.func.grad(example_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(detached, inputs, targets)
-    # Sum of squared per-example norms and the norm of their mean, without stacking into (B, n).
-    sq_norms = sum(g.pow(2).reshape(total, -1).sum(1) for g in per_example)
-    mean_sq = sum(float(g.mean(0).pow(2).sum()) for g in per_example)
-    trace_cov = (float(sq_norms.sum()) - total * mean_sq) / (total - 1)
+    # Sum of squared per-example norms and the sum of the gradients, without stacking into (B, n).
+    sq_sum = float(sum(g.pow(2).sum() for g in per_example))
+    grad_sum = torch.cat([g.sum(0).reshape(-1) for g in per_example])
+    grad_sum, (sq_sum, total) = sum_over_ranks(grad_sum, [sq_sum, total], group)
+    if total < 2:
+        raise ValueError(f"the ranks' batches must hold at least two examples together, got {int(total)}")
+    mean_sq = float(grad_sum.div(total).pow(2).sum())
+    trace_cov = (sq_sum - total * mean_sq) / (total - 1)
     return NoiseScaleEstimate(mean_sq - trace_cov / total, trace_cov)
 
 

@@ -81,7 +81,7 @@ def hutchinson_trace(operator, num_samples: int = 50, *, distribution: str = "ra
             v = torch.randint(0, 2, (op.size,), generator=generator).to(op.dtype).mul_(2).sub_(1)
         else:
             v = torch.randn(op.size, generator=generator, dtype=op.dtype)
-        v = v.to(op.device)
+        v = op.agree(v.to(op.device))  # the same probe on every rank of a data-parallel operator
         samples[i] = float(torch.dot(v, op.matvec(v)))
     mean = float(samples.mean())
     std_error = float(samples.std(unbiased=True)) / math.sqrt(num_samples)

@@ -1,0 +1,214 @@
+"""Where gradkit's optimizers stand under DDP and FSDP2: each must equal one process on the whole batch.
+
+Two gloo ranks each train a copy of a small model (two linear layers around a layer norm; the output
+layer's first dimension, 5, is not divisible by the world size) on their half of a 16-example batch
+for 30 steps; one process trains it on all 16 examples. Parameters must agree to 1e-5 relative per
+tensor (float32). Under FSDP2 (``fully_shard``) the parameters are DTensors sharded on dim 0 and the
+optimizer sees only the local shards.
+
+Methods that do not yet work under FSDP2 are marked ``xfail(strict=True)`` with the error they hit:
+when the optimizer core handles sharded parameters, these tests pass, fail as XPASS, and the mark is
+removed.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+
+import gradkit
+import gradkit.distributed as gd
+from gradkit.registry import get_optimizer
+
+from dist_harness import run_on_ranks, run_once
+
+TOL = 1e-5
+STEPS = 30
+GLOBAL_BATCH = 16
+
+# name -> (registered optimizer, keyword arguments)
+OPTIMIZERS = {
+    "adamw": ("adamw", {"lr": 1e-2, "weight_decay": 0.1}),
+    "adam": ("adam", {"lr": 1e-2}),
+    "adamp": ("adamp", {"lr": 1e-2, "weight_decay": 0.1}),
+    "adan": ("adan", {"lr": 1e-2, "weight_decay": 0.02}),
+    "lion": ("lion", {"lr": 1e-3, "weight_decay": 0.1}),
+    "ademamix": ("ademamix", {"lr": 1e-2}),
+    "muon": ("muon", {"lr": 0.02, "ns_dtype": torch.float32}),
+    "sgd_momentum": ("sgd", {"lr": 0.05, "momentum": 0.9}),
+    "diffgrad": ("diffgrad", {"lr": 1e-2}),
+    "exadam": ("exadam", {"lr": 1e-2}),
+    "sgdsai": ("sgdsai", {"lr": 1e-2}),
+    "frugal": ("frugal", {"lr": 1e-2, "density": 0.5, "update_freq": 10}),
+    "frugal_random": ("frugal", {"lr": 1e-2, "density": 0.5, "update_freq": 10, "projector": "random"}),
+    "frugal_block": ("frugal", {"lr": 1e-2, "density": 0.5, "update_freq": 10, "projector": "block"}),
+    "galore": ("galore", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
+    "fira": ("fira", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
+    "svdfree": ("svdfree", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
+    "subset_norm": ("subset_norm", {"lr": 1e-2}),
+}
+DDP_METHODS = ["adamw", "adamp", "adan", "lion", "muon"]
+FSDP_METHODS = list(OPTIMIZERS)
+# method -> (a fragment of the error it stops with today under FSDP2, the reason shown)
+_FOREACH_COPY = ("_foreach_copy_", "NotImplementedError: aten._foreach_copy_.default has no DTensor sharding strategy")
+_MIXED = ("mixed torch.Tensor and DTensor",
+          "RuntimeError: got mixed torch.Tensor and DTensor (the low-rank projectors build plain tensors)")
+FSDP_KNOWN_FAILURES = {
+    "adan": _FOREACH_COPY,
+    "sgd_momentum": _FOREACH_COPY,
+    "diffgrad": _FOREACH_COPY,
+    "sgdsai": _FOREACH_COPY,
+    "exadam": ("_foreach_addcdiv", "NotImplementedError: aten._foreach_addcdiv.Scalar has no DTensor sharding strategy"),
+    "adamp": (".tolist()", "RuntimeError: .tolist() is not supported for tensor subclasses (AdamP's radial projection)"),
+    "frugal": _MIXED,
+    "frugal_random": _MIXED,
+    "galore": _MIXED,
+    "fira": _MIXED,
+    "svdfree": _MIXED,
+    "subset_norm": _MIXED,
+}
+
+
+class FailsDifferently(Exception):
+    """A method marked as a known failure failed with another error: the mark needs a look."""
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 12), nn.LayerNorm(12), nn.GELU(), nn.Linear(12, 5))
+
+
+def _data():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(GLOBAL_BATCH, 6, generator=g), torch.randn(GLOBAL_BATCH, 5, generator=g)
+
+
+def _optimizer(method, model):
+    name, kwargs = OPTIMIZERS[method]
+    params = model.named_parameters() if name == "muon" else model.parameters()
+    return get_optimizer(name)(params, **kwargs)
+
+
+def _train(model, opt, x, y):
+    for _ in range(STEPS):
+        opt.zero_grad(set_to_none=True)
+        nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+
+
+def _reference(method):
+    model = _model()
+    x, y = _data()
+    _train(model, _optimizer(method, model), x, y)
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _outcome(method, wrap, rank, world_size):
+    """Full parameters after training, or the error's text (the same on every rank)."""
+    x, y = _data()
+    share = gd.rank_slice(GLOBAL_BATCH, rank, world_size)
+    model = wrap(_model())
+    try:
+        _train(model, _optimizer(method, model), x[share], y[share])
+    except Exception as err:  # reported per method; the test decides whether it was expected
+        return f"{type(err).__name__}: {err}".splitlines()[0]
+    params = [p.full_tensor() if gd.is_dtensor(p) else p for p in model.parameters()]
+    return [p.detach().clone() for p in params]
+
+
+def _ddp_worker(rank, world_size, methods):
+    return {m: _outcome(m, nn.parallel.DistributedDataParallel, rank, world_size) for m in methods}
+
+
+def _fsdp_worker(rank, world_size, methods):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (world_size,))
+
+    def wrap(model):
+        fully_shard(model[0], mesh=mesh)
+        fully_shard(model[3], mesh=mesh)
+        return fully_shard(model, mesh=mesh)
+
+    return {m: _outcome(m, wrap, rank, world_size) for m in methods}
+
+
+def _check(results, method):
+    want = _reference(method)
+    for rank, result in enumerate(results):
+        got = result[method]
+        if isinstance(got, str) and method in FSDP_KNOWN_FAILURES and FSDP_KNOWN_FAILURES[method][0] not in got:
+            raise FailsDifferently(f"rank {rank}: {got}")
+        assert not isinstance(got, str), f"rank {rank}: {got}"
+        for i, (a, b) in enumerate(zip(got, want)):
+            err = float((a - b).abs().max() / b.abs().max())
+            assert err <= TOL, f"rank {rank}, parameter {i}: relative difference {err:.2e} > {TOL}"
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory):
+    return run_once(tmp_path_factory, "status-ddp", _ddp_worker, 2, DDP_METHODS, timeout=240)
+
+
+@pytest.fixture(scope="module")
+def fsdp_results(tmp_path_factory):
+    return run_once(tmp_path_factory, "status-fsdp2", _fsdp_worker, 2, FSDP_METHODS, timeout=240)
+
+
+@pytest.mark.parametrize("method", DDP_METHODS)
+def test_ddp_equals_full_batch(ddp_results, method):
+    _check(ddp_results, method)
+
+
+def _fsdp_params():
+    for method in FSDP_METHODS:
+        if method in FSDP_KNOWN_FAILURES:
+            reason = FSDP_KNOWN_FAILURES[method][1]
+            yield pytest.param(method, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason))
+        else:
+            yield method
+
+
+@pytest.mark.parametrize("method", list(_fsdp_params()))
+def test_fsdp2_equals_full_batch(fsdp_results, method):
+    _check(fsdp_results, method)
+
+
+def test_known_failures_are_tested():
+    assert set(FSDP_KNOWN_FAILURES) <= set(FSDP_METHODS)
+
+
+def _nonfinite_worker(rank, world_size, policy):
+    """An inf in rank 0's shard of one gradient only: does every rank's step see it?"""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (world_size,))
+    x, y = _data()
+    share = gd.rank_slice(GLOBAL_BATCH, rank, world_size)
+    model = _model()
+    fully_shard(model, mesh=mesh)
+    opt = gradkit.optim.AdamW(model.parameters(), lr=1e-2, nonfinite=policy)
+    nn.functional.mse_loss(model(x[share]), y[share]).backward()
+    before = [p.detach().to_local().clone() for p in model.parameters()]
+    if rank == 0:
+        model[0].weight.grad.to_local()[0, 0] = float("inf")
+    try:
+        opt.step()
+        raised = False
+    except FloatingPointError:
+        raised = True
+    unchanged = all(torch.equal(b, p.detach().to_local()) for b, p in zip(before, model.parameters()))
+    return raised, unchanged
+
+
+# The verdict is agreed over the mesh: with an inf in rank 0's shard only, both ranks raise or both skip
+# (a collective timeout of 10 s turns a disagreement into a failure instead of a hang).
+@pytest.mark.slow
+@pytest.mark.parametrize("policy,expected", [("raise", (True, True)), ("skip", (False, True))])
+def test_fsdp2_inf_in_one_shard_is_seen_by_every_rank(policy, expected):
+    results = run_on_ranks(_nonfinite_worker, 2, policy, timeout=120, collective_timeout=10)
+    for rank, outcome in enumerate(results):
+        assert outcome == expected, f"rank {rank} with nonfinite={policy!r}: (raised, params unchanged) = {outcome}"
