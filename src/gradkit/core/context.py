@@ -56,6 +56,7 @@ class StepContext:
         self.group = group
         self.ops = ops
         self._steps = list(steps)
+        self._distinct_steps = list(dict.fromkeys(self._steps))
         self.scale_num: Scalars = 1.0
         self.scale_div: Scalars = 1.0
         self.decay: Scalars = 0.0
@@ -84,8 +85,8 @@ class StepContext:
     @property
     def step(self) -> int | None:
         """The common step count when every tensor has taken the same number of steps, else ``None``."""
-        steps = self.steps
-        return steps[0] if steps and all(s == steps[0] for s in steps) else None
+        distinct = self._distinct_steps if not self.traced else self.steps
+        return distinct[0] if len(distinct) == 1 else None
 
     def value(self, x: Any) -> Any:
         """A hyperparameter's value in this group (``hp`` references are read from the group).
@@ -107,12 +108,12 @@ class StepContext:
             if all(node is first for node in nodes):
                 return first
             return {key: ScalarList(node[key] for node in nodes) for key in first}
-        steps = dict.fromkeys(self._steps)
+        steps = self._distinct_steps
         if len(steps) <= 1:
-            return transform.scalars(self.group, next(iter(steps), 1))
+            return transform.scalars(self.group, steps[0] if steps else 1)
         by_step = {s: transform.scalars(self.group, s) for s in steps}
         out = {}
-        for key in by_step[next(iter(steps))]:
+        for key in by_step[steps[0]]:
             values = [by_step[s][key] for s in self._steps]
             out[key] = values[0] if all(v == values[0] for v in values) else values
         return out
