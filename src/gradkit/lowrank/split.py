@@ -105,6 +105,10 @@ class ProjectedSplit(GradientTransform):
         if not isinstance(inner, GradientTransform):
             raise TypeError(f"inner must be a GradientTransform (e.g. scale_by_adam()), got {type(inner).__name__}")
         self.inner = as_inner(inner)
+        if self.inner.lr_applied:
+            names = [type(t).__name__ for t in self.inner.transforms if t.lr_applied]
+            raise ValueError(f"ProjectedSplit's inner transform must not apply the learning rate ({', '.join(names)}): "
+                             "put scale_by_learning_rate in the outer chain, after ProjectedSplit")
         self.projector: Projector = get_projector(projector)
         if complement not in COMPLEMENTS:
             raise ValueError(f"complement must be one of {COMPLEMENTS}, got {complement!r}")
