@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["Ops", "FOREACH", "TRACED", "ScalarList", "negated", "is_number", "at"]
+__all__ = ["Ops", "FOREACH", "TRACED", "ScalarList", "is_number", "at"]
 
 Scalar = Any  # float | Tensor | list of those, one per tensor
 
@@ -45,10 +45,6 @@ def is_number(x: Any, value: float | None = None) -> bool:
 def at(x: Scalar, i: int) -> Any:
     """Tensor ``i``'s value of a scalar argument."""
     return x[i] if isinstance(x, (list, tuple)) else x
-
-
-def negated(x: Scalar) -> Scalar:
-    return type(x)(-v for v in x) if isinstance(x, (list, tuple)) else -x
 
 
 def _all(x: Scalar, value: float) -> bool:

@@ -37,9 +37,9 @@ from typing import Iterable
 from torch import Tensor
 
 from gradkit.core.context import StepContext
-from gradkit.core.state import ELEMENTWISE, StateKind, as_kind, split_key, unnest
+from gradkit.core.state import ELEMENTWISE, StateKind, as_kind, nest, split_key, unnest
 
-__all__ = ["GradientTransform", "Chain", "chain", "as_inner"]
+__all__ = ["GradientTransform", "Chain", "chain", "as_inner", "init_inner", "update_inner"]
 
 StateLists = dict[str, list]
 
@@ -226,6 +226,20 @@ def as_inner(transform: GradientTransform) -> Chain:
     if not isinstance(transform, GradientTransform):
         raise TypeError(f"inner must be a GradientTransform, got {type(transform).__name__}")
     return Chain(*(transform.transforms if isinstance(transform, Chain) else (transform,)), nested=True)
+
+
+def init_inner(label: str, inner: GradientTransform, params: list[Tensor], ctx: StepContext) -> StateLists:
+    """A wrapper's ``init`` of its inner transform: the inner state nested under ``label``."""
+    with ctx.enter(label):
+        return nest(label, inner.init(params, ctx))
+
+
+def update_inner(label: str, inner: GradientTransform, updates: list[Tensor], state: StateLists, params: list[Tensor],
+                 ctx: StepContext) -> list[Tensor]:
+    """A wrapper's call of its inner transform: on the state nested under ``label``, with its scalars and
+    group state looked up there, and the ownership of its output settled."""
+    with ctx.enter(label):
+        return ctx.settle(updates, inner.update(updates, unnest(label, state), params, ctx))
 
 
 def fused_kind_of(cls: type) -> str | None:

@@ -44,8 +44,8 @@ from torch import Tensor
 
 from gradkit.core.hyper import resolve
 from gradkit.core.ops import ScalarList, at
-from gradkit.core.state import PER_TENSOR, nest, unnest
-from gradkit.core.transform import GradientTransform, as_inner
+from gradkit.core.state import PER_TENSOR
+from gradkit.core.transform import GradientTransform, as_inner, init_inner, update_inner
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative, positive, unit_interval
 
@@ -126,10 +126,7 @@ class ProjectRadial(GradientTransform):
         boolean(self.project_state, group, "project_state")
 
     def init(self, params, ctx):
-        if self.inner is None:
-            return {}
-        with ctx.enter("inner"):
-            return nest("inner", self.inner.init(params, ctx))
+        return {} if self.inner is None else init_inner("inner", self.inner, params, ctx)
 
     def scalars(self, group, step):
         out = {"delta": float(resolve(self.delta, group)), "eps": float(resolve(self.eps, group)),
@@ -140,12 +137,9 @@ class ProjectRadial(GradientTransform):
         return out
 
     def _inner(self, updates, state, params, ctx):
-        if self.inner is None:
-            return updates
-        with ctx.enter("inner"):
-            # Whatever ``inner`` leaves pending (scale, decay * params, a denominator) stays pending: the
-            # projection is linear and acts on the update part only, so a pending decay is not projected.
-            return ctx.settle(updates, self.inner.update(updates, unnest("inner", state), params, ctx))
+        # Whatever ``inner`` leaves pending (scale, decay * params, a denominator) stays pending: the
+        # projection is linear and acts on the update part only, so a pending decay is not projected.
+        return updates if self.inner is None else update_inner("inner", self.inner, updates, state, params, ctx)
 
     def update(self, updates, state, params, ctx):
         if ctx.traced:

@@ -13,8 +13,7 @@ hyperparameters are validated for a group. The branch's transforms name their gr
 from __future__ import annotations
 
 from gradkit.core.hyper import check_hyper, hp
-from gradkit.core.state import nest, unnest
-from gradkit.core.transform import Chain, GradientTransform, as_inner
+from gradkit.core.transform import Chain, GradientTransform, as_inner, init_inner, update_inner
 from gradkit.registry import register_transform
 
 __all__ = ["select_by_group", "SelectByGroup"]
@@ -68,13 +67,11 @@ class SelectByGroup(GradientTransform):
 
     def init(self, params, ctx):
         label, branch = self._branch(ctx.group)
-        with ctx.enter(label):
-            return nest(label, branch.init(params, ctx))
+        return init_inner(label, branch, params, ctx)
 
     def update(self, updates, state, params, ctx):
         label, branch = self._branch(ctx.group)
-        with ctx.enter(label):
-            return ctx.settle(updates, branch.update(updates, unnest(label, state), params, ctx))
+        return update_inner(label, branch, updates, state, params, ctx)
 
 
 select_by_group = SelectByGroup
