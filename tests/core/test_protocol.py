@@ -224,6 +224,12 @@ def test_weight_prediction_follows_the_chain_and_refuses_what_cannot_predict():
     with pytest.raises(TypeError, match="ScaleByGrams"):
         with grams.predicted_weights():
             pass
+    clipped = gradkit.Optimizer([w], gradkit.chain(T.scale_by_adam(), T.clip_by_value(), T.scale_by_learning_rate()),
+                                {"lr": 0.1})
+    clipped.step()
+    with pytest.raises(TypeError, match="ClipByValue after ScaleByAdam"):
+        with clipped.predicted_weights():
+            pass
 
 
 def test_the_core_and_the_transforms_import_without_any_optimizer_module():

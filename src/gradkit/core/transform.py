@@ -196,20 +196,20 @@ class Chain(GradientTransform):
     def predict(self, state, params, ctx):
         """The transforms before the first that predicts must be stateless (they act on a gradient, which
         a prediction has none of) and are skipped; the ones after it must be scale-aware."""
-        updates = None
+        updates, predictor = None, None
         for ns, t in zip(self.namespaces, self.transforms):
             own = unnest(ns, state)
             with ctx.enter(ns):
                 if updates is None:
                     if t.predicts:
-                        updates = ctx.settle([], t.predict(own, params, ctx))
+                        updates, predictor = ctx.settle([], t.predict(own, params, ctx)), t
                     elif any(v is not None for values in own.values() for v in values):
                         raise TypeError(f"{type(t).__name__} cannot predict its next update (it has no predict method)")
                 elif t.scale_aware:
                     updates = t.update(updates, own, params, ctx)
                 else:
                     raise TypeError(f"weight prediction cannot run {type(t).__name__} after "
-                                    f"{type(self.transforms[0]).__name__}: only scale-aware transforms may follow")
+                                    f"{type(predictor).__name__}: only scale-aware transforms may follow")
         if updates is None:
             names = [type(t).__name__ for t in self.transforms if not t.scale_aware]
             raise TypeError(f"no transform of the chain can predict its next update ({', '.join(names) or 'none'})")
