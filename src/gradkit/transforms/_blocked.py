@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Sequence
 
-import torch
 from torch import Tensor
 
 # 2^18 fp32 elements = 1 MiB per tensor; a step holding ~10 such pieces stays within a shared L3.
