@@ -56,7 +56,7 @@ def test_sgdp_paper_variant_keeps_the_momentum_unprojected():
     expected = torch.zeros_like(grads[0])
     for g in grads:
         expected = 0.9 * expected + g
-    torch.testing.assert_close(opt.state[model[0].weight]["radial.momentum.momentum_buffer"], expected)
+    torch.testing.assert_close(opt.state[model[0].weight]["radial.inner.momentum.momentum_buffer"], expected)
 
 
 def _scale_invariant_case(rows=6, cols=5, seed=0):
@@ -141,7 +141,7 @@ def test_project_radial_composes_with_another_optimizer():
         step = w.detach() - before
         cos = (step * before).sum(1).abs() / (step.norm(dim=1) * before.norm(dim=1))
         assert cos.max() < 1e-3
-    assert "radial.adam.exp_avg" in opt.state[w]
+    assert "radial.inner.adam.exp_avg" in opt.state[w]
 
 
 def test_behaviour():

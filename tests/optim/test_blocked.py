@@ -64,7 +64,6 @@ def test_blocked_step_matches_whole_tensor_step(name, monkeypatch):
     monkeypatch.setattr(blocked, "BLOCK_ELEMENTS", 40)  # whole small tensors, the largest two cut
     large_blocks = _run(make_opt, staggered)
     monkeypatch.setattr(blocked, "is_blocked", lambda *lists: False)
-    monkeypatch.setattr("gradkit.transforms.exadam.is_blocked", lambda *lists: False)
     pending = _run(make_opt, staggered)
     for a, b, c in zip(small_blocks, large_blocks, pending):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -26,13 +26,15 @@ def state_bytes(optimizer: torch.optim.Optimizer, by: str | None = None):
     """Total bytes of an optimizer's state (any ``torch.optim.Optimizer``).
 
     ``by="param"`` gives {param index: bytes} (index in param-group order), ``by="key"`` gives
-    {state key: bytes}, ``by="kind"`` gives {kind: bytes} using the transforms' ``state_kinds``
-    ("moment" when undeclared; group-level state is "group"). Step counters are Python ints: 0 bytes.
+    {state key: bytes}, ``by="kind"`` gives {kind category: bytes} using the kinds the transforms declare
+    (:mod:`gradkit.core.state`: "moment", "projection", "index", ...; group-level state is "group"). For an
+    optimizer that is not a gradkit one every key counts as "moment". Step counters are Python ints: 0 bytes.
     """
     if by not in BY:
         raise ValueError(f"by must be one of {BY}, got {by!r}")
     index = {id(p): i for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
-    kind_of = getattr(getattr(optimizer, "transform", None), "kind_of", lambda key: "moment")
+    transform = getattr(optimizer, "transform", None)
+    kind_of = (lambda key: transform.kind_of(key).category) if transform is not None else (lambda key: "moment")
     totals: dict[Any, int] = defaultdict(int)
     for p, entries in optimizer.state.items():
         items = entries.items() if isinstance(entries, dict) else [("", entries)]

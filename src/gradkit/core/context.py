@@ -12,58 +12,163 @@ At the end, :meth:`apply` adds the form to the params with torch.optim's own ops
 (``params *= 1 + decay``; ``params.addcdiv_(updates, denominator, value=scale)``), which is what
 makes gradkit's Adam/AdamW/SGD bitwise equal to torch.optim's multi-tensor path.
 
+The same context, and so the same pending form, serves both steps: the unfused one (``ops`` is
+:data:`~gradkit.core.ops.FOREACH`, scalars are Python floats) and the fused one (``ops`` is
+:data:`~gradkit.core.ops.TRACED`, scalars are 0-dim tensors traced into one compiled program).
+
+Step-dependent scalars come from each transform's ``scalars(group, step)`` through
+:meth:`scalars`: computed in Python per distinct step on the unfused step (one float, or one per
+tensor when tensors are at different steps), read from the compiled program's table on the fused
+one. The step counts themselves are not available on the fused step (they would be compiled in).
+
 Ownership: ``updates`` may alias ``p.grad`` or an optimizer state buffer. A transform that wants to
 write into its input calls :meth:`writable` (which copies only when the input is not owned); one
-that returns fresh tensors passes them through :meth:`fresh`. Anything else is treated as borrowed.
+that returns fresh tensors passes them through :meth:`fresh`, one that returns tensors it does not own
+(its state buffers) through :meth:`borrowed`. Anything returned without a declaration is treated as
+borrowed (:meth:`settle`).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
-import torch
 from torch import Tensor
 
 from gradkit.core.hyper import resolve
+from gradkit.core.ops import FOREACH, Ops, ScalarList, is_number
 
-Scalars = float | list[float]
+Scalars = Any  # float | Tensor | list of those, one per tensor
 
 
 class StepContext:
-    def __init__(self, group: dict, steps: Sequence[int], group_state: dict | None = None):
+    """The step of one param group, as the transforms see it.
+
+    Args:
+        group: the param group (hyperparameters).
+        steps: the step count each tensor is about to take (its number of updates so far, plus one).
+        group_state: persistent group-level state, by namespace.
+        ops: :data:`~gradkit.core.ops.FOREACH` (unfused step) or :data:`~gradkit.core.ops.TRACED`.
+        scalar_trees: on the traced step, each tensor's tree of scalars (as ``Chain.scalars`` nests them).
+    """
+
+    def __init__(self, group: dict, steps: Sequence[int], group_state: dict | None = None, *, ops: Ops = FOREACH,
+                 scalar_trees: Sequence[dict] | None = None):
         self.group = group
-        self.steps = list(steps)
-        # The common step count when every tensor has taken the same number of steps (the usual case).
-        self.step: int | None = self.steps[0] if self.steps and all(s == self.steps[0] for s in self.steps) else None
+        self.ops = ops
+        self._steps = list(steps)
+        self._distinct_steps = list(dict.fromkeys(self._steps))
         self.scale_num: Scalars = 1.0
         self.scale_div: Scalars = 1.0
         self.decay: Scalars = 0.0
         self.denominator: list[Tensor] | None = None
         self.owned = False
-        self.namespace = ""
+        self.path: tuple[str, ...] = ()
+        self._namespace = ""
         self._group_state = {} if group_state is None else group_state
-        self._claimed = False
+        self._trees = scalar_trees
+        self._declared = False
 
-    # -- hyperparameters -------------------------------------------------------------------
+    # -- steps and hyperparameters ------------------------------------------------------------
+    @property
+    def traced(self) -> bool:
+        """True on the fused step, whose code is traced once and compiled."""
+        return self.ops.traced
+
+    @property
+    def steps(self) -> list[int]:
+        """The step each tensor is about to take (unfused step only: use :meth:`scalars` for math)."""
+        if self.traced:
+            raise RuntimeError("step counts are not available on the fused step: put what depends on them in the "
+                               "transform's scalars(group, step)")
+        return self._steps
+
+    @property
+    def step(self) -> int | None:
+        """The common step count when every tensor has taken the same number of steps, else ``None``."""
+        distinct = self._distinct_steps if not self.traced else self.steps
+        return distinct[0] if len(distinct) == 1 else None
+
     def value(self, x: Any) -> Any:
+        """A hyperparameter's value in this group (``hp`` references are read from the group).
+
+        On the fused step a value read this way is compiled in: read only flags and structure here, and
+        numbers through :meth:`scalars`."""
         return resolve(x, self.group)
+
+    def scalars(self, transform) -> dict[str, Scalars]:
+        """``transform.scalars(group, step)`` for this step: floats (one per tensor where tensors are at
+        different steps) on the unfused step, 0-dim tensors from the program's table on the fused one."""
+        if self._trees is not None:
+            nodes = []
+            for tree in self._trees:
+                for key in self.path:
+                    tree = tree[key]
+                nodes.append(tree)
+            first = nodes[0] if nodes else {}
+            if all(node is first for node in nodes):
+                return first
+            return {key: ScalarList(node[key] for node in nodes) for key in first}
+        steps = self._distinct_steps
+        if len(steps) <= 1:
+            return transform.scalars(self.group, steps[0] if steps else 1)
+        by_step = {s: transform.scalars(self.group, s) for s in steps}
+        out = {}
+        for key in by_step[steps[0]]:
+            values = [by_step[s][key] for s in self._steps]
+            out[key] = values[0] if all(v == values[0] for v in values) else values
+        return out
+
+    # -- nesting -------------------------------------------------------------------------------
+    @contextmanager
+    def enter(self, label: str) -> Iterator["StepContext"]:
+        """Run a nested transform under ``label``: its scalars and group state are looked up there."""
+        saved = self.path, self._namespace
+        self.path, self._namespace = self.path + (label,), label
+        try:
+            yield self
+        finally:
+            self.path, self._namespace = saved
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    @namespace.setter
+    def namespace(self, value: str) -> None:
+        self._namespace = value
 
     @property
     def group_state(self) -> dict:
         """Persistent, group-level state of the running transform (saved in the state_dict)."""
-        return self._group_state.setdefault(self.namespace, {})
+        return self._group_state.setdefault(self._namespace, {})
 
     # -- ownership ---------------------------------------------------------------------------
     def writable(self, updates: list[Tensor]) -> list[Tensor]:
-        self._claimed = True
+        """``updates``, copied unless they are already owned: safe to write into."""
+        self._declared = True
         if not self.owned:
-            updates = [u.clone() for u in updates]
+            updates = self.ops.clone(updates)
             self.owned = True
         return updates
 
     def fresh(self, updates: list[Tensor]) -> list[Tensor]:
-        self._claimed = True
+        """Declare ``updates`` new tensors owned by the chain (a later transform may write into them)."""
+        self._declared = True
         self.owned = True
         return updates
+
+    def borrowed(self, updates: list[Tensor]) -> list[Tensor]:
+        """Declare ``updates`` tensors the chain does not own (state buffers, gradients)."""
+        self._declared = True
+        self.owned = False
+        return updates
+
+    def settle(self, inputs: list[Tensor], outputs: list[Tensor]) -> list[Tensor]:
+        """Called after a transform: new tensors it returned without declaring them are borrowed."""
+        if outputs is not inputs and not self._declared:
+            self.owned = False
+        self._declared = False
+        return outputs
 
     # -- the pending affine form -------------------------------------------------------------
     @property
@@ -75,12 +180,12 @@ class StepContext:
         return self.denominator is None and _all(self.scale, 1.0) and _all(self.decay, 0.0)
 
     def multiply(self, factor: Scalars) -> None:
-        """Multiply the true update by ``factor`` (a float, or one float per tensor)."""
+        """Multiply the true update by ``factor`` (a scalar, or one per tensor)."""
         self.scale_num = _zip(self.scale_num, factor, lambda a, b: a * b)
         self.decay = _zip(self.decay, factor, lambda a, b: a * b)
 
     def divide(self, divisor: Scalars) -> None:
-        """Divide the true update by ``divisor`` (a float, or one float per tensor)."""
+        """Divide the true update by ``divisor`` (a scalar, or one per tensor)."""
         self.scale_div = _zip(self.scale_div, divisor, lambda a, b: a * b)
         self.decay = _zip(self.decay, divisor, lambda a, b: a / b)
 
@@ -88,18 +193,31 @@ class StepContext:
         """Add ``weight_decay * params`` to the true update."""
         self.decay = _zip(self.decay, weight_decay, lambda a, b: a + b)
 
-    def quotient(self, numerator: list[Tensor], denominator: list[Tensor]) -> list[Tensor]:
+    def quotient(self, numerator: list[Tensor], denominator: list[Tensor], owned: bool = False) -> list[Tensor]:
         """Return ``numerator`` with the update left pending as ``numerator / denominator``.
 
-        ``numerator`` is treated as borrowed (it is usually a state buffer); ``denominator`` must be
+        ``numerator`` is borrowed (usually a state buffer) unless ``owned``; ``denominator`` must be
         fresh tensors owned by the caller.
         """
         if self.denominator is not None or not (_all(self.scale, 1.0) and _all(self.decay, 0.0)):
             raise RuntimeError("quotient() needs a plain context: the chain materializes before non-scale-aware transforms")
         self.denominator = denominator
-        self._claimed = True
-        self.owned = False
+        self._declared = True
+        self.owned = owned
         return numerator
+
+    def evaluate_quotient(self, updates: list[Tensor]) -> list[Tensor]:
+        """Divide a pending denominator out (the scale and decay stay pending)."""
+        if self.denominator is None:
+            return updates
+        if self.owned:
+            self.ops.div_(updates, self.denominator)
+        else:
+            updates = self.ops.div(updates, self.denominator)
+            self.owned = True
+        self.denominator = None
+        self._declared = True
+        return updates
 
     def absorb(self, inner: "StepContext", updates: list[Tensor], order: list[int] | None = None) -> list[Tensor]:
         """Take over the pending form of a nested chain's context, unevaluated.
@@ -109,12 +227,15 @@ class StepContext:
         """
 
         def reorder(x):
-            return [x[j] for j in order] if order is not None and isinstance(x, list) else x
+            return type(x)(x[j] for j in order) if order is not None and isinstance(x, list) else x
 
         if order is not None:
             updates = [updates[j] for j in order]
         if inner.denominator is not None:
-            updates = self.quotient(updates, reorder(inner.denominator))
+            updates = self.quotient(updates, reorder(inner.denominator), owned=inner.owned)
+        else:
+            self.owned = inner.owned
+            self._declared = True
         self.multiply(reorder(inner.scale_num))
         self.divide(reorder(inner.scale_div))
         self.add_decay(reorder(inner.decay))
@@ -124,57 +245,58 @@ class StepContext:
         """Evaluate the pending form so that ``updates`` is the true update."""
         if self.is_plain:
             return updates
-        if self.denominator is not None:
-            if self.owned:
-                torch._foreach_div_(updates, self.denominator)
-            else:
-                updates = torch._foreach_div(updates, self.denominator)
-                self.owned = True
-            self.denominator = None
+        ops = self.ops
+        updates = self.evaluate_quotient(updates)
         scale = self.scale
         if not _all(scale, 1.0):
             if self.owned:
-                torch._foreach_mul_(updates, scale)
+                ops.mul_(updates, scale)
             else:
-                updates = torch._foreach_mul(updates, scale)
+                updates = ops.mul(updates, scale)
                 self.owned = True
         if not _all(self.decay, 0.0):
-            other = params if isinstance(self.decay, float) else torch._foreach_mul(params, self.decay)
-            alpha = self.decay if isinstance(self.decay, float) else 1.0
+            decay = self.decay
+            other, alpha = (params, decay) if is_number(decay) or ops.traced else (ops.mul(params, decay), 1.0)
             if self.owned:
-                torch._foreach_add_(updates, other, alpha=alpha)
+                ops.add_(updates, other, alpha=alpha)
             else:
-                updates = torch._foreach_add(updates, other, alpha=alpha)
+                updates = ops.add(updates, other, alpha=alpha)
                 self.owned = True
         self.scale_num, self.scale_div, self.decay = 1.0, 1.0, 0.0
-        self._claimed = True
+        self._declared = True
         return updates
 
     def apply(self, params: list[Tensor], updates: list[Tensor]) -> None:
         """``params += scale * updates / denominator + decay * params`` in the fewest passes."""
         if not params:
             return
+        ops = self.ops
         decay, scale = self.decay, self.scale
-        if isinstance(decay, list):
-            torch._foreach_mul_(params, [1.0 + d for d in decay])
-        elif decay != 0.0:
-            torch._foreach_mul_(params, 1.0 + decay)
+        if not _all(decay, 0.0):
+            ops.mul_(params, _map(decay, lambda d: 1.0 + d))
         if self.denominator is not None:
-            torch._foreach_addcdiv_(params, updates, self.denominator, scale)
+            ops.addcdiv_(params, updates, self.denominator, scale)
         elif isinstance(scale, list):
-            torch._foreach_add_(params, torch._foreach_mul(updates, scale))
-        elif scale != 0.0:
-            torch._foreach_add_(params, updates, alpha=scale)
+            ops.add_(params, ops.mul(updates, scale))
+        elif not is_number(scale, 0.0):
+            ops.add_(params, updates, alpha=scale)
 
 
 def _all(x: Scalars, value: float) -> bool:
-    return x == value if isinstance(x, float) else all(v == value for v in x)
+    if isinstance(x, list):
+        return all(is_number(v, value) for v in x)
+    return is_number(x, value)
+
+
+def _map(x: Scalars, fn) -> Scalars:
+    return type(x)(fn(v) for v in x) if isinstance(x, list) else fn(x)
 
 
 def _zip(a: Scalars, b: Scalars, op) -> Scalars:
-    if isinstance(a, float) and isinstance(b, float):
+    if not isinstance(a, list) and not isinstance(b, list):
         return op(a, b)
     n = len(a) if isinstance(a, list) else len(b)
+    kind = ScalarList if isinstance(a, ScalarList) or isinstance(b, ScalarList) else list
     a_list = a if isinstance(a, list) else [a] * n
     b_list = b if isinstance(b, list) else [b] * n
-    return [op(x, y) for x, y in zip(a_list, b_list)]
+    return kind(op(x, y) for x, y in zip(a_list, b_list))

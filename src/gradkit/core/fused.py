@@ -1,15 +1,16 @@
 """The fused step (``gradkit.Optimizer(..., fused=True)``): a whole chain compiled into one program.
 
 The unfused step runs each transform as multi-tensor (foreach) ops, one pass over memory per op.
-The fused step traces the chain's fused form (:meth:`GradientTransform.fused_tensor`) for every
-tensor of every param group into one graph and compiles it with ``torch.compile`` (Inductor: Triton
+The fused step traces the chain's own ``update`` (the same code as the unfused step, run with
+:data:`~gradkit.core.ops.TRACED`: plain tensor math per tensor) for every tensor of every param group
+into one graph and compiles it with ``torch.compile`` (Inductor: Triton
 kernels on CUDA, C++/OpenMP loops on CPU). Each tensor's whole update then reads the param, the
 gradient and each state tensor once and writes the param and its state once.
 
 What keeps the program from recompiling and from synchronising with the host:
 
 - every step-dependent scalar (learning rate, bias corrections, warm-ups) is computed in Python by
-  the transforms' ``fused_scalars``, once per group and distinct step count, and reaches the program
+  the transforms' ``scalars(group, step)``, once per group and distinct step count, and reaches the program
   as one small float64 table, copied to the device without blocking;
 - the program reads only flags from the param groups (``amsgrad``, ``maximize``); changing one
   traces it again, as does a change of the tensors (another set of tensors with a gradient, other
@@ -30,6 +31,8 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from gradkit.core.context import StepContext
+from gradkit.core.ops import TRACED
 from gradkit.core.transform import Chain
 
 __all__ = ["FusedStep", "FusedGroup", "check_fusable"]
@@ -50,8 +53,8 @@ class FusedGroup(NamedTuple):
 def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor], ...], grads: tuple[list[Tensor], ...],
              states: tuple[dict[str, list], ...], table: Tensor, rows: tuple[tuple[int, ...], ...],
              paths: tuple[tuple[str, ...], ...], compute_dtypes: tuple[tuple[torch.dtype, ...], ...]) -> None:
-    # One scalar tree per distinct (table row, dtype), shared by the tensors that use it (usually all
-    # of a group's), so that the trace stays small.
+    # One scalar tree per distinct table row, shared by the tensors that use it (usually all of a
+    # group's), so that the trace stays small.
     trees: dict = {}
     for group, group_params, group_grads, group_states, group_rows, dtypes in zip(
             groups, params, grads, states, rows, compute_dtypes):
@@ -59,15 +62,19 @@ def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor],
         updates = [g if g.dtype == dt else g.to(dt) for g, dt in zip(group_grads, dtypes)]
         scalars = []
         for row, dt in zip(group_rows, dtypes):
-            if (row, dt) not in trees:
-                trees[row, dt] = _tree(table[row].to(dt), paths)  # rounded to the compute dtype, as Python scalars are
-            scalars.append(trees[row, dt])
-        pending: list = []
-        updates = chain.fused_update(updates, group_states, params_c, scalars, group, pending)
-        for p, p_c, u, (scale, decay) in zip(group_params, params_c, updates, pending):
-            new = p_c if isinstance(decay, float) and decay == 0.0 else p_c * (1.0 + decay)
-            new = new + (u if isinstance(scale, float) and scale == 1.0 else u * scale)
-            p.copy_(new)
+            if row not in trees:
+                # float64, as the unfused step's Python floats: arithmetic among scalars (the pending scale,
+                # 1 + decay) is done in double, and a scalar is rounded to the compute dtype where it
+                # meets a tensor, as a Python scalar is
+                trees[row] = _tree(table[row], paths)
+            scalars.append(trees[row])
+        # the same chain and pending form as the unfused step, with per-tensor ops to trace
+        ctx = StepContext(group, [0] * len(group_params), ops=TRACED, scalar_trees=scalars)
+        updates = chain.update(updates, group_states, params_c, ctx)
+        ctx.apply(params_c, updates)
+        for p, p_c in zip(group_params, params_c):
+            if p_c is not p:
+                p.copy_(p_c)
 
 
 def _flatten(tree: dict, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], float]]:
@@ -149,11 +156,11 @@ class FusedStep:
         for g in groups:
             at_step: dict[int, int] = {}
             for step in dict.fromkeys(g.steps):
-                flat = _flatten(self.chain.fused_scalars(g.group, step))
+                flat = _flatten(self.chain.scalars(g.group, step))
                 if paths is None:
                     paths = tuple(path for path, _ in flat)
                 elif tuple(path for path, _ in flat) != paths:
-                    raise RuntimeError("fused_scalars must name the same scalars in every group and at every step")
+                    raise RuntimeError("scalars() must name the same scalars in every group and at every step")
                 at_step[step] = len(values)
                 values.append([value for _, value in flat])
             rows.append(tuple(at_step[s] for s in g.steps))

@@ -33,6 +33,7 @@ from torch import Tensor
 from gradkit.core.accounting import state_bytes
 from gradkit.core.context import StepContext
 from gradkit.core.fused import FusedGroup, FusedStep
+from gradkit.core.prediction import predicted_weights
 from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, expected_state
 from gradkit.core.transform import Chain, GradientTransform
 from gradkit.core.hyper import is_number
@@ -336,12 +337,11 @@ class Optimizer(torch.optim.Optimizer):
         self._checked = {}
 
     # -- weight prediction ----------------------------------------------------------------------
-    def predicted_weights(self, steps: int = 1):
-        """Context manager: gradients computed inside it are taken at the weights predicted ``steps``
-        steps ahead (XGrad); the real weights are restored on exit. See :mod:`gradkit.optim.xgrad`."""
-        from gradkit.optim.xgrad import predicted_weights  # gradkit.optim imports the core
-
-        return predicted_weights(self, steps)
+    def predicted_weights(self, steps: float = 1):
+        """Context manager: inside it the params hold the weights ``steps`` updates ahead, as the chain's
+        current state predicts them (:mod:`gradkit.core.prediction`; XGrad); the real weights are
+        restored exactly on exit. Raises ``TypeError`` for a chain that cannot predict its update."""
+        return predicted_weights(self.transform, self.param_groups, self.state, steps, self.compute_dtype)
 
     # -- accounting ---------------------------------------------------------------------------
     def state_bytes(self, by: str | None = None):

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from gradkit.core.context import StepContext
+from gradkit.core.state import as_kind
 
 __all__ = ["LoadedState", "check_state_dict", "expected_state", "META_KEY", "FORMAT"]
 
@@ -184,7 +185,7 @@ def _check_state(optimizer, saved_state: Any, id_map: dict, expected: dict) -> d
     return new_state
 
 
-def _check_value(optimizer, path: str, value: Any, want: Any, p: Tensor, kind: str) -> Any:
+def _check_value(optimizer, path: str, value: Any, want: Any, p: Tensor, kind: Any) -> Any:
     if isinstance(want, Tensor):
         return _check_tensor(optimizer, path, value, want, p, kind)
     if isinstance(want, list):  # a list whose length the layout does not fix: tensors shaped like the param
@@ -201,7 +202,8 @@ def _check_value(optimizer, path: str, value: Any, want: Any, p: Tensor, kind: s
     return copy.deepcopy(value)
 
 
-def _check_tensor(optimizer, path: str, value: Any, want: Tensor, p: Tensor, kind: str) -> Tensor:
+def _check_tensor(optimizer, path: str, value: Any, want: Tensor, p: Tensor, kind: Any) -> Tensor:
+    kind = as_kind(kind)
     if not isinstance(value, Tensor):
         _fail(TypeError, path, f"must be a tensor, got {type(value).__name__}")
     if value.layout != torch.strided:
@@ -214,9 +216,11 @@ def _check_tensor(optimizer, path: str, value: Any, want: Tensor, p: Tensor, kin
         if optimizer.nonfinite != "ignore" and value.device.type != "meta" and value.numel() and not bool(value.isfinite().all()):
             _fail(ValueError, path, f"holds inf or nan, which nonfinite={optimizer.nonfinite!r} never lets into "
                                     "the state (construct the optimizer with nonfinite='ignore' to load it)")
+        if kind.non_negative and value.device.type != "meta" and value.numel() and bool((value < 0).any()):
+            _fail(ValueError, path, f"holds negative values, but it is a {kind.role} (never negative)")
     elif value.dtype != want.dtype:
         _fail(TypeError, path, f"must have dtype {want.dtype}, got {value.dtype}")
-    elif kind == "index" and value.numel() and not bool(((value >= 0) & (value < max(p.numel(), 1))).all()):
+    elif kind.role == "index" and value.numel() and not bool(((value >= 0) & (value < max(p.numel(), 1))).all()):
         _fail(ValueError, path, f"holds indices outside [0, {p.numel()}) of its param")
     return value.detach().to(device=p.device, dtype=want.dtype, copy=True)
 

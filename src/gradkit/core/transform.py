@@ -8,24 +8,40 @@ A transform maps the list of updates of one param group to a new list, multi-ten
 State lives in ``optimizer.state[p]`` under ``"<namespace>.<key>"``; the chain gives each transform
 only its own keys. ``init`` may return ``None`` for a parameter that needs no entry under a key.
 
-A transform may also have a *fused form* (:meth:`GradientTransform.fused_scalars` and
-:meth:`GradientTransform.fused_tensor` or :meth:`GradientTransform.fused_update`): the same update
-written as plain tensor math whose step-dependent scalars arrive as tensors, so that
-``gradkit.Optimizer(..., fused=True)`` can compile a whole chain into one program
-(:mod:`gradkit.core.fused`).
+What a transform declares (class attributes the core, accounting, wrappers and the fused step read):
+
+- ``state_kinds``: the :class:`~gradkit.core.state.StateKind` of every state key it creates;
+- ``kind``: how far its arithmetic reaches (elementwise, per-tensor reduction, whole-matrix);
+- ``scale_aware``: it only acts on the pending affine form (:class:`~gradkit.core.context.StepContext`);
+- ``fusable``: its ``update`` is written entirely in ``ctx.ops`` and ``ctx.scalars(self)``, so the fused
+  step can trace it (:mod:`gradkit.core.fused`). The math is written once: the unfused step runs the
+  same ``update`` with multi-tensor ops and Python-float scalars;
+- ``applies_lr``: it scales the update by the group's learning rate;
+- ``must_follow``: transform classes that must come earlier in a chain (checked when it is built).
+
+Step-dependent numbers (bias corrections, warm-ups, the learning rate) come from ``scalars(group,
+step) -> {name: float}``, read in ``update`` through ``ctx.scalars(self)``.
+
+>>> import torch, gradkit
+>>> t = gradkit.chain(gradkit.scale_by_adam(), gradkit.scale_by_learning_rate())
+>>> t.signature()
+['adam:ScaleByAdam', 'lr:ScaleByLearningRate']
+>>> str(t.kind_of("adam.exp_avg_sq"))
+'second_moment'
 """
 from __future__ import annotations
 
+import warnings
 from typing import Iterable
 
 from torch import Tensor
 
 from gradkit.core.context import StepContext
+from gradkit.core.state import ELEMENTWISE, StateKind, as_kind, nest, split_key, unnest
 
-__all__ = ["GradientTransform", "Chain", "chain"]
+__all__ = ["GradientTransform", "Chain", "chain", "as_inner", "init_inner", "update_inner"]
 
 StateLists = dict[str, list]
-_NO_SCALARS: dict = {}
 
 
 class GradientTransform:
@@ -37,11 +53,16 @@ class GradientTransform:
     scale_aware = False
     #: True when ``update`` accepts sparse gradients.
     supports_sparse = False
-    #: True when ``fused_update`` takes a last argument ``pending`` (``[scale, decay]`` per tensor, to
-    #: leave a decay pending as the unfused ``ctx.add_decay`` does).
-    fused_sets_pending = False
-    #: Optional map from state key to its kind ("moment", "projection", "index", ...) for accounting.
-    state_kinds: dict[str, str] = {}
+    #: True when ``update`` is written in ``ctx.ops`` and ``ctx.scalars(self)`` only (the fused step traces it).
+    fusable = False
+    #: The kind of every state key (a :class:`~gradkit.core.state.StateKind` or its name).
+    state_kinds: dict = {}
+    #: ``"elementwise"``, ``"per_tensor_reduction"`` or ``"whole_matrix"`` (see :mod:`gradkit.core.state`).
+    kind = ELEMENTWISE
+    #: True when the transform multiplies the update by the group's learning rate.
+    applies_lr = False
+    #: Transform classes of which one must come earlier in any chain holding this transform.
+    must_follow: tuple = ()
 
     def init(self, params: list[Tensor], ctx: StepContext) -> StateLists:
         return {}
@@ -49,56 +70,47 @@ class GradientTransform:
     def update(self, updates: list[Tensor], state: StateLists, params: list[Tensor], ctx: StepContext) -> list[Tensor]:
         raise NotImplementedError
 
-    def validate(self, group: dict) -> None:
-        """Raise ``ValueError`` naming the argument if the group's hyperparameters are out of range."""
+    def scalars(self, group: dict, step: int) -> dict[str, float]:
+        """The numbers ``update`` needs at ``step``, computed in Python from the group.
 
-    def kind_of(self, key: str) -> str:
-        return self.state_kinds.get(key, "moment")
-
-    # -- the fused form (gradkit.core.fused) -------------------------------------------------------
-    def fused_scalars(self, group: dict, step: int) -> dict[str, float]:
-        """The scalars the fused form needs at ``step``, computed in Python from the group.
-
-        They reach :meth:`fused_tensor` as 0-dim tensors, so a new learning rate or step count never
-        recompiles the program. Everything else the fused form reads from the group (flags such as
-        ``amsgrad``) is compiled in as a constant. A transform that wraps another nests the inner
-        transform's scalars under a key of their own.
+        ``update`` reads them with ``ctx.scalars(self)``: floats on the unfused step, 0-dim tensors on the
+        fused one, so a new learning rate or step count never recompiles the program. Everything else
+        ``update`` reads from the group (flags such as ``amsgrad``) is compiled in as a constant. A wrapper
+        nests its inner transform's scalars under the label it nests the inner state under.
         """
         return {}
 
-    def fused_tensor(self, update: Tensor, state: dict[str, Tensor], param: Tensor, scalars: dict[str, Tensor],
-                     group: dict) -> Tensor:
-        """The update of one tensor as plain tensor math; returns the new update.
+    def validate(self, group: dict) -> None:
+        """Raise ``ValueError`` naming the argument if the group's hyperparameters are out of range."""
 
-        Must not write into ``update`` (it may be the gradient); writes its own ``state`` in place.
-        """
-        raise NotImplementedError
+    def children(self) -> dict[str, "GradientTransform"]:
+        """Nested transforms by the label their state is kept under (wrappers override this)."""
+        return {}
 
-    def fused_update(self, updates: list[Tensor], state: StateLists, params: list[Tensor],
-                     scalars: list[dict[str, Tensor]], group: dict) -> list[Tensor]:
-        """The fused form over a group's tensors; by default :meth:`fused_tensor` on each. Transforms
-        that reduce across tensors (global-norm clipping) override this instead."""
-        return [
-            self.fused_tensor(u, {k: v[i] for k, v in state.items()}, p, scalars[i], group)
-            for i, (u, p) in enumerate(zip(updates, params))
-        ]
-
-    def fused_affine(self, scale, decay, scalars: dict[str, Tensor], group: dict):
-        """The fused form of a scale-aware transform: acts on the pending ``(scale, decay)`` of one
-        tensor (true update = ``scale * update + decay * param``) instead of on values; returns the new
-        pair. The program applies what is left pending at the end as the unfused step does
-        (``p *= 1 + decay``, then ``p += scale * update``), so the two round alike."""
-        raise NotImplementedError
+    def kind_of(self, key: str) -> StateKind:
+        """The declared kind of a state key (nested keys are resolved through :meth:`children`)."""
+        if key in self.state_kinds:
+            return as_kind(self.state_kinds[key])
+        label, rest = split_key(key)
+        child = self.children().get(label) if label else None
+        if child is not None:
+            return child.kind_of(rest)
+        raise KeyError(f"{type(self).__name__} declares no kind for its state key {key!r} (state_kinds)")
 
     @property
-    def fusable(self) -> bool:
-        """True when the transform has a fused form."""
-        return self.fused_kind is not None
+    def lr_applied(self) -> bool:
+        """True when this transform or a nested one applies the learning rate."""
+        return self.applies_lr or any(c.lr_applied for c in self.children().values())
+
+    def predict(self, state: StateLists, params: list[Tensor], ctx: StepContext) -> list[Tensor]:
+        """The update the current state gives with no new gradient, without side effects (for weight
+        prediction, :mod:`gradkit.core.prediction`); ``ctx`` holds the steps already taken. Transforms
+        that cannot predict raise ``TypeError``."""
+        raise TypeError(f"{type(self).__name__} cannot predict its next update (it has no predict method)")
 
     @property
-    def fused_kind(self) -> str | None:
-        """``"affine"``, ``"values"`` or ``None`` (no fused form)."""
-        return fused_kind_of(type(self))
+    def predicts(self) -> bool:
+        return type(self).predict is not GradientTransform.predict
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -115,115 +127,132 @@ def _namespaces(transforms: Iterable[GradientTransform]) -> list[str]:
     return out
 
 
+def _check_order(transforms: tuple[GradientTransform, ...]) -> None:
+    for i, t in enumerate(transforms):
+        for required in t.must_follow:
+            if not any(isinstance(u, required) for u in transforms[:i]):
+                raise ValueError(f"{type(t).__name__} must come after {required.__name__} in a chain "
+                                 f"(got {', '.join(type(u).__name__ for u in transforms)})")
+
+
 class Chain(GradientTransform):
     """Applies transforms in order; state keys are namespaced ``"<namespace>.<key>"``."""
 
     name = "chain"
     scale_aware = True
 
-    def __init__(self, *transforms: GradientTransform):
+    def __init__(self, *transforms: GradientTransform, nested: bool = False):
         flat: list[GradientTransform] = []
         for t in transforms:
             if not isinstance(t, GradientTransform):
                 raise TypeError(f"chain takes GradientTransform objects, got {type(t).__name__}")
             flat.extend(t.transforms if isinstance(t, Chain) else [t])
+        _check_order(tuple(flat))
         self.transforms = tuple(flat)
         self.namespaces = tuple(_namespaces(flat))
         self.supports_sparse = all(t.supports_sparse for t in flat)
+        self.nested = nested
+        self._warned_lr = False
 
     def signature(self) -> list[str]:
         """Identifies the state layout; a state_dict only loads into an optimizer with the same one."""
         return [f"{ns}:{type(t).__name__}" for ns, t in zip(self.namespaces, self.transforms)]
 
+    def children(self) -> dict[str, GradientTransform]:
+        return dict(zip(self.namespaces, self.transforms))
+
+    @property
+    def fusable(self) -> bool:  # type: ignore[override]
+        return all(t.fusable for t in self.transforms)
+
     def validate(self, group: dict) -> None:
         for t in self.transforms:
             t.validate(group)
+        if not self.nested and "lr" in group and not self.lr_applied and not self._warned_lr:
+            self._warned_lr = True
+            warnings.warn(f"the param group has lr={group['lr']!r} but no transform of {self!r} applies a learning "
+                          "rate: the update is added to the params unscaled (add scale_by_learning_rate())",
+                          UserWarning, stacklevel=3)
 
     def init(self, params: list[Tensor], ctx: StepContext) -> StateLists:
         state: StateLists = {}
         for ns, t in zip(self.namespaces, self.transforms):
-            ctx.namespace = ns
-            for key, values in t.init(params, ctx).items():
-                state[f"{ns}.{key}"] = values
+            with ctx.enter(ns):
+                for key, values in t.init(params, ctx).items():
+                    state[f"{ns}.{key}"] = values
         return state
 
     def update(self, updates, state, params, ctx):
         for ns, t in zip(self.namespaces, self.transforms):
             if not t.scale_aware:
                 updates = ctx.materialize(updates, params)
-            prefix = ns + "."
-            own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            ctx.namespace = ns
-            ctx._claimed = False
-            out = t.update(updates, own, params, ctx)
-            if out is not updates and not ctx._claimed:
-                ctx.owned = False  # new tensors that the transform did not declare fresh are borrowed
-            updates = out
+            with ctx.enter(ns):
+                updates = ctx.settle(updates, t.update(updates, unnest(ns, state), params, ctx))
         return updates
 
-    @property
-    def fusable(self) -> bool:
-        return all(t.fusable for t in self.transforms)
+    def scalars(self, group, step):
+        return {ns: t.scalars(group, step) for ns, t in zip(self.namespaces, self.transforms)}
 
-    def fused_scalars(self, group, step):
-        return {ns: t.fused_scalars(group, step) for ns, t in zip(self.namespaces, self.transforms)}
-
-    @property
-    def fused_kind(self) -> str | None:
-        return "values" if self.fusable else None
-
-    def fused_update(self, updates, state, params, scalars, group, pending=None):
-        """Runs the fused forms in order. With ``pending`` (a list of ``[scale, decay]`` per tensor) the
-        scale-aware tail is left in it, unevaluated; without, the result is the true update."""
-        own_pending = [[1.0, 0.0] for _ in updates]
+    def predict(self, state, params, ctx):
+        """The transforms before the first that predicts must be stateless (they act on a gradient, which
+        a prediction has none of) and are skipped; the ones after it must be scale-aware."""
+        updates, predictor = None, None
         for ns, t in zip(self.namespaces, self.transforms):
-            prefix = ns + "."
-            own_scalars = [row.get(ns, _NO_SCALARS) for row in scalars]
-            if t.fused_kind == "affine":
-                own_pending = [list(t.fused_affine(*pair, row, group)) for pair, row in zip(own_pending, own_scalars)]
-                continue
-            updates = [_apply_pending(u, p, *pair) for u, p, pair in zip(updates, params, own_pending)]
-            own_pending = [[1.0, 0.0] for _ in updates]
-            own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if t.fused_sets_pending:
-                updates = t.fused_update(updates, own, params, own_scalars, group, own_pending)
-            else:
-                updates = t.fused_update(updates, own, params, own_scalars, group)
-        if pending is None:
-            return [_apply_pending(u, p, *pair) for u, p, pair in zip(updates, params, own_pending)]
-        pending[:] = own_pending
+            own = unnest(ns, state)
+            with ctx.enter(ns):
+                if updates is None:
+                    if t.predicts:
+                        updates, predictor = ctx.settle([], t.predict(own, params, ctx)), t
+                    elif any(v is not None for values in own.values() for v in values):
+                        raise TypeError(f"{type(t).__name__} cannot predict its next update (it has no predict method)")
+                elif t.scale_aware:
+                    updates = t.update(updates, own, params, ctx)
+                else:
+                    raise TypeError(f"weight prediction cannot run {type(t).__name__} after "
+                                    f"{type(predictor).__name__}: only scale-aware transforms may follow")
+        if updates is None:
+            names = [type(t).__name__ for t in self.transforms if not t.scale_aware]
+            raise TypeError(f"no transform of the chain can predict its next update ({', '.join(names) or 'none'})")
         return updates
-
-    def kind_of(self, key: str) -> str:
-        ns, _, short = key.partition(".")
-        for name, t in zip(self.namespaces, self.transforms):
-            if name == ns:
-                return t.kind_of(short)
-        return "moment"
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(t) for t in self.transforms)
         return f"chain(\n  {inner},\n)"
 
 
+def as_inner(transform: GradientTransform) -> Chain:
+    """The chain a wrapper runs its inner transform as (a nested chain: its own namespaces, not checked
+    for a learning rate, which the outer chain applies)."""
+    if not isinstance(transform, GradientTransform):
+        raise TypeError(f"inner must be a GradientTransform, got {type(transform).__name__}")
+    return Chain(*(transform.transforms if isinstance(transform, Chain) else (transform,)), nested=True)
+
+
+def init_inner(label: str, inner: GradientTransform, params: list[Tensor], ctx: StepContext) -> StateLists:
+    """A wrapper's ``init`` of its inner transform: the inner state nested under ``label``."""
+    with ctx.enter(label):
+        return nest(label, inner.init(params, ctx))
+
+
+def update_inner(label: str, inner: GradientTransform, updates: list[Tensor], state: StateLists, params: list[Tensor],
+                 ctx: StepContext) -> list[Tensor]:
+    """A wrapper's call of its inner transform: on the state nested under ``label``, with its scalars and
+    group state looked up there, and the ownership of its output settled."""
+    with ctx.enter(label):
+        return ctx.settle(updates, inner.update(updates, unnest(label, state), params, ctx))
+
+
 def fused_kind_of(cls: type) -> str | None:
-    """The kind of fused form a transform class defines: ``"affine"``, ``"values"`` or ``None``."""
-    if cls.fused_affine is not GradientTransform.fused_affine:
-        return "affine"
-    if cls.fused_tensor is not GradientTransform.fused_tensor or cls.fused_update is not GradientTransform.fused_update:
-        return "values"
-    return None
-
-
-def _apply_pending(update: Tensor, param: Tensor, scale, decay) -> Tensor:
-    """``scale * update + decay * param`` for the fused forms (constant 1 and 0 cost nothing)."""
-    if not (isinstance(scale, float) and scale == 1.0):
-        update = update * scale
-    if not (isinstance(decay, float) and decay == 0.0):
-        update = update + decay * param
-    return update
+    """``"values"`` for a transform class with a fused form (its ``update`` can be traced), else ``None``."""
+    fusable = getattr(cls, "fusable", False)
+    return "values" if fusable is True or isinstance(fusable, property) else None
 
 
 def chain(*transforms: GradientTransform) -> Chain:
-    """Compose transforms left to right (nested chains are flattened, so chain is associative)."""
+    """Compose transforms left to right (nested chains are flattened, so chain is associative).
+
+    >>> import gradkit
+    >>> gradkit.chain(gradkit.chain(gradkit.scale_by_adam()), gradkit.scale_by_learning_rate()).namespaces
+    ('adam', 'lr')
+    """
     return Chain(*transforms)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from gradkit.core.hyper import hp
+from gradkit.core.state import FIRST_MOMENT, PER_TENSOR, SECOND_MOMENT, nest, unnest
 from gradkit.core.transform import GradientTransform, chain
 from gradkit.lowrank.galore import _check_rank
 from gradkit.lowrank.groups import LowRankOptimizer
@@ -43,7 +44,7 @@ class EMAMomentum(GradientTransform):
     """Bias-corrected exponential moving average: ``m = b1 m + (1 - b1) g``, output ``m / (1 - b1^t)``."""
 
     name = "ema"
-    state_kinds = {"exp_avg": "moment"}
+    state_kinds = {"exp_avg": FIRST_MOMENT}
 
     def __init__(self, betas=hp("betas")):
         self.betas = betas
@@ -68,6 +69,8 @@ class SubsetNormSubspaceMomentum(GradientTransform):
     the subset-norm denominators of the raw gradient. ``betas = (momentum, second-moment)``."""
 
     name = "snsm"
+    kind = PER_TENSOR
+    state_kinds = {"subset_sq": SECOND_MOMENT}
 
     def __init__(self, betas=hp("betas"), eps=hp("eps"), *, rank=128, update_freq=hp("update_proj_gap"),
                  state_policy=hp("state_policy"), seed=hp("seed")):
@@ -76,9 +79,8 @@ class SubsetNormSubspaceMomentum(GradientTransform):
         self.momentum = ProjectedSplit(EMAMomentum(betas), "svd", rank=_check_rank(rank), update_freq=update_freq,
                                        state_policy=state_policy, complement="sgd", seed=seed)
 
-    @property
-    def state_kinds(self):
-        return {"subset_sq": "moment"}
+    def children(self):
+        return {"sm": self.momentum}
 
     def validate(self, group):
         check_betas(self.betas, group, "betas")
@@ -86,26 +88,20 @@ class SubsetNormSubspaceMomentum(GradientTransform):
         self.momentum.validate(group)
 
     def init(self, params, ctx):
-        state = {"sm." + k: v for k, v in self.momentum.init(params, ctx).items()}
+        state = nest("sm", self.momentum.init(params, ctx))
         state["subset_sq"] = [torch.zeros(subset_shape(p.shape), dtype=p.dtype, device=p.device) for p in params]
         return state
 
     def estimate_state(self, params, ctx):
-        return {"sm." + k: v for k, v in self.momentum.estimate_state(params, ctx).items()}
-
-    def kind_of(self, key):
-        if key.startswith("sm."):
-            return self.momentum.kind_of(key[3:])
-        return "moment"
+        return nest("sm", self.momentum.estimate_state(params, ctx))
 
     def update(self, updates, state, params, ctx):
         b2 = float(ctx.value(self.betas)[1])
         # the denominators come from the raw gradient, before the momentum reads it
         denom = ScaleBySubsetNorm.denominators(updates, state["subset_sq"], b2, float(ctx.value(self.eps)), ctx.steps)
-        own = {k[3:]: v for k, v in state.items() if k.startswith("sm.")}
-        direction = self.momentum.update(updates, own, params, ctx)
-        for k, v in own.items():  # the momentum transform may have replaced state tensors in its lists
-            state["sm." + k] = v
+        own = unnest("sm", state)
+        direction = ctx.settle(updates, self.momentum.update(updates, own, params, ctx))
+        state.update(nest("sm", own))  # the momentum transform may have replaced state tensors in its lists
         direction = ctx.materialize(direction, params)
         return ctx.fresh(ScaleBySubsetNorm.divide(direction, denom))
 

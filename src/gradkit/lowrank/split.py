@@ -15,7 +15,7 @@ optimizer's update exactly. A subspace of size 0 leaves only the complement rule
 
 When the subspace changes, ``state_policy`` says what happens to the inner state: ``"reset"`` zeroes it and
 restarts the inner step count (FRUGAL's default), ``"project"`` maps it into the new subspace (first-order
-state through the transition ``T = P_new^T P_old``, state whose key contains ``"sq"`` -- second moments --
+state through the transition ``T = P_new^T P_old``, state of a non-negative kind -- second moments --
 through ``T * T`` elementwise, which keeps it non-negative and is exact for coordinate selections) and
 ``"keep"`` leaves it as it is (GaLore).
 
@@ -29,7 +29,8 @@ from torch import Tensor
 
 from gradkit.core.context import StepContext
 from gradkit.core.hyper import check_hyper, hp
-from gradkit.core.transform import Chain, GradientTransform
+from gradkit.core.state import COUNTER, NORM, PER_TENSOR, RNG, as_kind, nest, split_key, unnest
+from gradkit.core.transform import GradientTransform, as_inner
 from gradkit.lowrank.projectors import Projector, get_projector, matrix_shape
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
@@ -93,13 +94,21 @@ class ProjectedSplit(GradientTransform):
     """
 
     name = "lowrank"
+    kind = PER_TENSOR
+    # the inner transform's state is nested under "inner." (projected or whole parameters) and "block."
+    # (block-mode parameters, held in lists), the projector's under "proj."
+    state_kinds = {"inner_step": COUNTER, "seed": RNG, "residual_norm": NORM}
 
     def __init__(self, inner: GradientTransform, projector="svd", *, rank=None, density=hp("density"),
                  update_freq=hp("update_freq"), state_policy=hp("state_policy"), complement="sign",
                  free_scale=1.0, scale=1.0, limiter=1.01, project=hp("project"), seed=0):
         if not isinstance(inner, GradientTransform):
             raise TypeError(f"inner must be a GradientTransform (e.g. scale_by_adam()), got {type(inner).__name__}")
-        self.inner = inner if isinstance(inner, Chain) else Chain(inner)
+        self.inner = as_inner(inner)
+        if self.inner.lr_applied:
+            names = [type(t).__name__ for t in self.inner.transforms if t.lr_applied]
+            raise ValueError(f"ProjectedSplit's inner transform must not apply the learning rate ({', '.join(names)}): "
+                             "put scale_by_learning_rate in the outer chain, after ProjectedSplit")
         self.projector: Projector = get_projector(projector)
         if complement not in COMPLEMENTS:
             raise ValueError(f"complement must be one of {COMPLEMENTS}, got {complement!r}")
@@ -169,16 +178,16 @@ class ProjectedSplit(GradientTransform):
         inner_ctx = StepContext(ctx.group, [0] * n)
         stateful = [i for i, r in enumerate(roles) if r in ("full", "low")]
         inner_state = self.inner.init([self._shadow(params[i], ctx) for i in stateful], inner_ctx)
-        for key, values in inner_state.items():
+        for key, values in nest("inner", inner_state).items():
             column = [None] * n
             for i, v in zip(stateful, values):
                 column[i] = v
-            state["inner." + key] = column
+            state[key] = column
         # block mode: inner state exists only while a parameter is in the state-full block, so it is held
         # in a list (empty when inactive) whose layout the state_dict check does not fix
         probe = self.inner.init([torch.empty(1, device="meta")], StepContext(ctx.group, [0]))
-        for key in probe:
-            state["block." + key] = [[] if r == "block" else None for r in roles]
+        for key in nest("block", probe):
+            state[key] = [[] if r == "block" else None for r in roles]
         for key in self.projector.state_kinds:
             state["proj." + key] = [None] * n
         state["seed"] = [None] * n
@@ -215,13 +224,16 @@ class ProjectedSplit(GradientTransform):
             out["block." + key] = column
         return out
 
-    def kind_of(self, key: str) -> str:
-        head, _, rest = key.partition(".")
-        if head in ("inner", "block"):
-            return self.inner.kind_of(rest)
-        if head == "proj":
-            return self.projector.state_kinds.get(rest, "projection")
-        return {"inner_step": "counter", "seed": "rng", "residual_norm": "norm"}.get(key, "moment")
+    def children(self):
+        return {"inner": self.inner, "block": self.inner}
+
+    def kind_of(self, key: str):
+        label, rest = split_key(key)
+        if label == "proj":
+            if rest not in self.projector.state_kinds:
+                raise KeyError(f"{type(self.projector).__name__} declares no kind for its state key {rest!r}")
+            return as_kind(self.projector.state_kinds[rest])
+        return super().kind_of(key)
 
     # -- the update -----------------------------------------------------------------------------
     def update(self, updates, state, params, ctx):
@@ -229,9 +241,9 @@ class ProjectedSplit(GradientTransform):
         period = int(ctx.value(self.update_freq))
         policy = ctx.value(self.state_policy)
         due = [(s - 1) % period == 0 for s in ctx.steps]
-        inner_keys = [k[len("inner."):] for k in state if k.startswith("inner.")]
-        block_keys = [k[len("block."):] for k in state if k.startswith("block.")]
-        proj_keys = [k[len("proj."):] for k in state if k.startswith("proj.")]
+        inner_keys = list(unnest("inner", state))
+        block_keys = list(unnest("block", state))
+        proj_keys = list(unnest("proj", state))
 
         def proj_state(i):
             return {k: state["proj." + k][i] for k in proj_keys}
@@ -363,7 +375,7 @@ class ProjectedSplit(GradientTransform):
             value = state["inner." + key][i]
             if value is None or not value.is_floating_point():
                 continue
-            squared = "sq" in key
+            squared = self.inner.kind_of(key).non_negative  # second moments stay non-negative
             if transition is not None:
                 t = transition * transition if squared else transition
                 m, n = matrix_shape(shape)

@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from gradkit.core.state import FIRST_MOMENT, PER_TENSOR, SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, positive
@@ -42,7 +43,8 @@ def subset_shape(shape) -> tuple[int, ...]:
 )
 class ScaleBySubsetNorm(GradientTransform):
     name = "subset_norm"
-    state_kinds = {"exp_avg": "moment", "subset_sq": "moment"}
+    kind = PER_TENSOR
+    state_kinds = {"exp_avg": FIRST_MOMENT, "subset_sq": SECOND_MOMENT}
 
     def __init__(self, betas=(0.9, 0.999), eps=1e-8):
         self.betas = betas

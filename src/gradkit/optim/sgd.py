@@ -17,6 +17,15 @@ from gradkit.transforms import add_decayed_weights, flip_sign, scale_by_learning
 __all__ = ["SGD"]
 
 
+def sgd_chain():
+    return chain(
+        flip_sign(hp("maximize")),
+        add_decayed_weights(hp("weight_decay")),
+        trace(hp("momentum"), hp("dampening"), hp("nesterov")),
+        scale_by_learning_rate(hp("lr")),
+    )
+
+
 @register_optimizer("sgd", summary="stochastic gradient descent with momentum, dampening, Nesterov, weight decay",
                     reference="Sutskever, Martens, Dahl & Hinton, On the importance of initialization and momentum in deep learning, ICML 2013")
 class SGD(Optimizer):
@@ -42,11 +51,5 @@ class SGD(Optimizer):
                  maximize=False, nonfinite="raise", state_dtype=None, fused=False):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize)
-        transform = chain(
-            flip_sign(hp("maximize")),
-            add_decayed_weights(hp("weight_decay")),
-            trace(hp("momentum"), hp("dampening"), hp("nesterov")),
-            scale_by_learning_rate(hp("lr")),
-        )
-        super().__init__(params, transform, defaults, nonfinite=nonfinite, state_dtype=state_dtype,
+        super().__init__(params, sgd_chain(), defaults, nonfinite=nonfinite, state_dtype=state_dtype,
                          fused=fused)

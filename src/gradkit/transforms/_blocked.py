@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Sequence
 
-import torch
 from torch import Tensor
 
 # 2^18 fp32 elements = 1 MiB per tensor; a step holding ~10 such pieces stays within a shared L3.
@@ -80,24 +79,29 @@ def blocks(*lists: Sequence[Tensor], size: int | None = None) -> Iterator[tuple[
         yield owners, pieces
 
 
-def pick(values: float | list[float], owners: list[int]) -> float | list[float]:
-    """A per-tensor scalar list restricted to a block's pieces (a single float passes through)."""
-    return values if not isinstance(values, list) else [values[i] for i in owners]
+def pick(values, owners: list[int]):
+    """A per-tensor scalar list restricted to a block's pieces (a single scalar passes through)."""
+    return values if not isinstance(values, list) else type(values)(values[i] for i in owners)
 
 
-def blocked_quotient(ctx, terms: Callable[..., tuple[list[Tensor], list[Tensor]]], *lists: Sequence[Tensor]) -> list[Tensor]:
+def blocked_quotient(ctx, terms: Callable[..., tuple[list[Tensor], list[Tensor]]], *lists: Sequence[Tensor],
+                     owned: bool = False) -> list[Tensor]:
     """The update ``numerator / denominator`` of an elementwise transform, computed where it is cheapest.
 
-    ``terms(owners, *pieces)`` updates the state pieces in place and returns ``(numerator, denominator)``
-    lists for those pieces (see :func:`blocks`; use :func:`pick` for per-tensor scalars). Blocked (CPU):
-    the quotient of each block is written into one fresh tensor per param, which is returned as owned
-    plain updates. Otherwise the quotient is left pending (``ctx.quotient``) for the optimizer's addcdiv.
+    ``terms(owners, *pieces, out=None)`` updates the state pieces in place and returns ``(numerator,
+    denominator)`` lists for those pieces (the numerator may be written into ``out`` when given) (see :func:`blocks`; use :func:`pick` for per-tensor scalars). Blocked (CPU,
+    unfused): the quotient of each block is written into one fresh tensor per param, which is returned as
+    owned plain updates. Otherwise (and always on the fused step, which the compiler fuses anyway) the
+    quotient is left pending (``ctx.quotient``, the numerator owned when ``owned``) for the optimizer's
+    addcdiv. The math in ``terms`` is the same on every path.
     """
-    if not is_blocked(*lists):
-        return ctx.quotient(*terms(list(range(len(lists[0]))), *lists))
-    out = [torch.empty_like(t) for t in lists[0]]
+    if ctx.traced or not is_blocked(*lists):
+        return ctx.quotient(*terms(list(range(len(lists[0]))), *lists), owned=owned)
+    ops = ctx.ops
+    out = ops.empty_like(lists[0])
     for owners, pieces in blocks(*lists, out):
-        numerator, denominator = terms(owners, *pieces[:-1])
-        torch._foreach_copy_(pieces[-1], numerator)
-        torch._foreach_div_(pieces[-1], denominator)
+        numerator, denominator = terms(owners, *pieces[:-1], out=pieces[-1])
+        if numerator is not pieces[-1]:
+            ops.copy_(pieces[-1], numerator)
+        ops.div_(pieces[-1], denominator)
     return ctx.fresh(out)

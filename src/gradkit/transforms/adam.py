@@ -17,24 +17,25 @@ import math
 import torch
 
 from gradkit.core.hyper import resolve
+from gradkit.core.state import FIRST_MOMENT, SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, boolean, positive
-from gradkit.transforms._stepwise import per_step
 
 __all__ = ["scale_by_adam", "ScaleByAdam"]
 
 
 def moment_scalars(b1: float, b2: float) -> dict[str, float]:
-    """The scalars of :func:`fused_adam_moments`; ``1 - b`` is taken in double, as the unfused ops get it
+    """The moment weights as scalars; ``1 - b`` is taken in double, as the unfused ops get it
     (``1 - float32(0.999)`` is off by 3e-5 relative)."""
     return {"one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2}
 
 
-def fused_adam_moments(update, exp_avg, exp_avg_sq, scalars) -> None:
-    """Adam's moment updates of one tensor, in place, for the fused forms of the Adam family."""
-    exp_avg.lerp_(update, scalars["one_minus_b1"])
-    exp_avg_sq.copy_(exp_avg_sq * scalars["b2"] + update * update * scalars["one_minus_b2"])
+def adam_moments(ops, updates, exp_avg, exp_avg_sq, s) -> None:
+    """Adam's moment updates, in place, as torch.optim's multi-tensor Adam runs them (shared by the family)."""
+    ops.lerp_(exp_avg, updates, s["one_minus_b1"])
+    ops.mul_(exp_avg_sq, s["b2"])
+    ops.addcmul_(exp_avg_sq, updates, updates, s["one_minus_b2"])
 
 
 @register_transform(
@@ -43,8 +44,27 @@ def fused_adam_moments(update, exp_avg, exp_avg_sq, scalars) -> None:
     reference="Kingma & Ba, Adam: A Method for Stochastic Optimization, ICLR 2015, arXiv:1412.6980",
 )
 class ScaleByAdam(GradientTransform):
+    """Adam's moments and bias-corrected quotient, left pending for the optimizer's ``addcdiv``.
+
+    Args:
+        betas: ``(b1, b2)``, the moments' decay rates, each in [0, 1).
+        eps: added to the bias-corrected root of the second moment (> 0).
+        amsgrad: divide by the running maximum of the second moment (AMSGrad).
+
+    ``u_t = (m_t / (1 - b1^t)) / (sqrt(v_t / (1 - b2^t)) + eps)``, ``m`` and ``v`` the EMAs of ``g`` and
+    ``g^2``. References: Kingma & Ba, ICLR 2015, arXiv:1412.6980; Reddi et al., ICLR 2018 (AMSGrad).
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_adam(), gradkit.scale_by_learning_rate()),
+    ...                         {"lr": 0.1})
+    >>> w.grad = torch.tensor([0.5, -0.5]); opt.step(); w.detach()
+    tensor([ 0.9000, -1.9000])
+    """
+
     name = "adam"
-    state_kinds = {"exp_avg": "moment", "exp_avg_sq": "moment", "max_exp_avg_sq": "moment"}
+    fusable = True
+    state_kinds = {"exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT, "max_exp_avg_sq": SECOND_MOMENT}
 
     def __init__(self, betas=(0.9, 0.999), eps=1e-8, amsgrad=False):
         self.betas = betas
@@ -65,63 +85,46 @@ class ScaleByAdam(GradientTransform):
             state["max_exp_avg_sq"] = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
         return state
 
-    def update(self, updates, state, params, ctx):
-        b1, b2 = (float(b) for b in ctx.value(self.betas))
-        eps = float(ctx.value(self.eps))
-        second = self.update_moments(updates, state, b1, b2, eps, ctx)
-        return self.bias_corrected_quotient(state["exp_avg"], second, b1, b2, eps, ctx)
-
-    def update_moments(self, updates, state, b1, b2, eps, ctx):
-        """Update the moments in place; return the second-moment tensors the denominator uses."""
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        torch._foreach_lerp_(exp_avg, updates, 1.0 - b1)
-        torch._foreach_mul_(exp_avg_sq, b2)
-        torch._foreach_addcmul_(exp_avg_sq, updates, updates, 1.0 - b2)
-        return self.maybe_amsgrad(exp_avg_sq, state, ctx)
-
-    def maybe_amsgrad(self, exp_avg_sq, state, ctx):
-        if not ctx.value(self.amsgrad):
-            return exp_avg_sq
-        torch._foreach_maximum_(state["max_exp_avg_sq"], exp_avg_sq)
-        return state["max_exp_avg_sq"]
-
-    @staticmethod
-    def bias_corrected_quotient(numerator, second, b1, b2, eps, ctx):
-        """Leave ``(numerator / (1 - b1^t)) / (sqrt(second / (1 - b2^t)) + eps)`` pending (eps may be 0)."""
-        denom = torch._foreach_sqrt(second)
-        torch._foreach_div_(denom, per_step(ctx, lambda t: math.sqrt(1.0 - b2**t)))
-        if eps:
-            torch._foreach_add_(denom, eps)
-        out = ctx.quotient(numerator, denom)
-        ctx.divide(per_step(ctx, lambda t: 1.0 - b1**t))
-        return out
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         b1, b2 = (float(b) for b in resolve(self.betas, group))
         return {**moment_scalars(b1, b2), "eps": float(resolve(self.eps, group)),
                 "bias_correction1": 1.0 - b1**step, "bias_correction2_sqrt": math.sqrt(1.0 - b2**step)}
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        second = self.fused_moments(update, state, scalars, group)
-        return self.fused_quotient(state["exp_avg"], second, scalars)
+    def update(self, updates, state, params, ctx):
+        s = ctx.scalars(self)
+        second = self.update_moments(updates, state, s, ctx)
+        return self.bias_corrected_quotient(state["exp_avg"], second, s, ctx)
+
+    def predict(self, state, params, ctx):
+        """The update the moments give now (XGrad's Adam prediction): no moment changes."""
+        if not params:
+            return []
+        second = state["max_exp_avg_sq"] if ctx.value(self.amsgrad) else state["exp_avg_sq"]
+        return self.bias_corrected_quotient(state["exp_avg"], second, ctx.scalars(self), ctx)
+
+    def update_moments(self, updates, state, s, ctx):
+        """Update the moments in place; return the second-moment tensors the denominator uses."""
+        adam_moments(ctx.ops, updates, state["exp_avg"], state["exp_avg_sq"], s)
+        return self.maybe_amsgrad(state["exp_avg_sq"], state, ctx)
+
+    def maybe_amsgrad(self, exp_avg_sq, state, ctx):
+        if not ctx.value(self.amsgrad):
+            return exp_avg_sq
+        ctx.ops.maximum_(state["max_exp_avg_sq"], exp_avg_sq)
+        return state["max_exp_avg_sq"]
 
     @staticmethod
-    def fused_quotient(numerator, second, scalars):
-        """The fused form of :meth:`bias_corrected_quotient` (returns the update)."""
-        denom = second.sqrt() / scalars["bias_correction2_sqrt"] + scalars["eps"]
-        return numerator / denom / scalars["bias_correction1"]
-
-    def fused_moments(self, update, state, scalars, group):
-        """The fused form of :meth:`update_moments`."""
-        fused_adam_moments(update, state["exp_avg"], state["exp_avg_sq"], scalars)
-        return self.fused_maybe_amsgrad(state["exp_avg_sq"], state, group)
-
-    def fused_maybe_amsgrad(self, exp_avg_sq, state, group):
-        """The fused form of :meth:`maybe_amsgrad`."""
-        if not resolve(self.amsgrad, group):
-            return exp_avg_sq
-        torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
-        return state["max_exp_avg_sq"]
+    def bias_corrected_quotient(numerator, second, s, ctx, eps=True):
+        """Leave ``(numerator / (1 - b1^t)) / (sqrt(second / (1 - b2^t)) + eps)`` pending (no eps when
+        ``eps`` is False)."""
+        ops = ctx.ops
+        denom = ops.sqrt(second)
+        ops.div_(denom, s["bias_correction2_sqrt"])
+        if eps:
+            ops.add_(denom, s["eps"])
+        out = ctx.quotient(numerator, denom)
+        ctx.divide(s["bias_correction1"])
+        return out
 
 
 scale_by_adam = ScaleByAdam

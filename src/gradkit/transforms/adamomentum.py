@@ -14,8 +14,6 @@ the paper's convergence analysis mentions; off by default).
 """
 from __future__ import annotations
 
-import torch
-
 from gradkit.registry import register_transform
 from gradkit.transforms.adam import ScaleByAdam
 
@@ -28,33 +26,40 @@ __all__ = ["scale_by_adamomentum", "ScaleByAdaMomentum"]
     reference="Wang et al., Rethinking Adam: A Twofold Exponential Moving Average Approach, arXiv:2106.11514",
 )
 class ScaleByAdaMomentum(ScaleByAdam):
-    """Same arguments, state and validation as :class:`ScaleByAdam`; only the second moment differs."""
+    """AdaMomentum's moments; same arguments (``betas``, ``eps``, ``amsgrad``), state and validation as
+    :class:`~gradkit.transforms.ScaleByAdam`, only the second moment differs.
+
+    ``v_t = b2 v_{t-1} + (1 - b2) m_t^2 + eps``, ``u_t = (m_t / (1 - b1^t)) / sqrt(v_t / (1 - b2^t))``.
+    Reference: Wang et al., arXiv:2106.11514 (Algorithm 1; no official code).
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_adamomentum(), gradkit.scale_by_learning_rate()),
+    ...                         {"lr": 0.1})
+    >>> w.grad = torch.tensor([2.0]); opt.step(); round(w.item(), 4)  # m_hat / sqrt(v_hat) = 1 / (1 - b1) at t = 1
+    0.0001
+    """
 
     name = "adamomentum"
 
     def update(self, updates, state, params, ctx):
-        b1, b2 = (float(b) for b in ctx.value(self.betas))
-        eps = float(ctx.value(self.eps))
-        second = self.update_moments(updates, state, b1, b2, eps, ctx)
-        return self.bias_corrected_quotient(state["exp_avg"], second, b1, b2, 0.0, ctx)  # eps is inside v
+        s = ctx.scalars(self)
+        second = self.update_moments(updates, state, s, ctx)
+        return self.bias_corrected_quotient(state["exp_avg"], second, s, ctx, eps=False)  # eps is inside v
 
-    def update_moments(self, updates, state, b1, b2, eps, ctx):
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        torch._foreach_lerp_(exp_avg, updates, 1.0 - b1)
-        torch._foreach_mul_(exp_avg_sq, b2)
-        torch._foreach_addcmul_(exp_avg_sq, exp_avg, exp_avg, 1.0 - b2)
-        torch._foreach_add_(exp_avg_sq, eps)
+    def predict(self, state, params, ctx):
+        if not params:
+            return []
+        second = state["max_exp_avg_sq"] if ctx.value(self.amsgrad) else state["exp_avg_sq"]
+        return self.bias_corrected_quotient(state["exp_avg"], second, ctx.scalars(self), ctx, eps=False)
+
+    def update_moments(self, updates, state, s, ctx):
+        ops, exp_avg, exp_avg_sq = ctx.ops, state["exp_avg"], state["exp_avg_sq"]
+        ops.lerp_(exp_avg, updates, s["one_minus_b1"])
+        ops.mul_(exp_avg_sq, s["b2"])
+        ops.addcmul_(exp_avg_sq, exp_avg, exp_avg, s["one_minus_b2"])
+        ops.add_(exp_avg_sq, s["eps"])
         return self.maybe_amsgrad(exp_avg_sq, state, ctx)
-
-    def fused_tensor(self, update, state, param, scalars, group):
-        second = self.fused_moments(update, state, scalars, group)
-        return state["exp_avg"] / (second.sqrt() / scalars["bias_correction2_sqrt"]) / scalars["bias_correction1"]
-
-    def fused_moments(self, update, state, scalars, group):
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(update, scalars["one_minus_b1"])
-        exp_avg_sq.copy_(exp_avg_sq * scalars["b2"] + scalars["one_minus_b2"] * exp_avg * exp_avg + scalars["eps"])
-        return self.fused_maybe_amsgrad(exp_avg_sq, state, group)
 
 
 scale_by_adamomentum = ScaleByAdaMomentum

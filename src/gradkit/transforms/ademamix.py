@@ -24,24 +24,32 @@ import math
 import torch
 
 from gradkit.core.hyper import check_hyper, resolve
+from gradkit.core.state import FIRST_MOMENT, SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms.adam import moment_scalars
 from gradkit.transforms._checks import betas as check_betas, non_negative
-from gradkit.transforms._stepwise import per_step
 
 __all__ = ["scale_by_ademamix", "ScaleByAdEMAMix", "alpha_warmup", "beta3_warmup"]
 
 
 def alpha_warmup(step: int, alpha: float, warmup: int | None) -> float:
-    """Linear warm-up of alpha from 0 over ``warmup`` steps (``None``: constant)."""
+    """Linear warm-up of alpha from 0 over ``warmup`` steps (``None``: constant): ``alpha(t) = t alpha / T``.
+
+    >>> alpha_warmup(5, 2.0, 10), alpha_warmup(20, 2.0, 10), alpha_warmup(1, 2.0, None)
+    (1.0, 2.0, 2.0)
+    """
     if warmup is None or step >= warmup:
         return alpha
     return step / float(warmup) * alpha
 
 
 def beta3_warmup(step: int, beta3: float, beta_start: float, warmup: int | None) -> float:
-    """Warm-up of beta3 from ``beta_start`` that grows the EMA's half-life linearly (``None``: constant)."""
+    """Warm-up of beta3 from ``beta_start`` that grows the EMA's half-life linearly (``None``: constant).
+
+    >>> round(beta3_warmup(0, 0.9999, 0.9, 100), 4), beta3_warmup(100, 0.9999, 0.9, 100)
+    (0.9, 0.9999)
+    """
     if warmup is None or step >= warmup:
         return beta3
 
@@ -64,8 +72,28 @@ def _warmup_steps(value, group, name):
               "arXiv:2409.03137; https://github.com/apple/ml-ademamix",
 )
 class ScaleByAdEMAMix(GradientTransform):
+    """AdEMAMix's moments: Adam whose numerator adds a slow, un-debiased EMA.
+
+    Args:
+        betas: ``(b1, b2, b3)``: fast EMA, second moment, slow EMA (``b1 == 0``: no fast EMA is stored).
+        alpha: weight of the slow EMA.
+        beta3_warmup, alpha_warmup: steps of the b3 and alpha warm-ups (``None``: constant).
+        eps: added to the bias-corrected root of the second moment.
+
+    ``u_t = (m1_t / (1 - b1^t) + alpha(t) m2_t) / (sqrt(nu_t / (1 - b2^t)) + eps)``. Reference: Pagliardini,
+    Ablin & Grangier, ICLR 2025, arXiv:2409.03137; https://github.com/apple/ml-ademamix.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_ademamix(alpha=0.0), gradkit.scale_by_learning_rate()),
+    ...                         {"lr": 0.1})
+    >>> w.grad = torch.tensor([2.0]); opt.step(); round(w.item(), 4)  # alpha = 0: Adam's first step
+    0.9
+    """
+
     name = "ademamix"
-    state_kinds = {"exp_avg_fast": "moment", "exp_avg_slow": "moment", "exp_avg_sq": "moment"}
+    fusable = True
+    state_kinds = {"exp_avg_fast": FIRST_MOMENT, "exp_avg_slow": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT}
 
     def __init__(self, betas=(0.9, 0.999, 0.9999), alpha=2.0, beta3_warmup=None, alpha_warmup=None, eps=1e-8):
         self.betas = betas
@@ -88,61 +116,33 @@ class ScaleByAdEMAMix(GradientTransform):
             state["exp_avg_fast"] = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
         return state
 
-    def update(self, updates, state, params, ctx):
-        b1, b2, b3_final = (float(b) for b in ctx.value(self.betas))
-        eps, alpha_final = float(ctx.value(self.eps)), float(ctx.value(self.alpha))
-        b3_steps, a_steps = ctx.value(self.beta3_warmup), ctx.value(self.alpha_warmup)
-        fast = state.get("exp_avg_fast")
-        if (b1 != 0.0) != (fast is not None):
-            raise ValueError("betas[0] changed between 0 and non-zero after the state was created; the fast EMA "
-                             "exists only when betas[0] != 0 at the first step")
-        slow, sq = state["exp_avg_slow"], state["exp_avg_sq"]
-        b3 = per_step(ctx, lambda t: beta3_warmup(t, b3_final, b1, b3_steps))
-        alpha = per_step(ctx, lambda t: alpha_warmup(t, alpha_final, a_steps))
-
-        if fast is not None:
-            torch._foreach_lerp_(fast, updates, 1.0 - b1)
-            numerator = torch._foreach_div(fast, per_step(ctx, lambda t: 1.0 - b1**t))
-        else:
-            numerator = [u.clone() for u in updates]
-        if isinstance(b3, float):
-            torch._foreach_lerp_(slow, updates, 1.0 - b3)
-        else:
-            torch._foreach_mul_(slow, b3)
-            torch._foreach_add_(slow, torch._foreach_mul(updates, [1.0 - b for b in b3]))
-        if isinstance(alpha, float):
-            torch._foreach_add_(numerator, slow, alpha=alpha)
-        else:
-            torch._foreach_add_(numerator, torch._foreach_mul(slow, alpha))
-        torch._foreach_mul_(sq, b2)
-        torch._foreach_addcmul_(sq, updates, updates, 1.0 - b2)
-
-        denom = torch._foreach_sqrt(sq)
-        torch._foreach_div_(denom, per_step(ctx, lambda t: math.sqrt(1.0 - b2**t)))
-        torch._foreach_add_(denom, eps)
-        return ctx.quotient(numerator, denom)
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         b1, b2, b3_final = (float(b) for b in resolve(self.betas, group))
         b3 = beta3_warmup(step, b3_final, b1, resolve(self.beta3_warmup, group))
-        # 1 - b in float64, as the unfused step: 1 - float32(0.9999) is off by up to 3e-4 relative
-        return {**moment_scalars(b1, b2), "one_minus_b3": 1.0 - b3,
+        # 1 - b in float64: 1 - float32(0.9999) is off by up to 3e-4 relative
+        return {**moment_scalars(b1, b2), "one_minus_b3": 1.0 - b3, "b1_is_zero": float(b1 == 0.0),
                 "eps": float(resolve(self.eps, group)),
                 "alpha": alpha_warmup(step, float(resolve(self.alpha, group)), resolve(self.alpha_warmup, group)),
                 "bias_correction1": 1.0 - b1**step, "bias_correction2_sqrt": math.sqrt(1.0 - b2**step)}
 
-    def fused_tensor(self, update, state, param, scalars, group):
+    def update(self, updates, state, params, ctx):
+        s, ops = ctx.scalars(self), ctx.ops
         fast, slow, sq = state.get("exp_avg_fast"), state["exp_avg_slow"], state["exp_avg_sq"]
-        numerator = update
-        # Whether a fast EMA is kept is the state's layout, fixed at the first step; unlike the unfused
-        # step, this form cannot check it against betas[0] without compiling betas[0] in.
+        if not ctx.traced and (s["b1_is_zero"] == 0.0) != (fast is not None):
+            # (the fused step cannot check this without compiling betas[0] in: the layout decides there)
+            raise ValueError("betas[0] changed between 0 and non-zero after the state was created; the fast EMA "
+                             "exists only when betas[0] != 0 at the first step")
         if fast is not None:
-            fast.lerp_(update, scalars["one_minus_b1"])
-            numerator = fast / scalars["bias_correction1"]
-        slow.lerp_(update, scalars["one_minus_b3"])
-        sq.copy_(sq * scalars["b2"] + update * update * scalars["one_minus_b2"])
-        denom = sq.sqrt() / scalars["bias_correction2_sqrt"] + scalars["eps"]
-        return (numerator + scalars["alpha"] * slow) / denom
+            ops.lerp_(fast, updates, s["one_minus_b1"])
+        ops.lerp_(slow, updates, s["one_minus_b3"])
+        numerator = ops.div(fast, s["bias_correction1"]) if fast is not None else ops.clone(updates)
+        ops.add_(numerator, slow, alpha=s["alpha"])
+        ops.mul_(sq, s["b2"])
+        ops.addcmul_(sq, updates, updates, s["one_minus_b2"])
+        denom = ops.sqrt(sq)
+        ops.div_(denom, s["bias_correction2_sqrt"])
+        ops.add_(denom, s["eps"])
+        return ctx.quotient(numerator, denom, owned=True)
 
 
 scale_by_ademamix = ScaleByAdEMAMix

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from gradkit.core.hyper import check_hyper
+from gradkit.core.state import PER_TENSOR
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms.clipping import global_norm
@@ -36,7 +37,26 @@ __all__ = ["autoclip", "AutoClip"]
               "Networks, IEEE MLSP 2020, arXiv:2007.14469; https://github.com/pseeth/autoclip",
 )
 class AutoClip(GradientTransform):
+    """Clip the group's gradient norm at a percentile of the norms seen so far.
+
+    Args:
+        percentile: the percentile ``p`` in [0, 100] of the history used as the threshold.
+        history_size: the last norms kept (a ring buffer in the group state).
+
+    ``u <- u * min(1, percentile(history, p) / (||u|| + 1e-6))``. Reference: Seetharaman et al., IEEE MLSP
+    2020, arXiv:2007.14469; https://github.com/pseeth/autoclip.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.zeros(1))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.autoclip(0.0), gradkit.scale(-1.0)))
+    >>> for g in (1.0, 4.0):
+    ...     w.grad = torch.tensor([g]); opt.step()
+    >>> round(w.item(), 4)  # the second step is clipped to the smallest norm so far
+    -2.0
+    """
+
     name = "autoclip"
+    kind = PER_TENSOR
 
     def __init__(self, percentile=10.0, history_size=1000):
         self.percentile = percentile

@@ -28,10 +28,10 @@ import math
 import torch
 
 from gradkit.core.hyper import resolve
+from gradkit.core.state import FIRST_MOMENT, SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, boolean, non_negative
-from gradkit.transforms._stepwise import as_list
 from gradkit.transforms.adam import ScaleByAdam, moment_scalars
 
 __all__ = ["scale_by_belief", "ScaleByBelief", "rectification"]
@@ -40,7 +40,15 @@ _ADAPTIVE, _SGD, _NONE = "adaptive", "sgd", "none"
 
 
 def rectification(b2: float, step: int, degenerated_to_sgd: bool) -> tuple[str, float]:
-    """RAdam's branch and factor r_t at ``step`` (the factor excludes the 1 / (1 - b1^t) correction)."""
+    """RAdam's branch and factor r_t at ``step`` (the factor excludes the 1 / (1 - b1^t) correction).
+
+    ``rho_t = rho_inf - 2 t b2^t / (1 - b2^t)``; adaptive once ``rho_t >= 5`` (Liu et al., ICLR 2020).
+
+    >>> rectification(0.999, 1, True), rectification(0.999, 1, False)
+    (('sgd', 1.0), ('none', 0.0))
+    >>> kind, r = rectification(0.999, 1000, True); kind, round(r, 3)
+    ('adaptive', 0.513)
+    """
     rho_inf = 2.0 / (1.0 - b2) - 1.0
     b2_t = b2**step
     rho = rho_inf - 2.0 * step * b2_t / (1.0 - b2_t)
@@ -56,8 +64,30 @@ def rectification(b2: float, step: int, degenerated_to_sgd: bool) -> tuple[str, 
               "arXiv:2010.07468; https://github.com/juntang-zhuang/Adabelief-Optimizer",
 )
 class ScaleByBelief(GradientTransform):
+    """AdaBelief's moments, optionally rectified (RAdam) and with AMSGrad.
+
+    Args:
+        betas: ``(b1, b2)`` in [0, 1).
+        eps: added inside the second moment and outside its root (as the official package).
+        amsgrad: divide by the running maximum of the second moment (unrectified branch only).
+        rectify: RAdam's variance rectification.
+        degenerated_to_sgd: before the rectification applies, take bias-corrected momentum steps (else none).
+
+    ``s_t = b2 s_{t-1} + (1 - b2) (g_t - m_t)^2 + eps``, ``u_t = m_hat_t / (sqrt(s_hat_t) + eps)`` (see the
+    module docstring for the rectified form). Reference: Zhuang et al., NeurIPS 2020, arXiv:2010.07468;
+    https://github.com/juntang-zhuang/Adabelief-Optimizer.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_belief(), gradkit.scale_by_learning_rate()),
+    ...                         {"lr": 0.1})
+    >>> w.grad = torch.tensor([2.0]); opt.step(); round(w.item(), 4)  # rectified: an SGD step of m_hat = g
+    0.8
+    """
+
     name = "belief"
-    state_kinds = {"exp_avg": "moment", "exp_avg_var": "moment", "max_exp_avg_var": "moment"}
+    fusable = True
+    state_kinds = {"exp_avg": FIRST_MOMENT, "exp_avg_var": SECOND_MOMENT, "max_exp_avg_var": SECOND_MOMENT}
 
     def __init__(self, betas=(0.9, 0.999), eps=1e-16, amsgrad=False, rectify=True, degenerated_to_sgd=True):
         self.betas = betas
@@ -82,77 +112,41 @@ class ScaleByBelief(GradientTransform):
             state["max_exp_avg_var"] = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
         return state
 
-    def update(self, updates, state, params, ctx):
-        b1, b2 = (float(b) for b in ctx.value(self.betas))
-        eps = float(ctx.value(self.eps))
-        exp_avg, exp_avg_var = state["exp_avg"], state["exp_avg_var"]
-        torch._foreach_mul_(exp_avg, b1)
-        torch._foreach_add_(exp_avg, updates, alpha=1.0 - b1)
-        residual = torch._foreach_sub(updates, exp_avg)
-        torch._foreach_mul_(exp_avg_var, b2)
-        torch._foreach_addcmul_(exp_avg_var, residual, residual, 1.0 - b2)
-        del residual
-        torch._foreach_add_(exp_avg_var, eps)
-        second = exp_avg_var
-        if ctx.value(self.amsgrad):
-            torch._foreach_maximum_(state["max_exp_avg_var"], exp_avg_var)
-            second = state["max_exp_avg_var"]
-
-        n = len(updates)
-        steps = [ctx.step] * n if ctx.step is not None else ctx.steps
-        bc1 = [1.0 - b1**t for t in steps]
-        if not ctx.value(self.rectify):
-            denom = torch._foreach_sqrt(second)
-            torch._foreach_div_(denom, [math.sqrt(1.0 - b2**t) for t in steps])
-            torch._foreach_add_(denom, eps)
-            out = ctx.quotient(exp_avg, denom)
-            ctx.divide(bc1[0] if ctx.step is not None else bc1)
-            return out
-
-        degenerated = bool(ctx.value(self.degenerated_to_sgd))
-        branches = [rectification(b2, t, degenerated) for t in steps]
-        kinds = {kind for kind, _ in branches}
-        factors = [r / c for (_, r), c in zip(branches, bc1)]
-        if kinds == {_ADAPTIVE}:
-            denom = torch._foreach_sqrt(exp_avg_var)
-            torch._foreach_add_(denom, eps)
-            out = ctx.quotient(exp_avg, denom)
-            ctx.multiply(factors[0] if ctx.step is not None else factors)
-            return out
-        if _ADAPTIVE not in kinds:  # plain (bias-corrected) momentum steps, or none
-            ctx.multiply(factors[0] if ctx.step is not None else factors)
-            return list(exp_avg)
-        # Tensors at different steps straddle the switch: evaluate each branch's update directly.
-        adaptive = [i for i, (kind, _) in enumerate(branches) if kind == _ADAPTIVE]
-        out = torch._foreach_mul(exp_avg, as_list(factors, n))
-        denom = torch._foreach_sqrt([exp_avg_var[i] for i in adaptive])
-        torch._foreach_add_(denom, eps)
-        torch._foreach_div_([out[i] for i in adaptive], denom)
-        return ctx.fresh(out)
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         b1, b2 = (float(b) for b in resolve(self.betas, group))
         bc1 = 1.0 - b1**step
         kind, r = rectification(b2, step, bool(resolve(self.degenerated_to_sgd, group)))
-        # the rectified branch is a 0/1 weight so that crossing rho_t = 5 does not recompile
+        # the rectified branch is a 0/1 weight, so that crossing rho_t = 5 is data, not code
         return {**moment_scalars(b1, b2), "b1": b1, "eps": float(resolve(self.eps, group)), "bias_correction1": bc1,
                 "bias_correction2_sqrt": math.sqrt(1.0 - b2**step),
-                "adaptive": 1.0 if kind == _ADAPTIVE else 0.0, "rectified_factor": r / bc1}
+                "adaptive": 1.0 if kind == _ADAPTIVE else 0.0, "not_adaptive": 0.0 if kind == _ADAPTIVE else 1.0,
+                "rectified_factor": r / bc1}
 
-    def fused_tensor(self, update, state, param, scalars, group):
+    def update(self, updates, state, params, ctx):
+        s, ops = ctx.scalars(self), ctx.ops
         exp_avg, exp_avg_var = state["exp_avg"], state["exp_avg_var"]
-        exp_avg.copy_(exp_avg * scalars["b1"] + update * scalars["one_minus_b1"])
-        residual = update - exp_avg
-        exp_avg_var.copy_(exp_avg_var * scalars["b2"] + residual * residual * scalars["one_minus_b2"] + scalars["eps"])
+        ops.mul_(exp_avg, s["b1"])
+        ops.add_(exp_avg, updates, alpha=s["one_minus_b1"])
+        residual = ops.sub(updates, exp_avg)
+        ops.mul_(exp_avg_var, s["b2"])
+        ops.addcmul_(exp_avg_var, residual, residual, s["one_minus_b2"])
+        del residual
+        ops.add_(exp_avg_var, s["eps"])
         second = exp_avg_var
-        if resolve(self.amsgrad, group):
-            torch.maximum(state["max_exp_avg_var"], exp_avg_var, out=state["max_exp_avg_var"])
+        if ctx.value(self.amsgrad):
+            ops.maximum_(state["max_exp_avg_var"], exp_avg_var)
             second = state["max_exp_avg_var"]
-        if not resolve(self.rectify, group):
-            return ScaleByAdam.fused_quotient(exp_avg, second, scalars)
-        adaptive = scalars["adaptive"]
-        denom = (exp_avg_var.sqrt() + scalars["eps"]) * adaptive + (1.0 - adaptive)  # 1 outside the adaptive branch
-        return exp_avg / denom * scalars["rectified_factor"]
+        if not ctx.value(self.rectify):
+            return ScaleByAdam.bias_corrected_quotient(exp_avg, second, s, ctx)
+        # u = m * r / bc1 / d with d = sqrt(s) + eps in the adaptive branch and 1 outside it (the official
+        # code divides by sqrt(s) without the maximum here even with amsgrad)
+        denom = ops.sqrt(exp_avg_var)
+        ops.add_(denom, s["eps"])
+        ops.mul_(denom, s["adaptive"])
+        ops.add_(denom, s["not_adaptive"])
+        out = ctx.quotient(exp_avg, denom)
+        ctx.multiply(s["rectified_factor"])
+        return out
 
 
 scale_by_belief = ScaleByBelief

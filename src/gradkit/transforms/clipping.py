@@ -11,6 +11,8 @@ import math
 import torch
 
 from gradkit.core.hyper import check_hyper, resolve
+from gradkit.core.ops import FOREACH, at
+from gradkit.core.state import PER_TENSOR
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import positive
@@ -18,17 +20,34 @@ from gradkit.transforms._checks import positive
 __all__ = ["clip_by_global_norm", "clip_by_value", "clip_by_block_rms", "ClipByGlobalNorm", "ClipByValue", "ClipByBlockRMS", "global_norm"]
 
 
-def global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """The 2-norm of the concatenation of ``tensors``, as a 0-dim float32 tensor (no host sync)."""
+def global_norm(tensors: list[torch.Tensor], ops=FOREACH) -> torch.Tensor:
+    """The 2-norm of the concatenation of ``tensors``, as a 0-dim float32 tensor (no host sync).
+
+    >>> global_norm([torch.tensor([3.0]), torch.tensor([4.0])])
+    tensor(5.)
+    """
     if not tensors:
         return torch.tensor(0.0)
-    norms = torch._foreach_norm(tensors)
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in ops.norms(tensors)]))
 
 
 @register_transform("clip_by_global_norm", summary="scale all updates of a group so their joint 2-norm is at most max_norm")
 class ClipByGlobalNorm(GradientTransform):
+    """Scale the group's updates so that their joint 2-norm is at most ``max_norm``.
+
+    ``u <- u * min(1, max_norm / (||u|| + 1e-6))``, as torch.nn.utils.clip_grad_norm_ (no host sync).
+    Reference: Pascanu, Mikolov & Bengio, ICML 2013.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.zeros(2))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.clip_by_global_norm(1.0), gradkit.scale(-1.0)))
+    >>> w.grad = torch.tensor([3.0, 4.0]); opt.step(); w.detach()
+    tensor([-0.6000, -0.8000])
+    """
+
     name = "clip_global"
+    fusable = True
+    kind = PER_TENSOR
 
     def __init__(self, max_norm: float = 1.0):
         self.max_norm = max_norm
@@ -36,27 +55,34 @@ class ClipByGlobalNorm(GradientTransform):
     def validate(self, group):
         positive(self.max_norm, group, "max_norm")
 
-    def update(self, updates, state, params, ctx):
-        max_norm = float(ctx.value(self.max_norm))
-        coef = torch.clamp(max_norm / (global_norm(updates) + 1e-6), max=1.0)
-        updates = ctx.writable(updates)
-        torch._foreach_mul_(updates, coef.to(updates[0].device))
-        return updates
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         return {"max_norm": float(resolve(self.max_norm, group))}
 
-    def fused_update(self, updates, state, params, scalars, group):
+    def update(self, updates, state, params, ctx):
         if not updates:
             return updates
-        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(u).float() for u in updates]))
-        coef = torch.clamp(scalars[0]["max_norm"].float() / (total + 1e-6), max=1.0)
-        return [u * coef.to(u.dtype) for u in updates]
+        max_norm = at(ctx.scalars(self)["max_norm"], 0)  # one value per group
+        coef = torch.clamp(max_norm / (global_norm(updates, ctx.ops) + 1e-6), max=1.0)
+        updates = ctx.writable(updates)
+        ctx.ops.mul_(updates, coef.to(updates[0].device))
+        return updates
 
 
 @register_transform("clip_by_value", summary="clamp every update coordinate to [min_value, max_value]")
 class ClipByValue(GradientTransform):
+    """Clamp every coordinate of the update to ``[min_value, max_value]``.
+
+    ``u <- clamp(u, min_value, max_value)``. Reference: optax.clip.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.zeros(2))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.clip_by_value(-1.0, 1.0), gradkit.scale(-1.0)))
+    >>> w.grad = torch.tensor([3.0, -0.5]); opt.step(); w.detach()
+    tensor([-1.0000,  0.5000])
+    """
+
     name = "clip_value"
+    fusable = True
 
     def __init__(self, min_value: float = -1.0, max_value: float = 1.0):
         self.min_value = min_value
@@ -67,22 +93,33 @@ class ClipByValue(GradientTransform):
         check_hyper(self.max_value, group, "max_value", lambda x: math.isfinite(float(x)) and float(x) >= float(lo),
                     f"a finite number >= min_value ({lo})")
 
-    def update(self, updates, state, params, ctx):
-        updates = ctx.writable(updates)
-        torch._foreach_clamp_min_(updates, float(ctx.value(self.min_value)))
-        torch._foreach_clamp_max_(updates, float(ctx.value(self.max_value)))
-        return updates
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         return {"min_value": float(resolve(self.min_value, group)), "max_value": float(resolve(self.max_value, group))}
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        return update.clamp(scalars["min_value"], scalars["max_value"])
+    def update(self, updates, state, params, ctx):
+        s = ctx.scalars(self)
+        updates = ctx.writable(updates)
+        ctx.ops.clamp_min_(updates, s["min_value"])
+        ctx.ops.clamp_max_(updates, s["max_value"])
+        return updates
 
 
 @register_transform("clip_by_block_rms", summary="scale each tensor whose RMS exceeds threshold down to it")
 class ClipByBlockRMS(GradientTransform):
+    """Scale each tensor whose root-mean-square exceeds ``threshold`` down to it.
+
+    ``u_i <- u_i * min(1, threshold * sqrt(numel_i) / (||u_i|| + 1e-12))``. Reference: optax.clip_by_block_rms.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.zeros(4))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.clip_by_block_rms(0.5), gradkit.scale(-1.0)))
+    >>> w.grad = torch.full((4,), 2.0); opt.step(); w.detach()
+    tensor([-0.5000, -0.5000, -0.5000, -0.5000])
+    """
+
     name = "clip_rms"
+    fusable = True
+    kind = PER_TENSOR
 
     def __init__(self, threshold: float = 1.0):
         self.threshold = threshold
@@ -90,24 +127,19 @@ class ClipByBlockRMS(GradientTransform):
     def validate(self, group):
         positive(self.threshold, group, "threshold")
 
+    def scalars(self, group, step):
+        return {"threshold": float(resolve(self.threshold, group))}
+
     def update(self, updates, state, params, ctx):
         if not updates:
             return updates
-        threshold = float(ctx.value(self.threshold))
-        norms = torch.stack([n.float() for n in torch._foreach_norm(updates)])
+        threshold = at(ctx.scalars(self)["threshold"], 0)  # one value per group
+        norms = torch.stack([n.float() for n in ctx.ops.norms(updates)])
         sqrt_numel = torch.tensor([math.sqrt(max(u.numel(), 1)) for u in updates], device=norms.device)
         coefs = torch.clamp(threshold * sqrt_numel / (norms + 1e-12), max=1.0).unbind()
         updates = ctx.writable(updates)
-        torch._foreach_mul_(updates, [c.to(u.device) for c, u in zip(coefs, updates)])
+        ctx.ops.mul_(updates, [c.to(u.device) for c, u in zip(coefs, updates)])
         return updates
-
-    def fused_scalars(self, group, step):
-        return {"threshold": float(resolve(self.threshold, group))}
-
-    def fused_tensor(self, update, state, param, scalars, group):
-        norm = torch.linalg.vector_norm(update).float()
-        coef = torch.clamp(scalars["threshold"].float() * math.sqrt(max(update.numel(), 1)) / (norm + 1e-12), max=1.0)
-        return update * coef.to(update.dtype)
 
 
 clip_by_global_norm = ClipByGlobalNorm

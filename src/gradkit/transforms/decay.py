@@ -22,10 +22,28 @@ __all__ = ["add_decayed_weights", "AddDecayedWeights"]
     reference="Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019; https://github.com/loshchil/AdamW-and-SGDW",
 )
 class AddDecayedWeights(GradientTransform):
+    """Add ``weight_decay * params`` to the update (folded into the pending form: ``p *= 1 - lr * wd``).
+
+    Args:
+        weight_decay: the decay coefficient (>= 0), usually ``hp("weight_decay")``.
+        enabled: a flag (or group flag reference) that turns it off, for recipes that choose per group.
+
+    ``u <- u + wd * p``: coupled L2 before an adaptive transform, decoupled after it. Reference:
+    Loshchilov & Hutter, ICLR 2019; https://github.com/loshchil/AdamW-and-SGDW.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([2.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.add_decayed_weights(0.5), gradkit.scale_by_learning_rate()),
+    ...                         {"lr": 0.1})
+    >>> w.grad = torch.tensor([0.0]); opt.step(); round(w.item(), 4)  # 2 * (1 - 0.1 * 0.5)
+    1.9
+    """
+
     name = "decay"
     # The decay is folded into the pending affine form; it costs one pass over the params at apply
     # time (params *= 1 - lr * wd), as in torch.optim.AdamW.
     scale_aware = True
+    fusable = True
 
     def __init__(self, weight_decay=hp("weight_decay"), enabled=True):
         self.weight_decay = weight_decay
@@ -35,17 +53,13 @@ class AddDecayedWeights(GradientTransform):
         non_negative(self.weight_decay, group, "weight_decay")
         boolean(self.enabled, group, "enabled")
 
-    def update(self, updates, state, params, ctx):
-        if not ctx.value(self.enabled):
-            return updates
-        ctx.add_decay(float(ctx.value(self.weight_decay)))
-        return updates
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         return {"weight_decay": float(resolve(self.weight_decay, group))}
 
-    def fused_affine(self, scale, decay, scalars, group):
-        return (scale, decay + scalars["weight_decay"]) if resolve(self.enabled, group) else (scale, decay)
+    def update(self, updates, state, params, ctx):
+        if ctx.value(self.enabled):
+            ctx.add_decay(ctx.scalars(self)["weight_decay"])
+        return updates
 
 
 add_decayed_weights = AddDecayedWeights

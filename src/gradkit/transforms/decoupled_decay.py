@@ -16,6 +16,7 @@ from gradkit.core.hyper import hp, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
+from gradkit.transforms.scale import ScaleByLearningRate
 
 __all__ = ["decoupled_decay", "DecoupledDecay"]
 
@@ -27,8 +28,29 @@ __all__ = ["decoupled_decay", "DecoupledDecay"]
               "AdaBelief, NeurIPS 2020",
 )
 class DecoupledDecay(GradientTransform):
+    """Decoupled weight decay after the learning-rate scale, optionally independent of the lr.
+
+    Args:
+        weight_decay: the coefficient (>= 0).
+        lr: the learning rate it is multiplied by (unless ``fixed``).
+        fixed: ``p <- (1 - wd) p`` (AdaBelief's ``fixed_decay``) instead of ``p <- (1 - lr wd) p``.
+        enabled: group flag (AdaBelief's ``weight_decouple``).
+
+    Must come after ``scale_by_learning_rate`` (checked when the chain is built). References: Loshchilov &
+    Hutter, ICLR 2019, arXiv:1711.05101; Zhuang et al., AdaBelief, NeurIPS 2020.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([2.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_learning_rate(), gradkit.decoupled_decay(0.5)),
+    ...                         {"lr": 0.1})
+    >>> w.grad = torch.tensor([0.0]); opt.step(); round(w.item(), 4)
+    1.9
+    """
+
     name = "decoupled_decay"
     scale_aware = True
+    fusable = True
+    must_follow = (ScaleByLearningRate,)
 
     def __init__(self, weight_decay=hp("weight_decay"), lr=hp("lr"), fixed=False, enabled=True):
         self.weight_decay = weight_decay
@@ -42,21 +64,14 @@ class DecoupledDecay(GradientTransform):
         boolean(self.fixed, group, "fixed_decay")
         boolean(self.enabled, group, "weight_decouple")
 
-    def update(self, updates, state, params, ctx):
-        if not ctx.value(self.enabled):
-            return updates
-        weight_decay = float(ctx.value(self.weight_decay))
-        factor = weight_decay if ctx.value(self.fixed) else float(ctx.value(self.lr)) * weight_decay
-        if factor != 0.0:
-            ctx.add_decay(-factor)
-        return updates
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         weight_decay = float(resolve(self.weight_decay, group))
         return {"factor": weight_decay if resolve(self.fixed, group) else float(resolve(self.lr, group)) * weight_decay}
 
-    def fused_affine(self, scale, decay, scalars, group):
-        return (scale, decay - scalars["factor"]) if resolve(self.enabled, group) else (scale, decay)
+    def update(self, updates, state, params, ctx):
+        if ctx.value(self.enabled):
+            ctx.add_decay(-ctx.scalars(self)["factor"])
+        return updates
 
 
 decoupled_decay = DecoupledDecay

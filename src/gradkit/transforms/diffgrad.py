@@ -23,12 +23,12 @@ import math
 import torch
 
 from gradkit.core.hyper import resolve
+from gradkit.core.state import FIRST_MOMENT, GRADIENT, SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
-from gradkit.transforms.adam import fused_adam_moments, moment_scalars
-from gradkit.transforms._blocked import blocked_quotient
+from gradkit.transforms.adam import adam_moments, moment_scalars
+from gradkit.transforms._blocked import blocked_quotient, pick
 from gradkit.transforms._checks import betas as check_betas, non_negative
-from gradkit.transforms._stepwise import per_step
 
 __all__ = ["scale_by_diffgrad", "ScaleByDiffGrad"]
 
@@ -40,8 +40,26 @@ __all__ = ["scale_by_diffgrad", "ScaleByDiffGrad"]
               "arXiv:1909.11015; https://github.com/shivram1987/diffGrad",
 )
 class ScaleByDiffGrad(GradientTransform):
+    """diffGrad's moments: Adam with the first moment damped by the friction ``sigmoid(|g_{t-1} - g_t|)``.
+
+    Args:
+        betas: ``(b1, b2)`` in [0, 1).
+        eps: added to the raw ``sqrt(v_t)`` (the official code's placement).
+
+    ``u_t = sqrt(1 - b2^t) / (1 - b1^t) * xi_t m_t / (sqrt(v_t) + eps)``. Reference: Dubey et al., IEEE TNNLS
+    2020, arXiv:1909.11015; https://github.com/shivram1987/diffGrad (``diffGrad_v2.py``).
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_diffgrad(), gradkit.scale_by_learning_rate()),
+    ...                         {"lr": 0.1})
+    >>> w.grad = torch.tensor([2.0]); opt.step(); round(w.item(), 4)  # friction sigmoid(2) on Adam's step
+    0.9119
+    """
+
     name = "diffgrad"
-    state_kinds = {"exp_avg": "moment", "exp_avg_sq": "moment", "previous_grad": "gradient"}
+    fusable = True
+    state_kinds = {"exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT, "previous_grad": GRADIENT}
 
     def __init__(self, betas=(0.9, 0.999), eps=1e-8):
         self.betas = betas
@@ -55,39 +73,29 @@ class ScaleByDiffGrad(GradientTransform):
         return {k: [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
                 for k in ("exp_avg", "exp_avg_sq", "previous_grad")}
 
-    def update(self, updates, state, params, ctx):
-        b1, b2 = (float(b) for b in ctx.value(self.betas))
-        eps = float(ctx.value(self.eps))
-
-        def terms(owners, m, v, previous, grads):
-            torch._foreach_lerp_(m, grads, 1.0 - b1)
-            torch._foreach_mul_(v, b2)
-            torch._foreach_addcmul_(v, grads, grads, 1.0 - b2)
-            friction = torch._foreach_sub(previous, grads)
-            torch._foreach_abs_(friction)
-            torch._foreach_sigmoid_(friction)
-            torch._foreach_mul_(friction, m)
-            torch._foreach_copy_(previous, grads)
-            denom = torch._foreach_sqrt(v)
-            torch._foreach_add_(denom, eps)
-            return friction, denom
-
-        out = blocked_quotient(ctx, terms, state["exp_avg"], state["exp_avg_sq"], state["previous_grad"], updates)
-        ctx.multiply(per_step(ctx, lambda t: math.sqrt(1.0 - b2**t) / (1.0 - b1**t)))
-        return out
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         b1, b2 = (float(b) for b in resolve(self.betas, group))
-        # the interpolation weights are rounded from Python floats, as the eager ops' scalars are
         return {**moment_scalars(b1, b2), "eps": float(resolve(self.eps, group)),
                 "step_size": math.sqrt(1.0 - b2**step) / (1.0 - b1**step)}
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        m, v, previous = state["exp_avg"], state["exp_avg_sq"], state["previous_grad"]
-        fused_adam_moments(update, m, v, scalars)
-        friction = (previous - update).abs().sigmoid()
-        previous.copy_(update)
-        return friction * m / (v.sqrt() + scalars["eps"]) * scalars["step_size"]
+    def update(self, updates, state, params, ctx):
+        s, ops = ctx.scalars(self), ctx.ops
+
+        def terms(owners, m, v, previous, grads, out=None):
+            adam_moments(ops, grads, m, v, {k: pick(s[k], owners) for k in ("one_minus_b1", "b2", "one_minus_b2")})
+            friction = ops.sub(previous, grads)
+            ops.abs_(friction)
+            ops.sigmoid_(friction)
+            ops.mul_(friction, m)
+            ops.copy_(previous, grads)
+            denom = ops.sqrt(v)
+            ops.add_(denom, pick(s["eps"], owners))
+            return friction, denom
+
+        out = blocked_quotient(ctx, terms, state["exp_avg"], state["exp_avg_sq"], state["previous_grad"], updates,
+                               owned=True)
+        ctx.multiply(s["step_size"])
+        return out
 
 
 scale_by_diffgrad = ScaleByDiffGrad

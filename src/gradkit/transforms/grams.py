@@ -24,12 +24,12 @@ import math
 import torch
 
 from gradkit.core.hyper import check_hyper, resolve
+from gradkit.core.state import FIRST_MOMENT, SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
-from gradkit.transforms.adam import fused_adam_moments, moment_scalars
+from gradkit.transforms.adam import adam_moments, moment_scalars
 from gradkit.transforms._blocked import blocked_quotient, pick
 from gradkit.transforms._checks import betas as check_betas, boolean, positive
-from gradkit.transforms._stepwise import per_step
 
 __all__ = ["scale_by_grams", "ScaleByGrams", "EPS_PLACEMENTS"]
 
@@ -43,8 +43,28 @@ EPS_PLACEMENTS = ("official", "paper")
               "https://github.com/Gunale0926/Grams",
 )
 class ScaleByGrams(GradientTransform):
+    """Grams: Adam's update magnitude with the current gradient's sign.
+
+    Args:
+        betas: ``(b1, b2)`` in [0, 1).
+        eps: added to the root of the second moment (> 0).
+        correct_bias: apply both bias corrections (the official code allows dropping them).
+        eps_placement: ``"official"`` (eps on the raw root) or ``"paper"`` (Adam's placement).
+
+    ``u_t = sign(g_t) |m_t| / (sqrt(v_t) + eps) * sqrt(1 - b2^t) / (1 - b1^t)`` (official). Reference: Cao, Li &
+    Song, arXiv:2412.17107; https://github.com/Gunale0926/Grams.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_grams(), gradkit.scale_by_learning_rate()),
+    ...                         {"lr": 0.1})
+    >>> w.grad = torch.tensor([2.0, -2.0]); opt.step(); w.detach()
+    tensor([0.9000, 1.1000])
+    """
+
     name = "grams"
-    state_kinds = {"exp_avg": "moment", "exp_avg_sq": "moment"}
+    fusable = True
+    state_kinds = {"exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT}
 
     def __init__(self, betas=(0.9, 0.999), eps=1e-6, correct_bias=True, eps_placement="official"):
         self.betas = betas
@@ -65,36 +85,7 @@ class ScaleByGrams(GradientTransform):
             "exp_avg_sq": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params],
         }
 
-    def update(self, updates, state, params, ctx):
-        b1, b2 = (float(b) for b in ctx.value(self.betas))
-        eps = float(ctx.value(self.eps))
-        correct_bias = ctx.value(self.correct_bias)
-        paper = correct_bias and ctx.value(self.eps_placement) == "paper"
-        bc2_sqrt = per_step(ctx, lambda t: math.sqrt(1.0 - b2**t)) if paper else 1.0
-
-        def terms(owners, exp_avg, exp_avg_sq, grads):
-            torch._foreach_lerp_(exp_avg, grads, 1.0 - b1)
-            torch._foreach_mul_(exp_avg_sq, b2)
-            torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1.0 - b2)
-            numerator = torch._foreach_abs(exp_avg)
-            torch._foreach_mul_(numerator, torch._foreach_sign(grads))
-            denom = torch._foreach_sqrt(exp_avg_sq)
-            if paper:
-                torch._foreach_div_(denom, pick(bc2_sqrt, owners))
-            torch._foreach_add_(denom, eps)
-            return numerator, denom
-
-        out = blocked_quotient(ctx, terms, state["exp_avg"], state["exp_avg_sq"], updates)
-        ctx.owned = True  # the numerator is a fresh tensor of ours, unlike Adam's (its state buffer)
-        if not correct_bias:
-            return out
-        if paper:
-            ctx.divide(per_step(ctx, lambda t: 1.0 - b1**t))
-        else:
-            ctx.multiply(per_step(ctx, lambda t: math.sqrt(1.0 - b2**t) / (1.0 - b1**t)))
-        return out
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         b1, b2 = (float(b) for b in resolve(self.betas, group))
         # both eps placements and correct_bias=False as one formula: sqrt(v) / bc2_sqrt + eps, times step_size
         bc2_sqrt, step_size = 1.0, 1.0
@@ -106,11 +97,21 @@ class ScaleByGrams(GradientTransform):
         return {**moment_scalars(b1, b2), "eps": float(resolve(self.eps, group)),
                 "bias_correction2_sqrt": bc2_sqrt, "step_size": step_size}
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        fused_adam_moments(update, m, v, scalars)
-        denom = v.sqrt() / scalars["bias_correction2_sqrt"] + scalars["eps"]
-        return m.abs() * update.sign() / denom * scalars["step_size"]
+    def update(self, updates, state, params, ctx):
+        s, ops = ctx.scalars(self), ctx.ops
+
+        def terms(owners, exp_avg, exp_avg_sq, grads, out=None):
+            adam_moments(ops, grads, exp_avg, exp_avg_sq, {k: pick(s[k], owners) for k in ("one_minus_b1", "b2", "one_minus_b2")})
+            numerator = ops.abs(exp_avg)
+            ops.mul_(numerator, ops.sign(grads))
+            denom = ops.sqrt(exp_avg_sq)
+            ops.div_(denom, pick(s["bias_correction2_sqrt"], owners))
+            ops.add_(denom, pick(s["eps"], owners))
+            return numerator, denom
+
+        out = blocked_quotient(ctx, terms, state["exp_avg"], state["exp_avg_sq"], updates, owned=True)
+        ctx.multiply(s["step_size"])
+        return out
 
 
 scale_by_grams = ScaleByGrams

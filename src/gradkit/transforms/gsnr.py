@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from gradkit.core.hyper import check_hyper
+from gradkit.core.state import PER_TENSOR, SCALE
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
@@ -34,7 +35,11 @@ ESTIMATORS = ("gsnr", "sqrt_numel")
 
 
 def gradient_snr(grads: list[torch.Tensor], eps: float) -> torch.Tensor:
-    """``||g|| / (std(g) + eps)`` of every tensor, as one 1-D tensor (one pass over all of them)."""
+    """``||g|| / (std(g) + eps)`` of every tensor, as one 1-D tensor (one pass over all of them).
+
+    >>> gradient_snr([torch.tensor([1.0, 3.0]), torch.tensor([2.0])], eps=1.0)
+    tensor([1.3099, 2.0000])
+    """
     numels = torch.tensor([g.numel() for g in grads], device=grads[0].device)
     flat = torch.cat([g.reshape(-1) for g in grads])
     dtype = flat.dtype
@@ -55,8 +60,27 @@ def gradient_snr(grads: list[torch.Tensor], eps: float) -> torch.Tensor:
               "https://github.com/AnonymousAlethiometer/SGD_SaI",
 )
 class ScaleByGSNR(GradientTransform):
+    """Multiply each tensor's updates by a scale frozen at its first step from its gradient's SNR (SGD-SaI).
+
+    Args:
+        eps: added to the standard deviation.
+        normalize: divide by the group's largest g-SNR (official code v1.0.4).
+        estimator: "gsnr" or "sqrt_numel" (v1.1.0's approximation).
+
+    ``scale_i = gsnr_i / max_j gsnr_j``, ``gsnr_i = ||g_i|| / (std(g_i) + eps)``. Reference: Xu et al.,
+    arXiv:2412.11768; https://github.com/AnonymousAlethiometer/SGD_SaI.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.zeros(4))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_gsnr(normalize=False), gradkit.scale(-1.0)))
+    >>> w.grad = torch.tensor([1.0, 1.0, 1.0, 1.0]); opt.step()  # std 0: the scale is ||g|| / eps
+    >>> opt.state[w]["gsnr.scale"].item()
+    200000000.0
+    """
+
     name = "gsnr"
-    state_kinds = {"scale": "scale"}
+    kind = PER_TENSOR
+    state_kinds = {"scale": SCALE}
 
     def __init__(self, eps=1e-8, normalize=True, estimator="gsnr"):
         self.eps = eps

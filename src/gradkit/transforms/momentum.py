@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from gradkit.core.hyper import check_hyper, resolve
+from gradkit.core.state import FIRST_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
@@ -25,8 +26,27 @@ __all__ = ["trace", "Trace"]
     reference="Sutskever, Martens, Dahl & Hinton, On the importance of initialization and momentum in deep learning, ICML 2013",
 )
 class Trace(GradientTransform):
+    """Momentum with torch.optim.SGD's conventions (the first buffer is the gradient itself).
+
+    Args:
+        momentum: the buffer's decay (0: no buffer, the input passes through).
+        dampening: the gradient enters the buffer times ``1 - dampening``.
+        nesterov: return ``g + momentum * b`` instead of ``b``.
+
+    ``b_1 = g_1``, ``b_t = momentum b_{t-1} + (1 - dampening) g_t``. Reference: Sutskever et al., ICML 2013.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.trace(0.9), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> for _ in range(2):
+    ...     w.grad = torch.tensor([1.0]); opt.step()
+    >>> round(w.item(), 4)  # 1 - 0.1 * (1 + 1.9)
+    0.71
+    """
+
     name = "momentum"
-    state_kinds = {"momentum_buffer": "moment"}
+    fusable = True
+    state_kinds = {"momentum_buffer": FIRST_MOMENT}
 
     def __init__(self, momentum=0.9, dampening=0.0, nesterov=False):
         self.momentum = momentum
@@ -45,43 +65,37 @@ class Trace(GradientTransform):
             return {}
         return {"momentum_buffer": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]}
 
-    def update(self, updates, state, params, ctx):
-        momentum = float(ctx.value(self.momentum))
-        if momentum == 0:
-            return updates
-        dampening = float(ctx.value(self.dampening))
-        buffers = state["momentum_buffer"]
-        if ctx.step == 1:  # the first buffer is the gradient itself, undamped
-            torch._foreach_copy_(buffers, updates)
-        elif ctx.step is not None:
-            torch._foreach_mul_(buffers, momentum)
-            torch._foreach_add_(buffers, updates, alpha=1.0 - dampening)
-        else:
-            first = [i for i, s in enumerate(ctx.steps) if s == 1]
-            later = [i for i, s in enumerate(ctx.steps) if s != 1]
-            if first:
-                torch._foreach_copy_([buffers[i] for i in first], [updates[i] for i in first])
-            if later:
-                torch._foreach_mul_([buffers[i] for i in later], momentum)
-                torch._foreach_add_([buffers[i] for i in later], [updates[i] for i in later], alpha=1.0 - dampening)
-        if ctx.value(self.nesterov):
-            return ctx.fresh(torch._foreach_add(updates, buffers, alpha=momentum))
-        return list(buffers)  # borrowed: a later in-place transform copies first
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         momentum = float(resolve(self.momentum, group))
         # the first buffer is the gradient itself: b_1 = 0 * b_0 + 1 * g_1
         return {"momentum": momentum, "decay": 0.0 if step == 1 else momentum,
                 "gain": 1.0 if step == 1 else 1.0 - float(resolve(self.dampening, group))}
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        buffer = state.get("momentum_buffer")
-        if buffer is None:  # momentum == 0: no buffer
-            return update
-        buffer.copy_(buffer * scalars["decay"] + update * scalars["gain"])
-        if resolve(self.nesterov, group):
-            return update + scalars["momentum"] * buffer
-        return buffer
+    def update(self, updates, state, params, ctx):
+        if "momentum_buffer" not in state:  # momentum == 0: no buffer
+            return updates
+        s, ops, buffers = ctx.scalars(self), ctx.ops, state["momentum_buffer"]
+        self.update_buffers(ops, buffers, updates, s)
+        if ctx.value(self.nesterov):
+            return ctx.fresh(ops.add(updates, buffers, alpha=s["momentum"]))
+        return ctx.borrowed(list(buffers))  # a later in-place transform copies first
+
+    @staticmethod
+    def update_buffers(ops, buffers, updates, s):
+        if isinstance(s["decay"], float) and s["decay"] == 0.0 and s["gain"] == 1.0:
+            ops.copy_(buffers, updates)  # the first step (torch.optim clones the gradient)
+        else:
+            ops.mul_(buffers, s["decay"])
+            ops.add_(buffers, updates, alpha=s["gain"])
+
+    def predict(self, state, params, ctx):
+        """The buffer (XGrad's SGD-with-momentum prediction); needs momentum > 0 and no Nesterov."""
+        if float(ctx.value(self.momentum)) <= 0:
+            raise ValueError("weight prediction of SGD uses the momentum buffer: momentum must be > 0, "
+                             f"got {ctx.value(self.momentum)!r}")
+        if ctx.value(self.nesterov):
+            raise ValueError("weight prediction of SGD follows heavy-ball momentum (nesterov=False); got nesterov=True")
+        return ctx.borrowed(list(state.get("momentum_buffer", [])))
 
 
 trace = Trace

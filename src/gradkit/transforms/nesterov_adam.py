@@ -13,9 +13,7 @@ group.
 """
 from __future__ import annotations
 
-import torch
-
-from gradkit.core.hyper import resolve
+from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean
 from gradkit.transforms.adam import ScaleByAdam
@@ -29,6 +27,23 @@ __all__ = ["scale_by_nesterov_adam", "ScaleByNesterovAdam"]
     reference="Heo et al., AdamP, ICLR 2021, arXiv:2006.08217; https://github.com/clovaai/AdamP",
 )
 class ScaleByNesterovAdam(ScaleByAdam):
+    """Adam with AdamP's look-ahead numerator.
+
+    Args:
+        betas, eps: as :class:`~gradkit.transforms.ScaleByAdam`.
+        nesterov: use ``b1 m_t + (1 - b1) g_t`` as the numerator (False: Adam's ``m_t``).
+
+    ``u_t = (b1 m_t + (1 - b1) g_t) / (1 - b1^t) / (sqrt(v_t / (1 - b2^t)) + eps)``. Reference: Heo et al.,
+    ICLR 2021, arXiv:2006.08217; https://github.com/clovaai/AdamP.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_nesterov_adam(), gradkit.scale_by_learning_rate()),
+    ...                         {"lr": 0.1})
+    >>> w.grad = torch.tensor([2.0]); opt.step(); round(w.item(), 4)  # (0.9 * 0.2 + 0.1 * 2) / 0.1 / 2 = 1.9
+    0.81
+    """
+
     def __init__(self, betas=(0.9, 0.999), eps=1e-8, nesterov=True):
         super().__init__(betas, eps, amsgrad=False)
         self.nesterov = nesterov
@@ -38,20 +53,14 @@ class ScaleByNesterovAdam(ScaleByAdam):
         boolean(self.nesterov, group, "nesterov")
 
     def update(self, updates, state, params, ctx):
-        b1, b2 = (float(b) for b in ctx.value(self.betas))
-        eps = float(ctx.value(self.eps))
-        second = self.update_moments(updates, state, b1, b2, eps, ctx)
+        s = ctx.scalars(self)
+        second = self.update_moments(updates, state, s, ctx)
         numerator = state["exp_avg"]
         if ctx.value(self.nesterov):
-            numerator = torch._foreach_lerp(numerator, updates, 1.0 - b1)  # b1 m_t + (1 - b1) g_t, one pass
-        return self.bias_corrected_quotient(numerator, second, b1, b2, eps, ctx)
+            numerator = ctx.ops.lerp(numerator, updates, s["one_minus_b1"])  # b1 m_t + (1 - b1) g_t, one pass
+        return self.bias_corrected_quotient(numerator, second, s, ctx)
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        second = self.fused_moments(update, state, scalars, group)
-        numerator = state["exp_avg"]
-        if resolve(self.nesterov, group):
-            numerator = numerator.lerp(update, scalars["one_minus_b1"])
-        return self.fused_quotient(numerator, second, scalars)
+    predict = GradientTransform.predict  # the look-ahead needs the next gradient
 
 
 scale_by_nesterov_adam = ScaleByNesterovAdam

@@ -31,7 +31,11 @@ SINGULAR_VALUE_BAND = (0.6, 1.25)
 
 
 def coefficient_schedule(coefficients, steps: int) -> list[tuple[float, float, float]]:
-    """One ``(a, b, c)`` per step: a single triple is repeated; a list's last triple is reused."""
+    """One ``(a, b, c)`` per step: a single triple is repeated; a list's last triple is reused.
+
+    >>> coefficient_schedule([(3, -4, 2), (2, -1, 0)], 3)
+    [(3.0, -4.0, 2.0), (2.0, -1.0, 0.0), (2.0, -1.0, 0.0)]
+    """
     if isinstance(coefficients, (tuple, list)) and len(coefficients) == 3 and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) for x in coefficients):
         return [tuple(float(x) for x in coefficients)] * steps
@@ -43,7 +47,15 @@ def coefficient_schedule(coefficients, steps: int) -> list[tuple[float, float, f
 
 def newton_schulz(g: Tensor, steps: int = 5, coefficients=MUON_COEFFICIENTS, dtype: torch.dtype | None = torch.bfloat16,
                   eps: float = 1e-7) -> Tensor:
-    """Orthogonalize a matrix or a batch of matrices (``(..., m, n)``); the result is in ``dtype``."""
+    """Orthogonalize a matrix or a batch of matrices (``(..., m, n)``); the result is in ``dtype``.
+
+    ``X <- a X + (b A + c A^2) X`` with ``A = X X^T``, from ``X_0 = G / (||G||_F + eps)``.
+
+    >>> g = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    >>> s = torch.linalg.svdvals(newton_schulz(g, dtype=torch.float32))
+    >>> bool(((s > SINGULAR_VALUE_BAND[0]) & (s < SINGULAR_VALUE_BAND[1])).all())
+    True
+    """
     if g.ndim < 2:
         raise ValueError(f"newton_schulz needs a matrix or a batch of matrices, got shape {tuple(g.shape)}")
     tall = g.size(-2) > g.size(-1)
@@ -62,6 +74,10 @@ def orthogonalize(matrices: Sequence[Tensor], steps: int = 5, coefficients=MUON_
     """:func:`newton_schulz` of every matrix, one batched iteration per distinct shape and device.
 
     Returns tensors in each input's own dtype.
+
+    >>> out = orthogonalize([torch.eye(3) * 2, torch.ones(2, 5)], dtype=torch.float32)
+    >>> [tuple(o.shape) for o in out]
+    [(3, 3), (2, 5)]
     """
     by_shape: dict[tuple, list[int]] = defaultdict(list)
     for i, m in enumerate(matrices):

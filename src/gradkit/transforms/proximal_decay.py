@@ -15,6 +15,7 @@ from gradkit.core.hyper import hp, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
+from gradkit.transforms.scale import ScaleByLearningRate
 
 __all__ = ["proximal_decay", "ProximalDecay"]
 
@@ -25,8 +26,28 @@ __all__ = ["proximal_decay", "ProximalDecay"]
     reference="Xie et al., Adan, IEEE TPAMI 2024, arXiv:2208.06677; https://github.com/sail-sg/Adan",
 )
 class ProximalDecay(GradientTransform):
+    """The proximal map of ``(wd / 2) ||p||^2`` after the step (Adan's weight decay).
+
+    Args:
+        weight_decay: the coefficient (>= 0).
+        lr: the learning rate (the proximal step is ``lr * wd``).
+        enabled: group flag (Adan's ``~no_prox``).
+
+    ``p <- (p - lr u) / (1 + lr wd)``; must come after ``scale_by_learning_rate`` (checked when the chain
+    is built). Reference: Xie et al., Adan, IEEE TPAMI 2024, arXiv:2208.06677; https://github.com/sail-sg/Adan.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([2.2]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_learning_rate(), gradkit.proximal_decay(1.0)),
+    ...                         {"lr": 0.1})
+    >>> w.grad = torch.tensor([0.0]); opt.step(); round(w.item(), 4)  # 2.2 / 1.1
+    2.0
+    """
+
     name = "proximal_decay"
     scale_aware = True
+    fusable = True
+    must_follow = (ScaleByLearningRate,)
 
     def __init__(self, weight_decay=hp("weight_decay"), lr=hp("lr"), enabled=True):
         self.weight_decay = weight_decay
@@ -38,24 +59,17 @@ class ProximalDecay(GradientTransform):
         non_negative(self.lr, group, "lr")
         boolean(self.enabled, group, "enabled")
 
-    def update(self, updates, state, params, ctx):
-        if not ctx.value(self.enabled):
-            return updates
-        shrink = float(ctx.value(self.lr)) * float(ctx.value(self.weight_decay))
-        if shrink != 0.0:
-            # p + x  ->  (p + x) / (1 + s)  =  p + x / (1 + s) - s / (1 + s) p
-            ctx.divide(1.0 + shrink)
-            ctx.add_decay(-shrink / (1.0 + shrink))
-        return updates
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         shrink = float(resolve(self.lr, group)) * float(resolve(self.weight_decay, group))
         return {"divisor": 1.0 + shrink, "decay": -shrink / (1.0 + shrink)}
 
-    def fused_affine(self, scale, decay, scalars, group):
-        if not resolve(self.enabled, group):
-            return scale, decay
-        return scale / scalars["divisor"], decay / scalars["divisor"] + scalars["decay"]
+    def update(self, updates, state, params, ctx):
+        if ctx.value(self.enabled):
+            # p + x  ->  (p + x) / (1 + s)  =  p + x / (1 + s) - s / (1 + s) p
+            s = ctx.scalars(self)
+            ctx.divide(s["divisor"])
+            ctx.add_decay(s["decay"])
+        return updates
 
 
 proximal_decay = ProximalDecay

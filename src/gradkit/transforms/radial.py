@@ -43,7 +43,9 @@ import torch
 from torch import Tensor
 
 from gradkit.core.hyper import resolve
-from gradkit.core.transform import Chain, GradientTransform
+from gradkit.core.ops import ScalarList, at
+from gradkit.core.state import PER_TENSOR
+from gradkit.core.transform import GradientTransform, as_inner, init_inner, update_inner
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative, positive, unit_interval
 
@@ -77,21 +79,41 @@ class ProjectRadial(GradientTransform):
             into them, so the projected momentum carries over to the next step. The official SGDP does
             this (its in-place projection acts on the momentum buffer when ``nesterov=False``); the paper's
             algorithm keeps the buffer unprojected (``False``).
+
+    ``u_row <- u_row - <w_hat_row, u_row> w_hat_row`` where the view passes the scale-invariance test (see the
+    module docstring). Reference: Heo et al., ICLR 2021, arXiv:2006.08217; https://github.com/clovaai/AdamP.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.project_radial(), gradkit.scale(-1.0)))
+    >>> w.grad = torch.tensor([[-4.0, 3.0]]) * 0.1 + torch.tensor([[3.0, 4.0]]) * 1e-4  # almost tangent
+    >>> opt.step(); round(float((w.detach() - torch.tensor([[3.0, 4.0]])) @ torch.tensor([3.0, 4.0])), 4)
+    0.0
     """
 
     name = "radial"
+    kind = PER_TENSOR
+    # Written twice on purpose: the unfused step batches the cosine test over stacked tensors and reads
+    # which tensors are projected on the host once (one sync, then work only on those); the fused step
+    # selects with torch.where per tensor, which the compiler fuses and which never syncs. (Fusable
+    # when the inner transform is.)
 
     def __init__(self, inner: GradientTransform | None = None, delta=0.1, wd_ratio=0.1, eps=1e-8, weight_decay=0.0,
                  decay_momentum=0.0, project_state=False):
-        if inner is not None and not isinstance(inner, GradientTransform):
-            raise TypeError(f"inner must be a GradientTransform or None, got {type(inner).__name__}")
-        self.inner = None if inner is None else (inner if isinstance(inner, Chain) else Chain(inner))
+        self.inner = None if inner is None else as_inner(inner)
         self.delta = delta
         self.wd_ratio = wd_ratio
         self.eps = eps
         self.weight_decay = weight_decay
         self.decay_momentum = decay_momentum
         self.project_state = project_state
+
+    @property
+    def fusable(self) -> bool:  # type: ignore[override]
+        return self.inner is None or self.inner.fusable
+
+    def children(self):
+        return {} if self.inner is None else {"inner": self.inner}
 
     def validate(self, group):
         if self.inner is not None:
@@ -104,18 +126,28 @@ class ProjectRadial(GradientTransform):
         boolean(self.project_state, group, "project_state")
 
     def init(self, params, ctx):
-        return {} if self.inner is None else self.inner.init(params, ctx)
+        return {} if self.inner is None else init_inner("inner", self.inner, params, ctx)
 
-    def kind_of(self, key):
-        return "moment" if self.inner is None else self.inner.kind_of(key)
+    def scalars(self, group, step):
+        out = {"delta": float(resolve(self.delta, group)), "eps": float(resolve(self.eps, group)),
+               "decay": float(resolve(self.weight_decay, group)) / (1.0 - float(resolve(self.decay_momentum, group))),
+               "wd_ratio": float(resolve(self.wd_ratio, group))}
+        if self.inner is not None:
+            out["inner"] = self.inner.scalars(group, step)
+        return out
+
+    def _inner(self, updates, state, params, ctx):
+        # Whatever ``inner`` leaves pending (scale, decay * params, a denominator) stays pending: the
+        # projection is linear and acts on the update part only, so a pending decay is not projected.
+        return updates if self.inner is None else update_inner("inner", self.inner, updates, state, params, ctx)
 
     def update(self, updates, state, params, ctx):
-        delta, eps = float(ctx.value(self.delta)), float(ctx.value(self.eps))
-        modes = radial_modes(updates, params, delta, eps)
-        if self.inner is not None:
-            # Whatever ``inner`` leaves pending (scale, decay * params, a denominator) stays pending: the
-            # projection is linear and acts on the update part only, so a pending decay is not projected.
-            updates = self.inner.update(updates, state, params, ctx)
+        if ctx.traced:
+            return self._traced_update(updates, state, params, ctx)
+        s = ctx.scalars(self)
+        eps = s["eps"]
+        modes = radial_modes(updates, params, s["delta"], eps)
+        updates = self._inner(updates, state, params, ctx)
         hits = [i for i, m in enumerate(modes) if m != NOT_PROJECTED]
         if hits and ctx.denominator is not None:
             # A pending quotient n / d (Adam-like inner) is projected through new numerators of the
@@ -127,40 +159,29 @@ class ProjectRadial(GradientTransform):
                         and all(id(updates[i]) in state_ids for i in hits))
             if in_place:
                 _project(updates, params, hits, modes, eps)
-                ctx.owned = False  # still the borrowed state buffers
+                updates = ctx.borrowed(updates)  # still the state buffers
             else:
                 updates = ctx.writable(updates)
                 _project(updates, params, hits, modes, eps)
-        weight_decay = float(ctx.value(self.weight_decay))
-        if weight_decay != 0.0:
-            base = weight_decay / (1.0 - float(ctx.value(self.decay_momentum)))
-            ratio = float(ctx.value(self.wd_ratio))
-            ctx.add_decay([base * (ratio if m != NOT_PROJECTED else 1.0) for m in modes])
+        if s["decay"] != 0.0:
+            ctx.add_decay([s["decay"] * (s["wd_ratio"] if m != NOT_PROJECTED else 1.0) for m in modes])
         return updates
 
-    def fused_scalars(self, group, step):
-        out = {"delta": float(resolve(self.delta, group)), "eps": float(resolve(self.eps, group)),
-               "decay": float(resolve(self.weight_decay, group)) / (1.0 - float(resolve(self.decay_momentum, group))),
-               "wd_ratio": float(resolve(self.wd_ratio, group))}
-        if self.inner is not None:
-            out["inner"] = self.inner.fused_scalars(group, step)
-        return out
-
-    fused_sets_pending = True
-
-    def fused_update(self, updates, state, params, scalars, group, pending=None):
+    def _traced_update(self, updates, state, params, ctx):
         """Per tensor: the scale-invariance test on the input, ``inner``, then the projection, selected
         with ``torch.where`` on the device (no host sync)."""
-        projected = [_fused_projected(u, p, s["delta"], s["eps"]) for u, p, s in zip(updates, params, scalars)]
-        if self.inner is not None:
-            inner_scalars = [s["inner"] for s in scalars]
-            updates = self.inner.fused_update(updates, state, params, inner_scalars, group)
-        project_state = resolve(self.project_state, group)
+        s = ctx.scalars(self)
+        n = len(updates)
+        delta, eps, decay, wd_ratio = ([at(s[k], i) for i in range(n)] for k in ("delta", "eps", "decay", "wd_ratio"))
+        projected = [_fused_projected(u, p, d, e) for u, p, d, e in zip(updates, params, delta, eps)]
+        updates = ctx.evaluate_quotient(self._inner(updates, state, params, ctx))
+        project_state = ctx.value(self.project_state)
         buffers = [t for values in state.values() for t in values if t is not None]
-        out = []
-        for i, (u, p, s, (channel, layer, w_norms)) in enumerate(zip(updates, params, scalars, projected)):
+        out, decays = [], ScalarList()
+        for i, (u, p, (channel, layer, w_norms)) in enumerate(zip(updates, params, projected)):
             if channel is None:
-                out.append(_with_decay(u, p, s["decay"], pending, i))
+                out.append(u)
+                decays.append(decay[i])
                 continue
             hit = channel | layer
             # u - w_hat <w_hat, u> with w_hat = w / n is u - w <w, u> / n^2: one reduction over (w, u) and
@@ -168,26 +189,20 @@ class ProjectRadial(GradientTransform):
             w = p.reshape(_view_shape(p))
             u2 = u.reshape(w.shape)
             wu = (w * u2).sum(-1, keepdim=True)
-            n = torch.where(channel, w_norms.unsqueeze(-1), _total_norm(w_norms)) + s["eps"]
-            coef = torch.where(hit, torch.where(channel, wu, wu.sum()) / (n * n), 0.0)
+            norm = torch.where(channel, w_norms.unsqueeze(-1), _total_norm(w_norms)) + eps[i]
+            coef = torch.where(hit, torch.where(channel, wu, wu.sum()) / (norm * norm), 0.0)
             new = (u2 - w * coef).view_as(u)
             if project_state and any(u is b for b in buffers):
                 u.copy_(new)  # the official SGDP projects its momentum buffer in place
-            out.append(_with_decay(new, p, s["decay"] * torch.where(hit, s["wd_ratio"], 1.0), pending, i))
-        return out
+            out.append(new)
+            decays.append(decay[i] * torch.where(hit, wd_ratio[i], 1.0))
+        ctx.add_decay(decays)
+        return ctx.borrowed(out)  # some may be the input itself; a later writer copies (free once compiled)
 
     def __repr__(self):
         return (f"ProjectRadial(inner={self.inner!r}, delta={self.delta!r}, wd_ratio={self.wd_ratio!r}, eps={self.eps!r}, "
                 f"weight_decay={self.weight_decay!r}, decay_momentum={self.decay_momentum!r}, "
                 f"project_state={self.project_state!r})")
-
-
-def _with_decay(update: Tensor, param: Tensor, decay: Tensor, pending: list | None, i: int) -> Tensor:
-    """Leave ``decay * param`` pending (the chain applies it as ``p *= 1 + decay``), else add it."""
-    if pending is None:
-        return update + decay * param
-    pending[i] = [1.0, decay]
-    return update
 
 
 def _fused_projected(grad: Tensor, param: Tensor, delta: Tensor, eps: Tensor):
@@ -240,7 +255,12 @@ def _total_norm(row_norms: Tensor) -> Tensor:
 
 def radial_modes(grads: list[Tensor], params: list[Tensor], delta: float, eps: float) -> list[int]:
     """For each tensor: ``CHANNEL`` or ``LAYER`` if that view passes the scale-invariance test, else
-    ``NOT_PROJECTED`` (always for tensors with fewer than 2 dims). One host sync."""
+    ``NOT_PROJECTED`` (always for tensors with fewer than 2 dims). One host sync.
+
+    >>> w = torch.tensor([[3.0, 4.0]])
+    >>> radial_modes([torch.tensor([[-4.0, 3.0]]), torch.ones(2)], [w, torch.ones(2)], 0.1, 1e-8) == [CHANNEL, NOT_PROJECTED]
+    True
+    """
     modes = [NOT_PROJECTED] * len(params)
     eligible = [i for i, p in enumerate(params) if p.dim() > 1 and p.numel() > 0]
     if not eligible:

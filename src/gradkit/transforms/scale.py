@@ -11,29 +11,55 @@ __all__ = ["scale", "scale_by_learning_rate", "flip_sign", "Scale", "ScaleByLear
 
 @register_transform("scale", summary="multiply updates by a constant")
 class Scale(GradientTransform):
+    """Multiply the update by a constant ``factor`` (folded into the pending scale: no pass over memory).
+
+    ``u <- factor * u``. Reference: optax.scale.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale(-0.5)))
+    >>> w.grad = torch.tensor([2.0]); opt.step(); w.item()
+    0.0
+    """
+
     name = "scale"
     scale_aware = True
+    fusable = True
 
     def __init__(self, factor: float):
         if not isinstance(factor, (int, float)) or isinstance(factor, bool):
             raise ValueError(f"factor must be a number, got {factor!r}")
         self.factor = float(factor)
 
-    def update(self, updates, state, params, ctx):
-        ctx.multiply(self.factor)
-        return updates
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         return {"factor": self.factor}
 
-    def fused_affine(self, scale, decay, scalars, group):
-        return scale * scalars["factor"], decay * scalars["factor"]
+    def update(self, updates, state, params, ctx):
+        ctx.multiply(ctx.scalars(self)["factor"])
+        return updates
 
 
 @register_transform("scale_by_learning_rate", summary="multiply updates by -lr, reading the group's current lr (LR schedulers work)")
 class ScaleByLearningRate(GradientTransform):
+    """Multiply the update by ``-lr`` (``lr`` without ``flip_sign``), read from the group at every step.
+
+    Args:
+        lr: the learning rate, usually ``hp("lr")`` so that schedulers and param groups set it.
+        flip_sign: negate (descent); the optimizer *adds* the chain's output to the params.
+
+    ``u <- -lr * u``. Reference: optax.scale_by_learning_rate.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_learning_rate()), {"lr": 0.25})
+    >>> w.grad = torch.tensor([2.0]); opt.step(); w.item()
+    0.5
+    """
+
     name = "lr"
     scale_aware = True
+    fusable = True
+    applies_lr = True
 
     def __init__(self, lr=hp("lr"), flip_sign: bool = True):
         self.lr = lr
@@ -42,23 +68,32 @@ class ScaleByLearningRate(GradientTransform):
     def validate(self, group):
         non_negative(self.lr, group, "lr")
 
-    def update(self, updates, state, params, ctx):
-        lr = float(ctx.value(self.lr))
-        ctx.multiply(-lr if self.flip_sign else lr)
-        return updates
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         lr = float(resolve(self.lr, group))
         return {"factor": -lr if self.flip_sign else lr}
 
-    def fused_affine(self, scale, decay, scalars, group):
-        return scale * scalars["factor"], decay * scalars["factor"]
+    def update(self, updates, state, params, ctx):
+        ctx.multiply(ctx.scalars(self)["factor"])
+        return updates
 
 
 @register_transform("flip_sign", summary="negate updates when a flag is set (maximize instead of minimize)")
 class FlipSign(GradientTransform):
+    """Negate the update when the group flag ``when`` (default ``maximize``) is set.
+
+    ``u <- -u`` if ``when``. Reference: torch.optim's ``maximize``.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.flip_sign(), gradkit.scale_by_learning_rate()),
+    ...                         {"lr": 0.5, "maximize": True})
+    >>> w.grad = torch.tensor([2.0]); opt.step(); w.item()
+    2.0
+    """
+
     name = "flip_sign"
     scale_aware = True
+    fusable = True
 
     def __init__(self, when=hp("maximize")):
         self.when = when
@@ -70,9 +105,6 @@ class FlipSign(GradientTransform):
         if ctx.value(self.when):
             ctx.multiply(-1.0)
         return updates
-
-    def fused_affine(self, scale, decay, scalars, group):
-        return (-scale, -decay) if resolve(self.when, group) else (scale, decay)
 
 
 scale = Scale

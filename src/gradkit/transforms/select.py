@@ -13,7 +13,7 @@ hyperparameters are validated for a group. The branch's transforms name their gr
 from __future__ import annotations
 
 from gradkit.core.hyper import check_hyper, hp
-from gradkit.core.transform import Chain, GradientTransform
+from gradkit.core.transform import Chain, GradientTransform, as_inner, init_inner, update_inner
 from gradkit.registry import register_transform
 
 __all__ = ["select_by_group", "SelectByGroup"]
@@ -23,6 +23,25 @@ _BRANCHES = ("on", "off")
 
 @register_transform("select_by_group", summary="apply one of two transforms to a param group, chosen by a group flag")
 class SelectByGroup(GradientTransform):
+    """Run ``on`` for param groups whose ``flag`` is True and ``off`` for the others.
+
+    Args:
+        flag: a group flag reference such as ``hp("use_muon")``.
+        on, off: the transforms (or chains) of the two branches; their state is nested under ``on.`` / ``off.``.
+
+    ``u <- on(u)`` if ``group[flag]`` else ``off(u)``. Reference: Muon's official recipe (separate rules for
+    hidden matrices and the rest), https://github.com/KellerJordan/Muon.
+
+    >>> import torch, gradkit
+    >>> a, b = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))
+    >>> t = gradkit.chain(gradkit.select_by_group(gradkit.hp("signed"), on=gradkit.sign_momentum(), off=gradkit.trace()),
+    ...                   gradkit.scale_by_learning_rate())
+    >>> opt = gradkit.Optimizer([{"params": [a], "signed": True}, {"params": [b], "signed": False}], t, {"lr": 0.1})
+    >>> a.grad, b.grad = torch.tensor([5.0]), torch.tensor([5.0]); opt.step()
+    >>> round(a.item(), 4), round(b.item(), 4), sorted(opt.state[a])
+    (0.9, 0.5, ['select.on.sign_momentum.exp_avg', 'step'])
+    """
+
     name = "select"
     # The branches are chains: they materialize the pending form themselves where they need to.
     scale_aware = True
@@ -32,9 +51,12 @@ class SelectByGroup(GradientTransform):
             if not isinstance(t, GradientTransform):
                 raise TypeError(f"{label} must be a GradientTransform, got {type(t).__name__}")
         self.flag = flag
-        self.on = on if isinstance(on, Chain) else Chain(on)
-        self.off = off if isinstance(off, Chain) else Chain(off)
+        self.on = as_inner(on)
+        self.off = as_inner(off)
         self.supports_sparse = self.on.supports_sparse and self.off.supports_sparse
+
+    def children(self):
+        return {"on": self.on, "off": self.off}
 
     def _branch(self, group) -> tuple[str, Chain]:
         flag = check_hyper(self.flag, group, "flag", lambda x: isinstance(x, bool), "True or False")
@@ -45,20 +67,11 @@ class SelectByGroup(GradientTransform):
 
     def init(self, params, ctx):
         label, branch = self._branch(ctx.group)
-        namespace = ctx.namespace
-        state = {f"{label}.{k}": v for k, v in branch.init(params, ctx).items()}
-        ctx.namespace = namespace
-        return state
+        return init_inner(label, branch, params, ctx)
 
     def update(self, updates, state, params, ctx):
         label, branch = self._branch(ctx.group)
-        prefix = label + "."
-        own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        return branch.update(updates, own, params, ctx)
-
-    def kind_of(self, key):
-        label, _, rest = key.partition(".")
-        return (self.on if label == "on" else self.off).kind_of(rest)
+        return update_inner(label, branch, updates, state, params, ctx)
 
 
 select_by_group = SelectByGroup

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from gradkit.core.hyper import resolve
+from gradkit.core.state import FIRST_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas
@@ -30,8 +31,25 @@ __all__ = ["sign_momentum", "SignMomentum"]
               "https://github.com/google/automl/tree/master/lion",
 )
 class SignMomentum(GradientTransform):
+    """Lion's update: the sign of an interpolated momentum.
+
+    Args:
+        betas: ``(b1, b2)``: the update interpolates with ``b1``, the state tracks with ``b2``.
+
+    ``u_t = sign(b1 m_{t-1} + (1 - b1) g_t)``, ``m_t = b2 m_{t-1} + (1 - b2) g_t``. Reference: Chen et al.,
+    NeurIPS 2023, arXiv:2302.06675; https://github.com/google/automl/tree/master/lion.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.sign_momentum(), gradkit.scale_by_learning_rate()),
+    ...                         {"lr": 0.1})
+    >>> w.grad = torch.tensor([3.0, -0.01]); opt.step(); w.detach()
+    tensor([0.9000, 1.1000])
+    """
+
     name = "sign_momentum"
-    state_kinds = {"exp_avg": "moment"}
+    fusable = True
+    state_kinds = {"exp_avg": FIRST_MOMENT}
 
     def __init__(self, betas=(0.9, 0.99)):
         self.betas = betas
@@ -42,24 +60,17 @@ class SignMomentum(GradientTransform):
     def init(self, params, ctx):
         return {"exp_avg": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]}
 
-    def update(self, updates, state, params, ctx):
-        b1, b2 = (float(b) for b in ctx.value(self.betas))
-        exp_avg = state["exp_avg"]
-        out = torch._foreach_lerp(exp_avg, updates, 1.0 - b1)
-        torch._foreach_sign_(out)
-        torch._foreach_lerp_(exp_avg, updates, 1.0 - b2)
-        return ctx.fresh(out)
-
-    def fused_scalars(self, group, step):
+    def scalars(self, group, step):
         b1, b2 = (float(b) for b in resolve(self.betas, group))
-        # weights rounded from Python floats as the eager lerps' are: a sign near zero depends on the last bit
+        # weights rounded from Python floats as the lerps' are: a sign near zero depends on the last bit
         return {"one_minus_b1": 1.0 - b1, "one_minus_b2": 1.0 - b2}
 
-    def fused_tensor(self, update, state, param, scalars, group):
-        exp_avg = state["exp_avg"]
-        out = torch.lerp(exp_avg, update, scalars["one_minus_b1"]).sign()
-        exp_avg.lerp_(update, scalars["one_minus_b2"])
-        return out
+    def update(self, updates, state, params, ctx):
+        s, ops, exp_avg = ctx.scalars(self), ctx.ops, state["exp_avg"]
+        out = ops.lerp(exp_avg, updates, s["one_minus_b1"])
+        ops.sign_(out)
+        ops.lerp_(exp_avg, updates, s["one_minus_b2"])
+        return ctx.fresh(out)
 
 
 sign_momentum = SignMomentum

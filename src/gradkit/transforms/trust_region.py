@@ -35,6 +35,7 @@ import math
 import torch
 
 from gradkit.core.hyper import check_hyper
+from gradkit.core.state import FIRST_MOMENT, WHOLE_MATRIX
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, unit_interval
@@ -56,7 +57,12 @@ def _matrix_shape(shape: torch.Size) -> tuple[int, int]:
 
 
 def shape_factor(shape: torch.Size, rule: str) -> float:
-    """The factor a spectral step of a tensor of this shape is multiplied by."""
+    """The factor a spectral step of a tensor of this shape is multiplied by (``rule``: "muon",
+    ``sqrt(max(1, rows / cols))``; "moonlight", ``0.2 sqrt(max(rows, cols))``; "none", 1).
+
+    >>> shape_factor(torch.Size([64, 16]), "muon"), shape_factor(torch.Size([16, 64]), "muon")
+    (2.0, 1.0)
+    """
     rows, cols = _matrix_shape(shape)
     if rule == "muon":
         return max(1.0, rows / cols) ** 0.5
@@ -72,8 +78,29 @@ def shape_factor(shape: torch.Size, rule: str) -> float:
               "Optimization, arXiv:2503.12645; https://github.com/KellerJordan/Muon",
 )
 class ScaleByTrustRegion(GradientTransform):
+    """The unit trust-region step along the momentum in a chosen norm (Muon, signSGD, normalized SGD).
+
+    Args:
+        norm: "spectral" (Muon: ``U V^T`` by Newton-Schulz), "linf" (``sign``) or "l2" (group-normalized).
+        momentum: the EMA rate (0: the gradient itself, no state).
+        nesterov: step along ``(1 - beta) g + beta m`` (Muon's default).
+        ns_steps, ns_coefficients, ns_dtype: the Newton-Schulz iteration (steps, (a, b, c) triples, dtype).
+        shape_scale: "muon", "moonlight" or "none" (see :func:`shape_factor`).
+
+    ``u_t = argmax_{||u|| <= 1} <d_t, u>`` with ``d_t`` the (Nesterov) momentum. Reference: Kovalev,
+    arXiv:2503.12645; https://github.com/KellerJordan/Muon.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.zeros(3))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_trust_region("linf", momentum=0.0),
+    ...                                            gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> w.grad = torch.tensor([3.0, -0.2, 0.0]); opt.step(); w.detach()
+    tensor([-0.1000,  0.1000,  0.0000])
+    """
+
     name = "trust_region"
-    state_kinds = {"momentum_buffer": "moment"}
+    kind = WHOLE_MATRIX
+    state_kinds = {"momentum_buffer": FIRST_MOMENT}
 
     def __init__(self, norm="spectral", momentum=0.95, nesterov=True, ns_steps=5, ns_coefficients=MUON_COEFFICIENTS,
                  ns_dtype=torch.bfloat16, shape_scale="muon"):

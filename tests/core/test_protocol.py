@@ -1,0 +1,260 @@
+"""The transform protocol: one definition per transform for both steps, declared state and transform
+kinds, ownership, ordering and learning-rate checks, weight prediction, and a core free of algorithms."""
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import gradkit
+import gradkit.transforms as T
+from gradkit.core import StepContext
+from gradkit.core.ops import FOREACH, TRACED, ScalarList
+from gradkit.core.state import SECOND_MOMENT, TRANSFORM_KINDS, StateKind
+from gradkit.registry import list_entries
+
+SRC = Path(gradkit.__file__).resolve().parent.parent
+
+
+def _lists(seed, shapes=((3, 2), (4,), (1,))):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(s, generator=g) + 0.5 for s in shapes]
+
+
+@pytest.mark.parametrize("op,args", [
+    ("lerp_", ("y", 0.3)), ("mul_", (0.7,)), ("div_", ([2.0, 3.0, 4.0],)), ("add_", ("y", 0.25)),
+    ("addcmul_", ("y", "y", 0.5)), ("addcdiv_", ("y", "y", -0.5)), ("maximum_", ("y",)), ("sqrt_", ()),
+    ("sign_", ()), ("sigmoid_", ()), ("clamp_max_", (0.9,)), ("add_", (0.125,)),
+])
+def test_traced_ops_compute_what_the_foreach_ops_do(op, args):
+    xs_a, xs_b, ys = _lists(0), _lists(0), _lists(1)
+
+    def resolve(a, traced):
+        if a == "y":
+            return ys
+        if traced and isinstance(a, float):
+            return torch.tensor(a, dtype=torch.float64)  # as the fused step's scalars arrive
+        if traced and isinstance(a, list):
+            return ScalarList(torch.tensor(v, dtype=torch.float64) for v in a)
+        return a
+
+    getattr(FOREACH, op)(xs_a, *(resolve(a, False) for a in args))
+    getattr(TRACED, op)(xs_b, *(resolve(a, True) for a in args))
+    for a, b in zip(xs_a, xs_b):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+    assert any(not torch.equal(a, x) for a, x in zip(xs_a, _lists(0)))  # the op did something
+
+
+def test_identity_scalars_cost_no_pass():
+    xs = _lists(0)
+    before = [x.data_ptr() for x in xs]
+    FOREACH.mul_(xs, 1.0)
+    FOREACH.add_(xs, 0.0)
+    FOREACH.div_(xs, [1.0, 1.0, 1.0])
+    assert [x.data_ptr() for x in xs] == before and all(torch.equal(a, b) for a, b in zip(xs, _lists(0)))
+
+
+class Halve(gradkit.GradientTransform):
+    """A user transform written once in ctx.ops and its scalars: both steps run it."""
+
+    name = "halve"
+    fusable = True
+    state_kinds = {"count": "first_moment"}
+
+    def init(self, params, ctx):
+        return {"count": [torch.zeros_like(p) for p in params]}
+
+    def scalars(self, group, step):
+        return {"factor": 0.5 ** step}
+
+    def update(self, updates, state, params, ctx):
+        s = ctx.scalars(self)
+        ctx.ops.add_(state["count"], updates)
+        return ctx.fresh(ctx.ops.mul(updates, s["factor"]))
+
+
+@pytest.mark.skipif(not hasattr(torch, "compile"), reason="needs torch.compile")
+def test_a_user_transform_gets_its_fused_step_from_its_one_update():
+    def make(params, fused):
+        return gradkit.Optimizer(params, gradkit.chain(Halve(), gradkit.scale_by_learning_rate()), {"lr": 0.1},
+                                 fused=fused)
+
+    a = [torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2, 2))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    opt_a, opt_b = make(a, False), make(b, True)
+    for step in range(3):
+        for p, q in zip(a, b):
+            p.grad = torch.full_like(p, float(step + 1))
+            q.grad = p.grad.clone()
+        opt_a.step()
+        opt_b.step()
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=0)
+        torch.testing.assert_close(opt_a.state[p]["halve.count"], opt_b.state[q]["halve.count"])
+    assert not torch.equal(a[0], torch.ones(3))
+
+
+def test_scalars_are_floats_per_tensor_when_steps_differ():
+    adam = T.scale_by_adam()
+    ctx = StepContext({"lr": 0.1}, [1, 3, 3])
+    s = ctx.scalars(adam)
+    assert s["one_minus_b1"] == pytest.approx(0.1)  # the same at every step: one float
+    assert s["bias_correction1"] == pytest.approx([0.1, 1 - 0.9**3, 1 - 0.9**3])
+    with pytest.raises(RuntimeError, match="fused step"):
+        StepContext({}, [1], ops=TRACED, scalar_trees=[{}]).steps
+
+
+def _meta_init(transform, group, shapes=((4, 3), (5,))):
+    params = [torch.empty(s, device="meta") for s in shapes]
+    return transform.init(params, StepContext(group, [0] * len(params)))
+
+
+GROUP = {"lr": 0.1, "weight_decay": 0.0, "maximize": False, "use_branch": True, "betas": (0.9, 0.999), "eps": 1e-8,
+         "project": True, "density": 0.5, "update_freq": 10, "update_proj_gap": 10, "state_policy": "reset", "seed": 0}
+
+
+# transforms that need arguments, built with a stateful inner transform where they wrap one
+BUILD = {
+    "select_by_group": lambda: T.select_by_group(on=T.scale_by_adam(), off=T.trace()),
+    "project_split": lambda: __import__("gradkit.lowrank", fromlist=["project_split"]).project_split(
+        T.scale_by_adam(), "random", rank=2, complement="fira"),
+    "scale": lambda: T.scale(2.0),
+}
+
+
+@pytest.mark.parametrize("entry", [e for e in list_entries("transform") if inspect.isclass(e.obj)], ids=lambda e: e.name)
+def test_every_transform_declares_its_kind_and_its_state_kinds(entry):
+    assert entry.obj.kind in TRANSFORM_KINDS
+    transform = BUILD.get(entry.name, entry.obj)()
+    keys = _meta_init(transform, GROUP)
+    for key in keys:
+        assert isinstance(transform.kind_of(key), StateKind), key
+    if entry.name in ("scale_by_adam", "project_split"):
+        assert keys  # the check saw state
+
+
+def test_wrappers_nest_state_under_one_scheme_and_kinds_follow():
+    chain = gradkit.chain(T.project_radial(T.scale_by_adam()), T.scale_by_learning_rate())
+    keys = set(_meta_init(chain, GROUP))
+    assert keys == {"radial.inner.adam.exp_avg", "radial.inner.adam.exp_avg_sq"}
+    assert chain.kind_of("radial.inner.adam.exp_avg_sq") == SECOND_MOMENT
+    assert chain.kind_of("radial.inner.adam.exp_avg_sq").non_negative
+    assert not chain.kind_of("radial.inner.adam.exp_avg").non_negative
+    select = gradkit.chain(T.select_by_group(on=T.sign_momentum(), off=T.trace()))
+    assert set(_meta_init(select, GROUP)) == {"select.on.sign_momentum.exp_avg"}
+    with pytest.raises(KeyError, match="declares no kind"):
+        chain.kind_of("radial.inner.adam.no_such_key")
+
+
+class Borrow(gradkit.GradientTransform):
+    """Returns its own state buffers: they must not be written by later transforms."""
+
+    name = "borrow"
+    state_kinds = {"buffer": "first_moment"}
+
+    def init(self, params, ctx):
+        return {"buffer": [torch.ones_like(p) for p in params]}
+
+    def update(self, updates, state, params, ctx):
+        return list(state["buffer"])  # undeclared: treated as borrowed
+
+
+class Double(gradkit.GradientTransform):
+    name = "double"
+
+    def update(self, updates, state, params, ctx):
+        updates = ctx.writable(updates)
+        ctx.ops.mul_(updates, 2.0)
+        return updates
+
+
+def test_undeclared_outputs_are_borrowed_so_state_is_never_written_by_another_transform():
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = gradkit.Optimizer([w], gradkit.chain(Borrow(), Double(), gradkit.scale(-1.0)))
+    w.grad = torch.ones(3)
+    opt.step()
+    assert torch.equal(opt.state[w]["borrow.buffer"], torch.ones(3))
+    assert torch.equal(w.detach(), torch.full((3,), -2.0))
+
+
+def test_ordering_constraints_fail_when_the_chain_is_built_naming_both_transforms():
+    with pytest.raises(ValueError, match="DecoupledDecay must come after ScaleByLearningRate"):
+        gradkit.chain(T.scale_by_adam(), T.decoupled_decay(0.1), T.scale_by_learning_rate())
+    with pytest.raises(ValueError, match="ProximalDecay must come after ScaleByLearningRate"):
+        gradkit.chain(T.proximal_decay(0.1), T.scale_by_learning_rate())
+    gradkit.chain(T.scale_by_adam(), T.scale_by_learning_rate(), T.decoupled_decay(0.1))  # the right order builds
+    from gradkit.lowrank import project_split
+    with pytest.raises(ValueError, match="ProjectedSplit.*ScaleByLearningRate"):
+        project_split(gradkit.chain(T.scale_by_adam(), T.scale_by_learning_rate()))
+
+
+def test_a_chain_that_never_applies_the_learning_rate_warns_once():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    chain = gradkit.chain(T.scale_by_adam())
+    with pytest.warns(UserWarning, match="(?s)lr=0.001.*ScaleByAdam.*scale_by_learning_rate"):
+        opt = gradkit.Optimizer(params, chain, {"lr": 1e-3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})  # once per chain
+        gradkit.optim.AdamW(params)  # a recipe applies it
+        gradkit.Optimizer(params, gradkit.chain(T.scale(-1.0)))  # no lr in the group: nothing to apply
+        gradkit.Optimizer(params, gradkit.chain(T.project_radial(T.scale_by_adam()), T.scale_by_learning_rate()),
+                          {"lr": 0.1})  # inner chains are not checked on their own
+
+
+def test_weight_prediction_follows_the_chain_and_refuses_what_cannot_predict():
+    w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+    opt = gradkit.optim.AdamW([w], lr=0.1, weight_decay=0.5)
+    w.grad = torch.tensor([0.5, 0.5])
+    opt.step()
+    real = w.detach().clone()
+    with opt.predicted_weights(steps=1):
+        # Adam's first-step direction is sign(g); plus the decoupled decay, times -lr
+        expected = real - 0.1 * (torch.tensor([1.0, 1.0]) + 0.5 * real)
+        torch.testing.assert_close(w.detach(), expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(w.detach(), real)
+    grams = gradkit.optim.Grams([w])
+    w.grad = torch.ones(2)
+    grams.step()
+    with pytest.raises(TypeError, match="ScaleByGrams"):
+        with grams.predicted_weights():
+            pass
+    clipped = gradkit.Optimizer([w], gradkit.chain(T.scale_by_adam(), T.clip_by_value(), T.scale_by_learning_rate()),
+                                {"lr": 0.1})
+    clipped.step()
+    with pytest.raises(TypeError, match="ClipByValue after ScaleByAdam"):
+        with clipped.predicted_weights():
+            pass
+
+
+def test_the_core_and_the_transforms_import_without_any_optimizer_module():
+    # Load gradkit.core and gradkit.transforms without running gradkit/__init__ (which imports every
+    # recipe): no module of gradkit.optim may be needed by them.
+    code = (
+        "import sys, types\n"
+        f"pkg = types.ModuleType('gradkit'); pkg.__path__ = [{str(SRC / 'gradkit')!r}]; sys.modules['gradkit'] = pkg\n"
+        "import gradkit.core, gradkit.core.optimizer, gradkit.core.fused, gradkit.core.prediction, gradkit.transforms\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('gradkit.optim'))\n"
+        "assert not loaded, loaded\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def _public_callables():
+    for name in T.__all__:
+        obj = getattr(T, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            yield name, obj
+
+
+@pytest.mark.parametrize("name,obj", list(_public_callables()), ids=[n for n, _ in _public_callables()])
+def test_every_public_transform_and_function_documents_itself_with_an_example(name, obj):
+    doc = inspect.getdoc(obj) or ""
+    assert ">>>" in doc, f"{name} has no doctest"
