@@ -28,7 +28,8 @@ def test_plot_attributions_writes_a_png_grid(tmp_path, trained_cnn):
     path = tmp_path / "grid.png"
     fig = plot_attributions(x, attrs, path)
     assert path.read_bytes()[:8] == PNG
-    assert len(fig.axes) == 2 * 3
+    assert len(fig.axes) == 2 * 3 + 1  # the grid and one colour bar
+    assert fig.axes[-1].get_ylabel() == "|attribution| / image max"
     assert [ax.get_title() for ax in fig.axes[:3]] == ["input", "saliency", "ig"]
     with pytest.raises(ValueError, match="spatial shape"):
         plot_attributions(x, {"bad": torch.zeros(2, 1, 4, 4)})
