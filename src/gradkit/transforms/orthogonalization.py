@@ -15,16 +15,26 @@ least 1e-2 of the largest ends in [0.6, 1.25] (``SINGULAR_VALUE_BAND``); smaller
 most that factor's fifth power per step and may stay below the band. Matrices of the same shape are
 stacked and iterated together with batched matmuls; wide matrices are iterated as ``X X^T`` on the
 short side (tall ones are transposed first).
+
+Compute dtype: the official code iterates in bfloat16, which is fast where the hardware multiplies
+bfloat16 natively. The default ``dtype="auto"`` keeps bfloat16 there (CUDA devices with native bf16,
+CPUs with AVX512-BF16 or AMX) and uses float32 where bf16 matmul is emulated (older CPUs and GPUs,
+other devices): there bfloat16 is much slower (a 64x64 bf16 ``bmm`` measured 907 us against 42 us in
+float32 on a CPU without native bf16) and no more accurate. ``python benchmarks/newton_schulz_dtype.py``
+measures both on the machine at hand. Pass a dtype to override.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Sequence
 
+import functools
+
 import torch
 from torch import Tensor
 
-__all__ = ["MUON_COEFFICIENTS", "SINGULAR_VALUE_BAND", "newton_schulz", "orthogonalize", "coefficient_schedule"]
+__all__ = ["MUON_COEFFICIENTS", "SINGULAR_VALUE_BAND", "newton_schulz", "orthogonalize", "coefficient_schedule",
+           "compute_dtype"]
 
 MUON_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 SINGULAR_VALUE_BAND = (0.6, 1.25)
@@ -41,11 +51,35 @@ def coefficient_schedule(coefficients, steps: int) -> list[tuple[float, float, f
     return [triples[min(i, len(triples) - 1)] for i in range(steps)]
 
 
-def newton_schulz(g: Tensor, steps: int = 5, coefficients=MUON_COEFFICIENTS, dtype: torch.dtype | None = torch.bfloat16,
+@functools.lru_cache(maxsize=None)
+def _native_bf16(device_type: str, index: int | None) -> bool:
+    if device_type == "cuda":
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # older torch: no emulation argument
+            return torch.cuda.get_device_capability(index)[0] >= 8
+    if device_type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def compute_dtype(device: torch.device | str) -> torch.dtype:
+    """What ``dtype="auto"`` iterates in on ``device``: bfloat16 where its matmul is native, else float32."""
+    device = torch.device(device)
+    return torch.bfloat16 if _native_bf16(device.type, device.index) else torch.float32
+
+
+def newton_schulz(g: Tensor, steps: int = 5, coefficients=MUON_COEFFICIENTS, dtype: torch.dtype | str | None = "auto",
                   eps: float = 1e-7) -> Tensor:
-    """Orthogonalize a matrix or a batch of matrices (``(..., m, n)``); the result is in ``dtype``."""
+    """Orthogonalize a matrix or a batch of matrices (``(..., m, n)``); the result is in the compute dtype:
+    ``"auto"`` (:func:`compute_dtype` of ``g``'s device), a torch dtype, or None for ``g``'s own dtype."""
     if g.ndim < 2:
         raise ValueError(f"newton_schulz needs a matrix or a batch of matrices, got shape {tuple(g.shape)}")
+    if dtype == "auto":
+        dtype = compute_dtype(g.device)
     tall = g.size(-2) > g.size(-1)
     x = g.mT if tall else g
     x = x.to(dtype or g.dtype)
@@ -58,7 +92,7 @@ def newton_schulz(g: Tensor, steps: int = 5, coefficients=MUON_COEFFICIENTS, dty
 
 
 def orthogonalize(matrices: Sequence[Tensor], steps: int = 5, coefficients=MUON_COEFFICIENTS,
-                  dtype: torch.dtype | None = torch.bfloat16, eps: float = 1e-7) -> list[Tensor]:
+                  dtype: torch.dtype | str | None = "auto", eps: float = 1e-7) -> list[Tensor]:
     """:func:`newton_schulz` of every matrix, one batched iteration per distinct shape and device.
 
     Returns tensors in each input's own dtype.

@@ -1,0 +1,41 @@
+"""The compute dtype of Newton-Schulz ("auto"): bfloat16 only where the device multiplies it natively."""
+import pytest
+import torch
+
+import gradkit
+from gradkit.transforms import orthogonalization
+from gradkit.transforms.orthogonalization import compute_dtype, newton_schulz
+
+
+def test_auto_follows_the_cpu_capability():
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert compute_dtype("cpu") == (torch.bfloat16 if native else torch.float32)
+    g = torch.randn(6, 4)
+    assert newton_schulz(g).dtype == compute_dtype("cpu")
+    assert newton_schulz(g, dtype=torch.float64).dtype == torch.float64
+    assert newton_schulz(g, dtype=None).dtype == torch.float32
+
+
+def test_auto_is_float32_where_bf16_is_emulated(monkeypatch):
+    monkeypatch.setattr(orthogonalization, "_native_bf16", lambda device_type, index: False)
+    assert newton_schulz(torch.randn(5, 5)).dtype == torch.float32
+    monkeypatch.setattr(orthogonalization, "_native_bf16", lambda device_type, index: True)
+    assert newton_schulz(torch.randn(5, 5)).dtype == torch.bfloat16
+
+
+def test_muon_and_trust_region_default_to_auto_and_step():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+    for opt in (gradkit.optim.Muon(model.parameters()), gradkit.optim.TrustRegionMomentum(model.parameters())):
+        assert all(g["ns_dtype"] == "auto" for g in opt.param_groups)
+        model(torch.randn(4, 8)).sum().backward()
+        opt.step()
+    with pytest.raises(ValueError, match="ns_dtype"):
+        gradkit.optim.Muon(model.parameters(), ns_dtype="fast")
+
+
+@pytest.mark.gpu
+def test_auto_keeps_bfloat16_on_cuda_with_native_bf16():
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip("this GPU has no native bfloat16")
+    assert compute_dtype("cuda") == torch.bfloat16
+    assert newton_schulz(torch.randn(8, 8, device="cuda")).dtype == torch.bfloat16
