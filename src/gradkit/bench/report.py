@@ -156,10 +156,10 @@ def markdown_report(results: BenchResults, figures: dict[str, list[Path]] | None
             edges = _edge_choices(rows, sweep)
             if edges:
                 out += ["Chosen at the edge of the sweep (a wider sweep may find better): "
-                        + ", ".join(f"{_code(c)} ({_text(f'{k}={v}')})" for c, k, v in edges) + ".", ""]
+                        + ", ".join(f"{_text(c)} ({_text(f'{k}={v}')})" for c, k, v in edges) + ".", ""]
         errors = [r for r in results.runs if r.task == task and r.status == "error"]
         for r in errors:
-            out.append(f"- {_code(r.contestant)} {_text(format_hparams(r.hparams))} seed {r.seed}: {_text(r.error)}")
+            out.append(f"- {_text(r.contestant)} {_text(format_hparams(r.hparams))} seed {r.seed}: {_text(r.error)}")
         if errors:
             out.append("")
         for path in (figures or {}).get(task, []):
