@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    summaries = {action.dest: action.help for action in sub._choices_actions}
+    for name, command in sub.choices.items():  # `gradkit COMMAND --help` starts with what the command does
+        if command.description is None and summaries.get(name):
+            command.description = summaries[name][0].upper() + summaries[name][1:] + "."
     return parser
 
 

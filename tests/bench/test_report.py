@@ -17,7 +17,7 @@ def test_sweep_table_marks_the_choice_and_flags_edge_choices(tmp_path):
     md = markdown_report(results)
     chosen = next(r for r in results.runs if r.selected)
     assert f"| **{chosen.final_val['metric']:.4f}** |" in md and md.count("**") == 2
-    assert "Chosen at the edge of the sweep" in md and "`torch:SGD` (lr=0.1)" in md
+    assert "Chosen at the edge of the sweep" in md and "torch:SGD (lr=0.1)" in md
     files = render_report(results, tmp_path, plots=False)
     assert [f.name for f in files] == ["report.md"] and (tmp_path / "report.md").read_text() == md
 

@@ -355,9 +355,12 @@ def _preflight(task: Task, contestants: list[Contestant], grid: list[dict], devi
         for point in grid:
             if not point:
                 continue
+            spec = c.optimizer.with_kwargs(**point)
             try:
-                build_optimizer(c.optimizer.with_kwargs(**point), named)
+                build_optimizer(spec, named)
             except ValueError as err:
+                reason = str(err).removeprefix(f"optimizer spec {str(spec)!r}: ")
+                err = f"optimizer {c.optimizer.qualified_name!r} rejects it: {reason}"
                 words = [f"{k}={v}" for k, v in point.items() if isinstance(v, str)]
                 hint = (f" ({', '.join(words)} was read as a word; sweep values are numbers such as 1e-3, "
                         f"true/false, none, tuples such as 0.9/0.99, or words)") if words else ""

@@ -144,8 +144,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--eval-images must be >= 0, got {args.eval_images}")
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-    out = check_writable_dir(args.out, "--out")
     model = _load_checkpoint(args.checkpoint) if args.checkpoint else None
+    out = check_writable_dir(args.out, "--out")
 
     import torch
 
