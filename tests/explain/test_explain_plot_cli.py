@@ -52,10 +52,36 @@ def test_cli_explain_with_checkpoint(tmp_path, trained_cnn, capsys):
     assert all(-1 <= float(v) <= 1 for v in randomization[2].split("|")[2:-1])
 
 
-def test_cli_trains_when_no_checkpoint(tmp_path):
+def test_cli_trains_once_then_reuses_the_cached_model(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
-    assert main(["explain", "--epochs", "1", "--methods", "saliency", "--eval-images", "0", "--out", str(out)]) == 0
+    argv = ["explain", "--epochs", "1", "--methods", "saliency", "--eval-images", "0", "--out", str(out)]
+    assert main(argv) == 0
     assert (out / "digits_cnn.pt").is_file() and (out / "explain_digits_7.png").is_file()
+    first = capsys.readouterr().out
+    assert "which the next gradkit explain" in first and "--checkpoint" in first
+    table = (out / "auc.md").read_text()
+
+    import gradkit.explain.cli as explain_cli
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although the output directory holds the model")
+
+    monkeypatch.setattr(explain_cli, "train_digits_cnn", no_training)
+    assert main(argv) == 0
+    assert f"reusing {out / 'digits_cnn.pt'}" in capsys.readouterr().out
+    assert (out / "auc.md").read_text() == table  # the same model, the same numbers
+    # Other settings, or --retrain, train again.
+    with pytest.raises(AssertionError, match="trained again"):
+        main([*argv, "--seed", "1"])
+    with pytest.raises(AssertionError, match="trained again"):
+        main([*argv, "--retrain"])
+
+
+def test_cli_method_names_match_the_registry():
+    from gradkit.explain.cli import METHOD_NAMES
+    from gradkit.explain.methods import METHODS
+
+    assert METHOD_NAMES == tuple(METHODS)
 
 
 def test_cli_unknown_method_names_the_allowed_ones(tmp_path, capsys):
