@@ -140,14 +140,14 @@ def plot_runs(runs: dict, quantity: str, path: str | Path, *, title: str | None 
         records = _records(log)
         color = f"C{run_index}"
         series = per_run[label]
-        for name, steps, values, extra in series:
+        for i, (name, steps, values, extra) in enumerate(series):
             full = label if len(runs) > 1 else name
             if len(series) > 1 and len(runs) > 1:
                 full = f"{label}: {name}"
             style = _style(index, total)
-            # Runs told apart by line style as well, so two runs of the same layers stay distinguishable.
-            ax.plot(steps, values, ("-", "--", ":", "-.")[run_index % 4], label=full, markersize=3,
-                    markevery=max(1, len(steps) // 12), **style)
+            # Overlaid runs: the line style names the series (solid: the first kind, dashed: the second, ...).
+            dashes = ("-", "--", ":", "-.")[i % 4] if len(runs) > 1 else "-"
+            ax.plot(steps, values, dashes, label=full, markersize=3, markevery=max(1, len(steps) // 12), **style)
             if extra is not None:
                 ax.fill_between(steps, [e[0] for e in extra], [e[1] for e in extra], color=style["color"], alpha=0.2)
             drawn = True
