@@ -177,11 +177,13 @@ def _signals_blocked():
 def _report(args: argparse.Namespace) -> int:
     from .report import render_report, terminal_summary
     from .results import load_results
-    from .rundir import RunLock
+    from .rundir import LOCK_NAME, RunLock
 
     results = load_results(args.run_dir)
     out_dir = Path(args.run_dir) if Path(args.run_dir).is_dir() else Path(args.run_dir).parent
-    with RunLock(out_dir):  # not while a bench is still writing this directory
+    # Not while a bench is still writing this directory. Every bench creates the lock file first, so
+    # a directory without one (a copied or committed run) has no writer and gets no lock file.
+    with RunLock(out_dir) if (out_dir / LOCK_NAME).exists() else contextlib.nullcontext():
         files = render_report(results, out_dir, plots=not args.no_plots)
     print(terminal_summary(results))
     print(f"\nreport: {files[0]}" + (f" (+{len(files) - 1} figures)" if len(files) > 1 else ""))
