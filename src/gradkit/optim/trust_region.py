@@ -45,8 +45,9 @@ class TrustRegionMomentum(Optimizer):
         momentum, nesterov: Muon's momentum (``m.lerp_(g, 1 - momentum)``; Nesterov by default).
         weight_decay: decoupled (``p *= 1 - lr * wd``).
         ns_steps, ns_coefficients, ns_dtype: the Newton-Schulz iteration (5 steps, Muon's quintic
-            coefficients; ``ns_dtype="auto"`` iterates in bfloat16 where the device multiplies it natively, as the
-            official code does, and in float32 where bf16 matmul is emulated; ``None``: the param dtype).
+            coefficients; ``ns_dtype="auto"`` iterates in bfloat16 on CUDA devices with native bf16, as the
+            official code does, and in float32 elsewhere (CPUs: see ``transforms.orthogonalization``);
+            ``None``: the param dtype).
         shape_scale: ``"muon"`` (default), ``"moonlight"`` or ``"none"``; see ``scale_by_trust_region``.
         maximize: maximize the objective.
     """

@@ -16,12 +16,14 @@ most that factor's fifth power per step and may stay below the band. Matrices of
 stacked and iterated together with batched matmuls; wide matrices are iterated as ``X X^T`` on the
 short side (tall ones are transposed first).
 
-Compute dtype: the official code iterates in bfloat16, which is fast where the hardware multiplies
-bfloat16 natively. The default ``dtype="auto"`` keeps bfloat16 there (CUDA devices with native bf16,
-CPUs with AVX512-BF16 or AMX) and uses float32 where bf16 matmul is emulated (older CPUs and GPUs,
-other devices): there bfloat16 is much slower (a 64x64 bf16 ``bmm`` measured 907 us against 42 us in
-float32 on a CPU without native bf16) and no more accurate. ``python benchmarks/newton_schulz_dtype.py``
-measures both on the machine at hand. Pass a dtype to override.
+Compute dtype: the official code iterates in bfloat16, which is fast on GPUs that multiply bfloat16
+natively. The default ``dtype="auto"`` keeps bfloat16 on CUDA devices with native bf16 and uses float32
+everywhere else. On CPUs without native bf16 the bf16 matmul is emulated and much slower (a 64x64 bf16
+``bmm`` measured 907 us against 42 us in float32); on CPUs with AVX512-BF16 it was still 1.9x slower
+than float32 for 64x64 matrices and only won from about 128x128 up (``python
+benchmarks/newton_schulz_dtype.py`` measures both on the machine at hand). float32 is also the more
+accurate choice, so CPU runs no longer depend on the CPU's bf16 support. Pass ``dtype=torch.bfloat16``
+(Muon: ``ns_dtype``) to iterate in bf16 anyway, e.g. for large matrices on an AMX CPU.
 """
 from __future__ import annotations
 
@@ -53,21 +55,18 @@ def coefficient_schedule(coefficients, steps: int) -> list[tuple[float, float, f
 
 @functools.lru_cache(maxsize=None)
 def _native_bf16(device_type: str, index: int | None) -> bool:
+    """Whether bfloat16 pays off for Newton-Schulz on this device: CUDA devices with native bf16 only."""
     if device_type == "cuda":
-        try:
-            return torch.cuda.is_bf16_supported(including_emulation=False)
-        except TypeError:  # older torch: no emulation argument
-            return torch.cuda.get_device_capability(index)[0] >= 8
-    if device_type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
+        with torch.cuda.device(index if index is not None else torch.cuda.current_device()):
+            try:
+                return torch.cuda.is_bf16_supported(including_emulation=False)
+            except TypeError:  # older torch: no emulation argument
+                return torch.cuda.get_device_capability()[0] >= 8
     return False
 
 
 def compute_dtype(device: torch.device | str) -> torch.dtype:
-    """What ``dtype="auto"`` iterates in on ``device``: bfloat16 where its matmul is native, else float32."""
+    """What ``dtype="auto"`` iterates in on ``device``: bfloat16 on CUDA devices with native bf16, else float32."""
     device = torch.device(device)
     return torch.bfloat16 if _native_bf16(device.type, device.index) else torch.float32
 
