@@ -1,6 +1,7 @@
 """The arena's files: confined to the run directory, escaped, validated, never lost or mislabelled.
 
-The kill and concurrency checks run real ``gradkit bench`` processes (each bench is a few seconds).
+The kill and concurrency checks run real ``gradkit bench`` processes (each bench is a few seconds);
+all but the SIGKILL check are marked slow (CI runs them; ``-m "not slow"`` skips them).
 """
 from __future__ import annotations
 
@@ -190,6 +191,7 @@ def test_a_killed_bench_is_never_complete(tmp_path):
     assert "**Status: interrupted.**" in (tmp_path / "k" / "report.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signalled_bench_says_interrupted_and_keeps_its_runs(sig, tmp_path):
     bench = _gradkit("bench", *SLOW_BENCH, "--out-dir", str(tmp_path), "--name", "s")
@@ -211,6 +213,7 @@ def test_lock_is_exclusive_and_dies_with_its_holder(tmp_path):
     assert not lock_holder_alive(tmp_path)
 
 
+@pytest.mark.slow
 def test_two_benches_with_one_name_never_lose_a_finished_run(tmp_path):
     argv = [*SLOW_BENCH[:-4], "--seeds", "3", "--no-progress", "--no-plots", "--out-dir", str(tmp_path), "--name", "same"]
     first = _gradkit("bench", *argv)
@@ -232,6 +235,7 @@ def test_two_benches_with_one_name_never_lose_a_finished_run(tmp_path):
     assert data["status"] == "complete" and len(data["runs"]) == 4 * 3
 
 
+@pytest.mark.slow
 def test_runs_without_a_name_get_fresh_directories_concurrently(tmp_path):
     argv = ["bench", "--task", "quadratic:steps=20,eval_every=10", "--opt", "torch:SGD:lr=0.1", "--seeds", "2",
             "--no-progress", "--no-plots", "--out-dir", str(tmp_path)]
