@@ -72,6 +72,7 @@ def _run_cli(argvs, cwd, timeout=300):
 
 def test_user_mistakes_are_one_line_and_exit_code_2(tmp_path):
     shutil.copy(README, tmp_path / "README.md")
+    (tmp_path / "bad.jsonl").write_text('{"step": 0, "top_eigenvalues": "x"}\n{"step": 1, "layers": 5}\n')
     quick = ["--task", "quadratic:steps=3,eval_every=3", "--no-progress", "--no-plots"]
     cases = [
         (["bench", "--opt", "adamw", "--opt", "adam", "--out-dir", "README.md"],
@@ -80,12 +81,14 @@ def test_user_mistakes_are_one_line_and_exit_code_2(tmp_path):
         (["explain", "--out", "README.md/x"], "--out 'README.md/x' is not a writable directory"),
         (["explain", "--checkpoint", "README.md"], "--checkpoint README.md: not a file written by torch.save"),
         (["inspect", "README.md"], "README.md, line 1: not an Inspector log"),
+        (["inspect", "bad.jsonl", "--out", "plots"], "bad.jsonl: the records' 'sharpness' entries are not what an Inspector"),
         (["bench", *quick, "--opt", "adamw", "--sweep", "lr=abc", "--out-dir", "runs"],
          "--sweep lr=abc: optimizer 'adamw' rejects it"),
         (["bench", *quick, "--opt", "sgd", "--out-dir", "runs", "--name", "mine"], None),
         (["bench", *quick, "--opt", "adam", "--out-dir", "runs", "--name", "mine"],
          "--name 'mine': 'runs/mine' already holds a run; pass --overwrite"),
         (["bench", *quick, "--opt", "sgd", "--out-dir", "runs", "--name", "../up"], "--name must be a plain directory name"),
+        (["bench", *quick, "--opt", "sgd", "--out-dir", "runs", "--overwrite"], "--overwrite replaces the run named by --name"),
         (["report", "README.md"], "README.md: not valid JSON"),
     ]
     results = _run_cli([argv for argv, _ in cases], tmp_path)
@@ -98,7 +101,7 @@ def test_user_mistakes_are_one_line_and_exit_code_2(tmp_path):
     # Nothing was trained for a refused command: only the one accepted run exists.
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mine"]
     assert json.loads((tmp_path / "runs" / "mine" / "results.json").read_text())["config"]["optimizers"] == ["sgd"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "runs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "bad.jsonl", "plots", "runs"]
 
 
 def test_overwrite_replaces_a_named_run(tmp_path):

@@ -59,7 +59,7 @@ def _default_run_name(tasks: list[str]) -> str:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from .rundir import check_writable_dir, claim_run_dir, valid_run_name
+    from .rundir import check_writable_dir, claim_run_dir, refuse_existing_run, valid_run_name
 
     if args.list_tasks:
         from .tasks import list_tasks
@@ -73,9 +73,12 @@ def _run_bench(args: argparse.Namespace) -> int:
     args.opts = args.opts or list(DEFAULT_OPTIMIZERS)
     if args.name is not None:
         valid_run_name(args.name)
+    elif args.overwrite:
+        raise ValueError("--overwrite replaces the run named by --name; give --name NAME (without --name every "
+                         "run gets a fresh directory, so nothing is overwritten)")
     out_dir = check_writable_dir(args.out_dir)
     if args.name is not None and not args.overwrite:
-        _refuse_existing(out_dir / args.name, args.name)
+        refuse_existing_run(out_dir / args.name, args.name)  # early; checked again under the lock
     from .runner import BenchConfig, plan_bench
     from .spec import parse_sweep
 
@@ -93,14 +96,6 @@ def _run_bench(args: argparse.Namespace) -> int:
             return _train_and_report(args, config, plan, run_dir)
     finally:
         lock.release()
-
-
-def _refuse_existing(run_dir: Path, name: str) -> None:
-    from .rundir import LOCK_NAME
-
-    if run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
-        raise ValueError(f"--name {name!r}: {str(run_dir)!r} already holds a run; pass --overwrite to replace it, "
-                         f"or choose another --name (without --name every run gets a fresh directory)")
 
 
 def _train_and_report(args, config, plan, run_dir: Path) -> int:

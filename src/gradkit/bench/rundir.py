@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - not POSIX: an exclusively created lock
     fcntl = None
 
 __all__ = ["RunBusyError", "RunLock", "check_writable_dir", "claim_run_dir", "lock_holder_alive",
-           "safe_filename", "valid_run_name", "LOCK_NAME"]
+           "refuse_existing_run", "safe_filename", "valid_run_name", "LOCK_NAME"]
 
 LOCK_NAME = ".lock"
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -64,6 +64,13 @@ def check_writable_dir(path: str | Path, option: str = "--out-dir") -> Path:
     return path
 
 
+def refuse_existing_run(run: Path, name: str) -> None:
+    """ValueError if ``run`` (the directory of ``--name name``) already holds anything but its lock file."""
+    if run.is_dir() and any(p.name != LOCK_NAME for p in run.iterdir()):
+        raise ValueError(f"--name {name!r}: {str(run)!r} already holds a run; pass --overwrite to replace it, "
+                         f"or choose another --name (without --name every run gets a fresh directory)")
+
+
 def claim_run_dir(out_dir: Path, name: str | None, base: str, overwrite: bool) -> tuple[Path, "RunLock"]:
     """The run directory, locked: ``out_dir/name`` (refused if it holds a run, unless ``overwrite``), else a
     fresh ``out_dir/base``, ``base-2``, ... The caller releases the returned lock when the bench is done."""
@@ -73,10 +80,12 @@ def claim_run_dir(out_dir: Path, name: str | None, base: str, overwrite: bool) -
             raise ValueError(f"--name {name!r}: {str(run)!r} exists and is not a directory; choose another --name")
         run.mkdir(exist_ok=True)
         lock = RunLock(run).acquire()  # before looking inside: a bench finishing meanwhile is seen
-        if not overwrite and any(p.name != LOCK_NAME for p in run.iterdir()):
-            lock.release()
-            raise ValueError(f"--name {name!r}: {str(run)!r} already holds a run; pass --overwrite to replace it, "
-                             f"or choose another --name (without --name every run gets a fresh directory)")
+        if not overwrite:
+            try:
+                refuse_existing_run(run, name)
+            except ValueError:
+                lock.release()
+                raise
         return run, lock
     base = safe_filename(base, "run")
     for i in range(1, 10_000):

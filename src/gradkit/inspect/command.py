@@ -26,7 +26,12 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--quantities must be among {sorted(QUANTITIES)}, got {unknown}")
     check_writable_dir(args.out, "--out")
     for quantity in quantities:
-        path = plot_runs(runs, quantity, Path(args.out) / f"{args.prefix}{quantity}.png")
+        try:
+            path = plot_runs(runs, quantity, Path(args.out) / f"{args.prefix}{quantity}.png")
+        except (KeyError, TypeError, IndexError, AttributeError) as err:  # records of the wrong shape
+            detail = f"missing {err}" if isinstance(err, KeyError) else str(err)
+            raise ValueError(f"{', '.join(args.logs)}: the records' {quantity!r} entries are not what an "
+                             f"Inspector writes ({detail})") from None
         if path is not None:
             print(path)
     return 0
