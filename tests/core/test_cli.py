@@ -89,6 +89,8 @@ def test_user_mistakes_are_one_line_and_exit_code_2(tmp_path):
          "--name 'mine': 'runs/mine' already holds a run; pass --overwrite"),
         (["bench", *quick, "--opt", "sgd", "--out-dir", "runs", "--name", "../up"], "--name must be a plain directory name"),
         (["bench", *quick, "--opt", "sgd", "--out-dir", "runs", "--overwrite"], "--overwrite replaces the run named by --name"),
+        (["bench", *quick, "--opt", "sgd", "--out-dir", "runs", "--device", "foo"], "--device must be one of cpu, cuda"),
+        (["bench", *quick, "--opt", "sgd", "--out-dir", "runs", "--device", "meta"], "--device must be one of cpu, cuda"),
         (["report", "README.md"], "README.md: not valid JSON"),
     ]
     results = _run_cli([argv for argv, _ in cases], tmp_path)

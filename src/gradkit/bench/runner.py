@@ -373,6 +373,24 @@ def _preflight(task: Task, contestants: list[Contestant], grid: list[dict], devi
                                  f"{task.name!r} has {len(task.loss_names)} losses ({', '.join(task.loss_names)})")
 
 
+def _check_device(text: str) -> torch.device:
+    """A device the bench can train on: cpu, cuda[:N] with a GPU, or mps where available."""
+    allowed = "cpu, cuda or cuda:N (with a GPU), mps (Apple GPUs)"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device must be one of {allowed}, got {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text!r} was asked for but torch.cuda.is_available() is False; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {text!r}: there are {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {text!r} was asked for but torch.backends.mps.is_available() is False; use --device cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device must be one of {allowed}, got {text!r}")
+    return device
+
+
 @dataclass
 class BenchPlan:
     """What :func:`plan_bench` checked: the tasks with their contestants, and the sweep grid."""
@@ -384,9 +402,7 @@ class BenchPlan:
 def plan_bench(config: BenchConfig) -> BenchPlan:
     """Check everything about ``config`` that can be checked without training: tasks, specs, sweep
     values (every optimizer is built once on every grid point), aggregators, device."""
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch.cuda.is_available() is False; use --device cpu")
+    device = _check_device(config.device)
     if config.aggregators and not any(make_task(t).multi_loss for t in config.tasks):
         raise ValueError("aggregators: given, but none of the tasks has several losses (try multitask-digits)")
     overrides = {"steps": config.steps, "eval_every": config.eval_every, "batch_size": config.batch_size}
