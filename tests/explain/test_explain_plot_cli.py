@@ -57,8 +57,10 @@ def test_cli_trains_once_then_reuses_the_cached_model(tmp_path, capsys, monkeypa
     argv = ["explain", "--epochs", "1", "--methods", "saliency", "--eval-images", "0", "--out", str(out)]
     assert main(argv) == 0
     assert (out / "digits_cnn.pt").is_file() and (out / "explain_digits_7.png").is_file()
-    first = capsys.readouterr().out
+    captured = capsys.readouterr()
+    first = captured.out
     assert "which the next gradkit explain" in first and "--checkpoint" in first
+    assert captured.err == ""  # progress bars only on a terminal
     table = (out / "auc.md").read_text()
 
     import gradkit.explain.cli as explain_cli
