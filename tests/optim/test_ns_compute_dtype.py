@@ -16,11 +16,10 @@ def test_auto_is_float32_on_cpu():
     assert newton_schulz(g, dtype=None).dtype == torch.float32
 
 
-def test_auto_is_float32_where_bf16_is_emulated(monkeypatch):
-    monkeypatch.setattr(orthogonalization, "_native_bf16", lambda device_type, index: False)
-    assert newton_schulz(torch.randn(5, 5)).dtype == torch.float32
-    monkeypatch.setattr(orthogonalization, "_native_bf16", lambda device_type, index: True)
+def test_auto_takes_the_devices_compute_dtype(monkeypatch):
+    monkeypatch.setattr(orthogonalization, "compute_dtype", lambda device: torch.bfloat16)
     assert newton_schulz(torch.randn(5, 5)).dtype == torch.bfloat16
+    assert newton_schulz(torch.randn(5, 5), dtype=torch.float32).dtype == torch.float32
 
 
 def test_muon_and_trust_region_default_to_auto_and_step():

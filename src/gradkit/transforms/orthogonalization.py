@@ -16,21 +16,15 @@ most that factor's fifth power per step and may stay below the band. Matrices of
 stacked and iterated together with batched matmuls; wide matrices are iterated as ``X X^T`` on the
 short side (tall ones are transposed first).
 
-Compute dtype: the official code iterates in bfloat16, which is fast on GPUs that multiply bfloat16
-natively. The default ``dtype="auto"`` keeps bfloat16 on CUDA devices with native bf16 and uses float32
-everywhere else. On CPUs without native bf16 the bf16 matmul is emulated and much slower (a 64x64 bf16
-``bmm`` measured 907 us against 42 us in float32); on CPUs with AVX512-BF16 it was still 1.9x slower
-than float32 for 64x64 matrices and only won from about 128x128 up (``python
-benchmarks/newton_schulz_dtype.py`` measures both on the machine at hand). float32 is also the more
-accurate choice, so CPU runs no longer depend on the CPU's bf16 support. Pass ``dtype=torch.bfloat16``
-(Muon: ``ns_dtype``) to iterate in bf16 anyway, e.g. for large matrices on an AMX CPU.
+Compute dtype ``"auto"`` (the default): bfloat16 on CUDA devices with native bf16, as the official code,
+float32 elsewhere. On CPUs bf16 matmul is emulated (64x64 ``bmm``: 907 us against 42 us in float32) or,
+with AVX512-BF16, still 1.9x slower up to 64x64 (``benchmarks/newton_schulz_dtype.py``). Pass a dtype
+(Muon: ``ns_dtype``) to choose.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Sequence
-
-import functools
 
 import torch
 from torch import Tensor
@@ -53,22 +47,15 @@ def coefficient_schedule(coefficients, steps: int) -> list[tuple[float, float, f
     return [triples[min(i, len(triples) - 1)] for i in range(steps)]
 
 
-@functools.lru_cache(maxsize=None)
-def _native_bf16(device_type: str, index: int | None) -> bool:
-    """Whether bfloat16 pays off for Newton-Schulz on this device: CUDA devices with native bf16 only."""
-    if device_type == "cuda":
-        with torch.cuda.device(index if index is not None else torch.cuda.current_device()):
-            try:
-                return torch.cuda.is_bf16_supported(including_emulation=False)
-            except TypeError:  # older torch: no emulation argument
-                return torch.cuda.get_device_capability()[0] >= 8
-    return False
-
-
 def compute_dtype(device: torch.device | str) -> torch.dtype:
-    """What ``dtype="auto"`` iterates in on ``device``: bfloat16 on CUDA devices with native bf16, else float32."""
-    device = torch.device(device)
-    return torch.bfloat16 if _native_bf16(device.type, device.index) else torch.float32
+    """What ``dtype="auto"`` iterates in: bfloat16 on CUDA devices with native bf16, float32 elsewhere."""
+    if torch.device(device).type != "cuda":
+        return torch.float32
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch without the argument
+        native = torch.cuda.get_device_capability(device)[0] >= 8
+    return torch.bfloat16 if native else torch.float32
 
 
 def newton_schulz(g: Tensor, steps: int = 5, coefficients=MUON_COEFFICIENTS, dtype: torch.dtype | str | None = "auto",
