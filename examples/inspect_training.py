@@ -8,10 +8,13 @@ rate and momentum, and every ``--every`` steps records with gradkit.inspect.Insp
 * the fraction of the gradient inside the top-10 Hessian eigenspace (Gur-Ari et al.);
 * the effective step size (angle per step) and norm growth of the batch-norm-preceded conv weights.
 
-Writes JSON lines to --logs and PNGs to --out (default docs/images) and prints the Hessian-vector-product
-cost of each warm-started top-eigenvalue estimate. Runs in about a minute and a half on one core:
+Writes JSON lines to --logs and PNGs to --out (both runs/inspect by default) and prints the
+Hessian-vector-product cost of each warm-started top-eigenvalue estimate. Runs in about a minute and
+a half on one core:
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python examples/inspect_training.py
+    OMP_NUM_THREADS=1 python examples/inspect_training.py
+
+The figures in docs/images come from ``--out docs/images``.
 """
 from __future__ import annotations
 
@@ -75,16 +78,19 @@ def hvp_milliseconds(model, probe, method: str, repeats: int = 5) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--every", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--probe", type=int, default=128, help="examples in the fixed batch the Hessian is measured on")
-    parser.add_argument("--density", action=argparse.BooleanOptionalAction, default=True, help="also plot the final spectral densities")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("docs/images"), help="where the PNGs go")
-    parser.add_argument("--logs", type=Path, default=Path("runs/inspect"), help="where the JSON-lines logs go")
+    parser.add_argument("--steps", type=int, default=300, help="training steps (default: 300)")
+    parser.add_argument("--every", type=int, default=20, help="measure every this many steps (default: 20)")
+    parser.add_argument("--lr", type=float, default=0.1, help="learning rate of both runs (default: 0.1)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="momentum of both runs (default: 0.9)")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size (default: 64)")
+    parser.add_argument("--probe", type=int, default=128,
+                        help="examples in the fixed batch the Hessian is measured on (default: 128)")
+    parser.add_argument("--density", action=argparse.BooleanOptionalAction, default=True,
+                        help="also plot the final spectral densities (default: on)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights, batches and probes (default: 0)")
+    parser.add_argument("--out", type=Path, default=Path("runs/inspect"), help="where the PNGs go (default: runs/inspect)")
+    parser.add_argument("--logs", type=Path, default=Path("runs/inspect"),
+                        help="where the JSON-lines logs go (default: runs/inspect)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     args.logs.mkdir(parents=True, exist_ok=True)

@@ -42,3 +42,11 @@ def test_wrongly_typed_task_option_is_one_clear_line(tmp_path, capsys):
     code = main(["bench", "--task", "digits-mlp:hidden=0.5", "--out-dir", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "option 'hidden' must be int" in err and "Traceback" not in err
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal(tmp_path, capsys):
+    argv = ["bench", "--task", "quadratic:steps=5,eval_every=5", "--opt", "torch:SGD:lr=0.5", "--no-plots",
+            "--out-dir", str(tmp_path)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "\x1b[" not in captured.out and "\r" not in captured.out

@@ -17,7 +17,7 @@ def test_sweep_table_marks_the_choice_and_flags_edge_choices(tmp_path):
     md = markdown_report(results)
     chosen = next(r for r in results.runs if r.selected)
     assert f"| **{chosen.final_val['metric']:.4f}** |" in md and md.count("**") == 2
-    assert "Chosen at the edge of the sweep" in md and "`torch:SGD` (lr=0.1)" in md
+    assert "Chosen at the edge of the sweep" in md and "torch:SGD (lr=0.1)" in md
     files = render_report(results, tmp_path, plots=False)
     assert [f.name for f in files] == ["report.md"] and (tmp_path / "report.md").read_text() == md
 
@@ -42,3 +42,24 @@ def test_overview_across_tasks_orders_by_mean_rank():
     assert overview.index("torch:Adam:lr=0.1") < overview.index("torch:SGD:lr=0.0001")
     assert "(1) | 1.0 |" in overview and "(2) | 2.0 |" in overview
     assert "## Overview" not in markdown_report(run_bench(BenchConfig(tasks=["quadratic:steps=2"], optimizers=["torch:SGD"])))
+
+
+def test_plots_tell_every_series_apart_and_call_out_identical_curves(tiny_results, tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from gradkit.bench import BenchResults, rank
+    from gradkit.bench.plots import plot_task
+
+    data = tiny_results.to_dict()
+    twin = [{**r, "contestant": "torch:SGD:copy", "optimizer": "torch:SGD:copy"} for r in data["runs"]
+            if r["contestant"] == "torch:SGD:lr=0.5"]
+    results = BenchResults.from_dict({**data, "runs": data["runs"] + twin})
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    plot_task(results, "quadratic", rank(results, "quadratic"), tmp_path)
+    fig = saved[0]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "torch:SGD:copy (identical to torch:SGD:lr=0.5)" in labels
+    lines = fig.axes[0].get_lines()
+    assert len({(str(line.get_color()), line.get_marker()) for line in lines}) == len(lines) == 3
+    assert any(line.get_linestyle() != "-" for line in lines)  # the twin is dashed over its original

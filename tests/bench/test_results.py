@@ -30,7 +30,7 @@ def test_reader_rejects_other_files_and_newer_versions(tiny_results):
     data = tiny_results.to_dict()
     with pytest.raises(ValueError, match="schema must be 'gradkit.bench.results'"):
         BenchResults.from_dict({**data, "schema": "other"})
-    with pytest.raises(ValueError, match="version must be an int in 1..1"):
+    with pytest.raises(ValueError, match="version: expected an integer in 1..1"):
         BenchResults.from_dict({**data, "version": SCHEMA_VERSION + 1})
     with pytest.raises(FileNotFoundError):
         load_results("/nonexistent/run")

@@ -28,7 +28,8 @@ def test_plot_attributions_writes_a_png_grid(tmp_path, trained_cnn):
     path = tmp_path / "grid.png"
     fig = plot_attributions(x, attrs, path)
     assert path.read_bytes()[:8] == PNG
-    assert len(fig.axes) == 2 * 3
+    assert len(fig.axes) == 2 * 3 + 1  # the grid and one colour bar
+    assert fig.axes[-1].get_ylabel() == "|attribution| / image max"
     assert [ax.get_title() for ax in fig.axes[:3]] == ["input", "saliency", "ig"]
     with pytest.raises(ValueError, match="spatial shape"):
         plot_attributions(x, {"bad": torch.zeros(2, 1, 4, 4)})
@@ -51,16 +52,44 @@ def test_cli_explain_with_checkpoint(tmp_path, trained_cnn, capsys):
     assert all(-1 <= float(v) <= 1 for v in randomization[2].split("|")[2:-1])
 
 
-def test_cli_trains_when_no_checkpoint(tmp_path):
+def test_cli_trains_once_then_reuses_the_cached_model(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
-    assert main(["explain", "--epochs", "1", "--methods", "saliency", "--eval-images", "0", "--out", str(out)]) == 0
+    argv = ["explain", "--epochs", "1", "--methods", "saliency", "--eval-images", "0", "--out", str(out)]
+    assert main(argv) == 0
     assert (out / "digits_cnn.pt").is_file() and (out / "explain_digits_7.png").is_file()
+    captured = capsys.readouterr()
+    first = captured.out
+    assert "which the next gradkit explain" in first and "--checkpoint" in first
+    assert captured.err == ""  # progress bars only on a terminal
+    table = (out / "auc.md").read_text()
+
+    import gradkit.explain.cli as explain_cli
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although the output directory holds the model")
+
+    monkeypatch.setattr(explain_cli, "train_digits_cnn", no_training)
+    assert main(argv) == 0
+    assert f"reusing {out / 'digits_cnn.pt'}" in capsys.readouterr().out
+    assert (out / "auc.md").read_text() == table  # the same model, the same numbers
+    # Other settings, or --retrain, train again.
+    with pytest.raises(AssertionError, match="trained again"):
+        main([*argv, "--seed", "1"])
+    with pytest.raises(AssertionError, match="trained again"):
+        main([*argv, "--retrain"])
+
+
+def test_cli_method_names_match_the_registry():
+    from gradkit.explain.cli import METHOD_NAMES
+    from gradkit.explain.methods import METHODS
+
+    assert METHOD_NAMES == tuple(sorted(METHODS))
 
 
 def test_cli_unknown_method_names_the_allowed_ones(tmp_path, capsys):
     assert main(["explain", "--methods", "ig,gradcam", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "unknown attribution method 'gradcam'" in err and "attribution methods: eg, fullgrad, ig, igos, inputxgrad, saliency, smoothgrad" in err
+    assert "unknown attribution method 'gradcam'" in err and "allowed: eg, fullgrad, ig, igos, inputxgrad, saliency, smoothgrad" in err
 
 
 def test_cli_missing_checkpoint(tmp_path, capsys):

@@ -8,14 +8,21 @@
 """
 from __future__ import annotations
 
+import importlib
+
 from .defaults import DEFAULT_OPTIMIZERS, DEFAULT_SEEDS, DEFAULT_TASKS
-from .measure import state_bytes
-from .report import markdown_report, render_report, terminal_summary
-from .results import SCHEMA, SCHEMA_VERSION, BenchResults, RunRecord, TaskInfo, load_results
-from .runner import BenchConfig, Contestant, build_optimizer, run_bench, run_one, select_best
-from .spec import Spec, parse_spec, parse_sweep, parse_value
-from .summary import Row, rank
-from .tasks import Task, get_task, list_tasks, make_task, register_task
+
+# The engine (torch, the tasks, matplotlib) loads on first use, so `gradkit --help` and
+# `gradkit bench --help` stay light.
+_EXPORTS = {
+    "state_bytes": "measure",
+    **dict.fromkeys(("markdown_report", "render_report", "terminal_summary"), "report"),
+    **dict.fromkeys(("SCHEMA", "SCHEMA_VERSION", "BenchResults", "RunRecord", "TaskInfo", "load_results"), "results"),
+    **dict.fromkeys(("BenchConfig", "Contestant", "build_optimizer", "run_bench", "run_one", "select_best"), "runner"),
+    **dict.fromkeys(("Spec", "parse_spec", "parse_sweep", "parse_value"), "spec"),
+    **dict.fromkeys(("Row", "rank"), "summary"),
+    **dict.fromkeys(("Task", "get_task", "list_tasks", "make_task", "register_task"), "tasks"),
+}
 
 __all__ = [
     "BenchConfig", "BenchResults", "Contestant", "DEFAULT_OPTIMIZERS", "DEFAULT_SEEDS", "DEFAULT_TASKS",
@@ -24,3 +31,16 @@ __all__ = [
     "rank", "register_task", "render_report", "run_bench", "run_one", "select_best", "state_bytes",
     "terminal_summary",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -19,10 +19,34 @@ def _pyplot():
     return plt
 
 
-def _colors(n: int):
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
+
+
+def _styles(names: list[str]) -> dict[str, dict]:
+    """A colour and a marker of its own for every series (colours repeat only beyond 20 series)."""
     plt = _pyplot()
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
-    return [cmap(i % cmap.N) for i in range(n)]
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: {"color": cmap(i % cmap.N), "marker": _MARKERS[i % len(_MARKERS)]} for i, name in enumerate(names)}
+
+
+def _twins(curves: dict[str, list[RunRecord]]) -> dict[str, str]:
+    """{contestant: earlier contestant} for curves identical to an earlier one (e.g. gradkit's SGD and
+    torch.optim.SGD, equal by design): drawn dashed over it and named in the legend, so neither hides."""
+    twins: dict[str, str] = {}
+    seen: list[tuple[str, list]] = []
+    for name, runs in curves.items():
+        key = [(r.seed, r.train_loss, [e["val"] for e in r.evals]) for r in sorted(runs, key=lambda r: r.seed)]
+        if runs and all(r.train_loss for r in runs):
+            match = next((other for other, other_key in seen if other_key == key), None)
+            if match is not None:
+                twins[name] = match
+                continue
+        seen.append((name, key))
+    return twins
+
+
+def _label(name: str, twins: dict[str, str]) -> str:
+    return f"{name} (identical to {twins[name]})" if name in twins else name
 
 
 def _curves(results: BenchResults, task: str, rows: list[Row]) -> dict[str, list[RunRecord]]:
@@ -60,14 +84,30 @@ def _log_scale_ok(values) -> bool:
     return bool(finite) and min(finite) > 0 and max(finite) / min(finite) > 20
 
 
-def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, prefix: str = "") -> list[Path]:
-    """Write the task's figures into ``out_dir``; returns their paths."""
+def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, prefix: str = "",
+              stem: str | None = None) -> list[Path]:
+    """Write the task's figures directly into ``out_dir``; returns their paths.
+
+    File names are ``{prefix}{stem}_*.png``; ``stem`` defaults to the task name made safe as one path
+    component (:func:`gradkit.bench.rundir.safe_filename`), so nothing is written elsewhere.
+    """
+    from .rundir import safe_filename
+
     plt = _pyplot()
     info = results.tasks[task]
     curves = _curves(results, task, rows)
-    colors = dict(zip(curves, _colors(len(curves))))
+    styles = _styles(list(curves))
+    colors = {name: style["color"] for name, style in styles.items()}
+    twins = _twins(curves)
     written = []
-    stem = f"{prefix}{task}"
+    stem = safe_filename(f"{prefix}{stem if stem is not None else task}")
+    every = max(1, (info.steps or 1) // 10)  # markers on the dense training curve: about ten per series
+
+    def line(name: str) -> dict:
+        twin = name in twins
+        return {"color": colors[name], "marker": styles[name]["marker"], "ms": 4 if not twin else 6,
+                "ls": (0, (4, 3)) if twin else "-", "lw": 1.2, "mfc": "none" if twin else colors[name],
+                "label": _label(name, twins)}
 
     # Loss and metric against steps.
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
@@ -76,7 +116,7 @@ def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, 
         if not runs:
             continue
         train = _ema(_mean_columns([r.train_loss for r in runs]))
-        axes[0].plot(range(1, len(train) + 1), train, color=colors[name], lw=1.2, label=name)
+        axes[0].plot(range(1, len(train) + 1), train, markevery=every, **line(name))
         all_losses += train
         evals = [r.evals for r in runs if r.evals]
         if evals:
@@ -84,8 +124,8 @@ def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, 
             steps = [e["step"] for e in evals[0][:n]]
             val = _mean_columns([[e["val"]["loss"] for e in ev[:n]] for ev in evals])
             metric = _mean_columns([[e["val"]["metric"] for e in ev[:n]] for ev in evals])
-            axes[1].plot(steps, val, color=colors[name], marker=".", lw=1.2)
-            axes[2].plot(steps, metric, color=colors[name], marker=".", lw=1.2)
+            axes[1].plot(steps, val, **line(name))
+            axes[2].plot(steps, metric, **line(name))
             all_losses += val
     axes[0].set_title("training loss (EMA 0.9, mean over seeds)")
     axes[1].set_title("validation loss")
@@ -96,9 +136,9 @@ def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, 
     if _log_scale_ok(all_losses):
         axes[0].set_yscale("log")
         axes[1].set_yscale("log")
-    _legend(fig, axes[0], len(curves))
     fig.suptitle(f"{task}: loss and {info.metric} against steps", fontsize=11)
     fig.tight_layout()
+    _legend(fig, axes[0])
     written.append(_save(fig, out_dir / f"{stem}_loss_vs_step.png"))
 
     # Validation loss against training wall-clock (evaluation excluded).
@@ -110,13 +150,13 @@ def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, 
         n = min(len(e) for e in evals)
         wall = _mean_columns([[e["wall_s"] for e in ev[:n]] for ev in evals])
         val = _mean_columns([[e["val"]["loss"] for e in ev[:n]] for ev in evals])
-        ax.plot(wall, val, color=colors[name], marker=".", lw=1.2, label=name)
+        ax.plot(wall, val, **line(name))
     ax.set_xlabel("training wall-clock (s, evaluation excluded)")
     ax.set_ylabel("validation loss")
     ax.set_title(f"{task}: validation loss against time", fontsize=11)
     ax.grid(alpha=0.3)
-    _legend(fig, ax, len(curves))
     fig.tight_layout()
+    _legend(fig, ax)
     written.append(_save(fig, out_dir / f"{stem}_loss_vs_time.png"))
 
     # Optimizer state memory.
@@ -127,11 +167,11 @@ def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, 
     ax.axvline(info.num_params * 4 / scale, color="grey", ls="--", lw=1, label="parameters in fp32")
     ax.invert_yaxis()
     ax.set_xlabel(f"optimizer state ({unit})")
-    ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{task}: optimizer state memory ({info.num_params:,} parameters)", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
+    _legend(fig, ax)
     written.append(_save(fig, out_dir / f"{stem}_state_memory.png"))
 
     # Trajectories of the 2-D toy problems.
@@ -147,28 +187,25 @@ def plot_task(results: BenchResults, task: str, rows: list[Row], out_dir: Path, 
             if run is None:
                 continue
             pts = np.asarray([p for p in run.trajectory if all(map(math.isfinite, p))])
-            ax.plot(pts[:, 0], pts[:, 1], color=colors[name], lw=1.2, marker=".", ms=2, label=name)
+            ax.plot(pts[:, 0], pts[:, 1], markevery=max(1, len(pts) // 10), **line(name))
         ax.plot(*s["optimum"], marker="*", color="black", ms=12, ls="none", label="optimum")
         ax.set_xlim(min(s["x"]), max(s["x"]))
         ax.set_ylim(min(s["y"]), max(s["y"]))
         ax.set_title(f"{task}: trajectories (seed 0)", fontsize=11)
-        ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
+        _legend(fig, ax)
         written.append(_save(fig, out_dir / f"{stem}_trajectories.png"))
     return written
 
 
-def _legend(fig, ax, n: int) -> None:
-    # Few curves: inside the axes; many: one column beside the figure, where it hides nothing.
-    if n <= 6:
-        ax.legend(fontsize=7, loc="upper right")
-    else:
-        fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+def _legend(fig, ax) -> None:
+    # One column beside the figure, where it hides no data (savefig's tight box makes room for it).
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5),
+               frameon=False)
 
 
 def _save(fig, path: Path) -> Path:
     plt = _pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -3,7 +3,7 @@
 Schema ``gradkit.bench.results`` version 1 (the full field list is in docs/bench.md)::
 
     {"schema": "gradkit.bench.results", "version": 1,
-     "name", "command", "created", "status": "complete" | "interrupted",
+     "name", "command", "created", "status": "running" | "complete" | "interrupted",
      "environment": {"gradkit", "torch", "python", "platform", "device", "threads"},
      "config": {"tasks": [spec], "optimizers": [spec], "aggregators": [spec], "sweep": {key: [values]},
                 "seeds": [int], "device", "divergence_factor"},
@@ -11,12 +11,21 @@ Schema ``gradkit.bench.results`` version 1 (the full field list is in docs/bench
      "runs": [RunRecord, ...]}
 
 Floats that are not finite (a diverged loss) are written as ``null``. Readers must reject a
-``version`` newer than they know; :func:`BenchResults.from_dict` does.
+``version`` newer than they know; :func:`BenchResults.from_dict` does, and checks every field's type,
+naming the first bad one.
+
+``status`` is ``"running"`` from the first save until the whole bench has finished (``"complete"``)
+or stopped on a signal (``"interrupted"``). A process killed outright (SIGKILL, power loss) leaves
+``"running"``; :func:`load_results` reads such a file as ``"interrupted"`` when no process holds the
+run directory's lock any more. Every save writes a fresh temporary file in the same directory and
+renames it over ``results.json``, so a reader never sees half a file.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +35,7 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "TaskInfo", "RunRecord", "BenchResults", 
 SCHEMA = "gradkit.bench.results"
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "diverged", "error")
+BENCH_STATUSES = ("running", "complete", "interrupted")
 
 
 @dataclass
@@ -83,7 +93,7 @@ class BenchResults:
     config: dict[str, Any]
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
     runs: list[RunRecord] = field(default_factory=list)
-    status: str = "complete"
+    status: str = "running"
     schema: str = SCHEMA
     version: int = SCHEMA_VERSION
 
@@ -94,20 +104,28 @@ class BenchResults:
         return json.dumps(self.to_dict(), indent=1, allow_nan=False)
 
     def save(self, path: str | Path) -> Path:
+        """Write atomically: a uniquely named temporary file beside ``path``, then ``os.replace``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)  # atomic: an interrupted write never leaves half a file
+        text = self.to_json()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BenchResults":
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise ValueError(f"not a gradkit bench results file (schema must be {SCHEMA!r}, got {data.get('schema') if isinstance(data, dict) else type(data).__name__!r})")
-        version = data.get("version")
-        if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
-            raise ValueError(f"results version must be an int in 1..{SCHEMA_VERSION}, got {version!r}; upgrade gradkit to read it")
+        """Build from parsed JSON; a ValueError names the first field that is missing or of the wrong type."""
+        from ._validate import check_results
+
+        check_results(data)
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["tasks"] = {name: TaskInfo(**_known(TaskInfo, info)) for name, info in data.get("tasks", {}).items()}
@@ -116,17 +134,40 @@ class BenchResults:
 
     @classmethod
     def from_json(cls, text: str) -> "BenchResults":
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+        except RecursionError:
+            raise ValueError("not a results file: JSON nested too deeply") from None
+        return cls.from_dict(data)
 
 
 def load_results(path: str | Path) -> BenchResults:
-    """Read ``results.json`` (or the ``results.json`` inside a run directory)."""
+    """Read ``results.json`` (or the ``results.json`` inside a run directory).
+
+    Any problem with the file is a ValueError of one line that names the file and the bad field. A
+    file still marked ``"running"`` whose bench no longer holds the run directory's lock is returned
+    with ``status="interrupted"`` (the file itself is left as it is).
+    """
+    from .rundir import lock_holder_alive
+
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no results file at {path}")
-    return BenchResults.from_json(path.read_text())
+    if not path.is_file():
+        raise FileNotFoundError(f"no results file at {path} (give a run directory runs/NAME or its results.json)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+    try:
+        results = BenchResults.from_json(text)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    if results.status == "running" and not lock_holder_alive(path.parent):
+        results.status = "interrupted"
+    return results
 
 
 def _known(cls, data: dict[str, Any]) -> dict[str, Any]:

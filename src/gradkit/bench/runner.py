@@ -28,7 +28,7 @@ from .results import BenchResults, RunRecord, TaskInfo
 from .spec import Spec, build_optimizer, parse_spec
 from .tasks import Task, make_task
 
-__all__ = ["BenchConfig", "Contestant", "expand_optimizers", "run_bench", "run_one", "select_best", "build_optimizer", "DEFAULT_DIVERGENCE_FACTOR"]
+__all__ = ["BenchConfig", "BenchPlan", "Contestant", "plan_bench", "expand_optimizers", "run_bench", "run_one", "select_best", "build_optimizer", "DEFAULT_DIVERGENCE_FACTOR"]
 
 #: A run whose training loss exceeds this multiple of its first loss (or is not finite) has diverged.
 DEFAULT_DIVERGENCE_FACTOR = 1e3
@@ -328,11 +328,25 @@ def _available_aggregators(names) -> list[str]:
 
 def _preflight(task: Task, contestants: list[Contestant], grid: list[dict], device: torch.device) -> None:
     """Build every optimizer and aggregator once, so a bad spec fails before any training."""
+    from .summary import format_hparams
+
     with torch.random.fork_rng(devices=[]):
         model = task.build_model().to(device)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     for c in contestants:
+        build_optimizer(c.optimizer, named)  # the spec as typed: its own error first
         for point in grid:
-            build_optimizer(c.optimizer, [(n, p) for n, p in model.named_parameters() if p.requires_grad], **point)
+            if not point:
+                continue
+            try:
+                build_optimizer(c.optimizer, named, **point)
+            except ValueError as err:
+                reason = str(err).split(": ", 1)[-1]
+                err = f"optimizer {c.optimizer.qualified_name!r} rejects it: {reason}"
+                words = [f"{k}={v}" for k, v in point.items() if isinstance(v, str)]
+                hint = (f" ({', '.join(words)} was read as a word; sweep values are numbers such as 1e-3, "
+                        f"true/false, none, tuples such as 0.9/0.99, or words)") if words else ""
+                raise ValueError(f"--sweep {format_hparams(point)}: {err}{hint}") from None
         if c.aggregator is not None:
             aggregator = _build_aggregator(c.aggregator)
             wanted = getattr(aggregator, "num_objectives", None)
@@ -341,15 +355,36 @@ def _preflight(task: Task, contestants: list[Contestant], grid: list[dict], devi
                                  f"{task.name!r} has {len(task.loss_names)} losses ({', '.join(task.loss_names)})")
 
 
-def run_bench(config: BenchConfig, *, name: str = "bench", command: str = "", progress: bool = False,
-              on_run: Callable[[BenchResults, RunRecord], None] | None = None) -> BenchResults:
-    """Run the whole comparison. ``on_run`` is called after every finished run (to save as it goes).
-
-    Ctrl-C stops the run in progress; the result holds every finished run and ``status="interrupted"``.
-    """
-    device = torch.device(config.device)
+def _check_device(text: str) -> torch.device:
+    """A device the bench can train on: cpu, cuda[:N] with a GPU, or mps where available."""
+    allowed = "cpu, cuda or cuda:N (with a GPU), mps (Apple GPUs)"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device must be one of {allowed}, got {text!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch.cuda.is_available() is False; use --device cpu")
+        raise ValueError(f"--device {text!r} was asked for but torch.cuda.is_available() is False; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {text!r}: there are {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {text!r} was asked for but torch.backends.mps.is_available() is False; use --device cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device must be one of {allowed}, got {text!r}")
+    return device
+
+
+@dataclass
+class BenchPlan:
+    """What :func:`plan_bench` checked: the tasks with their contestants, and the sweep grid."""
+
+    tasks: list[tuple[Task, str, list[Contestant]]]
+    grid: list[dict[str, Any]]
+
+
+def plan_bench(config: BenchConfig) -> BenchPlan:
+    """Check everything about ``config`` that can be checked without training: tasks, specs, sweep
+    values (every optimizer is built once on every grid point), aggregators, device."""
+    device = _check_device(config.device)
     if config.aggregators and not any(make_task(t).multi_loss for t in config.tasks):
         raise ValueError("aggregators: given, but none of the tasks has several losses (try multitask-digits)")
     overrides = {"steps": config.steps, "eval_every": config.eval_every, "batch_size": config.batch_size}
@@ -362,6 +397,22 @@ def run_bench(config: BenchConfig, *, name: str = "bench", command: str = "", pr
         contestants = _contestants(task, config)
         _preflight(task, contestants, grid, device)
         plans.append((task, task_spec, contestants))
+    return BenchPlan(plans, grid)
+
+
+def run_bench(config: BenchConfig, *, name: str = "bench", command: str = "", progress: bool = False,
+              on_run: Callable[[BenchResults, RunRecord], None] | None = None,
+              plan: BenchPlan | None = None) -> BenchResults:
+    """Run the whole comparison. ``on_run`` is called after every finished run (to save as it goes).
+
+    The results say ``status="running"`` while runs remain and ``"complete"`` once all have finished.
+    Ctrl-C (or a signal the caller turns into KeyboardInterrupt) stops the run in progress; the result
+    holds every finished run and ``status="interrupted"``. ``plan`` is :func:`plan_bench`'s result when
+    the caller has already checked the config.
+    """
+    device = torch.device(config.device)
+    plan = plan or plan_bench(config)
+    plans, grid = plan.tasks, plan.grid
 
     results = BenchResults(name=name, command=command, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            environment=environment(config.device), config=config.to_dict())
@@ -408,6 +459,7 @@ def run_bench(config: BenchConfig, *, name: str = "bench", command: str = "", pr
                     record = run_one(task, data, contestant, point, seed, **kw)
                     record.selected = True
                     finish(record)
+        results.status = "complete"
     except KeyboardInterrupt:
         results.status = "interrupted"
     finally:

@@ -1,25 +1,32 @@
 """``gradkit explain``: train (or load) a small model, explain one input with several methods,
-save the picture and a table of deletion/insertion AUC per method."""
+save the picture and a table of deletion/insertion AUC per method.
+
+Torch and the methods are imported when the command runs, so ``gradkit --help`` stays light.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
-
-from .deletion import deletion_curve, insertion_curve
-from .methods import METHODS, get_method
-from .randomization import model_randomization
 
 __all__ = ["register", "train_digits_cnn", "explain_digits"]
 
 TASKS = ("digits-cnn",)
+METHOD_NAMES = ("eg", "fullgrad", "ig", "igos", "inputxgrad", "saliency", "smoothgrad")
+MODEL_FILE = "digits_cnn.pt"  # the trained model, cached in the output directory
+MODEL_INFO = "digits_cnn.json"  # how it was trained: reused only when the settings match
 
 
-def train_digits_cnn(epochs: int = 6, seed: int = 0, lr: float = 1e-2, batch_size: int = 64):
-    """``DigitsCNN`` trained on the digits training split with Adam; returned in eval mode."""
+def train_digits_cnn(epochs: int = 6, seed: int = 0, lr: float = 1e-2, batch_size: int = 64, progress: bool = False):
+    """``DigitsCNN`` trained on the digits training split with Adam; returned in eval mode.
+
+    ``progress``: a progress bar over the training steps on stderr.
+    """
+    import torch
+    import torch.nn.functional as F
+
     from gradkit.datasets import digits
     from gradkit.models import DigitsCNN
 
@@ -30,6 +37,8 @@ def train_digits_cnn(epochs: int = 6, seed: int = 0, lr: float = 1e-2, batch_siz
     data = digits("train", image=True)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
+    per_epoch = -(-len(data) // batch_size)
+    bar = _bar(epochs * per_epoch, "training DigitsCNN", progress)
     for _ in range(epochs):
         order = torch.randperm(len(data), generator=gen)
         for start in range(0, len(order), batch_size):
@@ -38,10 +47,24 @@ def train_digits_cnn(epochs: int = 6, seed: int = 0, lr: float = 1e-2, batch_siz
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     return model.eval()
 
 
-def _method_options(name: str, references: torch.Tensor, seed: int) -> dict:
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+def _method_options(name: str, references, seed: int) -> dict:
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     if name == "ig":
         return {"steps": 50}
@@ -54,46 +77,103 @@ def _method_options(name: str, references: torch.Tensor, seed: int) -> dict:
     return {}
 
 
-def explain_digits(model, inputs, targets, methods, references, seed: int = 0) -> dict[str, torch.Tensor]:
+def explain_digits(model, inputs, targets, methods, references, seed: int = 0) -> dict:
+    from .methods import get_method
+
     return {name: get_method(name)(model, inputs, targets, **_method_options(name, references, seed)) for name in methods}
 
 
 def _parse_methods(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     if not names:
-        raise ValueError(f"--methods must name at least one of: {', '.join(METHODS)}")
+        raise ValueError(f"--methods must name at least one of: {', '.join(METHOD_NAMES)}")
     for name in names:
-        get_method(name)
+        if name not in METHOD_NAMES:
+            raise ValueError(f"--methods: unknown attribution method {name!r}; allowed: {', '.join(METHOD_NAMES)}")
     return names
 
 
-def _run(args: argparse.Namespace) -> int:
-    from gradkit.datasets import digits
+def _load_checkpoint(path: str):
+    """A DigitsCNN from a state dict saved with ``torch.save``; one clear ValueError for anything else."""
+    import pickle
+
+    import torch
+
     from gradkit.models import DigitsCNN
 
-    from .plot import plot_attributions
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--checkpoint {path} does not exist (give a DigitsCNN state dict saved with "
+                                f"torch.save, e.g. {MODEL_FILE} from an earlier gradkit explain)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"--checkpoint {path}: not a file written by torch.save, or it holds more than tensors "
+                         f"(only a DigitsCNN state dict is loaded, with weights_only=True)") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        reason = " ".join(str(err).split())[:120] or type(err).__name__
+        raise ValueError(f"--checkpoint {path}: not a state dict saved with torch.save ({reason})") from None
+    model = DigitsCNN()
+    if not isinstance(state, dict):
+        raise ValueError(f"--checkpoint {path}: expected a DigitsCNN state dict, got {type(state).__name__}")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        reason = " ".join(str(err).split())
+        reason = (reason[:200] + "...") if len(reason) > 200 else reason
+        raise ValueError(f"--checkpoint {path}: not a DigitsCNN state dict ({reason or type(err).__name__})") from None
+    return model.eval()
 
+
+def _cached_model(out: Path, settings: dict):
+    """The model an earlier call trained with the same settings into ``out``, or None."""
+    model_path, info_path = out / MODEL_FILE, out / MODEL_INFO
+    try:
+        if json.loads(info_path.read_text()) != settings:
+            return None
+        return _load_checkpoint(str(model_path))
+    except (OSError, ValueError):  # no cache, another format, a damaged file: train again
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gradkit.bench.rundir import check_writable_dir
+
+    # Everything that can be checked is checked before any training.
     methods = _parse_methods(args.methods)
     if args.eval_images < 0:
         raise ValueError(f"--eval-images must be >= 0, got {args.eval_images}")
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    model = _load_checkpoint(args.checkpoint) if args.checkpoint else None
+    out = check_writable_dir(args.out, "--out")
+
+    import torch
+
+    from gradkit.datasets import digits
+
+    from .deletion import deletion_curve, insertion_curve
+    from .plot import plot_attributions
+
+    progress = sys.stderr.isatty()
     torch.manual_seed(args.seed)
     val = digits("val", image=True)
     if not 0 <= args.index < len(val):
         raise ValueError(f"--index must be in [0, {len(val)}), got {args.index}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    if args.checkpoint:
-        if not Path(args.checkpoint).is_file():
-            raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
-        model = DigitsCNN()
-        model.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
-        model.eval()
+    if model is not None:
         print(f"loaded {args.checkpoint}")
     else:
-        model = train_digits_cnn(epochs=args.epochs, seed=args.seed)
-        torch.save(model.state_dict(), out / "digits_cnn.pt")
-        print(f"trained DigitsCNN in {time.perf_counter() - start:.1f}s (saved {out / 'digits_cnn.pt'})")
+        settings = {"model": "DigitsCNN", "epochs": args.epochs, "seed": args.seed}
+        model = None if args.retrain else _cached_model(out, settings)
+        if model is not None:
+            print(f"reusing {out / MODEL_FILE} (trained earlier with --epochs {args.epochs} --seed {args.seed}; "
+                  f"--retrain trains again, --checkpoint PATH loads another model)")
+        else:
+            model = train_digits_cnn(epochs=args.epochs, seed=args.seed, progress=progress)
+            torch.save(model.state_dict(), out / MODEL_FILE)
+            (out / MODEL_INFO).write_text(json.dumps(settings) + "\n")
+            print(f"trained DigitsCNN in {time.perf_counter() - start:.1f}s; saved {out / MODEL_FILE}, which the next "
+                  f"gradkit explain --out {args.out} reuses (or pass --checkpoint {out / MODEL_FILE})")
     with torch.no_grad():
         accuracy = (model(val.inputs).argmax(1) == val.targets).float().mean().item()
     print(f"validation accuracy {accuracy:.3f}")
@@ -102,7 +182,12 @@ def _run(args: argparse.Namespace) -> int:
     x, y = val.inputs[args.index : args.index + 1], val.targets[args.index : args.index + 1]
     with torch.no_grad():
         predicted = int(model(x).argmax(1))
-    attributions = explain_digits(model, x, y, methods, references, args.seed)
+    bar = _bar(len(methods) * (2 if args.eval_images else 1), "attributions", progress)
+    attributions = {}
+    for name in methods:
+        attributions.update(explain_digits(model, x, y, [name], references, args.seed))
+        if bar is not None:
+            bar.update(1)
     figure = out / f"explain_digits_{args.index}.png"
     plot_attributions(x, attributions, figure, row_titles=[f"label {int(y)}, pred {predicted}"])
     print(f"wrote {figure}")
@@ -117,7 +202,11 @@ def _run(args: argparse.Namespace) -> int:
             xe, ye = val.inputs[:n_eval], val.targets[:n_eval]
             attr = explain_digits(model, xe, ye, [name], references, args.seed)[name]
             row += [f"{deletion_curve(model, xe, ye, attr).auc.mean().item():.3f}", f"{insertion_curve(model, xe, ye, attr).auc.mean().item():.3f}"]
+            if bar is not None:
+                bar.update(1)
         rows.append(row)
+    if bar is not None:
+        bar.close()
     header = ["method", f"deletion AUC (#{args.index})", f"insertion AUC (#{args.index})"]
     if n_eval:
         header += [f"deletion AUC (mean of {n_eval})", f"insertion AUC (mean of {n_eval})"]
@@ -137,6 +226,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _randomization_table(model, inputs, targets, methods, references, seed: int) -> str:
+    from .methods import get_method
+    from .randomization import model_randomization
+
     header, rows = None, []
     for name in methods:
         # fresh options (and random generators) per call, so the original and the randomised
@@ -153,14 +245,24 @@ def _randomization_table(model, inputs, targets, methods, references, seed: int)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("explain", help="explain a model's prediction with attribution methods; write a picture and AUC table")
+    p = sub.add_parser("explain", help="explain a model's prediction with attribution methods; write a picture and AUC table",
+                       description="Train a small CNN on the digits (or load one), explain one validation image with "
+                                   "several attribution methods, and write OUT/explain_digits_INDEX.png and a table of "
+                                   "deletion/insertion AUC (OUT/auc.md, auc.csv). The trained model is cached as "
+                                   f"OUT/{MODEL_FILE} and reused by the next call with the same --out, --epochs and --seed.")
     p.add_argument("--task", choices=TASKS, default="digits-cnn", help="model and data (default: digits-cnn)")
     p.add_argument("--index", type=int, default=7, help="validation image to explain (default: 7)")
-    p.add_argument("--methods", default="ig,smoothgrad,fullgrad,igos", help=f"comma-separated, from: {', '.join(METHODS)}")
-    p.add_argument("--checkpoint", default=None, help="load this DigitsCNN state dict instead of training")
-    p.add_argument("--out", default="runs/explain", help="output directory (default: runs/explain)")
+    p.add_argument("--methods", default="ig,smoothgrad,fullgrad,igos",
+                   help=f"comma-separated, from: {', '.join(METHOD_NAMES)} (default: ig,smoothgrad,fullgrad,igos)")
+    p.add_argument("--checkpoint", default=None,
+                   help="load this DigitsCNN state dict (saved with torch.save) instead of training "
+                        "(default: reuse OUT/digits_cnn.pt when its settings match, else train)")
+    p.add_argument("--retrain", action="store_true", help="train again even if OUT holds a model trained with the same settings")
+    p.add_argument("--out", default="runs/explain", help="output directory, created if missing (default: runs/explain)")
     p.add_argument("--epochs", type=int, default=6, help="training epochs when no checkpoint is given (default: 6)")
-    p.add_argument("--eval-images", type=int, default=64, help="also report mean AUC over this many validation images (0: off)")
-    p.add_argument("--randomization", action="store_true", help="also run the cascading model-randomisation sanity check")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-images", type=int, default=64,
+                   help="also report mean AUC over this many validation images, 0 turns it off (default: 64)")
+    p.add_argument("--randomization", action="store_true",
+                   help="also run the cascading model-randomisation sanity check (default: off)")
+    p.add_argument("--seed", type=int, default=0, help="seed of training and of the random methods (default: 0)")
     p.set_defaults(func=_run)

@@ -2,7 +2,7 @@
 
 Rendered with matplotlib's Agg canvas directly (no global backend switch, no display needed).
 Each heatmap is the absolute attribution summed over channels, scaled to [0, 1] per image, drawn
-over the grey-scale input.
+over the grey-scale input; one colour bar beside the grid gives the scale.
 """
 from __future__ import annotations
 
@@ -62,21 +62,24 @@ def plot_attributions(
     if row_titles is not None and len(row_titles) != grey.shape[0]:
         raise ValueError(f"row_titles must have one entry per input ({grey.shape[0]}), got {len(row_titles)}")
     rows, cols = grey.shape[0], 1 + len(maps)
-    fig = Figure(figsize=(cell_inches * cols, cell_inches * rows + 0.3), dpi=dpi)
+    fig = Figure(figsize=(cell_inches * cols + 0.9, cell_inches * rows + 0.3), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
+    overlay = None
     for r in range(rows):
         axes[r][0].imshow(grey[r].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axes[r][0].set_title("input" if row_titles is None else row_titles[r], fontsize=9)
         for c, (name, m) in enumerate(maps.items(), start=1):
             axes[r][c].imshow(grey[r].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            axes[r][c].imshow(m[r].numpy(), cmap=cmap, vmin=0, vmax=1, alpha=alpha, interpolation="nearest")
+            overlay = axes[r][c].imshow(m[r].numpy(), cmap=cmap, vmin=0, vmax=1, alpha=alpha, interpolation="nearest")
             if r == 0:
                 axes[r][c].set_title(name, fontsize=9)
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.tight_layout()
+    bar = fig.colorbar(overlay, ax=[ax for row in axes for ax in row[1:]], shrink=0.9, pad=0.02)
+    bar.set_label("|attribution| / image max", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,24 @@ QUANTITIES = {
 
 
 def load_log(path: str | Path) -> list[dict]:
-    with Path(path).open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of an Inspector log (JSON lines); a ValueError naming the file and line otherwise."""
+    records = []
+    try:
+        with Path(path).open(encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except (json.JSONDecodeError, RecursionError) as err:
+                    reason = err.msg if isinstance(err, json.JSONDecodeError) else "nested too deeply"
+                    raise ValueError(f"{path}, line {number}: not an Inspector log (JSON lines): {reason}") from None
+                if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                    raise ValueError(f"{path}, line {number}: not an Inspector log record (an object with an int 'step')")
+                records.append(record)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not an Inspector log (not UTF-8 text)") from None
+    return records
 
 
 def _records(log) -> list[dict]:
@@ -71,24 +87,40 @@ def _series(records, quantity):
 
 
 def _save(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str) -> Path:
-    """Label, grid and legend the axes the same way for every plot, and write the PNG."""
+    """Label, grid and legend the axes the same way for every plot, and write the PNG.
+
+    The legend sits beside the axes, where it hides no data (the figure grows to make room).
+    """
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                  ncol=2 if len(handles) > 16 else 1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     return path
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
+
+
+def _style(index: int, total: int) -> dict:
+    """A colour and a marker of its own per series (tab20 beyond 10 series; colours repeat only beyond 20)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if total <= 10 else "tab20"]
+    return {"color": cmap(index % cmap.N), "marker": _MARKERS[index % len(_MARKERS)]}
 
 
 def _figure():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.0, 3.6), dpi=100)
+    fig = Figure(figsize=(6.0, 3.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot(1, 1, 1)
 
@@ -101,19 +133,25 @@ def plot_runs(runs: dict, quantity: str, path: str | Path, *, title: str | None 
     fig, ax = _figure()
     drawn = False
     thresholds: dict = {}
+    per_run = {label: _series(_records(log), quantity) for label, log in runs.items()}
+    total = sum(len(series) for series in per_run.values())
+    index = 0
     for run_index, (label, log) in enumerate(runs.items()):
         records = _records(log)
         color = f"C{run_index}"
-        styles = ["-", "--", ":", "-."]
-        series = _series(records, quantity)
+        series = per_run[label]
         for i, (name, steps, values, extra) in enumerate(series):
             full = label if len(runs) > 1 else name
             if len(series) > 1 and len(runs) > 1:
                 full = f"{label}: {name}"
-            ax.plot(steps, values, styles[i % 4], color=color if len(runs) > 1 else f"C{i}", label=full, marker="o", markersize=2.5)
+            style = _style(index, total)
+            # Overlaid runs: the line style names the series (solid: the first kind, dashed: the second, ...).
+            dashes = ("-", "--", ":", "-.")[i % 4] if len(runs) > 1 else "-"
+            ax.plot(steps, values, dashes, label=full, markersize=3, markevery=max(1, len(steps) // 12), **style)
             if extra is not None:
-                ax.fill_between(steps, [e[0] for e in extra], [e[1] for e in extra], color=color, alpha=0.2)
+                ax.fill_between(steps, [e[0] for e in extra], [e[1] for e in extra], color=style["color"], alpha=0.2)
             drawn = True
+            index += 1
         if quantity == "sharpness":
             for key, style, name in (("two_over_lr", ":", "2/lr"), ("momentum_threshold", "-.", "(2+2 momentum)/lr")):
                 pts = tuple((r["step"], r[key]) for r in records if key in r)

@@ -189,7 +189,7 @@ class Muon(Optimizer):
 
     def __init__(self, params, lr=0.02, momentum=0.95, nesterov=True, weight_decay=0.0, *, adamw=None,
                  adamw_lr=3e-4, adamw_betas=(0.9, 0.95), adamw_eps=1e-10, adamw_weight_decay=0.0, ns_steps=5,
-                 ns_coefficients=MUON_COEFFICIENTS, ns_dtype=torch.bfloat16, shape_scale="muon", maximize=False,
+                 ns_coefficients=MUON_COEFFICIENTS, ns_dtype="auto", shape_scale="muon", maximize=False,
                  nonfinite="raise", state_dtype=None):
         groups = split_muon_groups(params, adamw, adamw_lr=adamw_lr, adamw_betas=adamw_betas, adamw_eps=adamw_eps,
                                    adamw_weight_decay=adamw_weight_decay)

@@ -54,7 +54,9 @@ class TrustRegionMomentum(Optimizer):
         momentum, nesterov: Muon's momentum (``m.lerp_(g, 1 - momentum)``; Nesterov by default).
         weight_decay: decoupled (``p *= 1 - lr * wd``).
         ns_steps, ns_coefficients, ns_dtype: the Newton-Schulz iteration (5 steps, Muon's quintic
-            coefficients, bfloat16, as the official code; ``ns_dtype=None`` iterates in the param dtype).
+            coefficients; ``ns_dtype="auto"`` iterates in bfloat16 on CUDA devices with native bf16, as the
+            official code does, and in float32 elsewhere (CPUs: see ``transforms.orthogonalization``);
+            ``None``: the param dtype).
         shape_scale: ``"muon"`` (default), ``"moonlight"`` or ``"none"``; see ``scale_by_trust_region``.
         maximize: maximize the objective.
         nonfinite, state_dtype: as :class:`gradkit.optim.AdamW`.
@@ -69,7 +71,7 @@ class TrustRegionMomentum(Optimizer):
     """
 
     def __init__(self, params, lr=0.02, norm="spectral", momentum=0.95, nesterov=True, weight_decay=0.0, *,
-                 ns_steps=5, ns_coefficients=MUON_COEFFICIENTS, ns_dtype=torch.bfloat16, shape_scale="muon",
+                 ns_steps=5, ns_coefficients=MUON_COEFFICIENTS, ns_dtype="auto", shape_scale="muon",
                  maximize=False, nonfinite="raise", state_dtype=None):
         defaults = dict(lr=lr, norm=norm, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                         ns_steps=ns_steps, ns_coefficients=ns_coefficients, ns_dtype=ns_dtype,

@@ -103,7 +103,7 @@ class ScaleByTrustRegion(GradientTransform):
     state_kinds = {"momentum_buffer": FIRST_MOMENT}
 
     def __init__(self, norm="spectral", momentum=0.95, nesterov=True, ns_steps=5, ns_coefficients=MUON_COEFFICIENTS,
-                 ns_dtype=torch.bfloat16, shape_scale="muon"):
+                 ns_dtype="auto", shape_scale="muon"):
         self.norm = norm
         self.momentum = momentum
         self.nesterov = nesterov
@@ -126,8 +126,8 @@ class ScaleByTrustRegion(GradientTransform):
             raise ValueError(f"ns_coefficients must be an (a, b, c) triple or a non-empty list of triples, "
                              f"got {coefficients!r}") from None
         check_hyper(self.ns_dtype, group, "ns_dtype",
-                    lambda x: x is None or (isinstance(x, torch.dtype) and x.is_floating_point),
-                    "None or a floating-point torch.dtype")
+                    lambda x: x is None or x == "auto" or (isinstance(x, torch.dtype) and x.is_floating_point),
+                    "'auto', None or a floating-point torch.dtype")
         check_hyper(self.shape_scale, group, "shape_scale", lambda x: x in SHAPE_SCALES, f"one of {SHAPE_SCALES}")
 
     def init(self, params, ctx):
