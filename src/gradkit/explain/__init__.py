@@ -22,6 +22,8 @@ from .methods import METHODS, get_method
 from .randomization import RandomizationResult, model_randomization, spearman
 from .saliency import saliency
 from .smoothgrad import smoothgrad
+from .moreaugrad import group_sparse_moreaugrad, moreaugrad, sparse_moreaugrad
+from .normgrad import normgrad, normgrad_layer_maps
 
 __all__ = [
     "saliency",
@@ -47,4 +49,9 @@ __all__ = [
     "spearman",
     "METHODS",
     "get_method",
+    "moreaugrad",
+    "sparse_moreaugrad",
+    "group_sparse_moreaugrad",
+    "normgrad",
+    "normgrad_layer_maps",
 ]
