@@ -24,6 +24,7 @@ from .saliency import saliency
 from .smoothgrad import smoothgrad
 from .moreaugrad import group_sparse_moreaugrad, moreaugrad, sparse_moreaugrad
 from .normgrad import normgrad, normgrad_layer_maps
+from .diffroar import DiffRoarResult, diffroar
 
 __all__ = [
     "saliency",
@@ -54,4 +55,6 @@ __all__ = [
     "group_sparse_moreaugrad",
     "normgrad",
     "normgrad_layer_maps",
+    "diffroar",
+    "DiffRoarResult",
 ]

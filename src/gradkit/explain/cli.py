@@ -68,6 +68,10 @@ def _parse_methods(text: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "evaluate", None) == "diffroar":
+        from .diffroar import run_from_args
+
+        return run_from_args(args)
     from gradkit.datasets import digits
     from gradkit.models import DigitsCNN
 
@@ -163,4 +167,7 @@ def register(sub) -> None:
     p.add_argument("--eval-images", type=int, default=64, help="also report mean AUC over this many validation images (0: off)")
     p.add_argument("--randomization", action="store_true", help="also run the cascading model-randomisation sanity check")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--evaluate", choices=("diffroar",), default=None,
+                   help="instead of one picture: DiffROAR (retrain on inputs masked by each method's top/bottom features; "
+                        "6 trainings per method, about a minute per method on 2 CPU cores)")
     p.set_defaults(func=_run)
