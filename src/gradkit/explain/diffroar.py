@@ -39,7 +39,7 @@ from torch import nn
 from ._common import check_choice, check_positive_int
 from .methods import get_method
 
-__all__ = ["DiffRoarResult", "diffroar", "keep_mask", "fit_classifier", "attribute_all", "run_from_args"]
+__all__ = ["DiffRoarResult", "diffroar", "keep_mask", "fit_classifier", "attribute_all", "plot_diffroar", "results_table", "run_from_args"]
 
 RETRAIN = ("mlp", "cnn")
 
@@ -191,6 +191,27 @@ def results_table(results: Sequence[DiffRoarResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_diffroar(results: Sequence[DiffRoarResult], path) -> None:
+    """DiffROAR against the fraction of pixels kept, one line per method, the random baseline dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in sorted(results, key=lambda r: -sum(r.diff)):
+        style = dict(color="black", linestyle="--") if r.method == "random" else dict(marker="o")
+        ax.plot(r.fractions, r.diff, label=r.method, **style)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("fraction of pixels kept (k)")
+    ax.set_ylabel("DiffROAR = acc(top-k) - acc(bottom-k)")
+    ax.set_title("DiffROAR on digits (higher: discriminative features first)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """``gradkit explain --evaluate diffroar``: DiffROAR of every ``--methods`` entry (and the random
     baseline) for the digits CNN; writes ``diffroar.md`` and ``diffroar.csv`` under ``--out``."""
@@ -233,6 +254,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     rows = [["method", "fraction", "top", "bottom", "diffroar"]] + [[r.method, f"{k:g}", f"{t:.4f}", f"{b:.4f}", f"{d:.4f}"]
                                                                    for r in results for k, t, b, d in zip(r.fractions, r.top, r.bottom, r.diff)]
     (out / "diffroar.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    plot_diffroar(results, out / "diffroar.png")
     print(table, end="")
-    print(f"wrote {out / 'diffroar.md'} and {out / 'diffroar.csv'} (higher is better; about 0 is no better than random)")
+    print(f"wrote {out / 'diffroar.md'}, {out / 'diffroar.csv'} and {out / 'diffroar.png'} (higher is better; about 0 is no better than random)")
     return 0
