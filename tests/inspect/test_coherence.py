@@ -49,3 +49,13 @@ def test_bad_input():
         coherence(model, torch.randn(4, 3), torch.zeros(4, dtype=torch.long), chunk_size=0)
     with pytest.raises(ValueError, match="gradients"):
         coherence_from_gradients(torch.randn(3))
+
+
+@pytest.mark.parametrize("module", ["gradkit.inspect.coherence", "gradkit.inspect.gradsign", "gradkit.inspect.similarity",
+                                    "gradkit.losses"])
+def test_docstring_examples_of_the_diagnostics(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted >= 1
