@@ -11,7 +11,9 @@ equally masked test set::
     DiffROAR(k) = accuracy(keep top-k) - accuracy(keep bottom-k)
 
 Positive: the method ranks discriminative features first; about 0: no better than a random ranking
-(``"random"`` is offered as that baseline); negative: it ranks them last. Features are ranked by
+(``"random"`` is offered as that baseline); negative: it ranks them last. ``"input"`` ranks pixels by
+their own intensity, with no model at all: a method that does no better than it is not telling more
+than where the ink is. Features are ranked by
 ``|attribution|`` summed over channels, ties in pixel order (as the deletion curves), and masked
 features are set to ``fill`` (0, the digits' background).
 
@@ -107,13 +109,16 @@ def _retrain(kind: str, inputs, targets, seed: int, epochs: int | None) -> nn.Mo
 
 def attribute_all(model, method: str | Callable, inputs: torch.Tensor, targets: torch.Tensor, *, seed: int = 0,
                   batch_size: int = 128, references: torch.Tensor | None = None, **options) -> torch.Tensor:
-    """Attributions of every input for its label, ``batch_size`` at a time; ``"random"`` draws uniform scores.
+    """Attributions of every input for its label, ``batch_size`` at a time; ``"random"`` draws uniform
+    scores and ``"input"`` returns the inputs themselves (the two model-free baselines).
 
     A method taking ``generator=`` gets one seeded with ``seed``; one taking ``references=`` gets ``references``.
     """
     check_positive_int("batch_size", batch_size)
     if method == "random":
         return torch.rand(inputs.shape, generator=torch.Generator().manual_seed(seed), dtype=inputs.dtype)
+    if method == "input":
+        return inputs.detach().clone()
     fn = get_method(method) if isinstance(method, str) else method
     parameters = inspect.signature(fn).parameters
     opts = dict(options)
@@ -142,7 +147,7 @@ def diffroar(
     references: torch.Tensor | None = None,
     method_options: dict | None = None,
 ) -> DiffRoarResult:
-    """DiffROAR of one attribution method (a registered name, a callable, or ``"random"``).
+    """DiffROAR of one attribution method (a registered name, a callable, ``"random"`` or ``"input"``).
 
     Args:
         model: the trained model whose attributions are evaluated (eval mode).
@@ -200,7 +205,7 @@ def plot_diffroar(results: Sequence[DiffRoarResult], path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in sorted(results, key=lambda r: -sum(r.diff)):
-        style = dict(color="black", linestyle="--") if r.method == "random" else dict(marker="o")
+        style = {"random": dict(color="black", linestyle="--"), "input": dict(color="grey", linestyle=":")}.get(r.method, dict(marker="o"))
         ax.plot(r.fractions, r.diff, label=r.method, **style)
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xlabel("fraction of pixels kept (k)")
@@ -213,17 +218,17 @@ def plot_diffroar(results: Sequence[DiffRoarResult], path) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """``gradkit explain --evaluate diffroar``: DiffROAR of every ``--methods`` entry (and the random
-    baseline) for the digits CNN; writes ``diffroar.md`` and ``diffroar.csv`` under ``--out``."""
+    """``gradkit explain --evaluate diffroar``: DiffROAR of every ``--methods`` entry and of the two
+    baselines (``input``, ``random``) for the digits CNN; writes ``diffroar.md`` and ``diffroar.csv`` under ``--out``."""
     from gradkit.datasets import digits
     from gradkit.models import DigitsCNN
 
+    baselines = ("input", "random")
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     for name in names:
-        if name != "random":
+        if name not in baselines:
             get_method(name)
-    if "random" not in names:
-        names.append("random")
+    names += [b for b in baselines if b not in names]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train, test = digits("train", image=True), digits("val", image=True)
