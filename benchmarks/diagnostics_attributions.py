@@ -37,8 +37,8 @@ def main() -> None:
     norm = {
         "NormGrad conv1": normgrad(model, x, y, layers=["conv1"]),
         "NormGrad conv2": normgrad(model, x, y, layers=["conv2"]),
-        "sum of both": normgrad(model, x, y),
-        "product of both": normgrad(model, x, y, combine="product"),
+        "product of both": normgrad(model, x, y),
+        "sum of both": normgrad(model, x, y, combine="sum"),
         "conv2 weight": normgrad(model, x, y, layers=["conv2"], variant="conv"),
     }
     plot_attributions(x, norm, ROOT / "docs" / "images" / "diag_normgrad.png", row_titles=titles)

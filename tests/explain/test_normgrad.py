@@ -62,12 +62,16 @@ def test_single_layer_at_input_resolution_and_multi_layer_aggregation(setting):
     one = normgrad(model, x, target, layers=["conv1"])
     assert one.shape == x.shape and torch.equal(one[:, 0], one[:, 1])
     torch.testing.assert_close(one[:, 0], maps["conv1"])  # same resolution: upsampling is the identity
-    both = normgrad(model, x, target, weights=[3.0, 1.0])
     up2 = F.interpolate(maps["conv2"].unsqueeze(1), size=(8, 8), mode="bilinear", align_corners=False)[:, 0]
-    peak = lambda m: m.flatten(1).amax(1).view(-1, 1, 1)
-    torch.testing.assert_close(both[:, 0], 0.75 * maps["conv1"] / peak(maps["conv1"]) + 0.25 * up2 / peak(up2))
-    product = normgrad(model, x, target, combine="product")
-    torch.testing.assert_close(product[:, 0], (maps["conv1"] / peak(maps["conv1"]) * up2 / peak(up2)).sqrt())
+
+    def scaled(m):
+        low, high = m.flatten(1).amin(1).view(-1, 1, 1), m.flatten(1).amax(1).view(-1, 1, 1)
+        return (m - low) / (high - low)
+
+    product = normgrad(model, x, target)  # the official aggregation: the product of min-max scaled maps
+    torch.testing.assert_close(product[:, 0], scaled(maps["conv1"]) * scaled(up2))
+    both = normgrad(model, x, target, combine="sum", weights=[3.0, 1.0])
+    torch.testing.assert_close(both[:, 0], 3 * scaled(maps["conv1"]) + scaled(up2))
 
 
 def test_bad_options(setting):
@@ -78,5 +82,7 @@ def test_bad_options(setting):
         normgrad(model, x, target, variant="diag")
     with pytest.raises(ValueError, match="weights"):
         normgrad(model, x, target, weights=[1.0])
+    with pytest.raises(ValueError, match="combine"):
+        normgrad(model, x, target, combine="mean")
     with pytest.raises(ValueError, match="Conv2d"):
         normgrad(nn.Sequential(nn.Flatten(), nn.Linear(128, 3)).double(), x, 0)

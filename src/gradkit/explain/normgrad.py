@@ -14,10 +14,12 @@ NormGrad keeps the locations apart and takes each term's Frobenius norm, ``||g_p
   with a bias the patch gets a constant 1 appended (the bias gradient ``g_p`` is part of the weight
   gradient), so the norm is ``||g_p|| sqrt(||x_p||^2 + 1)``.
 
-Several layers are combined as in the paper's aggregation: each map is upsampled (bilinear) to the
-input's size and scaled to a maximum of 1 per example, then combined by a weighted sum
-(``combine="sum"``) or a weighted geometric mean (``combine="product"``); ``weights`` default to equal
-(the paper weighs layers by hand-chosen or validated weights; the choice is left to the caller here).
+Several layers are combined as in the official code: each map is upsampled (bilinear) to the input's
+size, min-max scaled to [0, 1] per example, and the maps are multiplied (``combine="product"``, the
+default); ``combine="sum"`` adds them instead. ``weights`` (default 1 each) are exponents of the
+product or factors of the sum. The official code also offers a virtual 3x3 convolution on the
+layer's output; ``variant="conv"`` instead reads the layer's own (any-size) kernel, which is the
+paper's "gradient of the convolutional weights" for that layer.
 The map has one channel; it is returned expanded to the input's shape. The paper's meta-learned variant
 (one SGD step before the backward pass) is not implemented.
 """
@@ -115,7 +117,7 @@ def normgrad(
     *,
     layers: Sequence[str] | str | None = None,
     variant: str = "identity",
-    combine: str = "sum",
+    combine: str = "product",
     weights: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """NormGrad of one layer or several combined, shape of ``inputs`` (every channel the same map).
@@ -123,27 +125,28 @@ def normgrad(
     Args:
         layers: module names (default: every ``nn.Conv2d``).
         variant: ``"identity"`` (virtual identity layer after each layer) or ``"conv"`` (the layer's weight).
-        combine: ``"sum"`` or ``"product"`` of the per-example max-normalised maps of several layers.
-        weights: one non-negative weight per layer, normalised to sum to 1 (default equal).
+        combine: ``"product"`` or ``"sum"`` of the per-example min-max scaled maps of several layers.
+        weights: one non-negative weight per layer (default 1): exponents of the product, factors of the sum.
     """
     check_choice("combine", combine, ("sum", "product"))
     maps = normgrad_layer_maps(model, inputs, target, layers=layers, variant=variant)
     if weights is None:
-        w = [1.0 / len(maps)] * len(maps)
+        w = [1.0] * len(maps)
     else:
         w = [float(v) for v in weights]
-        if len(w) != len(maps) or any(not v >= 0 for v in w) or sum(w) <= 0:
-            raise ValueError(f"weights must be {len(maps)} non-negative numbers (one per layer) with a positive sum, got {weights!r}")
-        w = [v / sum(w) for v in w]
+        if len(w) != len(maps) or any(not v >= 0 for v in w):
+            raise ValueError(f"weights must be {len(maps)} non-negative numbers (one per layer), got {weights!r}")
     x = inputs
     n, size = x.shape[0], tuple(x.shape[2:])
-    up = {name: F.interpolate(m.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0] for name, m in maps.items()}
+    up = [F.interpolate(m.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0] for m in maps.values()]
     if len(up) == 1:
-        (single,) = up.values()
-        return single.unsqueeze(1).expand_as(x).contiguous()
-    total = torch.zeros((n,) + size, dtype=x.dtype, device=x.device) if combine == "sum" else torch.ones((n,) + size, dtype=x.dtype, device=x.device)
-    for weight, m in zip(w, up.values()):
-        peak = m.flatten(1).amax(1).clamp_min(torch.finfo(m.dtype).tiny).view(n, 1, 1)
-        m = m / peak
-        total = total + weight * m if combine == "sum" else total * m.clamp_min(0) ** weight
+        return up[0].unsqueeze(1).expand_as(x).contiguous()
+    total = None
+    for weight, m in zip(w, up):
+        flat = m.flatten(1)
+        low = flat.amin(1).view(n, 1, 1)
+        span = (flat.amax(1).view(n, 1, 1) - low).clamp_min(torch.finfo(m.dtype).tiny)
+        m = (m - low) / span
+        part = weight * m if combine == "sum" else m ** weight
+        total = part if total is None else (total + part if combine == "sum" else total * part)
     return total.unsqueeze(1).expand_as(x).contiguous()
