@@ -12,6 +12,9 @@ A weight whose per-sample gradients agree in sign counts ``n``; one on which the
 As in the official code, only the ``weight`` tensors of ``nn.Linear`` and ``nn.Conv*`` layers are read
 (``parameters="all"`` reads every parameter) and ``sign(0) = 0``. The gradients come from
 ``torch.func.vmap`` in chunks rather than one backward pass per sample; the metric is the same.
+Departure: batch norm cannot run in training mode inside ``vmap``, so models with batch norm are scored
+in eval mode (at initialisation its running statistics make it the identity), where the official code
+passes each sample alone through the network in training mode (normalising over that sample's positions).
 """
 from __future__ import annotations
 
