@@ -169,5 +169,5 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--evaluate", choices=("diffroar",), default=None,
                    help="instead of one picture: DiffROAR of each method and of the input and random baselines (retrain on inputs masked by each method's top/bottom features; "
-                        "6 trainings per method, about a minute per method on 2 CPU cores)")
+                        "6 trainings per method; seconds to minutes per method on 2 CPU cores)")
     p.set_defaults(func=_run)
