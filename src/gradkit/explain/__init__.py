@@ -22,6 +22,9 @@ from .methods import METHODS, get_method
 from .randomization import RandomizationResult, model_randomization, spearman
 from .saliency import saliency
 from .smoothgrad import smoothgrad
+from .moreaugrad import group_sparse_moreaugrad, moreaugrad, sparse_moreaugrad
+from .normgrad import normgrad, normgrad_layer_maps
+from .diffroar import DiffRoarResult, diffroar
 
 __all__ = [
     "saliency",
@@ -47,4 +50,11 @@ __all__ = [
     "spearman",
     "METHODS",
     "get_method",
+    "moreaugrad",
+    "sparse_moreaugrad",
+    "group_sparse_moreaugrad",
+    "normgrad",
+    "normgrad_layer_maps",
+    "diffroar",
+    "DiffRoarResult",
 ]

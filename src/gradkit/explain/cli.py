@@ -14,7 +14,8 @@ from pathlib import Path
 __all__ = ["register", "train_digits_cnn", "explain_digits"]
 
 TASKS = ("digits-cnn",)
-METHOD_NAMES = ("eg", "fullgrad", "ig", "igos", "inputxgrad", "saliency", "smoothgrad")
+METHOD_NAMES = ("eg", "fullgrad", "ig", "igos", "inputxgrad", "moreaugrad", "moreaugrad_group", "moreaugrad_sparse", "normgrad",
+                "saliency", "smoothgrad")
 MODEL_FILE = "digits_cnn.pt"  # the trained model, cached in the output directory
 MODEL_INFO = "digits_cnn.json"  # how it was trained: reused only when the settings match
 
@@ -136,6 +137,10 @@ def _cached_model(out: Path, settings: dict):
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "evaluate", None) == "diffroar":
+        from .diffroar import run_from_args
+
+        return run_from_args(args)
     from gradkit.bench.rundir import check_writable_dir
 
     # Everything that can be checked is checked before any training.
@@ -265,4 +270,8 @@ def register(sub) -> None:
     p.add_argument("--randomization", action="store_true",
                    help="also run the cascading model-randomisation sanity check (default: off)")
     p.add_argument("--seed", type=int, default=0, help="seed of training and of the random methods (default: 0)")
+    p.add_argument("--evaluate", choices=("diffroar",), default=None,
+                   help="instead of one picture: DiffROAR of each method and of the input and random baselines "
+                        "(retrain on inputs masked by each method's top/bottom features; 6 trainings per method, "
+                        "seconds to minutes per method on 2 CPU cores) (default: off)")
     p.set_defaults(func=_run)

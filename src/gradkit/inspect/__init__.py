@@ -19,6 +19,10 @@ from .plots import load_log, plot_density, plot_log, plot_quantity, plot_runs
 from .sharpness import SharpnessTracker, stability_threshold
 from .subspace import OverlapResult, gradient_subspace_overlap, subspace_overlap
 from .trace import TraceEstimate, hutchinson_trace, student_t_quantile
+from .coherence import CoherenceResult, coherence, coherence_from_gradients
+from .gradsign import gradsign, kendall_tau
+from .similarity import canonical_correlations, flatten_positions, linear_cka, svcca
+from .starvation import FeatureStrengths, feature_strengths
 
 __all__ = [
     "HessianOperator", "LinearOperator", "MatrixOperator", "as_operator", "hessian_vector_product",
@@ -31,4 +35,8 @@ __all__ = [
     "SharpnessTracker", "stability_threshold",
     "Inspector",
     "load_log", "plot_log", "plot_quantity", "plot_runs", "plot_density",
+    "coherence", "coherence_from_gradients", "CoherenceResult",
+    "gradsign", "kendall_tau",
+    "svcca", "linear_cka", "canonical_correlations", "flatten_positions",
+    "feature_strengths", "FeatureStrengths",
 ]
