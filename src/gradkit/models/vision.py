@@ -11,7 +11,7 @@ official "post-up-projection" block). Departure: no drop-path and float32 throug
 
 ``ViTClassifier`` is the paper's Transformer baseline at small scale (pre-norm blocks, learned position
 embedding resized bicubically to other grids, mean pooling); ``CNNClassifier`` a plain convolutional
-network with global max pooling.
+network on the patch grid with global max pooling.
 """
 from __future__ import annotations
 
@@ -148,17 +148,15 @@ class ViTClassifier(nn.Module):
 
 
 class CNNClassifier(nn.Module):
-    """``depth`` 3x3 conv-ReLU layers, a 2x max-pool after every second, global max pooling, linear head."""
+    """A patchifying convolution (kernel = stride = ``patch_size``), ``depth`` 3x3 conv-ReLU layers on the
+    patch grid, global max pooling, linear head."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, *, channels: int = 32, depth: int = 6):
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, *, channels: int = 32, depth: int = 3,
+                 patch_size: int = 4):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = in_channels
-        for i in range(depth):
-            layers += [nn.Conv2d(width, channels, 3, padding=1), nn.ReLU()]
-            width = channels
-            if i % 2 == 1:
-                layers.append(nn.MaxPool2d(2))
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, patch_size, stride=patch_size), nn.ReLU()]
+        for _ in range(depth):
+            layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(channels, num_classes)
 
