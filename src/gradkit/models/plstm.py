@@ -148,14 +148,18 @@ class PLSTM1D(_PLSTMBase):
         self.transition = _Gate(dim, num_heads, num_heads, 1.0)
         self.mark = _Gate(dim, num_heads, num_heads, -4.0)
 
+    def gates(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every gate at every position: ``{name: (B, L, num_heads)}``."""
+        return {"source": torch.sigmoid(self.source(x)), "transition": self._transition(self.transition(x)),
+                "mark": torch.sigmoid(self.mark(x)), "direct": torch.sigmoid(self.direct(x))}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (batch, length, {self.dim}), got {tuple(x.shape)}")
         b, length, _ = x.shape
         q, k, v = (t.permute(0, 2, 1, 3).reshape(b * self.num_heads, length, self.head_dim) for t in self._qkv(x))
-        gates = [torch.sigmoid(self.source(x)), self._transition(self.transition(x)), torch.sigmoid(self.mark(x)),
-                 torch.sigmoid(self.direct(x))]
-        gates = [g.permute(0, 2, 1).reshape(b * self.num_heads, length) for g in gates]
+        gates = self.gates(x)
+        gates = [gates[n].permute(0, 2, 1).reshape(b * self.num_heads, length) for n in ("source", "transition", "mark", "direct")]
         if self.form == "parallel":
             h = plstm1d_parallel(q, k, v, *gates, chunk_size=self.chunk_size)
         else:
@@ -227,8 +231,8 @@ class PLSTM2D(_PLSTMBase):
                 t_d = (1 - o) * tau
             elif self.normalization == "official":
                 t_d = 1 - t_r
-            else:
-                t_d = self._transition(self.transition_d(x))
+            else:  # no split: each outgoing edge takes a free Transition of its own
+                t_r, t_d = tau, self._transition(self.transition_d(x))
             out = dict(source_r=s_r, source_d=1 - s_r, t_rl=t_r, t_ru=t_r, t_dl=t_d, t_du=t_d, mark_l=mark, mark_u=mark)
         else:
             cross = self._transition(self.transition_cross(x))
