@@ -6,8 +6,9 @@ the arena's default, one seed per process, and saves each seed's accuracies (JSO
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/plstm_arrow.py train --seed 0 --out runs/plstm_arrow
     (seeds 1 and 2 likewise, e.g. as three processes at once)
 
-then the table (mean +- std over the seeds) and the figures (gradient-flow heat maps of the trained seed-0
-models at 2x, the decay of gradient flow with distance, accuracy at both sizes):
+then the table (mean +- std over the seeds, written to OUT/summary.md) and the figure
+docs/images/plstm_arrow_gradient_flow.png (gradient-flow heat maps of the trained seed-0 models at 2x and
+the decay of gradient flow with distance from the grid's centre):
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/plstm_arrow.py report --out runs/plstm_arrow
 """
@@ -28,6 +29,7 @@ import gradkit
 from gradkit.bench.tasks.arrow_pointing import ArrowPointing
 
 STEPS, BATCH, LR, WARMUP = 800, 32, 3e-3, 50
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
 def _cpu() -> str:
@@ -77,7 +79,7 @@ def report(out: Path) -> None:
 
     matplotlib.use("Agg")
     from gradkit.bench.tasks.arrow_pointing import arrow_pointing_images, build_arrow_models
-    from gradkit.inspect.gradient_flow import input_gradient_map, plot_gradient_flow
+    from gradkit.inspect.gradient_flow import distance_profile, input_gradient_map, plot_gradient_flow
 
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("seed*.json"))]
     if not runs:
@@ -106,9 +108,17 @@ def report(out: Path) -> None:
     models.eval()
     images, labels = arrow_pointing_images(64, 96, torch.Generator().manual_seed(7))
     named = {"pLSTM": models["plstm"], "ViT": models["vit"], "CNN": models["cnn"]}
+    # Heat maps: the gradient of the true class's logit; curves: the gradient of the patch features at the
+    # grid's centre, against distance from it (16 images; one vector-Jacobian product per feature).
     maps = {name: input_gradient_map(net, images, target=labels, patch_size=6) for name, net in named.items()}
-    plot_gradient_flow(maps, images[0, 0], out / "plstm_gradient_flow.png",
-                       title="trained at 48 px, |d logit(label) / d patch| at 96 px (seed 0; mean over 64 images)")
+    centre = (8, 8)
+    profiles = {name: distance_profile(input_gradient_map(net.features, images[:16], position=centre, patch_size=6), centre)
+                for name, net in named.items()}
+    profiles = {name: (d, v / v[1]) for name, (d, v) in profiles.items()}
+    path = FIGURES / "plstm_arrow_gradient_flow.png"
+    plot_gradient_flow(maps, images[0, 0], path, profiles=profiles, machine=runs[0]["machine"],
+                       title="trained at 48 px, seen at 96 px (seed 0): |d logit(true class) / d patch|, mean over 64 images")
+    print(f"wrote {path}")
 
 
 def main() -> None:

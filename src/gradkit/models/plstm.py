@@ -176,8 +176,9 @@ class PLSTM2D(_PLSTMBase):
         mode: "P" (directed propagation) or "D" (diffusive distribution); see the module docstring.
         orientations: corners to run from (bit 0 flips x, bit 1 flips y); default all four.
         chirality: D-mode's crossing Transition, "L" (``T_ru``: down-going state turns right) or "R".
-        gate_groups: input slices of the Source/Transition/Mark/orientation gates (default: one per gate
-            head, i.e. ``len(orientations) * num_heads``, as the paper's vision model).
+        gate_groups: input slices of the Source/Transition/Mark gates (default: one per gate head, i.e.
+            ``len(orientations) * num_heads`` as in the paper's vision model, or their greatest common
+            divisor with ``dim`` when ``dim`` has fewer features than that).
         form: "parallel" (log-depth gating matrix) or "recurrent" (node by node, the reference).
         chunk_size: parallel form only: None builds the gating matrix of the whole grid; a power of two
             builds it per chunk and runs a recurrence between chunks (less memory on large grids).
@@ -198,7 +199,7 @@ class PLSTM2D(_PLSTMBase):
             raise ValueError(f"orientations must be distinct values from 0, 1, 2, 3; got {orientations!r}")
         self.mode, self.orientations, self.chirality = mode, orientations, chirality
         heads = len(orientations) * num_heads
-        groups = heads if gate_groups is None else gate_groups
+        groups = math.gcd(heads, dim) if gate_groups is None else gate_groups
         if mode == "P":
             # A dense (not sliced) map, biases spread over [-2, 2] across heads, as in the official layer.
             self.orientation_bias = nn.Parameter(torch.linspace(-2.0, 2.0, num_heads).repeat(len(orientations)))

@@ -160,6 +160,10 @@ class CNNClassifier(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(channels, num_classes)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> the patch grid's features (B, H / p, W / p, channels)."""
+        return self.body(images).permute(0, 2, 3, 1)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(images).amax((2, 3)))
 
