@@ -117,6 +117,7 @@ def report(out: Path) -> None:
     profiles = {name: (d, v / v[1]) for name, (d, v) in profiles.items()}
     path = FIGURES / "plstm_arrow_gradient_flow.png"
     plot_gradient_flow(maps, images[0, 0], path, profiles=profiles, machine=runs[0]["machine"],
+                       ylabel=f"|d features{centre} / d patch|, relative to distance 1",
                        title="trained at 48 px, seen at 96 px (seed 0): |d logit(true class) / d patch|, mean over 64 images")
     print(f"wrote {path}")
 

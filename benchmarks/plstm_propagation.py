@@ -34,6 +34,7 @@ def held_gates(layer: PLSTM2D, generator: torch.Generator) -> None:
 
 def main() -> None:
     torch.set_num_threads(1)
+    torch.manual_seed(0)  # the layers' q, k, v and output weights
     maps, profiles = {}, {}
     origin = (SIDE - 1, SIDE - 1)
     for mode in ("P", "D"):
@@ -52,7 +53,7 @@ def main() -> None:
                platform.machine())
     machine = f"{cpu}, torch {torch.__version__}, 1 thread"
     out = Path(__file__).resolve().parents[1] / "docs" / "images" / "plstm_propagation.png"
-    plot_gradient_flow(maps, None, out, profiles=profiles, machine=machine,
+    plot_gradient_flow(maps, None, out, profiles=profiles, machine=machine, ylabel="relative to distance 1",
                        title=f"|d out(31, 31) / d x(p)|, one layer, random held gates, {SIDE}x{SIDE} grid (relative to distance 1 below)")
     print(f"wrote {out}")
 

@@ -153,13 +153,14 @@ def block_gradient_norms(model: nn.Module, inputs: torch.Tensor, objective: Call
 def plot_gradient_flow(maps: dict[str, torch.Tensor], image: torch.Tensor | None, path: str | Path, *,
                        profiles: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
                        origin: Sequence[int] | None = None, title: str | None = None,
-                       machine: str | None = None) -> Path:
+                       machine: str | None = None, ylabel: str = "gradient norm (mean over positions)") -> Path:
     """Heat maps of gradient flow (one per model, mean over the batch, log colour scale) next to an
     example input, and below them decay curves against distance.
 
     ``maps``: name -> (B, X, Y) from :func:`input_gradient_map`. ``profiles``: name -> (distances,
     values) for the curves; default: :func:`distance_profile` of each map around ``origin`` (default:
-    the grid's centre). ``machine`` is written under the figure.
+    the grid's centre); distances where the gradient is exactly zero are left out of the curve.
+    ``machine`` is written under the figure.
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
@@ -194,9 +195,10 @@ def plot_gradient_flow(maps: dict[str, torch.Tensor], image: torch.Tensor | None
         else:
             grid = maps[name].shape[-2:]
             d, v = distance_profile(maps[name], origin or (grid[0] // 2, grid[1] // 2))
-        curve_ax.semilogy(d.cpu(), v.cpu().clamp_min(1e-30), marker="o", ms=3, label=name)
+        keep = v > 0  # an exact zero (outside a receptive field) has no place on a log axis
+        curve_ax.semilogy(d[keep].cpu(), v[keep].cpu(), marker="o", ms=3, label=name)
     curve_ax.set_xlabel("distance (patches, Manhattan)")
-    curve_ax.set_ylabel("gradient norm (mean over positions)")
+    curve_ax.set_ylabel(ylabel)
     curve_ax.grid(True, which="both", alpha=0.3)
     curve_ax.legend()
     if title:
