@@ -25,7 +25,10 @@ def held_gates(layer: PLSTM2D, generator: torch.Generator) -> None:
     with torch.no_grad():
         for name, p in layer.named_parameters():
             if name.startswith("transition"):
-                p.copy_(torch.full_like(p, 0.9) if name.endswith("bias") else torch.randn(p.shape, generator=generator) * 0.2 / p.shape[-1] ** 0.5)
+                if name.endswith("bias"):
+                    p.fill_(0.9)
+                else:
+                    p.copy_(torch.randn(p.shape, generator=generator) * 0.2 / p.shape[-1] ** 0.5)
             elif name == "orientation_weight" or (name.startswith(("source", "mark")) and name.endswith("weight")):
                 p.copy_(torch.randn(p.shape, generator=generator))
         fixed = layer.gates(torch.randn(1, SIDE, SIDE, DIM, generator=generator))

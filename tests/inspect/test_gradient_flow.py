@@ -81,8 +81,10 @@ def _hold_random_gates(layer: nn.Module, context: torch.Tensor, generator: torch
     with torch.no_grad():
         for name, p in layer.named_parameters():
             if name.startswith("transition"):
-                fill = transition_bias if name.endswith("bias") else None
-                p.copy_(torch.full_like(p, fill) if fill is not None else torch.randn(p.shape, generator=generator) * 0.2 / p.shape[-1] ** 0.5)
+                if name.endswith("bias"):
+                    p.fill_(transition_bias)
+                else:
+                    p.copy_(torch.randn(p.shape, generator=generator) * 0.2 / p.shape[-1] ** 0.5)
             elif name == "orientation_weight" or (name.startswith(("source", "mark")) and name.endswith("weight")):
                 p.copy_(torch.randn(p.shape, generator=generator))
         fixed = layer.gates(context)

@@ -115,7 +115,8 @@ def distance_profile(grad_map: torch.Tensor, origin: Sequence[int], *, metric: s
         values = torch.zeros(int(distances.max()) + 1, dtype=torch.float64).index_add_(0, flat_d, flat_v)
         values = values[distances] / torch.bincount(flat_d)[distances]
     else:
-        values = torch.full((int(distances.max()) + 1,), -math.inf, dtype=torch.float64).scatter_reduce_(0, flat_d, flat_v, "amax")[distances]
+        values = torch.full((int(distances.max()) + 1,), -math.inf, dtype=torch.float64)
+        values = values.scatter_reduce_(0, flat_d, flat_v, "amax")[distances]
     return distances, values
 
 

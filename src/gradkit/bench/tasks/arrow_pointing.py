@@ -64,8 +64,9 @@ def arrow_pointing_images(n: int, size: int, generator: torch.Generator,
     """``n`` images (n, 1, size, size) in {0, 1} and labels (n,) in {0, 1} (1: the arrow points at the disk)."""
     g = geometry
     span = size - 2 * g.padding
-    if span <= 4 * g.min_dist_factor / 2 * g.max_radius:
-        raise ValueError(f"size {size} is too small for the geometry (needs > {2 * g.padding + 2 * g.min_dist_factor * g.max_radius:.0f} pixels)")
+    needed = 2 * g.min_dist_factor * g.max_radius  # room for the disk's minimum distance on both sides
+    if span <= needed:
+        raise ValueError(f"size {size} is too small for the geometry (needs > {2 * g.padding + needed:.0f} pixels)")
     u = lambda: torch.rand(n, generator=generator, dtype=torch.float64)  # noqa: E731 - one uniform per image
     label = u() < 0.5
     length = g.min_length + (g.max_length - g.min_length) * u()
