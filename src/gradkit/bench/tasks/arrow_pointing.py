@@ -133,6 +133,10 @@ class ArrowPointing(Task):
                "pLSTM, ViT and CNN side by side, metric pLSTM accuracy at 2x")
     metric = "accuracy_2x"
     higher_is_better = True
+    #: What a run of this task alone should use when the command line names no optimizer or seed count
+    #: (three models per run make the arena's default list of ten optimizers x 3 seeds ~30x too long).
+    default_optimizers = ("adamw",)
+    default_seeds = 1
     defaults = {"steps": 300, "eval_every": 300, "batch_size": 32, "image_size": 48, "patch_size": 6,
                 "dim": 32, "val_images": 256, "model": "all"}
 
