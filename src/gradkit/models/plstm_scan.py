@@ -16,20 +16,22 @@ D_t (q_t.k_t) v_t)``.
 
 Unrolled, the output is linear attention with a structured mask, ``h(p) = scale * sum_p' G[p, p']
 (q_p.k_p') v_p'``, where the gating matrix ``G`` sums, over every edge path from ``p'`` to ``p``, the
-product Mark x Transitions x Source. The parallel form builds ``G`` in logarithmic depth: the grid is cut
-into 1x1 blocks, each described by four maps (boundary inputs to boundary outputs ``T``, nodes to
-boundary outputs ``S``, boundary inputs to nodes ``M``, nodes to nodes ``G``), and neighbouring blocks
-are merged pairwise, alternately along x and y, until one block covers the grid (``log2(X) + log2(Y)``
-batched merges). This is the idea of the official ``plstm_2d`` module (combine Source, Transition and
-Mark matrices of ever larger cells with einsum and concatenation); the block algebra here is written
-from the equations above, not from that code. Grid sides are padded to powers of two at the far end,
-which cannot change any real output because information only flows towards larger x and y.
+product Mark x Transitions x Source. The parallel form works in logarithmic depth: the grid is cut into
+1x1 blocks, each described by maps between its border inputs, border outputs and nodes, and neighbouring
+blocks are merged pairwise, alternately along x and y (``log2(X) + log2(Y)`` batched merges). At each
+merge the second block's nodes read from the first block's nodes through the merged nodes-to-nodes
+entries (masked linear attention, block pair by block pair), so ``G`` is never stored whole;
+:func:`gating_matrix_2d` builds it for inspection. With ``chunk_size`` the merges stop at chunks and a
+recurrence over chunks carries the states across chunk borders. This is the idea of the official
+``plstm_2d`` module (combine Source, Transition and Mark matrices of ever larger cells with einsum and
+concatenation); the block algebra here is written from the equations above, not from that code. Grid
+sides are padded at the far end (to powers of two, or to chunk multiples), which cannot change any real
+output because information only flows towards larger x and y.
 
 Departures from the official code: only scalar gates (the official code also allows matrix-valued
-transitions, ``JT > 1``, kept bounded by orthogonalisation); the parallel 2D form always covers the whole
-grid in one chunk (the official code can also run a recurrence between chunks, which costs less memory on
-large grids: here ``G`` holds ``(X*Y)**2`` numbers per sequence and head); the 1D parallel form is
-chunkwise (``chunk_size``) with a recurrence between chunks, as the official ``pLSTM1D`` is.
+transitions, ``JT > 1``, kept bounded by orthogonalisation); no hand-written backward pass (autograd runs
+through the merges). The 1D parallel form is chunkwise (``chunk_size``) with a recurrence between
+chunks, as the official ``pLSTM1D`` is.
 """
 from __future__ import annotations
 
