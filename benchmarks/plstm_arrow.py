@@ -74,7 +74,7 @@ def train(seed: int, out: Path, steps: int) -> None:
     print(json.dumps(result["val"], indent=1))
 
 
-def report(out: Path) -> None:
+def report(out: Path, figure: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,10 +117,11 @@ def report(out: Path) -> None:
     profiles = {name: distance_profile(input_gradient_map(net.features, images[:16], position=centre, patch_size=6), centre)
                 for name, net in named.items()}
     profiles = {name: (d, v / v[1]) for name, (d, v) in profiles.items()}
-    path = FIGURES / "plstm_arrow_gradient_flow.png"
+    path = figure
     plot_gradient_flow(maps, images[0, 0], path, profiles=profiles, machine=runs[0]["machine"],
                        ylabel=f"|d features{centre} / d patch|, relative to distance 1",
-                       title="trained at 48 px, seen at 96 px (seed 0): |d logit(true class) / d patch|, mean over 64 images")
+                       title=f"trained at 48 px for {runs[0]['steps']} steps, seen at 96 px (seed 0): "
+                             "|d logit(true class) / d patch|, mean over 64 images")
     print(f"wrote {path}")
 
     # The gradient of the loss reaching each block's output, over depth (same 64 images at 2x).
@@ -139,12 +140,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--out", type=Path, default=Path("runs/plstm_arrow"))
+    parser.add_argument("--figure", type=Path, default=FIGURES / "plstm_arrow_gradient_flow.png",
+                        help="report: where the gradient-flow figure goes")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.command == "train":
         train(args.seed, args.out, args.steps)
     else:
-        report(args.out)
+        report(args.out, args.figure)
     print(f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
