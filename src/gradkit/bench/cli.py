@@ -58,6 +58,20 @@ def _default_run_name(tasks: list[str]) -> str:
     return "default" if tasks == list(DEFAULT_TASKS) else "-".join(t.split(":")[0] for t in tasks)
 
 
+def _task_defaults(tasks: list[str]) -> tuple[list[str] | None, int | None]:
+    """The optimizers and seed count a task declares for a run with none named (``default_optimizers``,
+    ``default_seeds``: tasks that train several models per run), when every task given declares them."""
+    from gradkit.spec import parse_spec
+
+    from .tasks import get_task
+
+    classes = [get_task(parse_spec(t).name) for t in tasks]
+    optimizers = [getattr(c, "default_optimizers", None) for c in classes]
+    seeds = [getattr(c, "default_seeds", None) for c in classes]
+    chosen = list(dict.fromkeys(o for group in optimizers for o in group)) if all(optimizers) else None
+    return chosen, (max(seeds) if all(seeds) else None)
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     from .rundir import check_writable_dir, claim_run_dir, refuse_existing_run, valid_run_name
 
@@ -70,7 +84,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         return 0
     # Everything that can be checked is checked before the first step of training.
     args.tasks = args.tasks or list(DEFAULT_TASKS)
-    args.opts = args.opts or list(DEFAULT_OPTIMIZERS)
+    task_optimizers, task_seeds = _task_defaults(args.tasks)
+    args.opts = args.opts or task_optimizers or list(DEFAULT_OPTIMIZERS)
+    if args.seeds is None:
+        args.seeds = task_seeds or DEFAULT_SEEDS
     if args.name is not None:
         valid_run_name(args.name)
     elif args.overwrite:
@@ -204,13 +221,15 @@ def register(sub) -> None:
     p.add_argument("--task", dest="tasks", action="append", metavar="SPEC",
                    help=f"task (repeatable; default: {', '.join(DEFAULT_TASKS)}); see --list-tasks")
     p.add_argument("--opt", dest="opts", action="append", metavar="SPEC",
-                   help=f"optimizer (repeatable; 'all' = every gradkit optimizer; default: {' '.join(DEFAULT_OPTIMIZERS)})")
+                   help=f"optimizer (repeatable; 'all' = every gradkit optimizer; default: {' '.join(DEFAULT_OPTIMIZERS)}, "
+                        "or the task's own list, e.g. adamw for arrow-pointing)")
     p.add_argument("--aggregator", dest="aggregators", action="append", metavar="SPEC",
                    help="gradient aggregator for multi-task tasks (repeatable; default: the task's list)")
     p.add_argument("--sweep", action="append", metavar="KEY=V1,V2,...",
                    help="hyperparameter grid; each optimizer's best point is chosen on validation "
                         "(repeatable; default: no sweep)")
-    p.add_argument("--seeds", type=_positive_int, default=DEFAULT_SEEDS, help=f"seeds per optimizer (default: {DEFAULT_SEEDS})")
+    p.add_argument("--seeds", type=_positive_int, default=None,
+                   help=f"seeds per optimizer (default: {DEFAULT_SEEDS}, or the task's own, e.g. 1 for arrow-pointing)")
     p.add_argument("--steps", type=_positive_int, help="override every task's number of steps (default: each task's own)")
     p.add_argument("--eval-every", type=_positive_int, help="override every task's evaluation interval (default: each task's own)")
     p.add_argument("--batch-size", type=_positive_int, help="override every task's batch size (default: each task's own)")

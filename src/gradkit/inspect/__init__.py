@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .density import SpectralDensity, spectral_density
 from .eigen import EigenResult, LanczosResult, lanczos, top_eigenpairs
+from .gradient_flow import block_gradient_norms, distance_profile, input_gradient_map, plot_gradient_flow
 from .hessian import HessianOperator, LinearOperator, MatrixOperator, as_operator, hessian_vector_product
 from .inspector import Inspector
 from .layers import WeightSnapshot, gradient_norms, scale_invariant_parameters, weight_norms
@@ -34,6 +35,7 @@ __all__ = [
     "gradient_norms", "weight_norms", "WeightSnapshot", "scale_invariant_parameters",
     "SharpnessTracker", "stability_threshold",
     "Inspector",
+    "input_gradient_map", "distance_profile", "block_gradient_norms", "plot_gradient_flow",
     "load_log", "plot_log", "plot_quantity", "plot_runs", "plot_density",
     "coherence", "coherence_from_gradients", "CoherenceResult",
     "gradsign", "kendall_tau",

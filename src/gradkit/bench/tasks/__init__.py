@@ -5,6 +5,6 @@ from .base import Task
 from .registry import get_task, list_tasks, make_task, register_task
 
 # Imported for their registration side effect.
-from . import digits_mlp, digits_cnn, stdlib_lm, multitask_digits, quadratic, rosenbrock  # noqa: E402,F401
+from . import digits_mlp, digits_cnn, stdlib_lm, multitask_digits, quadratic, rosenbrock, arrow_pointing  # noqa: E402,F401
 
 __all__ = ["Task", "register_task", "get_task", "make_task", "list_tasks"]

@@ -113,3 +113,10 @@ class TinyLM(nn.Module):
         idx = start[:, None] + torch.arange(context + 1)
         window = data[idx].long()
         return window[:, :-1], window[:, 1:]
+
+
+# pLSTM and the vision models built on it live in their own modules; re-exported here.
+from .plstm import PLSTM1D, PLSTM2D  # noqa: E402
+from .vision import CNNClassifier, PLSTMVision, ViTClassifier  # noqa: E402
+
+__all__ += ["PLSTM1D", "PLSTM2D", "PLSTMVision", "ViTClassifier", "CNNClassifier"]
