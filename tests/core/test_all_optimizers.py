@@ -9,6 +9,10 @@ from gradkit.registry import get_optimizer, list_entries
 
 from support import data, tiny_mlp, train
 
+# These tests build the low-rank optimizers from unnamed parameters on purpose; the routing warning that
+# gives is tested in tests/integrations/test_param_groups.py.
+pytestmark = pytest.mark.filterwarnings("ignore::gradkit.grouping.RoutingWarning")
+
 NAMES = [e.name for e in list_entries("optimizer")]
 
 

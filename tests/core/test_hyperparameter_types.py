@@ -9,6 +9,10 @@ from gradkit.registry import get_optimizer
 from .helpers import tiny_mlp
 from .reliability import NAMES
 
+# These tests build the low-rank optimizers from unnamed parameters on purpose; the routing warning that
+# gives is tested in tests/integrations/test_param_groups.py.
+pytestmark = pytest.mark.filterwarnings("ignore::gradkit.grouping.RoutingWarning")
+
 
 def _numeric_arguments():
     for name in NAMES:

@@ -23,6 +23,10 @@ from gradkit.registry import get_optimizer
 
 from dist_harness import run_on_ranks, run_once
 
+# These tests build the low-rank optimizers from unnamed parameters on purpose; the routing warning that
+# gives is tested in tests/integrations/test_param_groups.py.
+pytestmark = pytest.mark.filterwarnings("ignore::gradkit.grouping.RoutingWarning")
+
 TOL = 1e-5
 STEPS = 30
 GLOBAL_BATCH = 16
