@@ -6,7 +6,7 @@ group-level state, counters) without touching the optimizer, or raises one ``Val
 ``param_groups[0]['lr']``, ``gradkit['skipped_steps']``). What is checked:
 
 - structure: a dict with ``state``, ``param_groups`` and the ``gradkit`` entry; the recipe and the chain's
-  signature match; as many groups and params per group; param ids are unique ints;
+  signature match; as many groups and params per group; param ids are unique (ints, or names under DCP);
 - hyperparameters: each group keeps every key of the optimizer's defaults and passes the same validators
   as construction (types and ranges);
 - per-parameter state, against what the chain's ``init`` builds for that param (run on the meta device,
@@ -20,6 +20,16 @@ group-level state, counters) without touching the optimizer, or raises one ``Val
 - the ``gradkit`` entry: ``format`` 1, ``skipped_steps`` an int >= 0, ``group_states`` a list of one dict
   per group keyed by the chain's namespaces, holding only numbers, strings, tensors and containers of
   them, with the types ``init`` gives, or else the optimizer holds now, where there is one.
+
+Two other forms are accepted, and turned into the one above before any check:
+
+- no top-level ``gradkit`` entry, but one in every param group (``param_groups[i]['gradkit']``, written
+  by ``state_dict()`` as :func:`group_meta`): what ``torch.distributed.checkpoint`` and
+  ``ZeroRedundancyOptimizer`` hand back, since they rebuild a state_dict from ``state`` and
+  ``param_groups`` only. Param ids may then be names (DCP uses the params' qualified names); they are
+  matched to params by position, as torch.optim matches them.
+- a ``torch.optim.Adam``, ``AdamW`` or ``SGD`` state_dict loaded into gradkit's optimizer of the same
+  name (:func:`from_torch_optim`).
 """
 from __future__ import annotations
 
@@ -32,12 +42,12 @@ from torch import Tensor
 from gradkit.core.context import StepContext
 from gradkit.core.state import as_kind
 
-__all__ = ["LoadedState", "check_state_dict", "expected_state", "META_KEY", "FORMAT"]
+__all__ = ["LoadedState", "check_state_dict", "expected_state", "from_torch_optim", "group_meta", "META_KEY", "FORMAT"]
 
 META_KEY = "gradkit"
 FORMAT = 1
 _META_FIELDS = ("format", "recipe", "transform", "group_states", "skipped_steps")
-_GROUP_ONLY = ("params", "param_names")
+_GROUP_ONLY = ("params", "param_names", META_KEY)
 _LEAVES = (int, float, bool, str, type(None), Tensor, torch.dtype)
 
 
@@ -56,21 +66,120 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def group_meta(meta: dict, group_state: dict) -> dict:
+    """What a saved param group carries of the gradkit entry: everything but the other groups' state."""
+    return {"format": meta["format"], "recipe": meta["recipe"], "transform": meta["transform"],
+            "group_state": group_state, "skipped_steps": meta["skipped_steps"]}
+
+
 def check_state_dict(optimizer, state_dict: Any) -> LoadedState:
     """What ``optimizer`` holds after loading ``state_dict``; raises before building anything bad."""
     if not isinstance(state_dict, dict):
         raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-    if META_KEY not in state_dict:
-        raise ValueError("state_dict has no 'gradkit' entry: it was not saved by a gradkit optimizer")
     for key in ("state", "param_groups"):
         if key not in state_dict:
             raise ValueError(f"state_dict has no {key!r} entry")
-    meta = _check_meta(optimizer, state_dict[META_KEY])
+    if META_KEY in state_dict:
+        meta = state_dict[META_KEY]
+    elif _groups_carry_meta(state_dict["param_groups"]):
+        meta = _meta_from_groups(state_dict["param_groups"])
+    elif type(optimizer).__qualname__ in _TORCH_STATE_KEYS:
+        state_dict = from_torch_optim(optimizer, state_dict)
+        meta = state_dict[META_KEY]
+    else:
+        raise ValueError("state_dict has no 'gradkit' entry (at the top or in its param groups): it was not saved "
+                         "by a gradkit optimizer (torch.optim state_dicts load only into gradkit's "
+                         f"{', '.join(_TORCH_STATE_KEYS)})")
+    meta = _check_meta(optimizer, meta)
     groups, id_map = _check_groups(optimizer, state_dict["param_groups"])
     expected, init_group_states = expected_state(optimizer, groups)
     state = _check_state(optimizer, state_dict["state"], id_map, expected)
     group_states = _check_group_states(optimizer, meta["group_states"], init_group_states)
     return LoadedState(groups, state, group_states, meta["skipped_steps"])
+
+
+def _groups_carry_meta(groups: Any) -> bool:
+    return isinstance(groups, (list, tuple)) and bool(groups) and all(
+        isinstance(g, dict) and META_KEY in g for g in groups)
+
+
+def _meta_from_groups(groups: list) -> dict:
+    """The top-level gradkit entry, rebuilt from the share each param group carries."""
+    first = groups[0][META_KEY]
+    states = []
+    for i, group in enumerate(groups):
+        share, path = group[META_KEY], f"param_groups[{i}]['gradkit']"
+        if not isinstance(share, dict):
+            _fail(TypeError, path, f"must be a dict, got {type(share).__name__}")
+        for field in ("format", "recipe", "transform", "group_state", "skipped_steps"):
+            if field not in share:
+                _fail(ValueError, path, f"has no {field!r} field")
+            if field != "group_state" and share[field] != first[field]:
+                _fail(ValueError, f"{path}[{field!r}]", f"is {share[field]!r}, but param group 0 says {first[field]!r}")
+        states.append(share["group_state"])
+    return {"format": first["format"], "recipe": first["recipe"], "transform": first["transform"],
+            "group_states": states, "skipped_steps": first["skipped_steps"]}
+
+
+# -- torch.optim state_dicts ----------------------------------------------------------------------------
+# torch.optim's per-param state keys and gradkit's (namespaced by the transform that keeps them)
+_ADAM_KEYS = {"exp_avg": "adam.exp_avg", "exp_avg_sq": "adam.exp_avg_sq", "max_exp_avg_sq": "adam.max_exp_avg_sq"}
+_TORCH_STATE_KEYS = {"Adam": _ADAM_KEYS, "AdamW": _ADAM_KEYS, "SGD": {"momentum_buffer": "momentum.momentum_buffer"}}
+# how torch.optim runs a step (kernels, graph capture), not what it computes
+_TORCH_IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def from_torch_optim(optimizer, state_dict: dict) -> dict:
+    """A ``torch.optim.Adam``/``AdamW``/``SGD`` state_dict in gradkit's form, for the gradkit optimizer
+    of the same name: state keys take the namespace of the transform that keeps them
+    (``exp_avg`` -> ``adam.exp_avg``, ``momentum_buffer`` -> ``momentum.momentum_buffer``), the step
+    tensor becomes an int, the param groups lose torch.optim's implementation switches (``foreach``,
+    ``fused``, ``capturable``, ``differentiable``). torch.optim's SGD counts no steps; a param with a
+    momentum buffer has been stepped, so it resumes at step 1 (the count only tells the first step,
+    which initialises the buffer, from the others). The result is then checked like any state_dict."""
+    recipe = type(optimizer).__qualname__
+    keys = _TORCH_STATE_KEYS.get(recipe)
+    if keys is None:
+        raise ValueError(f"a torch.optim state_dict loads into gradkit's {', '.join(_TORCH_STATE_KEYS)}, not {recipe}")
+    saved_state, saved_groups = state_dict["state"], state_dict["param_groups"]
+    if not isinstance(saved_state, dict):
+        _fail(TypeError, "['state']", f"must be a dict from param id to dict, got {type(saved_state).__name__}")
+    if not isinstance(saved_groups, (list, tuple)) or not all(isinstance(g, dict) for g in saved_groups):
+        _fail(TypeError, "['param_groups']", "must be a list of dicts")
+    state = {}
+    for pid, entry in saved_state.items():
+        path = f"state[{pid!r}]"
+        if not isinstance(entry, dict):
+            _fail(TypeError, path, f"must be a dict, got {type(entry).__name__}")
+        new: dict[str, Any] = {}
+        for key, value in entry.items():
+            if value is None:
+                continue  # torch's SGD without momentum keeps momentum_buffer=None
+            if key == "step":
+                continue
+            if key not in keys:
+                _fail(ValueError, f"{path}[{key!r}]", f"is not a state key of torch.optim.{recipe} "
+                                                     f"(known: step, {', '.join(keys)})")
+            new[keys[key]] = value
+        if new or "step" in entry:
+            new["step"] = _torch_step(f"{path}['step']", entry.get("step"), bool(new))
+        state[pid] = new
+    groups = [{k: v for k, v in g.items() if k not in _TORCH_IMPLEMENTATION_KEYS} for g in saved_groups]
+    meta = {"format": FORMAT, "recipe": recipe, "transform": optimizer.transform.signature(),
+            "group_states": [{} for _ in groups], "skipped_steps": 0}
+    return {"state": state, "param_groups": groups, META_KEY: meta}
+
+
+def _torch_step(path: str, step: Any, stepped: bool) -> Any:
+    if step is None:
+        return 1 if stepped else 0
+    if isinstance(step, Tensor):
+        if step.numel() != 1 or step.is_complex():
+            _fail(ValueError, path, f"must be a one-element step count, got shape {tuple(step.shape)} {step.dtype}")
+        step = step.item()
+    if isinstance(step, float) and step.is_integer():
+        step = int(step)
+    return step  # anything else is refused with the path by the common check
 
 
 # -- the gradkit entry ------------------------------------------------------------------------------
@@ -111,8 +220,8 @@ def _check_groups(optimizer, saved_groups: Any) -> tuple[list[dict], dict[Any, T
         if not isinstance(saved, dict):
             _fail(TypeError, path, f"must be a dict, got {type(saved).__name__}")
         ids = saved.get("params")
-        if not isinstance(ids, (list, tuple)) or not all(_is_int(pid) for pid in ids):
-            _fail(TypeError, f"{path}['params']", f"must be a list of int param ids, got {ids!r}")
+        if not isinstance(ids, (list, tuple)) or not (all(map(_is_int, ids)) or all(isinstance(pid, str) for pid in ids)):
+            _fail(TypeError, f"{path}['params']", f"must be a list of int param ids (or of param names), got {ids!r}")
         if len(ids) != len(group["params"]):
             raise ValueError(f"param group {i} has {len(group['params'])} params, the state_dict's has {len(ids)}")
         for pid, p in zip(ids, group["params"]):
