@@ -146,10 +146,11 @@ def corruption(draw, sd):
 
 def _loaded_as_given(opt, given) -> bool:
     """The optimizer holds exactly what ``given`` says (floating state cast to the compute dtype)."""
+    not_hyper = ("params", "param_names", "gradkit")  # a saved group's "gradkit" entry is that group's gradkit state
     for group, saved in zip(opt.param_groups, given["param_groups"]):
-        if {k for k in group if k not in ("params", "param_names")} != {k for k in saved if k not in ("params", "param_names")}:
+        if {k for k in group if k not in not_hyper} != {k for k in saved if k not in not_hyper}:
             return False
-        if not all(same(snapshot_value(group[k]), snapshot_value(saved[k])) for k in saved if k not in ("params", "param_names")):
+        if not all(same(snapshot_value(group[k]), snapshot_value(saved[k])) for k in saved if k not in not_hyper):
             return False
         for p, pid in zip(group["params"], saved["params"]):
             have, want = opt.state.get(p, {}), given["state"].get(pid, {})
