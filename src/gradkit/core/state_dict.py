@@ -67,9 +67,45 @@ def _is_int(x: Any) -> bool:
 
 
 def group_meta(meta: dict, group_state: dict) -> dict:
-    """What a saved param group carries of the gradkit entry: everything but the other groups' state."""
+    """What a saved param group carries of the gradkit entry: everything but the other groups' state.
+
+    ``group_dicts`` lists the path of every dict in the group state, because DCP's flattening keeps
+    only leaves: an empty dict (a low-rank transform's ``inner`` state before it holds anything) would
+    not come back, and the transform that reads it would fail."""
     return {"format": meta["format"], "recipe": meta["recipe"], "transform": meta["transform"],
-            "group_state": group_state, "skipped_steps": meta["skipped_steps"]}
+            "group_state": group_state, "group_dicts": _dict_paths(group_state), "skipped_steps": meta["skipped_steps"]}
+
+
+def _dict_paths(tree: dict, prefix: tuple = ()) -> list[list]:
+    paths = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            paths.append([*prefix, key])
+            paths.extend(_dict_paths(value, (*prefix, key)))
+    return paths
+
+
+def _with_dicts(path: str, tree: Any, paths: Any) -> Any:
+    """``tree`` (copied) with an empty dict at each of ``paths`` where flattening lost it."""
+    if not isinstance(tree, dict):
+        _fail(TypeError, f"{path}['group_state']", f"must be a dict, got {type(tree).__name__}")
+    if not isinstance(paths, (list, tuple)) or not all(
+            isinstance(p, (list, tuple)) and all(isinstance(k, (str, int)) for k in p) for p in paths):
+        _fail(TypeError, f"{path}['group_dicts']", f"must be a list of key paths, got {paths!r}")
+    tree = dict(tree)
+    for keys in paths:
+        node = tree
+        for key in keys:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            elif isinstance(child, dict):
+                child = node[key] = dict(child)  # copy on the way down: the caller's dict stays as given
+            else:
+                _fail(TypeError, f"{path}['group_state']{''.join(f'[{k!r}]' for k in keys)}",
+                      f"must be a dict, got {type(child).__name__}")
+            node = child
+    return tree
 
 
 def check_state_dict(optimizer, state_dict: Any) -> LoadedState:
@@ -111,12 +147,13 @@ def _meta_from_groups(groups: list) -> dict:
         share, path = group[META_KEY], f"param_groups[{i}]['gradkit']"
         if not isinstance(share, dict):
             _fail(TypeError, path, f"must be a dict, got {type(share).__name__}")
-        for field in ("format", "recipe", "transform", "group_state", "skipped_steps"):
+        for field in ("format", "recipe", "transform", "skipped_steps"):
             if field not in share:
                 _fail(ValueError, path, f"has no {field!r} field")
-            if field != "group_state" and share[field] != first[field]:
+            if share[field] != first[field]:
                 _fail(ValueError, f"{path}[{field!r}]", f"is {share[field]!r}, but param group 0 says {first[field]!r}")
-        states.append(share["group_state"])
+        # DCP's flattening drops empty dicts: an empty group state comes back as no entry at all
+        states.append(_with_dicts(path, share.get("group_state", {}), share.get("group_dicts", [])))
     return {"format": first["format"], "recipe": first["recipe"], "transform": first["transform"],
             "group_states": states, "skipped_steps": first["skipped_steps"]}
 
