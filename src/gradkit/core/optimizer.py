@@ -34,7 +34,7 @@ from gradkit.core.accounting import state_bytes
 from gradkit.core.context import StepContext
 from gradkit.core.fused import FusedGroup, FusedStep
 from gradkit.core.prediction import predicted_weights
-from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, expected_state, group_meta
+from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, dtype_as_text, expected_state, group_meta
 from gradkit.core.transform import Chain, GradientTransform
 from gradkit.core.hyper import is_number
 
@@ -374,6 +374,7 @@ class Optimizer(torch.optim.Optimizer):
             "skipped_steps": self.skipped_steps,
         }
         for group, group_state in zip(sd["param_groups"], self.group_states):
+            group.update({k: dtype_as_text(v) for k, v in group.items()})
             group[META_KEY] = group_meta(sd[META_KEY], group_state)
         for hook in post.values():
             result = hook(self, sd)

@@ -42,7 +42,7 @@ from torch import Tensor
 from gradkit.core.context import StepContext
 from gradkit.core.state import as_kind
 
-__all__ = ["LoadedState", "check_state_dict", "expected_state", "from_torch_optim", "group_meta", "META_KEY", "FORMAT"]
+__all__ = ["LoadedState", "check_state_dict", "expected_state", "dtype_as_text", "from_torch_optim", "group_meta", "META_KEY", "FORMAT"]
 
 META_KEY = "gradkit"
 FORMAT = 1
@@ -137,6 +137,18 @@ def check_state_dict(optimizer, state_dict: Any) -> LoadedState:
 def _groups_carry_meta(groups: Any) -> bool:
     return isinstance(groups, (list, tuple)) and bool(groups) and all(
         isinstance(g, dict) and META_KEY in g for g in groups)
+
+
+def dtype_as_text(value: Any) -> Any:
+    """A ``torch.dtype`` hyperparameter (Muon's ``ns_dtype``) as the text ``"torch.float32"``: DCP's
+    ``full_state_dict`` refuses dtype values. :func:`dtype_from_text` reads it back on load."""
+    return str(value) if isinstance(value, torch.dtype) else value
+
+
+def dtype_from_text(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("torch.") and isinstance(getattr(torch, value[6:], None), torch.dtype):
+        return getattr(torch, value[6:])
+    return value
 
 
 def _meta_from_groups(groups: list) -> dict:
@@ -268,7 +280,7 @@ def _check_groups(optimizer, saved_groups: Any) -> tuple[list[dict], dict[Any, T
         for key in optimizer.defaults:
             if key not in saved:
                 _fail(ValueError, path, f"has no {key!r} (a hyperparameter of this optimizer)")
-        new = copy.deepcopy({k: v for k, v in saved.items() if k not in _GROUP_ONLY})
+        new = copy.deepcopy({k: dtype_from_text(v) for k, v in saved.items() if k not in _GROUP_ONLY})
         new["params"] = group["params"]
         if "param_names" in group:
             new["param_names"] = group["param_names"]
@@ -321,12 +333,14 @@ def _check_state(optimizer, saved_state: Any, id_map: dict, expected: dict) -> d
         for key in entry:
             if key != "step" and key not in layout:
                 _fail(ValueError, f"{path}[{key!r}]", "is not produced by this optimizer's transforms (of this param)")
-        for key in layout:
-            if key not in entry:
+        for key, want in layout.items():
+            if key not in entry and not isinstance(want, list):
                 _fail(ValueError, path, f"has no {key!r}, which this optimizer's transforms keep for this param")
         loaded = {"step": step}
         for key, want in layout.items():
-            loaded[key] = _check_value(optimizer, f"{path}[{key!r}]", entry[key], want, p, optimizer.transform.kind_of(key))
+            # an empty list (FRUGAL's block state of an inactive block) is lost by DCP's flattening, which keeps leaves only
+            value = entry.get(key, [])
+            loaded[key] = _check_value(optimizer, f"{path}[{key!r}]", value, want, p, optimizer.transform.kind_of(key))
         new_state[p] = loaded
     return new_state
 
