@@ -97,7 +97,34 @@ def _round_trips(rank, world_size, root):
             for model, opt in ((a, opt_a), (b, opt_b), (c, opt_c)):
                 _train(model, opt, 4, x, y)
             results.append((name, str(kwargs), full, same_meta, _gap(b, a), _gap(c, a)))
-    return results
+    return results, _zero_round_trips()
+
+
+def _zero_round_trips():
+    """ZeroRedundancyOptimizer on this one rank: its consolidated state_dict round-trip, or its refusal."""
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    from gradkit.registry import get_optimizer, list_entries
+
+    x, y = _data()
+    out = {}
+    for entry in list_entries("optimizer"):
+        cls = type(get_optimizer(entry.name)(_model().parameters()))
+        a = _model()
+        try:
+            zero_a = ZeroRedundancyOptimizer(a.parameters(), optimizer_class=cls)
+        except AssertionError as error:
+            out[entry.name] = str(error)
+            continue
+        _train(a, zero_a, 3, x, y)
+        zero_a.consolidate_state_dict(0)
+        sd = copy.deepcopy(zero_a.state_dict())  # torch's state_dict shares the live state tensors
+        b = copy.deepcopy(a)
+        zero_b = ZeroRedundancyOptimizer(b.parameters(), optimizer_class=cls)
+        zero_b.load_state_dict(sd)
+        _train(a, zero_a, 3, x, y)
+        _train(b, zero_b, 3, x, y)
+        out[entry.name] = _gap(b, a)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +134,7 @@ def round_trips(tmp_path_factory):
 
 
 def test_every_optimizer_round_trips_through_dcp(round_trips):
+    round_trips = round_trips[0]
     assert len(round_trips) == 2 * len(_cases())
     bad = [r for r in round_trips if not (r[3] and r[4] == 0.0 and r[5] == 0.0)]
     assert not bad, f"(name, kwargs, full_state_dict, group state kept, gap after get/set, gap after save/load): {bad}"
@@ -170,3 +198,16 @@ def test_a_two_rank_fsdp2_checkpoint_continues_in_one_process(tmp_path):
         assert steps == {15}, name
         gaps = [float((p - q).norm() / q.norm()) for p, q in zip(params, written[name])]
         assert max(gaps) <= RESHARD_TOL, (name, gaps)
+
+
+# the optimizers that split their params into groups at construction, which ZeroRedundancyOptimizer refuses
+SPLITS_GROUPS = {"dct", "fira", "frugal", "galore", "muon", "snsm", "svdfree"}
+
+
+def test_zero_redundancy_optimizer_round_trips_or_refuses(round_trips):
+    zero = round_trips[1]
+    refused = {name for name, result in zero.items() if isinstance(result, str)}
+    assert refused == SPLITS_GROUPS
+    assert all("Mismatch between number of source and destination parameter groups" in zero[name] for name in refused)
+    gaps = {name: gap for name, gap in zero.items() if name not in refused}
+    assert all(gap == 0.0 for gap in gaps.values()), gaps
