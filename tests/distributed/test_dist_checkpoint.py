@@ -4,8 +4,8 @@ has a hard timeout).
 - One rank: ``get_optimizer_state_dict``/``set_optimizer_state_dict`` (sharded and ``full_state_dict``)
   and ``dcp.save``/``dcp.load`` round-trip every registered optimizer's whole state, group-level state
   included: training continues exactly as if never interrupted.
-- Resharding: two FSDP2 ranks write a checkpoint at step 15; one process without FSDP loads it and its
-  step 30 equals the uninterrupted two-rank run's.
+- Resharding: two FSDP2 ranks write a checkpoint at step 15; one process without FSDP (and, ``slow``,
+  four FSDP2 ranks) loads it and its step 30 equals the uninterrupted two-rank run's.
 """
 from __future__ import annotations
 
@@ -168,6 +168,35 @@ def _fsdp_write(rank, world_size, root):
     return out
 
 
+def _fsdp_read(rank, world_size, root):
+    """The two-rank checkpoint read by ``world_size`` FSDP2 ranks, continued to step 30."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
+                                                         set_model_state_dict, set_optimizer_state_dict)
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from gradkit.registry import get_optimizer
+
+    mesh = init_device_mesh("cpu", (world_size,))
+    x, y = _data()
+    share = slice(rank * len(x) // world_size, (rank + 1) * len(x) // world_size)
+    out = {}
+    for name, kwargs in RESHARD_OPTIMIZERS:
+        torch.manual_seed(5)  # other weights than the checkpoint's: the load must bring them
+        model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+        for layer in (model[0], model[2], model):
+            fully_shard(layer, mesh=mesh)
+        opt = get_optimizer(name)(model.parameters(), **kwargs)
+        target = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)}
+        dcp.load(target, checkpoint_id=os.path.join(root, name))
+        set_model_state_dict(model, target["model"])
+        set_optimizer_state_dict(model, opt, target["optim"])
+        steps = {s["step"] for s in opt.state.values()}
+        _train(model, opt, 15, x[share], y[share])
+        out[name] = ([p.full_tensor() for p in model.parameters()], steps)
+    return out
+
+
 def _single_read(rank, world_size, root):
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
@@ -190,14 +219,32 @@ def _single_read(rank, world_size, root):
     return out
 
 
-def test_a_two_rank_fsdp2_checkpoint_continues_in_one_process(tmp_path):
-    written = run_on_ranks(_fsdp_write, 2, str(tmp_path), timeout=TIMEOUT)[0]
-    (read,) = run_on_ranks(_single_read, 1, str(tmp_path), timeout=TIMEOUT)
+@pytest.fixture(scope="module")
+def two_rank_checkpoint(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("fsdp2"))
+    return root, run_on_ranks(_fsdp_write, 2, root, timeout=TIMEOUT)[0]
+
+
+def _check_continued(read, written):
     for name, _ in RESHARD_OPTIMIZERS:
         params, steps = read[name]
         assert steps == {15}, name
         gaps = [float((p - q).norm() / q.norm()) for p, q in zip(params, written[name])]
         assert max(gaps) <= RESHARD_TOL, (name, gaps)
+
+
+def test_a_two_rank_fsdp2_checkpoint_continues_in_one_process(two_rank_checkpoint):
+    root, written = two_rank_checkpoint
+    (read,) = run_on_ranks(_single_read, 1, root, timeout=TIMEOUT)
+    _check_continued(read, written)
+
+
+@pytest.mark.slow
+def test_a_two_rank_fsdp2_checkpoint_continues_on_four_ranks(two_rank_checkpoint):
+    # the last layer's 3 rows do not divide among 4 ranks: uneven shards
+    root, written = two_rank_checkpoint
+    read = run_on_ranks(_fsdp_read, 4, root, timeout=TIMEOUT)[0]
+    _check_continued(read, written)
 
 
 # the optimizers that split their params into groups at construction, which ZeroRedundancyOptimizer refuses
