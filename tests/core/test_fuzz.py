@@ -144,6 +144,12 @@ def corruption(draw, sd):
     return sd, done
 
 
+def _meta_from_groups(groups):
+    from gradkit.core.state_dict import _meta_from_groups as rebuilt
+
+    return rebuilt(groups)
+
+
 def _loaded_as_given(opt, given) -> bool:
     """The optimizer holds exactly what ``given`` says (floating state cast to the compute dtype)."""
     not_hyper = ("params", "param_names", "gradkit")  # a saved group's "gradkit" entry is that group's gradkit state
@@ -163,8 +169,10 @@ def _loaded_as_given(opt, given) -> bool:
                         return False
                 elif not same(snapshot_value(v), snapshot_value(w)):
                     return False
-    return (same(snapshot_value(opt.group_states), snapshot_value(given["gradkit"]["group_states"]))
-            and opt.skipped_steps == given["gradkit"]["skipped_steps"])
+    # without the top-level entry, the gradkit state is the one the param groups carry
+    meta = given["gradkit"] if "gradkit" in given else _meta_from_groups(given["param_groups"])
+    return (same(snapshot_value(opt.group_states), snapshot_value(meta["group_states"]))
+            and opt.skipped_steps == meta["skipped_steps"])
 
 
 def snapshot_value(v):
