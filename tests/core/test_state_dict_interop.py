@@ -105,6 +105,18 @@ def test_a_torch_state_dict_is_checked_all_or_nothing():
     assert ours.param_groups[0]["lr"] == 1e-3 and ours.state_dict()["state"] == before["state"] == {}
 
 
+def test_a_torch_state_dict_from_before_decoupled_weight_decay_loads():
+    model = tiny_mlp()
+    reference = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    train(model, reference, 2)
+    sd = copy.deepcopy(reference.state_dict())
+    for group in sd["param_groups"]:
+        del group["decoupled_weight_decay"]
+    ours = gradkit.optim.AdamW(model.parameters())
+    ours.load_state_dict(sd)
+    assert ours.param_groups[0]["decoupled_weight_decay"] is True and ours.param_groups[0]["lr"] == 1e-2
+
+
 def test_torch_state_dicts_load_only_into_the_same_method():
     model = tiny_mlp()
     reference = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

@@ -183,7 +183,8 @@ def from_torch_optim(optimizer, state_dict: dict) -> dict:
     of the same name: state keys take the namespace of the transform that keeps them
     (``exp_avg`` -> ``adam.exp_avg``, ``momentum_buffer`` -> ``momentum.momentum_buffer``), the step
     tensor becomes an int, the param groups lose torch.optim's implementation switches (``foreach``,
-    ``fused``, ``capturable``, ``differentiable``). torch.optim's SGD counts no steps; a param with a
+    ``fused``, ``capturable``, ``differentiable``), and a group saved before torch.optim recorded
+    ``decoupled_weight_decay`` takes the recipe's (``AdamW``: True). torch.optim's SGD counts no steps; a param with a
     momentum buffer has been stepped, so it resumes at step 1 (the count only tells the first step,
     which initialises the buffer, from the others). The result is then checked like any state_dict."""
     recipe = type(optimizer).__qualname__
@@ -213,7 +214,9 @@ def from_torch_optim(optimizer, state_dict: dict) -> dict:
         if new or "step" in entry:
             new["step"] = _torch_step(f"{path}['step']", entry.get("step"), bool(new))
         state[pid] = new
-    groups = [{k: v for k, v in g.items() if k not in _TORCH_IMPLEMENTATION_KEYS} for g in saved_groups]
+    # torch.optim before 2.6 saved no decoupled_weight_decay: the recipe (Adam or AdamW) fixes it
+    implied = {k: optimizer.defaults[k] for k in ("decoupled_weight_decay",) if k in optimizer.defaults}
+    groups = [{**implied, **{k: v for k, v in g.items() if k not in _TORCH_IMPLEMENTATION_KEYS}} for g in saved_groups]
     meta = {"format": FORMAT, "recipe": recipe, "transform": optimizer.transform.signature(),
             "group_states": [{} for _ in groups], "skipped_steps": 0}
     return {"state": state, "param_groups": groups, META_KEY: meta}
