@@ -42,7 +42,8 @@ from torch import Tensor
 from gradkit.core.context import StepContext
 from gradkit.core.state import as_kind
 
-__all__ = ["LoadedState", "check_state_dict", "expected_state", "dtype_as_text", "from_torch_optim", "group_meta", "META_KEY", "FORMAT"]
+__all__ = ["LoadedState", "check_state_dict", "expected_state", "dtype_as_text", "from_torch_optim", "group_meta",
+           "META_KEY", "FORMAT"]
 
 META_KEY = "gradkit"
 FORMAT = 1
