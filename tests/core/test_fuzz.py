@@ -144,12 +144,19 @@ def corruption(draw, sd):
     return sd, done
 
 
+def _meta_from_groups(groups):
+    from gradkit.core.state_dict import _meta_from_groups as rebuilt
+
+    return rebuilt(groups)
+
+
 def _loaded_as_given(opt, given) -> bool:
     """The optimizer holds exactly what ``given`` says (floating state cast to the compute dtype)."""
+    not_hyper = ("params", "param_names", "gradkit")  # a saved group's "gradkit" entry is that group's gradkit state
     for group, saved in zip(opt.param_groups, given["param_groups"]):
-        if {k for k in group if k not in ("params", "param_names")} != {k for k in saved if k not in ("params", "param_names")}:
+        if {k for k in group if k not in not_hyper} != {k for k in saved if k not in not_hyper}:
             return False
-        if not all(same(snapshot_value(group[k]), snapshot_value(saved[k])) for k in saved if k not in ("params", "param_names")):
+        if not all(same(snapshot_value(group[k]), snapshot_value(saved[k])) for k in saved if k not in not_hyper):
             return False
         for p, pid in zip(group["params"], saved["params"]):
             have, want = opt.state.get(p, {}), given["state"].get(pid, {})
@@ -162,8 +169,10 @@ def _loaded_as_given(opt, given) -> bool:
                         return False
                 elif not same(snapshot_value(v), snapshot_value(w)):
                     return False
-    return (same(snapshot_value(opt.group_states), snapshot_value(given["gradkit"]["group_states"]))
-            and opt.skipped_steps == given["gradkit"]["skipped_steps"])
+    # without the top-level entry, the gradkit state is the one the param groups carry
+    meta = given["gradkit"] if "gradkit" in given else _meta_from_groups(given["param_groups"])
+    return (same(snapshot_value(opt.group_states), snapshot_value(meta["group_states"]))
+            and opt.skipped_steps == meta["skipped_steps"])
 
 
 def snapshot_value(v):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any, Callable, Iterable
 
 import torch
@@ -34,7 +34,7 @@ from gradkit.core.accounting import state_bytes
 from gradkit.core.context import StepContext
 from gradkit.core.fused import FusedGroup, FusedStep
 from gradkit.core.prediction import predicted_weights
-from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, expected_state
+from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, dtype_as_text, expected_state, group_meta
 from gradkit.core.transform import Chain, GradientTransform
 from gradkit.core.hyper import is_number
 
@@ -350,7 +350,22 @@ class Optimizer(torch.optim.Optimizer):
 
     # -- state_dict -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        sd = super().state_dict()
+        """torch.optim's state_dict plus gradkit's own state (recipe, group-level state, counters).
+
+        The gradkit state is written twice: as the top-level ``"gradkit"`` entry, and inside each param
+        group's entry (``param_groups[i]["gradkit"]``, that group's share), because
+        ``torch.distributed.checkpoint`` and ``ZeroRedundancyOptimizer`` rebuild a state_dict from
+        ``state`` and ``param_groups`` only. State-dict pre- and post-hooks run as in torch.optim; post
+        hooks see the complete dict.
+        """
+        pre, post = self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks
+        for hook in pre.values():
+            hook(self)
+        self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks = OrderedDict(), OrderedDict()
+        try:
+            sd = super().state_dict()
+        finally:
+            self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks = pre, post
         sd[META_KEY] = {
             "format": FORMAT,
             "recipe": type(self).__qualname__,
@@ -358,6 +373,13 @@ class Optimizer(torch.optim.Optimizer):
             "group_states": self.group_states,
             "skipped_steps": self.skipped_steps,
         }
+        for group, group_state in zip(sd["param_groups"], self.group_states):
+            group.update({k: dtype_as_text(v) for k, v in group.items()})
+            group[META_KEY] = group_meta(sd[META_KEY], group_state)
+        for hook in post.values():
+            result = hook(self, sd)
+            if result is not None:
+                sd = result
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -368,13 +390,27 @@ class Optimizer(torch.optim.Optimizer):
         counters, the group-level state); a bad state_dict raises one ``ValueError`` or ``TypeError``
         naming its first bad entry and leaves the optimizer exactly as it was. Floating-point state of
         another floating dtype is cast to the param's compute dtype, as torch.optim casts it.
+
+        Also accepted: a state_dict whose gradkit state travels only inside its param groups (what
+        ``torch.distributed.checkpoint.state_dict.get_optimizer_state_dict`` returns, param ids may be
+        names), and a ``torch.optim.Adam``/``AdamW``/``SGD`` state_dict loaded into gradkit's ``Adam``/
+        ``AdamW``/``SGD`` (:func:`gradkit.core.state_dict.from_torch_optim`). Load-state-dict pre-hooks
+        (which may return a replacement dict) and post-hooks run as in torch.optim.
         """
+        if isinstance(state_dict, dict):
+            state_dict = state_dict.copy()  # shallow, as torch.optim does, so that pre-hooks may edit it
+        for hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         loaded = check_state_dict(self, state_dict)
         self.param_groups = loaded.param_groups
         self.state = defaultdict(dict, loaded.state)
         self.group_states = loaded.group_states
         self.skipped_steps = loaded.skipped_steps
         self._checked = {}
+        for hook in self._optimizer_load_state_dict_post_hooks.values():
+            hook(self)
 
     def _expected_state(self, groups: list[dict]) -> dict[Tensor, dict[str, Any]]:
         """What ``init`` would create for each param, computed on the meta device (no memory)."""

@@ -6,7 +6,7 @@ group-level state, counters) without touching the optimizer, or raises one ``Val
 ``param_groups[0]['lr']``, ``gradkit['skipped_steps']``). What is checked:
 
 - structure: a dict with ``state``, ``param_groups`` and the ``gradkit`` entry; the recipe and the chain's
-  signature match; as many groups and params per group; param ids are unique ints;
+  signature match; as many groups and params per group; param ids are unique (ints, or names under DCP);
 - hyperparameters: each group keeps every key of the optimizer's defaults and passes the same validators
   as construction (types and ranges);
 - per-parameter state, against what the chain's ``init`` builds for that param (run on the meta device,
@@ -20,6 +20,16 @@ group-level state, counters) without touching the optimizer, or raises one ``Val
 - the ``gradkit`` entry: ``format`` 1, ``skipped_steps`` an int >= 0, ``group_states`` a list of one dict
   per group keyed by the chain's namespaces, holding only numbers, strings, tensors and containers of
   them, with the types ``init`` gives, or else the optimizer holds now, where there is one.
+
+Two other forms are accepted, and turned into the one above before any check:
+
+- no top-level ``gradkit`` entry, but one in every param group (``param_groups[i]['gradkit']``, written
+  by ``state_dict()`` as :func:`group_meta`): what ``torch.distributed.checkpoint`` and
+  ``ZeroRedundancyOptimizer`` hand back, since they rebuild a state_dict from ``state`` and
+  ``param_groups`` only. Param ids may then be names (DCP uses the params' qualified names); they are
+  matched to params by position, as torch.optim matches them.
+- a ``torch.optim.Adam``, ``AdamW`` or ``SGD`` state_dict loaded into gradkit's optimizer of the same
+  name (:func:`from_torch_optim`).
 """
 from __future__ import annotations
 
@@ -32,12 +42,13 @@ from torch import Tensor
 from gradkit.core.context import StepContext
 from gradkit.core.state import as_kind
 
-__all__ = ["LoadedState", "check_state_dict", "expected_state", "META_KEY", "FORMAT"]
+__all__ = ["LoadedState", "check_state_dict", "expected_state", "dtype_as_text", "from_torch_optim", "group_meta",
+           "META_KEY", "FORMAT"]
 
 META_KEY = "gradkit"
 FORMAT = 1
 _META_FIELDS = ("format", "recipe", "transform", "group_states", "skipped_steps")
-_GROUP_ONLY = ("params", "param_names")
+_GROUP_ONLY = ("params", "param_names", META_KEY)
 _LEAVES = (int, float, bool, str, type(None), Tensor, torch.dtype)
 
 
@@ -56,21 +67,172 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def group_meta(meta: dict, group_state: dict) -> dict:
+    """What a saved param group carries of the gradkit entry: everything but the other groups' state.
+
+    ``group_dicts`` lists the path of every dict in the group state, because DCP's flattening keeps
+    only leaves: an empty dict (a low-rank transform's ``inner`` state before it holds anything) would
+    not come back, and the transform that reads it would fail."""
+    return {"format": meta["format"], "recipe": meta["recipe"], "transform": meta["transform"],
+            "group_state": group_state, "group_dicts": _dict_paths(group_state), "skipped_steps": meta["skipped_steps"]}
+
+
+def _dict_paths(tree: dict, prefix: tuple = ()) -> list[list]:
+    paths = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            paths.append([*prefix, key])
+            paths.extend(_dict_paths(value, (*prefix, key)))
+    return paths
+
+
+def _with_dicts(path: str, tree: Any, paths: Any) -> Any:
+    """``tree`` (copied) with an empty dict at each of ``paths`` where flattening lost it."""
+    if not isinstance(tree, dict):
+        _fail(TypeError, f"{path}['group_state']", f"must be a dict, got {type(tree).__name__}")
+    if not isinstance(paths, (list, tuple)) or not all(
+            isinstance(p, (list, tuple)) and all(isinstance(k, (str, int)) for k in p) for p in paths):
+        _fail(TypeError, f"{path}['group_dicts']", f"must be a list of key paths, got {paths!r}")
+    tree = dict(tree)
+    for keys in paths:
+        node = tree
+        for key in keys:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            elif isinstance(child, dict):
+                child = node[key] = dict(child)  # copy on the way down: the caller's dict stays as given
+            else:
+                _fail(TypeError, f"{path}['group_state']{''.join(f'[{k!r}]' for k in keys)}",
+                      f"must be a dict, got {type(child).__name__}")
+            node = child
+    return tree
+
+
 def check_state_dict(optimizer, state_dict: Any) -> LoadedState:
     """What ``optimizer`` holds after loading ``state_dict``; raises before building anything bad."""
     if not isinstance(state_dict, dict):
         raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-    if META_KEY not in state_dict:
-        raise ValueError("state_dict has no 'gradkit' entry: it was not saved by a gradkit optimizer")
     for key in ("state", "param_groups"):
         if key not in state_dict:
             raise ValueError(f"state_dict has no {key!r} entry")
-    meta = _check_meta(optimizer, state_dict[META_KEY])
+    if META_KEY in state_dict:
+        meta = state_dict[META_KEY]
+    elif _groups_carry_meta(state_dict["param_groups"]):
+        meta = _meta_from_groups(state_dict["param_groups"])
+    elif type(optimizer).__qualname__ in _TORCH_STATE_KEYS:
+        state_dict = from_torch_optim(optimizer, state_dict)
+        meta = state_dict[META_KEY]
+    else:
+        raise ValueError("state_dict has no 'gradkit' entry (at the top or in its param groups): it was not saved "
+                         "by a gradkit optimizer (torch.optim state_dicts load only into gradkit's "
+                         f"{', '.join(_TORCH_STATE_KEYS)})")
+    meta = _check_meta(optimizer, meta)
     groups, id_map = _check_groups(optimizer, state_dict["param_groups"])
     expected, init_group_states = expected_state(optimizer, groups)
     state = _check_state(optimizer, state_dict["state"], id_map, expected)
     group_states = _check_group_states(optimizer, meta["group_states"], init_group_states)
     return LoadedState(groups, state, group_states, meta["skipped_steps"])
+
+
+def _groups_carry_meta(groups: Any) -> bool:
+    return isinstance(groups, (list, tuple)) and bool(groups) and all(
+        isinstance(g, dict) and META_KEY in g for g in groups)
+
+
+def dtype_as_text(value: Any) -> Any:
+    """A ``torch.dtype`` hyperparameter (Muon's ``ns_dtype``) as the text ``"torch.float32"``: DCP's
+    ``full_state_dict`` refuses dtype values. :func:`dtype_from_text` reads it back on load."""
+    return str(value) if isinstance(value, torch.dtype) else value
+
+
+def dtype_from_text(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("torch.") and isinstance(getattr(torch, value[6:], None), torch.dtype):
+        return getattr(torch, value[6:])
+    return value
+
+
+def _meta_from_groups(groups: list) -> dict:
+    """The top-level gradkit entry, rebuilt from the share each param group carries."""
+    first = groups[0][META_KEY]
+    states = []
+    for i, group in enumerate(groups):
+        share, path = group[META_KEY], f"param_groups[{i}]['gradkit']"
+        if not isinstance(share, dict):
+            _fail(TypeError, path, f"must be a dict, got {type(share).__name__}")
+        for field in ("format", "recipe", "transform", "skipped_steps"):
+            if field not in share:
+                _fail(ValueError, path, f"has no {field!r} field")
+            if share[field] != first[field]:
+                _fail(ValueError, f"{path}[{field!r}]", f"is {share[field]!r}, but param group 0 says {first[field]!r}")
+        # DCP's flattening drops empty dicts: an empty group state comes back as no entry at all
+        states.append(_with_dicts(path, share.get("group_state", {}), share.get("group_dicts", [])))
+    return {"format": first["format"], "recipe": first["recipe"], "transform": first["transform"],
+            "group_states": states, "skipped_steps": first["skipped_steps"]}
+
+
+# -- torch.optim state_dicts ----------------------------------------------------------------------------
+# torch.optim's per-param state keys and gradkit's (namespaced by the transform that keeps them)
+_ADAM_KEYS = {"exp_avg": "adam.exp_avg", "exp_avg_sq": "adam.exp_avg_sq", "max_exp_avg_sq": "adam.max_exp_avg_sq"}
+_TORCH_STATE_KEYS = {"Adam": _ADAM_KEYS, "AdamW": _ADAM_KEYS, "SGD": {"momentum_buffer": "momentum.momentum_buffer"}}
+# how torch.optim runs a step (kernels, graph capture), not what it computes
+_TORCH_IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def from_torch_optim(optimizer, state_dict: dict) -> dict:
+    """A ``torch.optim.Adam``/``AdamW``/``SGD`` state_dict in gradkit's form, for the gradkit optimizer
+    of the same name: state keys take the namespace of the transform that keeps them
+    (``exp_avg`` -> ``adam.exp_avg``, ``momentum_buffer`` -> ``momentum.momentum_buffer``), the step
+    tensor becomes an int, the param groups lose torch.optim's implementation switches (``foreach``,
+    ``fused``, ``capturable``, ``differentiable``), and a group saved before torch.optim recorded
+    ``decoupled_weight_decay`` takes the recipe's (``AdamW``: True). torch.optim's SGD counts no steps; a param with a
+    momentum buffer has been stepped, so it resumes at step 1 (the count only tells the first step,
+    which initialises the buffer, from the others). The result is then checked like any state_dict."""
+    recipe = type(optimizer).__qualname__
+    keys = _TORCH_STATE_KEYS.get(recipe)
+    if keys is None:
+        raise ValueError(f"a torch.optim state_dict loads into gradkit's {', '.join(_TORCH_STATE_KEYS)}, not {recipe}")
+    saved_state, saved_groups = state_dict["state"], state_dict["param_groups"]
+    if not isinstance(saved_state, dict):
+        _fail(TypeError, "['state']", f"must be a dict from param id to dict, got {type(saved_state).__name__}")
+    if not isinstance(saved_groups, (list, tuple)) or not all(isinstance(g, dict) for g in saved_groups):
+        _fail(TypeError, "['param_groups']", "must be a list of dicts")
+    state = {}
+    for pid, entry in saved_state.items():
+        path = f"state[{pid!r}]"
+        if not isinstance(entry, dict):
+            _fail(TypeError, path, f"must be a dict, got {type(entry).__name__}")
+        new: dict[str, Any] = {}
+        for key, value in entry.items():
+            if value is None:
+                continue  # torch's SGD without momentum keeps momentum_buffer=None
+            if key == "step":
+                continue
+            if key not in keys:
+                _fail(ValueError, f"{path}[{key!r}]", f"is not a state key of torch.optim.{recipe} "
+                                                     f"(known: step, {', '.join(keys)})")
+            new[keys[key]] = value
+        if new or "step" in entry:
+            new["step"] = _torch_step(f"{path}['step']", entry.get("step"), bool(new))
+        state[pid] = new
+    # torch.optim before 2.6 saved no decoupled_weight_decay: the recipe (Adam or AdamW) fixes it
+    implied = {k: optimizer.defaults[k] for k in ("decoupled_weight_decay",) if k in optimizer.defaults}
+    groups = [{**implied, **{k: v for k, v in g.items() if k not in _TORCH_IMPLEMENTATION_KEYS}} for g in saved_groups]
+    meta = {"format": FORMAT, "recipe": recipe, "transform": optimizer.transform.signature(),
+            "group_states": [{} for _ in groups], "skipped_steps": 0}
+    return {"state": state, "param_groups": groups, META_KEY: meta}
+
+
+def _torch_step(path: str, step: Any, stepped: bool) -> Any:
+    if step is None:
+        return 1 if stepped else 0
+    if isinstance(step, Tensor):
+        if step.numel() != 1 or step.is_complex():
+            _fail(ValueError, path, f"must be a one-element step count, got shape {tuple(step.shape)} {step.dtype}")
+        step = step.item()
+    if isinstance(step, float) and step.is_integer():
+        step = int(step)
+    return step  # anything else is refused with the path by the common check
 
 
 # -- the gradkit entry ------------------------------------------------------------------------------
@@ -111,8 +273,8 @@ def _check_groups(optimizer, saved_groups: Any) -> tuple[list[dict], dict[Any, T
         if not isinstance(saved, dict):
             _fail(TypeError, path, f"must be a dict, got {type(saved).__name__}")
         ids = saved.get("params")
-        if not isinstance(ids, (list, tuple)) or not all(_is_int(pid) for pid in ids):
-            _fail(TypeError, f"{path}['params']", f"must be a list of int param ids, got {ids!r}")
+        if not isinstance(ids, (list, tuple)) or not (all(map(_is_int, ids)) or all(isinstance(pid, str) for pid in ids)):
+            _fail(TypeError, f"{path}['params']", f"must be a list of int param ids (or of param names), got {ids!r}")
         if len(ids) != len(group["params"]):
             raise ValueError(f"param group {i} has {len(group['params'])} params, the state_dict's has {len(ids)}")
         for pid, p in zip(ids, group["params"]):
@@ -122,7 +284,7 @@ def _check_groups(optimizer, saved_groups: Any) -> tuple[list[dict], dict[Any, T
         for key in optimizer.defaults:
             if key not in saved:
                 _fail(ValueError, path, f"has no {key!r} (a hyperparameter of this optimizer)")
-        new = copy.deepcopy({k: v for k, v in saved.items() if k not in _GROUP_ONLY})
+        new = copy.deepcopy({k: dtype_from_text(v) for k, v in saved.items() if k not in _GROUP_ONLY})
         new["params"] = group["params"]
         if "param_names" in group:
             new["param_names"] = group["param_names"]
@@ -175,12 +337,14 @@ def _check_state(optimizer, saved_state: Any, id_map: dict, expected: dict) -> d
         for key in entry:
             if key != "step" and key not in layout:
                 _fail(ValueError, f"{path}[{key!r}]", "is not produced by this optimizer's transforms (of this param)")
-        for key in layout:
-            if key not in entry:
+        for key, want in layout.items():
+            if key not in entry and not isinstance(want, list):
                 _fail(ValueError, path, f"has no {key!r}, which this optimizer's transforms keep for this param")
         loaded = {"step": step}
         for key, want in layout.items():
-            loaded[key] = _check_value(optimizer, f"{path}[{key!r}]", entry[key], want, p, optimizer.transform.kind_of(key))
+            # an empty list (FRUGAL's block state of an inactive block) is lost by DCP's flattening, which keeps leaves only
+            value = entry.get(key, [])
+            loaded[key] = _check_value(optimizer, f"{path}[{key!r}]", value, want, p, optimizer.transform.kind_of(key))
         new_state[p] = loaded
     return new_state
 
