@@ -14,6 +14,12 @@ from gradkit.optim.muon import Muon
 from gradkit.optim.sgd import SGD
 from gradkit.optim.sgd_sai import SGDSaI
 from gradkit.optim.trust_region import TrustRegionMomentum
+from gradkit.optim.adopt import ADOPT
+from gradkit.optim.cautious import CautiousAdamW, CautiousLion
+from gradkit.optim.dadapt import DAdaptAdam
+from gradkit.optim.laprop import LaProp
+from gradkit.optim.mars import MARS
+from gradkit.optim.prodigy import Prodigy
 
 __all__ = [
     "AdaBelief",
@@ -33,4 +39,11 @@ __all__ = [
     "SGDSaI",
     "TrustRegionMomentum",
     "xgrad",
+    "ADOPT",
+    "CautiousAdamW",
+    "CautiousLion",
+    "DAdaptAdam",
+    "LaProp",
+    "MARS",
+    "Prodigy",
 ]

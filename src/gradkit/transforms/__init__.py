@@ -56,6 +56,12 @@ from gradkit.transforms.trust_region import (
     shape_factor,
     SHAPE_SCALES,
 )
+from gradkit.transforms.adopt import scale_by_adopt, ScaleByAdopt, skip_first_step, SkipFirstStep
+from gradkit.transforms.cautious import cautious, Cautious, cautious_mask
+from gradkit.transforms.dadapt import scale_by_dadapt_adam, ScaleByDAdaptAdam
+from gradkit.transforms.laprop import scale_by_laprop, ScaleByLaProp
+from gradkit.transforms.mars import mars_correction, MarsCorrection
+from gradkit.transforms.prodigy import scale_by_prodigy, ScaleByProdigy
 
 __all__ = [
     "add_decayed_weights",
@@ -130,4 +136,19 @@ __all__ = [
     "SINGULAR_VALUE_BAND",
     "Trace",
     "trace",
+    "cautious",
+    "Cautious",
+    "cautious_mask",
+    "mars_correction",
+    "MarsCorrection",
+    "scale_by_adopt",
+    "scale_by_dadapt_adam",
+    "scale_by_laprop",
+    "scale_by_prodigy",
+    "ScaleByAdopt",
+    "ScaleByDAdaptAdam",
+    "ScaleByLaProp",
+    "ScaleByProdigy",
+    "skip_first_step",
+    "SkipFirstStep",
 ]
