@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from gradkit.optim import DAdaptAdam, Prodigy
 
-from _optim_a_support import check_rejects, check_state_bytes, cnn, digits_batch, parity
+from _frontier_support import cnn_parity, smooth_cnn
+from _optim_a_support import check_rejects, check_state_bytes, digits_batch
 
 TOL = 1e-5
 
@@ -26,10 +27,6 @@ def _prodigy():
 
 def _dadapt():
     return pytest.importorskip("dadaptation", reason="parity needs the official package: pip install dadaptation")
-
-
-def cnn_parity(make_ours, make_reference, steps=50):
-    return parity(make_ours, make_reference, model_fn=cnn, steps=steps, image=True)
 
 
 @pytest.mark.parametrize("kw", [dict(lr=0.1), dict(use_bias_correction=True),
@@ -51,7 +48,7 @@ def test_dadapt_adam_matches_official(kw):
 
 def _estimates(ours_cls, official_cls, steps, key):
     x, y = digits_batch(512, image=True)
-    a = cnn()
+    a = smooth_cnn()
     b = copy.deepcopy(a)
     oa, ob = ours_cls(a.parameters()), official_cls(b.parameters())
     pairs = []
@@ -72,7 +69,7 @@ def test_default_estimate_follows_official(which):
     pairs = _estimates(ours, official, 15, which)
     assert pairs[-1][0] > 100 * pairs[0][0]  # d has grown by orders of magnitude
     assert max(abs(a - b) / b for a, b in pairs) <= TOL
-    assert cnn_parity(lambda p: ours(p), lambda p: official(p), steps=15) <= TOL
+    assert cnn_parity(lambda p: ours(p), lambda p: official(p), steps=10) <= TOL
 
 
 def test_zero_gradients_move_nothing():

@@ -20,6 +20,7 @@ from gradkit.optim.dadapt import DAdaptAdam
 from gradkit.optim.laprop import LaProp
 from gradkit.optim.mars import MARS
 from gradkit.optim.prodigy import Prodigy
+from gradkit.optim.schedule_free import ScheduleFree, ScheduleFreeAdamW, ScheduleFreeSGD, recompute_batchnorm_statistics
 
 __all__ = [
     "AdaBelief",
@@ -46,4 +47,8 @@ __all__ = [
     "LaProp",
     "MARS",
     "Prodigy",
+    "recompute_batchnorm_statistics",
+    "ScheduleFree",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
 ]

@@ -62,6 +62,8 @@ from gradkit.transforms.dadapt import scale_by_dadapt_adam, ScaleByDAdaptAdam
 from gradkit.transforms.laprop import scale_by_laprop, ScaleByLaProp
 from gradkit.transforms.mars import mars_correction, MarsCorrection
 from gradkit.transforms.prodigy import scale_by_prodigy, ScaleByProdigy
+from gradkit.transforms.rms import scale_by_rms, ScaleByRMS
+from gradkit.transforms.schedule_free import schedule_free, ScheduleFreeTransform
 
 __all__ = [
     "add_decayed_weights",
@@ -151,4 +153,8 @@ __all__ = [
     "ScaleByProdigy",
     "skip_first_step",
     "SkipFirstStep",
+    "schedule_free",
+    "scale_by_rms",
+    "ScaleByRMS",
+    "ScheduleFreeTransform",
 ]
