@@ -64,6 +64,7 @@ from gradkit.transforms.mars import mars_correction, MarsCorrection
 from gradkit.transforms.prodigy import scale_by_prodigy, ScaleByProdigy
 from gradkit.transforms.rms import scale_by_rms, ScaleByRMS
 from gradkit.transforms.schedule_free import schedule_free, ScheduleFreeTransform
+from gradkit.transforms.soap import scale_by_soap, ScaleBySOAP
 
 __all__ = [
     "add_decayed_weights",
@@ -157,4 +158,6 @@ __all__ = [
     "scale_by_rms",
     "ScaleByRMS",
     "ScheduleFreeTransform",
+    "scale_by_soap",
+    "ScaleBySOAP",
 ]
