@@ -20,6 +20,7 @@ from gradkit.optim.dadapt import DAdaptAdam
 from gradkit.optim.laprop import LaProp
 from gradkit.optim.mars import MARS
 from gradkit.optim.prodigy import Prodigy
+from gradkit.optim.shampoo import Shampoo
 from gradkit.optim.soap import SOAP
 from gradkit.optim.schedule_free import ScheduleFree, ScheduleFreeAdamW, ScheduleFreeSGD, recompute_batchnorm_statistics
 
@@ -52,5 +53,6 @@ __all__ = [
     "ScheduleFree",
     "ScheduleFreeAdamW",
     "ScheduleFreeSGD",
+    "Shampoo",
     "SOAP",
 ]

@@ -64,6 +64,7 @@ from gradkit.transforms.mars import mars_correction, MarsCorrection
 from gradkit.transforms.prodigy import scale_by_prodigy, ScaleByProdigy
 from gradkit.transforms.rms import scale_by_rms, ScaleByRMS
 from gradkit.transforms.schedule_free import schedule_free, ScheduleFreeTransform
+from gradkit.transforms.shampoo import GRAFTINGS, scale_by_shampoo, ScaleByShampoo
 from gradkit.transforms.soap import scale_by_soap, ScaleBySOAP
 
 __all__ = [
@@ -160,4 +161,7 @@ __all__ = [
     "ScheduleFreeTransform",
     "scale_by_soap",
     "ScaleBySOAP",
+    "GRAFTINGS",
+    "scale_by_shampoo",
+    "ScaleByShampoo",
 ]
