@@ -22,6 +22,7 @@ from gradkit.optim.mars import MARS
 from gradkit.optim.prodigy import Prodigy
 from gradkit.optim.shampoo import Shampoo
 from gradkit.optim.soap import SOAP
+from gradkit.optim.psgd_kron import PSGDKron
 from gradkit.optim.schedule_free import ScheduleFree, ScheduleFreeAdamW, ScheduleFreeSGD, recompute_batchnorm_statistics
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "LaProp",
     "MARS",
     "Prodigy",
+    "PSGDKron",
     "recompute_batchnorm_statistics",
     "ScheduleFree",
     "ScheduleFreeAdamW",

@@ -62,6 +62,7 @@ from gradkit.transforms.dadapt import scale_by_dadapt_adam, ScaleByDAdaptAdam
 from gradkit.transforms.laprop import scale_by_laprop, ScaleByLaProp
 from gradkit.transforms.mars import mars_correction, MarsCorrection
 from gradkit.transforms.prodigy import scale_by_prodigy, ScaleByProdigy
+from gradkit.transforms.psgd_kron import MEMORY_SAVE_MODES, scale_by_psgd_kron, ScaleByPSGDKron
 from gradkit.transforms.rms import scale_by_rms, ScaleByRMS
 from gradkit.transforms.schedule_free import schedule_free, ScheduleFreeTransform
 from gradkit.transforms.shampoo import GRAFTINGS, scale_by_shampoo, ScaleByShampoo
@@ -164,4 +165,7 @@ __all__ = [
     "GRAFTINGS",
     "scale_by_shampoo",
     "ScaleByShampoo",
+    "MEMORY_SAVE_MODES",
+    "scale_by_psgd_kron",
+    "ScaleByPSGDKron",
 ]
