@@ -134,3 +134,17 @@ def test_state_bytes():
 ])
 def test_bad_arguments(make, bad):
     check_rejects(make, **bad)
+
+
+def test_the_arena_evaluates_at_the_average():
+    from gradkit.bench.runner import _evaluate
+
+    class Task:
+        def evaluate(self, model, data, split):
+            return {"train_mode": opt.train_mode}
+
+    model = smooth_net()
+    opt = ScheduleFreeSGD(model.parameters(), lr=0.1)
+    train_metrics, val_metrics = _evaluate(Task(), model, None, opt)
+    assert train_metrics == val_metrics == {"train_mode": False}
+    assert opt.train_mode and model.training
