@@ -208,3 +208,20 @@ def test_state_bytes():
 ])
 def test_bad_arguments(make, bad):
     check_rejects(make, **bad)
+
+
+@pytest.mark.parametrize("inner", ["ademamix", "trust_region"])
+def test_cautious_wraps_other_transforms(inner):
+    import gradkit
+    from gradkit.transforms import cautious, scale_by_ademamix, scale_by_learning_rate, scale_by_trust_region
+
+    base = scale_by_ademamix() if inner == "ademamix" else scale_by_trust_region()
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(6, 5))
+    opt = gradkit.Optimizer([w], gradkit.chain(cautious(base), scale_by_learning_rate()), defaults={"lr": 0.01})
+    for _ in range(4):
+        w.grad = torch.randn(6, 5)
+        before = w.detach().clone()
+        opt.step()
+        moved = w.detach() - before
+        assert ((moved * w.grad) <= 0).all() and (moved != 0).any()
