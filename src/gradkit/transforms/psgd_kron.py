@@ -36,7 +36,7 @@ import math
 import torch
 from torch import Tensor
 
-from gradkit.core.hyper import check_hyper
+from gradkit.core.hyper import check_hyper, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative, positive, unit_interval
@@ -198,10 +198,9 @@ class ScaleByPSGDKron(GradientTransform):
                     "None (torch's global generator) or an int")
 
     def _shapes(self, p, group):
-        shape = merged_shape(p.shape, bool(check_hyper(self.merge_dims, group, "merge_dims", lambda x: True, "")))
-        diag = diagonal_dims(shape, int(check_hyper(self.max_size_triangular, group, "max_size_triangular", lambda x: True, "")),
-                             int(check_hyper(self.min_ndim_triangular, group, "min_ndim_triangular", lambda x: True, "")),
-                             _mode(self.memory_save_mode, group))
+        shape = merged_shape(p.shape, bool(resolve(self.merge_dims, group)))
+        diag = diagonal_dims(shape, int(resolve(self.max_size_triangular, group)),
+                             int(resolve(self.min_ndim_triangular, group)), _mode(self.memory_save_mode, group))
         return shape, diag
 
     def init(self, params, ctx):

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gradkit.core.hyper import check_hyper
+from gradkit.core.hyper import check_hyper, resolve
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, positive, unit_interval
@@ -175,9 +175,7 @@ class ScaleByShampoo(GradientTransform):
         boolean(self.merge_dims, group, "merge_dims")
 
     def layout(self, p, group) -> BlockLayout:
-        return BlockLayout(p.shape, int(check_hyper(self.max_preconditioner_dim, group, "max_preconditioner_dim",
-                                                    lambda x: True, "")),
-                           bool(check_hyper(self.merge_dims, group, "merge_dims", lambda x: True, "")))
+        return BlockLayout(p.shape, int(resolve(self.max_preconditioner_dim, group)), bool(resolve(self.merge_dims, group)))
 
     def init(self, params, ctx):
         b1, _ = self._betas(ctx.group)
