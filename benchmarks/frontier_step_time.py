@@ -3,6 +3,7 @@ install here, on the stdlib-LM arena model (TinyLM, the task's default size), CP
 
     python benchmarks/frontier_step_time.py                     # 10 interleaved rounds of 20 steps each
     python benchmarks/frontier_step_time.py --rounds 20 --steps 40
+    python benchmarks/frontier_step_time.py --only SOAP Shampoo     # skip kron-torch (it compiles: minutes on CPU)
 
 Gradients of one real batch are computed once and reused. Each round runs ``--steps`` consecutive steps
 of every optimizer in turn (so basis refreshes and inverse roots, every 10 steps for all of them, are
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=20, help="steps per round (a multiple of 10 amortises refreshes)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--only", nargs="*", default=None, help="pair names to run (default: all), e.g. SOAP Shampoo")
     args = parser.parse_args()
     base = lm_params(args.device)
     n = sum(p.numel() for p in base)
@@ -89,6 +91,8 @@ def main() -> None:
           f"threads={torch.get_num_threads()} torch={torch.__version__}")
     print(f"{'pair':<10} {'gradkit ms':>11} {'peer ms':>9} {'ratio':>6}")
     for name, ours, peer in pairs():
+        if args.only is not None and name not in args.only:
+            continue
         with contextlib.redirect_stdout(io.StringIO()):  # kron-torch prints its buffer sizes
             optimizers = [ours(clone_params(base)), peer(clone_params(base))]
             for opt in optimizers:  # warm-up: state, first refresh, compilation
