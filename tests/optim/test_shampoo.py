@@ -110,3 +110,17 @@ def test_tensors_at_different_steps():
                                  dict(max_preconditioner_dim=0)])
 def test_bad_arguments(bad):
     check_rejects(Shampoo, **bad)
+
+
+@pytest.mark.parametrize("name", ["shampoo", "soap", "psgd_kron", "prodigy", "schedule_free_adamw", "mars"])
+def test_memory_estimate_equals_the_state_after_a_step(name):
+    from gradkit.memory import estimate
+    from gradkit.registry import get_optimizer
+
+    from _frontier_support import smooth_cnn
+
+    model = smooth_cnn()
+    opt = get_optimizer(name)(model.parameters())
+    model(torch.randn(2, 1, 8, 8)).sum().backward()
+    opt.step()
+    assert estimate(model, name) == opt.state_bytes() > 0
