@@ -4,6 +4,7 @@ install here, on the stdlib-LM arena model (TinyLM, the task's default size), CP
     python benchmarks/frontier_step_time.py                     # 10 interleaved rounds of 20 steps each
     python benchmarks/frontier_step_time.py --rounds 20 --steps 40
     python benchmarks/frontier_step_time.py --only SOAP Shampoo     # skip kron-torch (it compiles: minutes on CPU)
+    python benchmarks/frontier_step_time.py --only "PSGD Kron" --eager-peers   # kron-torch uncompiled
 
 Gradients of one real batch are computed once and reused. Each round runs ``--steps`` consecutive steps
 of every optimizer in turn (so basis refreshes and inverse roots, every 10 steps for all of them, are
@@ -83,7 +84,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps per round (a multiple of 10 amortises refreshes)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", nargs="*", default=None, help="pair names to run (default: all), e.g. SOAP Shampoo")
+    parser.add_argument("--eager-peers", action="store_true",
+                        help="run torch.compile-decorated peer code (kron-torch) eagerly: no compilation")
     args = parser.parse_args()
+    if args.eager_peers:
+        torch._dynamo.config.disable = True
     base = lm_params(args.device)
     n = sum(p.numel() for p in base)
     print(f"stdlib-lm TinyLM: {len(base)} tensors, {n / 1e6:.2f}M params; device={args.device} "
