@@ -68,7 +68,7 @@ class UnknownNameError(KeyError, ValueError):
     ...     TASKS.get("digits-mpl")
     ... except ValueError as err:
     ...     print(err)
-    unknown task 'digits-mpl' (did you mean 'digits-mlp'?); tasks: digits-cnn, digits-mlp, ...
+    unknown task 'digits-mpl' (did you mean 'digits-mlp'?); tasks: ...digits-cnn, digits-mlp, ...
     """
 
     def __str__(self) -> str:  # KeyError would show the message quoted

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from gradkit.core.hyper import check_hyper
+from gradkit.core.state import FIRST_MOMENT, SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, positive
@@ -36,8 +37,19 @@ __all__ = ["scale_by_adopt", "ScaleByAdopt", "skip_first_step", "SkipFirstStep"]
               "arXiv:2411.02853; https://github.com/iShohei220/adopt",
 )
 class ScaleByAdopt(GradientTransform):
+    """ADOPT's clipped, normalised momentum (args ``betas``, ``eps``, ``clip_exponent``); see the module docstring.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_adopt(), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> for _ in range(2):
+    ...     w.grad = torch.tensor([0.5, -0.5]); opt.step()
+    >>> w.detach()
+    tensor([ 0.9900, -1.9900])
+    """
+
     name = "adopt"
-    state_kinds = {"exp_avg": "moment", "exp_avg_sq": "moment"}
+    state_kinds = {"exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT}
 
     def __init__(self, betas=(0.9, 0.9999), eps=1e-6, clip_exponent=0.25):
         self.betas = betas
@@ -83,14 +95,25 @@ class ScaleByAdopt(GradientTransform):
 
 @register_transform("skip_first_step", summary="make the first step of each tensor a no-op (ADOPT's initialisation step)")
 class SkipFirstStep(GradientTransform):
-    """Multiplies the pending update, decay included, by 0 on each tensor's first step."""
+    """Multiplies the pending update, decay included, by 0 on each tensor's first step.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale(-1.0), gradkit.skip_first_step()))
+    >>> for _ in range(2):
+    ...     w.grad = torch.tensor([0.5]); opt.step(); print(w.detach())
+    tensor([1.])
+    tensor([0.5000])
+    """
 
     name = "skip_first_step"
     scale_aware = True
 
+    def scalars(self, group, step):
+        return {"keep": 0.0 if step == 1 else 1.0}
+
     def update(self, updates, state, params, ctx):
-        if any(s == 1 for s in ctx.steps):
-            ctx.multiply([0.0 if s == 1 else 1.0 for s in ctx.steps])
+        ctx.multiply(ctx.scalars(self)["keep"])
         return updates
 
 

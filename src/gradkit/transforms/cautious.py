@@ -23,14 +23,20 @@ from __future__ import annotations
 
 import torch
 
-from gradkit.core.transform import Chain, GradientTransform
+from gradkit.core.state import PER_TENSOR, widest_kind
+from gradkit.core.transform import GradientTransform, as_inner, init_inner, update_inner
 from gradkit.registry import register_transform
 
 __all__ = ["cautious", "Cautious", "cautious_mask"]
 
 
 def cautious_mask(updates: list, grads: list) -> list:
-    """``phi * n / (sum(phi) + 1)`` per tensor, with ``phi = 1[u * g > 0]`` (new tensors, multi-tensor)."""
+    """``phi * n / (sum(phi) + 1)`` per tensor, with ``phi = 1[u * g > 0]`` (new tensors, multi-tensor).
+
+    >>> import torch
+    >>> cautious_mask([torch.tensor([1.0, -1.0])], [torch.tensor([1.0, 1.0])])
+    (tensor([1., 0.]),)
+    """
     masks = torch._foreach_mul(updates, grads)
     torch._foreach_sign_(masks)
     torch._foreach_clamp_min_(masks, 0.0)  # {-1, 0, 1} -> {0, 1}
@@ -49,51 +55,51 @@ def cautious_mask(updates: list, grads: list) -> list:
               "https://github.com/kyleliang919/C-Optim",
 )
 class Cautious(GradientTransform):
-    """Wraps ``inner`` (any transform or chain); its state lives under this transform's namespace."""
+    """Wraps ``inner`` (any transform or chain); its state lives under ``inner.`` in this transform's
+    namespace (``cautious.inner.adam.exp_avg``).
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.cautious(gradkit.trace(0.0)), gradkit.scale(-1.0)))
+    >>> w.grad = torch.tensor([0.5, -0.5]); opt.step(); w.detach()  # u = g agrees with g: scaled by 2 / 3
+    tensor([ 0.6667, -1.6667])
+    """
 
     name = "cautious"
+    kind = PER_TENSOR  # the mask's count is a reduction over each tensor
 
     def __init__(self, inner: GradientTransform):
-        if not isinstance(inner, GradientTransform):
-            raise TypeError(f"inner must be a GradientTransform, got {type(inner).__name__}")
-        self.inner = inner if isinstance(inner, Chain) else Chain(inner)
+        self.inner = as_inner(inner)
+        self.kind = widest_kind(PER_TENSOR, *(t.kind for t in self.inner.transforms))
+
+    def children(self):
+        return {"inner": self.inner}
 
     def validate(self, group):
         self.inner.validate(group)
 
     def init(self, params, ctx):
-        return self.inner.init(params, ctx)
+        return init_inner("inner", self.inner, params, ctx)
 
-    def kind_of(self, key):
-        return self.inner.kind_of(key)
+    def scalars(self, group, step):
+        return {"inner": self.inner.scalars(group, step)}
 
     def update(self, updates, state, params, ctx):
-        # ``inner`` may write into its input when the context owns it: keep the gradient apart then.
-        grads = [u.clone() for u in updates] if ctx.owned else updates
-        out = self.inner.update(updates, state, params, ctx)
+        # ``inner`` may write into its input when the chain owns it: keep the gradient apart then.
+        grads = ctx.ops.clone(updates) if ctx.owned else updates
+        out = update_inner("inner", self.inner, updates, state, params, ctx)
         scale = ctx.scale
         signs = [1.0 if s >= 0 else -1.0 for s in scale] if isinstance(scale, list) else (1.0 if scale >= 0 else -1.0)
         # The sign of the true update is sign(scale) * sign(out) (a pending denominator is positive).
         oriented = grads if signs == 1.0 else torch._foreach_mul(grads, signs)
         masks = cautious_mask(out, oriented)
-        if ctx.denominator is not None:
-            # numerator of a pending quotient: mask it into a new tensor, the denominator stays
-            torch._foreach_mul_(masks, out)
-            ctx._claimed = True
-            return masks
-        if ctx.owned and not _aliases_state(out, state):
-            torch._foreach_mul_(out, masks)
-            return out
+        # Masked into new tensors: ``out`` may be a state buffer of ``inner``; with a pending quotient
+        # they are its new numerator and the denominator stays pending.
         torch._foreach_mul_(masks, out)
         return ctx.fresh(masks)
 
     def __repr__(self):
         return f"Cautious(inner={self.inner!r})"
-
-
-def _aliases_state(tensors, state) -> bool:
-    ids = {id(t) for values in state.values() for t in values if t is not None}
-    return any(id(t) in ids for t in tensors)
 
 
 cautious = Cautious

@@ -26,6 +26,7 @@ import math
 
 import torch
 
+from gradkit.core.state import FIRST_MOMENT, PER_TENSOR, SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, boolean, non_negative, positive
@@ -42,8 +43,21 @@ __all__ = ["scale_by_dadapt_adam", "ScaleByDAdaptAdam"]
               "https://github.com/facebookresearch/dadaptation",
 )
 class ScaleByDAdaptAdam(GradientTransform):
+    """D-Adaptation Adam (args as ``dadaptation.DAdaptAdam``); ``d`` is group-level state.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> t = gradkit.chain(gradkit.scale_by_dadapt_adam(lr=1.0, d0=0.01), gradkit.scale_by_learning_rate())
+    >>> opt = gradkit.Optimizer([w], t, {"lr": 0.1})
+    >>> for _ in range(2):
+    ...     w.grad = torch.tensor([0.5, -0.5]); opt.step()
+    >>> w.detach()
+    tensor([ 0.9926, -1.9926])
+    """
+
     name = "dadapt"
-    state_kinds = {"s": "moment", "exp_avg": "moment", "exp_avg_sq": "moment"}
+    kind = PER_TENSOR
+    state_kinds = {"s": FIRST_MOMENT, "exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT}
 
     def __init__(self, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decouple=True, d0=1e-6, growth_rate=math.inf,
                  use_bias_correction=False):

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import torch
 
+from gradkit.core.hyper import resolve
+from gradkit.core.state import FIRST_MOMENT, SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, positive
-from gradkit.transforms._stepwise import per_step
 
 __all__ = ["scale_by_laprop", "ScaleByLaProp"]
 
@@ -34,8 +35,19 @@ __all__ = ["scale_by_laprop", "ScaleByLaProp"]
               "https://github.com/Z-T-WANG/LaProp-Optimizer",
 )
 class ScaleByLaProp(GradientTransform):
+    """LaProp's bias-corrected momentum of ``g / (sqrt(v_hat) + eps)`` (args ``betas``, ``eps``); see the module docstring.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_laprop(), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> for _ in range(2):
+    ...     w.grad = torch.tensor([0.5, -0.5]); opt.step()
+    >>> w.detach()
+    tensor([ 0.8000, -1.8000])
+    """
+
     name = "laprop"
-    state_kinds = {"exp_avg": "moment", "exp_avg_sq": "moment"}
+    state_kinds = {"exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT}
 
     def __init__(self, betas=(0.9, 0.999), eps=1e-15):
         self.betas = betas
@@ -49,18 +61,23 @@ class ScaleByLaProp(GradientTransform):
         return {"exp_avg": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params],
                 "exp_avg_sq": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]}
 
+    def scalars(self, group, step):
+        b1, b2 = (float(b) for b in resolve(self.betas, group))
+        return {"b1": b1, "b2": b2, "eps": float(resolve(self.eps, group)),
+                "bias_correction1": 1.0 - b1**step, "bias_correction2": 1.0 - b2**step}
+
     def update(self, updates, state, params, ctx):
-        b1, b2 = (float(b) for b in ctx.value(self.betas))
-        eps = float(ctx.value(self.eps))
+        s = ctx.scalars(self)
+        b1, b2, eps = s["b1"], s["b2"], s["eps"]
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         torch._foreach_mul_(exp_avg_sq, b2)
         torch._foreach_addcmul_(exp_avg_sq, updates, updates, 1.0 - b2)
-        denom = torch._foreach_div(exp_avg_sq, per_step(ctx, lambda t: 1.0 - b2**t))
+        denom = torch._foreach_div(exp_avg_sq, s["bias_correction2"])
         torch._foreach_sqrt_(denom)
         torch._foreach_add_(denom, eps)
         torch._foreach_mul_(exp_avg, b1)
         torch._foreach_addcdiv_(exp_avg, updates, denom, 1.0 - b1)
-        ctx.divide(per_step(ctx, lambda t: 1.0 - b1**t))
+        ctx.divide(s["bias_correction1"])
         return exp_avg
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from gradkit.core.state import GRADIENT, PER_TENSOR
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, boolean, non_negative
@@ -33,10 +34,19 @@ __all__ = ["mars_correction", "MarsCorrection"]
               "arXiv:2411.10438; https://github.com/AGI-Arena/MARS",
 )
 class MarsCorrection(GradientTransform):
-    """``betas``: the b1 of the correction is the first entry (the momentum of the optimizer it feeds)."""
+    """``betas``: the b1 of the correction is the first entry (the momentum of the optimizer it feeds).
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.ones(2, 2))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.mars_correction(), gradkit.scale(-1.0)))
+    >>> w.grad = torch.full((2, 2), 0.1); opt.step(); w.detach()  # (1 + 0.025 * 19) g, clipped to norm 1
+    tensor([[0.8525, 0.8525],
+            [0.8525, 0.8525]])
+    """
 
     name = "mars"
-    state_kinds = {"last_grad": "gradient"}
+    kind = PER_TENSOR
+    state_kinds = {"last_grad": GRADIENT}
 
     def __init__(self, gamma=0.025, betas=(0.95, 0.99), optimize_1d=False):
         self.gamma = gamma

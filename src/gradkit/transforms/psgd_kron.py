@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from gradkit.core.hyper import check_hyper, resolve
+from gradkit.core.state import FIRST_MOMENT, PRECONDITIONER, RNG, WHOLE_MATRIX
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative, positive, unit_interval
@@ -160,8 +161,18 @@ def _mode(value, group):
               "Preconditioners for SGD, arXiv:2211.04422; https://github.com/lixilinx/psgd_torch",
 )
 class ScaleByPSGDKron(GradientTransform):
+    """PSGD Kron (args as the reference ``kron``); one Kronecker factor per (merged) dim.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.ones(3, 2))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_psgd_kron(), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> w.grad = torch.ones(3, 2); opt.step(); sorted(opt.state[w])
+    ['psgd.factor0', 'psgd.factor1', 'psgd.momentum', 'psgd.seed', 'step']
+    """
+
     name = "psgd"
-    state_kinds = {"momentum": "moment", "seed": "seed", **{f"factor{i}": "preconditioner" for i in range(MAX_ORDER)}}
+    kind = WHOLE_MATRIX
+    state_kinds = {"momentum": FIRST_MOMENT, "seed": RNG, **{f"factor{i}": PRECONDITIONER for i in range(MAX_ORDER)}}
 
     def __init__(self, b1=0.9, weight_decay=0.0, update_probability=None, max_size_triangular=8192,
                  min_ndim_triangular=2, memory_save_mode=None, momentum_into_precond_update=True, precond_lr=0.1,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from gradkit.core.hyper import check_hyper
+from gradkit.core.hyper import check_hyper, resolve
+from gradkit.core.state import SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import positive
-from gradkit.transforms._stepwise import per_step
 
 __all__ = ["scale_by_rms", "ScaleByRMS", "second_entry"]
 
@@ -34,8 +34,19 @@ def _beta(value, group, name, pick):
 
 @register_transform("scale_by_rms", summary="divide by the root of the bias-corrected mean square (no momentum)")
 class ScaleByRMS(GradientTransform):
+    """Divides by the root of the bias-corrected EMA of ``g^2`` (args ``beta2`` (or a pair), ``eps``).
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_rms(), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> for _ in range(2):
+    ...     w.grad = torch.tensor([0.5, -0.5]); opt.step()
+    >>> w.detach()
+    tensor([ 0.8000, -1.8000])
+    """
+
     name = "rms"
-    state_kinds = {"exp_avg_sq": "moment"}
+    state_kinds = {"exp_avg_sq": SECOND_MOMENT}
 
     def __init__(self, beta2=0.999, eps=1e-8):
         self.beta2 = beta2
@@ -48,14 +59,19 @@ class ScaleByRMS(GradientTransform):
     def init(self, params, ctx):
         return {"exp_avg_sq": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]}
 
+    def scalars(self, group, step):
+        b2 = _beta(self.beta2, group, "betas", second_entry)
+        return {"b2": b2, "one_minus_b2": 1.0 - b2, "bias_correction2": 1.0 - b2**step,
+                "eps": float(resolve(self.eps, group))}
+
     def update(self, updates, state, params, ctx):
-        b2 = _beta(self.beta2, ctx.group, "betas", second_entry)
+        s = ctx.scalars(self)
         v = state["exp_avg_sq"]
-        torch._foreach_mul_(v, b2)
-        torch._foreach_addcmul_(v, updates, updates, 1.0 - b2)
-        denom = torch._foreach_div(v, per_step(ctx, lambda t: 1.0 - b2**t))
+        torch._foreach_mul_(v, s["b2"])
+        torch._foreach_addcmul_(v, updates, updates, s["one_minus_b2"])
+        denom = torch._foreach_div(v, s["bias_correction2"])
         torch._foreach_sqrt_(denom)
-        torch._foreach_add_(denom, float(ctx.value(self.eps)))
+        torch._foreach_add_(denom, s["eps"])
         return ctx.fresh(torch._foreach_div(updates, denom))
 
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 import torch
 
 from gradkit.core.hyper import check_hyper
-from gradkit.core.transform import Chain, GradientTransform
+from gradkit.core.state import ELEMENTWISE, ITERATE, widest_kind
+from gradkit.core.transform import GradientTransform, as_inner, init_inner, update_inner
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import non_negative
 
@@ -60,13 +61,23 @@ def _count(value, group, name):
               "https://github.com/facebookresearch/schedule_free",
 )
 class ScheduleFreeTransform(GradientTransform):
+    """Schedule-Free around ``inner`` (its state under ``inner.``, then ``z``); applies ``lr`` itself.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = gradkit.Optimizer([w], gradkit.schedule_free(gradkit.scale_by_rms(), lr=0.1), {"lr": 0.1})
+    >>> w.grad = torch.tensor([0.5, -0.5]); opt.step(); sorted(opt.state[w])
+    ['schedule_free.inner.rms.exp_avg_sq', 'schedule_free.z', 'step']
+    """
+
     name = "schedule_free"
-    state_kinds = {"z": "iterate"}
+    kind = ELEMENTWISE  # its own arithmetic; an instance takes the widest of its inner transforms'
+    state_kinds = {"z": ITERATE}
+    applies_lr = True
 
     def __init__(self, inner: GradientTransform, lr, momentum=0.9, warmup_steps=0, r=0.0, weight_lr_power=2.0):
-        if not isinstance(inner, GradientTransform):
-            raise TypeError(f"inner must be a GradientTransform, got {type(inner).__name__}")
-        self.inner = inner if isinstance(inner, Chain) else Chain(inner)
+        self.inner = as_inner(inner)
+        self.kind = widest_kind(ELEMENTWISE, *(t.kind for t in self.inner.transforms))
         self.lr = lr
         self.momentum = momentum
         self.warmup_steps = warmup_steps
@@ -81,21 +92,21 @@ class ScheduleFreeTransform(GradientTransform):
         non_negative(self.r, group, "r")
         non_negative(self.weight_lr_power, group, "weight_lr_power")
 
+    def children(self):
+        return {"inner": self.inner}
+
     def init(self, params, ctx):
-        state = dict(self.inner.init(params, ctx))
+        state = init_inner("inner", self.inner, params, ctx)
         state["z"] = [p.detach().clone(memory_format=torch.preserve_format) for p in params]
         return state
 
-    def kind_of(self, key):
-        return "iterate" if key == "z" else self.inner.kind_of(key)
+    def scalars(self, group, step):
+        return {"inner": self.inner.scalars(group, step)}
 
     def update(self, updates, state, params, ctx):
         z = state["z"]
-        inner_state = {k: v for k, v in state.items() if k != "z"}
-        namespace = ctx.namespace
-        updates = self.inner.update(updates, inner_state, params, ctx)
+        updates = update_inner("inner", self.inner, updates, state, params, ctx)
         updates = ctx.materialize(updates, params)
-        ctx.namespace = namespace
 
         group = ctx.group
         sched = ctx.group_state

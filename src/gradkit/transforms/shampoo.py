@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gradkit.core.hyper import check_hyper, resolve
+from gradkit.core.state import FIRST_MOMENT, PRECONDITIONER, SECOND_MOMENT, WHOLE_MATRIX
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, positive, unit_interval
@@ -130,10 +131,20 @@ def _grafting(value, group):
               "https://github.com/facebookresearch/optimizers",
 )
 class ScaleByShampoo(GradientTransform):
+    """Shampoo with grafting (args as Distributed Shampoo); a factor and inverse root per block dim.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.ones(3, 2))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_shampoo(), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> w.grad = torch.ones(3, 2); opt.step(); sorted(opt.state[w])
+    ['shampoo.factor0', 'shampoo.filtered', 'shampoo.graft', 'shampoo.root0', 'step']
+    """
+
     name = "shampoo"
-    state_kinds = {"filtered": "moment", "graft": "moment",
-                   **{f"factor{i}": "preconditioner" for i in range(MAX_ORDER)},
-                   **{f"root{i}": "preconditioner" for i in range(MAX_ORDER)}}
+    kind = WHOLE_MATRIX
+    state_kinds = {"filtered": FIRST_MOMENT, "graft": SECOND_MOMENT,
+                   **{f"factor{i}": PRECONDITIONER for i in range(MAX_ORDER)},
+                   **{f"root{i}": PRECONDITIONER for i in range(MAX_ORDER)}}
 
     def __init__(self, betas=(0.9, 0.999), epsilon=1e-12, max_preconditioner_dim=1024, precondition_frequency=1,
                  start_preconditioning_step=-1, use_bias_correction=True, grafting="adam", grafting_beta2=0.999,

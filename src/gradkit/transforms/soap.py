@@ -29,12 +29,12 @@ import math
 
 import torch
 
-from gradkit.core.hyper import check_hyper
+from gradkit.core.hyper import check_hyper, resolve
+from gradkit.core.state import FIRST_MOMENT, PRECONDITIONER, SECOND_MOMENT, WHOLE_MATRIX
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import betas as check_betas, boolean, positive
 from gradkit.transforms._kronecker import contract, factor_dims, gram
-from gradkit.transforms._stepwise import per_step
 
 __all__ = ["scale_by_soap", "ScaleBySOAP", "MAX_DIMS"]
 
@@ -58,10 +58,20 @@ def unit_or_none(value, group, name):
               "https://github.com/nikhilvyas/SOAP",
 )
 class ScaleBySOAP(GradientTransform):
+    """SOAP (args as the official ``SOAP``); one factor and eigenbasis per preconditioned dim.
+
+    >>> import torch, gradkit
+    >>> w = torch.nn.Parameter(torch.ones(3, 2))
+    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_soap(), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> w.grad = torch.ones(3, 2); opt.step(); sorted(opt.state[w])
+    ['soap.basis0', 'soap.basis1', 'soap.exp_avg', 'soap.exp_avg_sq', 'soap.factor0', 'soap.factor1', 'step']
+    """
+
     name = "soap"
-    state_kinds = {"exp_avg": "moment", "exp_avg_sq": "moment",
-                   **{f"factor{i}": "preconditioner" for i in range(MAX_DIMS)},
-                   **{f"basis{i}": "basis" for i in range(MAX_DIMS)}}
+    kind = WHOLE_MATRIX
+    state_kinds = {"exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT,
+                   **{f"factor{i}": PRECONDITIONER for i in range(MAX_DIMS)},
+                   **{f"basis{i}": PRECONDITIONER for i in range(MAX_DIMS)}}
 
     def __init__(self, betas=(0.95, 0.95), shampoo_beta=None, eps=1e-8, precondition_frequency=10,
                  max_precondition_dim=10000, precondition_1d=False, correct_bias=True):
@@ -96,6 +106,11 @@ class ScaleBySOAP(GradientTransform):
                 if any(v is not None for v in values):
                     state[f"{prefix}{i}"] = values
         return state
+
+    def scalars(self, group, step):
+        b1, b2 = (float(b) for b in resolve(self.betas, group))
+        # the first step only gathers statistics; the moments then have one step fewer than the tensor
+        return {"correction": math.sqrt(1.0 - b2 ** (step - 1)) / (1.0 - b1 ** (step - 1)) if step > 1 else 0.0}
 
     def update(self, updates, state, params, ctx):
         b1, b2 = (float(b) for b in ctx.value(self.betas))
@@ -141,7 +156,7 @@ class ScaleBySOAP(GradientTransform):
                 if basis is not None:
                     state[f"basis{i}"][j] = basis
         if ctx.value(self.correct_bias):
-            ctx.multiply(per_step(ctx, lambda t: math.sqrt(1.0 - b2 ** (t - 1)) / (1.0 - b1 ** (t - 1)) if t > 1 else 0.0))
+            ctx.multiply(ctx.scalars(self)["correction"])
         return ctx.fresh(out)
 
 
