@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from _optim_a_support import parity
+from support import parity
 
 
 def smooth_cnn(seed: int = 0) -> torch.nn.Module:

@@ -8,7 +8,7 @@ from gradkit.optim import ADOPT, MARS, CautiousAdamW, CautiousLion, LaProp
 from gradkit.transforms import cautious_mask
 
 from _frontier_support import cnn_parity
-from _optim_a_support import check_rejects, check_staggered_steps, check_state_bytes
+from support import check_rejects, check_staggered_steps, check_state_bytes
 
 TOL = 1e-5
 

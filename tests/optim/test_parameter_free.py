@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from gradkit.optim import DAdaptAdam, Prodigy
 
 from _frontier_support import cnn_parity, smooth_cnn
-from _optim_a_support import check_rejects, check_state_bytes, digits_batch
+from support import check_rejects, check_state_bytes, digits_batch
 
 TOL = 1e-5
 

@@ -11,7 +11,7 @@ from gradkit.optim import PSGDKron
 from gradkit.transforms.psgd_kron import diagonal_dims, merged_shape, update_probability
 
 from _frontier_support import smooth_cnn
-from _optim_a_support import check_rejects, digits_batch, max_relative_difference, train
+from support import check_rejects, digits_batch, max_relative_difference, train
 
 TOL = 1e-5
 
@@ -25,7 +25,7 @@ def _run(make, steps=50):
     torch.manual_seed(123)
     opt = make(model.parameters())
     with torch._dynamo.config.patch(disable=True), contextlib.redirect_stdout(io.StringIO()):
-        train(model, opt, x, y, steps)
+        train(model, opt, steps, [(x, y)])
     return model
 
 

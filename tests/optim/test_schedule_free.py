@@ -11,7 +11,7 @@ from gradkit.optim import ScheduleFree, ScheduleFreeAdamW, ScheduleFreeSGD, reco
 from gradkit.transforms import add_decayed_weights, scale_by_adam
 
 from _frontier_support import cnn_parity, smooth_cnn
-from _optim_a_support import check_rejects, check_state_bytes, digits_batch, parity, smooth_net, train
+from support import check_rejects, check_state_bytes, digits_batch, parity, smooth_net, train
 
 TOL = 1e-5
 
@@ -50,8 +50,8 @@ def test_eval_point_matches_official_and_train_restores():
     b = copy.deepcopy(a)
     ours = ScheduleFreeAdamW(a.parameters(), lr=1e-3, warmup_steps=5)
     official = _official_train_mode("AdamWScheduleFree", lr=1e-3, warmup_steps=5)(b.parameters())
-    train(a, ours, x, y, 20)
-    train(b, official, x, y, 20)
+    train(a, ours, 20, [(x, y)])
+    train(b, official, 20, [(x, y)])
     at_y = [p.detach().clone() for p in a.parameters()]
     ours.eval()
     official.eval()
@@ -109,7 +109,7 @@ def test_batchnorm_statistics_are_recomputed_at_the_average():
     x, y = digits_batch(256)
     model = smooth_net()
     opt = ScheduleFreeAdamW(model.parameters(), lr=1e-2, warmup_steps=2)
-    train(model, opt, x, y, 10)
+    train(model, opt, 10, [(x, y)])
     batches = [(x[i:i + 64], y[i:i + 64]) for i in range(0, 256, 64)]
     recompute_batchnorm_statistics(model, batches, opt)
     assert not opt.train_mode and model.training

@@ -8,7 +8,7 @@ from gradkit.optim import Shampoo
 from gradkit.transforms.shampoo import BlockLayout, merge_small_dims
 
 from _frontier_support import cnn_parity
-from _optim_a_support import check_rejects, check_staggered_steps
+from support import check_rejects, check_staggered_steps
 
 TOL = 1e-5
 ORIGINAL = dict(betas=(0.0, 1.0), grafting="none", use_bias_correction=False, merge_dims=False)

@@ -7,7 +7,7 @@ import torch
 from gradkit.optim import SOAP
 
 from _frontier_support import cnn_parity
-from _optim_a_support import check_rejects, check_staggered_steps
+from support import check_rejects, check_staggered_steps
 
 TOL = 1e-5
 
@@ -90,7 +90,9 @@ def test_state_layout():
     assert set(opt.state[w]) == {"step", "soap.exp_avg", "soap.exp_avg_sq", "soap.factor1", "soap.basis1"}
     assert set(opt.state[b]) == {"step", "soap.exp_avg", "soap.exp_avg_sq"}
     kinds = opt.state_bytes(by="kind")
-    assert kinds["preconditioner"] == kinds["basis"] == 9 * 4
+    assert kinds["preconditioner"] == 2 * 9 * 4  # the factor and the eigenbasis of dim 1
+    assert kinds["moment"] == 2 * (15 + 5) * 4
+    assert opt.transform.kind_of("soap.exp_avg_sq").non_negative
 
 
 @pytest.mark.parametrize("bad", [dict(precondition_frequency=0), dict(max_precondition_dim=1.5), dict(shampoo_beta=1.0),
