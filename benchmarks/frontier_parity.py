@@ -15,6 +15,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "optim"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 import adopt  # noqa: E402
 import dadaptation  # noqa: E402
@@ -27,7 +28,7 @@ from gradkit import optim  # noqa: E402
 from _frontier_support import cnn_parity  # noqa: E402
 from test_frontier_tricks import OfficialLaProp, OfficialMARS, PaperCautiousAdamW  # noqa: E402
 from test_psgd_kron import _run  # noqa: E402
-from _optim_a_support import max_relative_difference  # noqa: E402
+from support import max_relative_difference  # noqa: E402
 
 
 def train_mode(cls, **kw):

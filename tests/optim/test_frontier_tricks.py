@@ -225,3 +225,36 @@ def test_cautious_wraps_other_transforms(inner):
         opt.step()
         moved = w.detach() - before
         assert ((moved * w.grad) <= 0).all() and (moved != 0).any()
+
+
+def test_cautious_nests_its_inner_state_and_takes_the_widest_kind():
+    from gradkit.core.state import FIRST_MOMENT, PER_TENSOR, SECOND_MOMENT, WHOLE_MATRIX
+    from gradkit.transforms import cautious, scale_by_adam, scale_by_soap
+
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    opt = CautiousAdamW([w], lr=0.1)
+    w.grad = torch.randn(4, 3)
+    opt.step()
+    keys = {"step", "cautious.inner.adam.exp_avg", "cautious.inner.adam.exp_avg_sq"}
+    assert set(opt.state[w]) == keys
+    assert opt.transform.kind_of("cautious.inner.adam.exp_avg") == FIRST_MOMENT
+    assert opt.transform.kind_of("cautious.inner.adam.exp_avg_sq") == SECOND_MOMENT
+    with pytest.raises(KeyError, match="declares no kind"):
+        opt.transform.kind_of("cautious.adam.exp_avg")
+    restored = CautiousAdamW([torch.nn.Parameter(w.detach().clone())], lr=0.1)
+    restored.load_state_dict(opt.state_dict())
+    assert set(restored.state[restored.param_groups[0]["params"][0]]) == keys
+    assert cautious(scale_by_adam()).kind == PER_TENSOR
+    assert cautious(scale_by_soap()).kind == WHOLE_MATRIX
+
+
+@pytest.mark.parametrize("name,kind", [
+    ("scale_by_soap", "whole_matrix"), ("scale_by_shampoo", "whole_matrix"), ("scale_by_psgd_kron", "whole_matrix"),
+    ("scale_by_prodigy", "per_tensor_reduction"), ("scale_by_dadapt_adam", "per_tensor_reduction"),
+    ("mars_correction", "per_tensor_reduction"), ("scale_by_adopt", "elementwise"), ("scale_by_laprop", "elementwise"),
+    ("scale_by_rms", "elementwise"),
+])
+def test_frontier_transforms_declare_how_far_their_arithmetic_reaches(name, kind):
+    import gradkit.transforms as T
+
+    assert getattr(T, name).kind == kind

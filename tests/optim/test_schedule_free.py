@@ -147,3 +147,20 @@ def test_the_arena_evaluates_at_the_average():
     train_metrics, val_metrics = _evaluate(Task(), model, None, opt)
     assert train_metrics == val_metrics == {"train_mode": False}
     assert opt.train_mode and model.training
+
+
+def test_state_nests_the_inner_chain_and_the_learning_rate_is_applied():
+    import warnings
+
+    from gradkit.core.state import ITERATE, SECOND_MOMENT
+
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "never applies the learning rate" warning
+        opt = ScheduleFreeAdamW([w], lr=0.1)
+        w.grad = torch.randn(4, 3)
+        opt.step()
+    assert set(opt.state[w]) == {"step", "schedule_free.z", "schedule_free.inner.rms.exp_avg_sq"}
+    assert opt.transform.kind_of("schedule_free.z") == ITERATE
+    assert opt.transform.kind_of("schedule_free.inner.rms.exp_avg_sq") == SECOND_MOMENT
+    assert opt.transform.lr_applied

@@ -1,4 +1,4 @@
-"""Kronecker-factored statistics shared by SOAP and Shampoo: one factor per tensor dimension.
+"""Kronecker-factored statistics of SOAP: one factor per tensor dimension.
 
 For a gradient ``G`` with dims ``d_0, ..., d_{k-1}`` the factor of dim ``i`` is the ``d_i x d_i`` matrix
 ``G_(i) G_(i)^T`` (``G`` contracted with itself over every other dim). Dims larger than
