@@ -36,7 +36,7 @@ import math
 import torch
 from torch import Tensor
 
-from gradkit.core.hyper import check_hyper, resolve
+from gradkit.core.hyper import arg_name, check_hyper, is_number, resolve
 from gradkit.core.state import FIRST_MOMENT, PRECONDITIONER, RNG, WHOLE_MATRIX
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -150,6 +150,20 @@ def _balance(factors: list[Tensor]) -> None:
         q.mul_(target / n)
 
 
+def _prob_schedule(value, group) -> tuple[float, ...]:
+    allowed = "(max_prob, min_prob, decay, flat_start) numbers with 0 < min_prob <= max_prob <= 1, decay >= 0"
+    resolved = resolve(value, group)
+    shown = arg_name(value, "prob_schedule")
+    if isinstance(resolved, (tuple, list)) and not all(is_number(x) for x in resolved):
+        raise TypeError(f"{shown} must be {allowed}, got ({', '.join(type(x).__name__ for x in resolved)}) {resolved!r}")
+    if not (isinstance(resolved, (tuple, list)) and len(resolved) == 4):
+        raise ValueError(f"{shown} must be {allowed}, got {resolved!r}")
+    out = tuple(float(x) for x in resolved)
+    if not (all(math.isfinite(x) for x in out) and 0 < out[1] <= out[0] <= 1 and out[2] >= 0):
+        raise ValueError(f"{shown} must be {allowed}, got {resolved!r}")
+    return out
+
+
 def _mode(value, group):
     return check_hyper(value, group, "memory_save_mode", lambda x: x in MEMORY_SAVE_MODES, f"one of {MEMORY_SAVE_MODES}")
 
@@ -202,9 +216,7 @@ class ScaleByPSGDKron(GradientTransform):
         positive(self.precond_lr, group, "precond_lr")
         positive(self.precond_init_scale, group, "precond_init_scale")
         boolean(self.merge_dims, group, "merge_dims")
-        check_hyper(self.prob_schedule, group, "prob_schedule",
-                    lambda x: isinstance(x, (tuple, list)) and len(x) == 4 and 0 < x[1] <= x[0] <= 1 and x[2] >= 0,
-                    "(max_prob, min_prob, decay, flat_start) with 0 < min_prob <= max_prob <= 1, decay >= 0")
+        _prob_schedule(self.prob_schedule, group)
         check_hyper(self.seed, group, "seed", lambda x: x is None or (isinstance(x, int) and not isinstance(x, bool)),
                     "None (torch's global generator) or an int")
 
@@ -243,7 +255,7 @@ class ScaleByPSGDKron(GradientTransform):
             sched.update(prob_step=0, counter=0, updates=0)
         fixed = ctx.value(self.update_probability)
         prob = torch.tensor(float(fixed), dtype=torch.float32) if fixed is not None else \
-            update_probability(sched["prob_step"], *(float(x) for x in ctx.value(self.prob_schedule)))
+            update_probability(sched["prob_step"], *_prob_schedule(self.prob_schedule, ctx.group))
         sched["counter"] += 1
         do = bool(sched["counter"] >= 1 / prob)
         if do:
