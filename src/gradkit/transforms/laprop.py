@@ -35,11 +35,13 @@ __all__ = ["scale_by_laprop", "ScaleByLaProp"]
               "https://github.com/Z-T-WANG/LaProp-Optimizer",
 )
 class ScaleByLaProp(GradientTransform):
-    """LaProp's bias-corrected momentum of ``g / (sqrt(v_hat) + eps)`` (args ``betas``, ``eps``); see the module docstring.
+    """LaProp's bias-corrected momentum of ``g / (sqrt(v_hat) + eps)`` (args ``betas``, ``eps``); see the
+    module docstring.
 
     >>> import torch, gradkit
     >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_laprop(), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> t = gradkit.chain(gradkit.scale_by_laprop(), gradkit.scale_by_learning_rate())
+    >>> opt = gradkit.Optimizer([w], t, {"lr": 0.1})
     >>> for _ in range(2):
     ...     w.grad = torch.tensor([0.5, -0.5]); opt.step()
     >>> w.detach()

@@ -155,7 +155,8 @@ def _prob_schedule(value, group) -> tuple[float, ...]:
     resolved = resolve(value, group)
     shown = arg_name(value, "prob_schedule")
     if isinstance(resolved, (tuple, list)) and not all(is_number(x) for x in resolved):
-        raise TypeError(f"{shown} must be {allowed}, got ({', '.join(type(x).__name__ for x in resolved)}) {resolved!r}")
+        kinds = ", ".join(type(x).__name__ for x in resolved)
+        raise TypeError(f"{shown} must be {allowed}, got ({kinds}) {resolved!r}")
     if not (isinstance(resolved, (tuple, list)) and len(resolved) == 4):
         raise ValueError(f"{shown} must be {allowed}, got {resolved!r}")
     out = tuple(float(x) for x in resolved)
@@ -179,7 +180,8 @@ class ScaleByPSGDKron(GradientTransform):
 
     >>> import torch, gradkit
     >>> w = torch.nn.Parameter(torch.ones(3, 2))
-    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_psgd_kron(), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> t = gradkit.chain(gradkit.scale_by_psgd_kron(), gradkit.scale_by_learning_rate())
+    >>> opt = gradkit.Optimizer([w], t, {"lr": 0.1})
     >>> w.grad = torch.ones(3, 2); opt.step(); sorted(opt.state[w])
     ['psgd.factor0', 'psgd.factor1', 'psgd.momentum', 'psgd.seed', 'step']
     """

@@ -38,7 +38,8 @@ class ScaleByRMS(GradientTransform):
 
     >>> import torch, gradkit
     >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_rms(), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> t = gradkit.chain(gradkit.scale_by_rms(), gradkit.scale_by_learning_rate())
+    >>> opt = gradkit.Optimizer([w], t, {"lr": 0.1})
     >>> for _ in range(2):
     ...     w.grad = torch.tensor([0.5, -0.5]); opt.step()
     >>> w.detach()

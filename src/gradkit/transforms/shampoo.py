@@ -135,7 +135,8 @@ class ScaleByShampoo(GradientTransform):
 
     >>> import torch, gradkit
     >>> w = torch.nn.Parameter(torch.ones(3, 2))
-    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_shampoo(), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> t = gradkit.chain(gradkit.scale_by_shampoo(), gradkit.scale_by_learning_rate())
+    >>> opt = gradkit.Optimizer([w], t, {"lr": 0.1})
     >>> w.grad = torch.ones(3, 2); opt.step(); sorted(opt.state[w])
     ['shampoo.factor0', 'shampoo.filtered', 'shampoo.graft', 'shampoo.root0', 'step']
     """

@@ -62,7 +62,8 @@ class ScaleBySOAP(GradientTransform):
 
     >>> import torch, gradkit
     >>> w = torch.nn.Parameter(torch.ones(3, 2))
-    >>> opt = gradkit.Optimizer([w], gradkit.chain(gradkit.scale_by_soap(), gradkit.scale_by_learning_rate()), {"lr": 0.1})
+    >>> t = gradkit.chain(gradkit.scale_by_soap(), gradkit.scale_by_learning_rate())
+    >>> opt = gradkit.Optimizer([w], t, {"lr": 0.1})
     >>> w.grad = torch.ones(3, 2); opt.step(); sorted(opt.state[w])
     ['soap.basis0', 'soap.basis1', 'soap.exp_avg', 'soap.exp_avg_sq', 'soap.factor0', 'soap.factor1', 'step']
     """
