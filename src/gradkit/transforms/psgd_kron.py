@@ -266,12 +266,15 @@ class ScaleByPSGDKron(GradientTransform):
         sched["prob_step"] += 1
         return do
 
+    def scalars(self, group, step):
+        return {"bias_correction1": 1.0 - float(resolve(self.b1, group)) ** step}
+
     def update(self, updates, state, params, ctx):
         b1 = float(ctx.value(self.b1))
         momentum = state["momentum"]
         torch._foreach_mul_(momentum, b1)
         torch._foreach_add_(momentum, updates, alpha=1.0 - b1)
-        debiased = torch._foreach_div(momentum, [1.0 - b1**t for t in ctx.steps])
+        debiased = torch._foreach_div(momentum, ctx.scalars(self)["bias_correction1"])
         do_update = self._do_update(ctx)
         balance = do_update and ctx.group_state["updates"] % _BALANCE_EVERY == 0
         precond_lr = float(ctx.value(self.precond_lr))

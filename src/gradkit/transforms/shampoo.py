@@ -207,8 +207,16 @@ class ScaleByShampoo(GradientTransform):
             raise ValueError(f"scale_by_shampoo handles tensors of at most {MAX_ORDER} (merged) dims")
         return state
 
+    def scalars(self, group, step):
+        b1, _ = self._betas(group)
+        b2g = float(resolve(self.grafting_beta2, group))
+        corrected = bool(resolve(self.use_bias_correction, group))
+        return {"bias_correction1": 1.0 - b1**step if corrected else 1.0,
+                "graft_bias_correction2": 1.0 - b2g**step if corrected else 1.0}
+
     def update(self, updates, state, params, ctx):
         group = ctx.group
+        s = ctx.scalars(self)
         b1, b2 = self._betas(group)
         eps = float(ctx.value(self.epsilon))
         frequency, start = self._start(group)
@@ -219,14 +227,14 @@ class ScaleByShampoo(GradientTransform):
         # filtered gradient (bias-corrected first moment) and the grafting direction, multi-tensor
         if b1 > 0:
             torch._foreach_lerp_(state["filtered"], updates, 1.0 - b1)
-            filtered = torch._foreach_div(state["filtered"], [1.0 - b1**t if bias_correction else 1.0 for t in steps])
+            filtered = torch._foreach_div(state["filtered"], s["bias_correction1"])
         else:
             filtered = list(updates)
         if grafting == "adam":
             b2g = float(ctx.value(self.grafting_beta2))
             torch._foreach_mul_(state["graft"], b2g)
             torch._foreach_addcmul_(state["graft"], updates, updates, 1.0 - b2g)
-            denom = torch._foreach_div(state["graft"], [1.0 - b2g**t if bias_correction else 1.0 for t in steps])
+            denom = torch._foreach_div(state["graft"], s["graft_bias_correction2"])
         elif grafting == "adagrad":
             torch._foreach_addcmul_(state["graft"], updates, updates)
             denom = [v.clone() for v in state["graft"]]
