@@ -124,6 +124,10 @@ BUILD = {
     "project_split": lambda: __import__("gradkit.lowrank", fromlist=["project_split"]).project_split(
         T.scale_by_adam(), "random", rank=2, complement="fira"),
     "scale": lambda: T.scale(2.0),
+    "cautious": lambda: T.cautious(T.scale_by_adam()),
+    "schedule_free": lambda: T.schedule_free(T.scale_by_rms(), lr=1.0),
+    "scale_by_prodigy": lambda: T.scale_by_prodigy(lr=1.0),
+    "scale_by_dadapt_adam": lambda: T.scale_by_dadapt_adam(lr=1.0),
 }
 
 

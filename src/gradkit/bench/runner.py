@@ -148,12 +148,18 @@ def _is_bad(value: float, reference: float | None, factor: float) -> bool:
     return reference is not None and abs(value) > factor * max(abs(reference), 1e-12)
 
 
-def _evaluate(task: Task, model: torch.nn.Module, data: Any) -> tuple[dict, dict]:
+def _evaluate(task: Task, model: torch.nn.Module, data: Any, optimizer: Any = None) -> tuple[dict, dict]:
+    # Optimizers that train at one point and evaluate at another (Schedule-Free) have eval()/train().
+    swap = callable(getattr(optimizer, "eval", None)) and callable(getattr(optimizer, "train", None))
+    if swap:
+        optimizer.eval()
     model.eval()
     try:
         return task.evaluate(model, data, "train"), task.evaluate(model, data, "val")
     finally:
         model.train()
+        if swap:
+            optimizer.train()
 
 
 def run_one(task: Task, data: Any, contestant: Contestant, hparams: dict[str, Any], seed: int, *,
@@ -207,7 +213,7 @@ def _train(task, data, contestant, hparams, seed, device, divergence_factor, pro
 
         desc = f"{contestant.label} {' '.join(f'{k}={v}' for k, v in hparams.items())} seed={seed}".strip()
         bar = tqdm(total=task.steps, desc=desc, position=position, leave=False, dynamic_ncols=True)
-    train, val = _evaluate(task, model, data)  # the common starting point of every curve
+    train, val = _evaluate(task, model, data, optimizer)  # the common starting point of every curve
     record.evals.append({"step": 0, "wall_s": 0.0, "train": train, "val": val})
     try:
         for step in range(1, task.steps + 1):
@@ -252,7 +258,7 @@ def _train(task, data, contestant, hparams, seed, device, divergence_factor, pro
             if record.trajectory is not None:
                 record.trajectory.append(_point(params))
             if step % task.eval_every == 0 or step == task.steps:
-                train, val = _evaluate(task, model, data)
+                train, val = _evaluate(task, model, data, optimizer)
                 record.evals.append({"step": step, "wall_s": wall, "train": train, "val": val})
                 if not math.isfinite(val["loss"]):
                     record.status, record.diverged_step = "diverged", step

@@ -25,6 +25,7 @@ from typing import Any
 __all__ = [
     "StateKind", "as_kind", "nest", "unnest", "split_key",
     "FIRST_MOMENT", "SECOND_MOMENT", "GRADIENT", "PROJECTION", "INDEX", "COUNTER", "RNG", "HISTORY", "SCALE", "NORM",
+    "ITERATE", "PRECONDITIONER", "widest_kind",
     "ELEMENTWISE", "PER_TENSOR", "WHOLE_MATRIX", "TRANSFORM_KINDS",
 ]
 
@@ -60,10 +61,15 @@ RNG = StateKind("rng_seed", "rng", per_element=False)
 HISTORY = StateKind("history", "history", per_element=False)
 SCALE = StateKind("scale", "scale", per_element=False)
 NORM = StateKind("norm", "norm", non_negative=True, per_element=False)
+#: a point in parameter space (Schedule-Free's z, Prodigy's initial point): one value per element
+ITERATE = StateKind("iterate", "iterate")
+#: a per-dimension matrix or vector of a Kronecker-factored preconditioner (factors, their roots, eigenbases)
+PRECONDITIONER = StateKind("preconditioner", "preconditioner", per_element=False)
 
-_BY_NAME = {k.category: k for k in (FIRST_MOMENT, GRADIENT, PROJECTION, INDEX, COUNTER, RNG, HISTORY, SCALE, NORM)}
+_BY_NAME = {k.category: k for k in (FIRST_MOMENT, GRADIENT, PROJECTION, INDEX, COUNTER, RNG, HISTORY, SCALE, NORM,
+                                    ITERATE, PRECONDITIONER)}
 _BY_NAME.update({k.role: k for k in (FIRST_MOMENT, SECOND_MOMENT, GRADIENT, PROJECTION, INDEX, COUNTER, RNG, HISTORY,
-                                      SCALE, NORM)})
+                                      SCALE, NORM, ITERATE, PRECONDITIONER)})
 
 # The three kinds of transform (how far its arithmetic reaches), for sharding, quantization and fusion.
 #: each output element depends only on the same element of the inputs and state
@@ -73,6 +79,11 @@ PER_TENSOR = "per_tensor_reduction"
 #: needs each matrix whole (orthogonalization, bases from SVD/QR)
 WHOLE_MATRIX = "whole_matrix"
 TRANSFORM_KINDS = (ELEMENTWISE, PER_TENSOR, WHOLE_MATRIX)
+
+
+def widest_kind(*kinds: str) -> str:
+    """The kind that reaches furthest (a wrapper's kind given its own and its inner transforms')."""
+    return max(kinds, key=TRANSFORM_KINDS.index, default=ELEMENTWISE)
 
 
 def as_kind(kind: Any) -> StateKind:

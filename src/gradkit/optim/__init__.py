@@ -14,6 +14,16 @@ from gradkit.optim.muon import Muon
 from gradkit.optim.sgd import SGD
 from gradkit.optim.sgd_sai import SGDSaI
 from gradkit.optim.trust_region import TrustRegionMomentum
+from gradkit.optim.adopt import ADOPT
+from gradkit.optim.cautious import CautiousAdamW, CautiousLion
+from gradkit.optim.dadapt import DAdaptAdam
+from gradkit.optim.laprop import LaProp
+from gradkit.optim.mars import MARS
+from gradkit.optim.prodigy import Prodigy
+from gradkit.optim.shampoo import Shampoo
+from gradkit.optim.soap import SOAP
+from gradkit.optim.psgd_kron import PSGDKron
+from gradkit.optim.schedule_free import ScheduleFree, ScheduleFreeAdamW, ScheduleFreeSGD, recompute_batchnorm_statistics
 
 __all__ = [
     "AdaBelief",
@@ -33,4 +43,18 @@ __all__ = [
     "SGDSaI",
     "TrustRegionMomentum",
     "xgrad",
+    "ADOPT",
+    "CautiousAdamW",
+    "CautiousLion",
+    "DAdaptAdam",
+    "LaProp",
+    "MARS",
+    "Prodigy",
+    "PSGDKron",
+    "recompute_batchnorm_statistics",
+    "ScheduleFree",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
+    "Shampoo",
+    "SOAP",
 ]

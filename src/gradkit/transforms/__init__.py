@@ -54,6 +54,17 @@ from gradkit.transforms.trust_region import (
     shape_factor,
     SHAPE_SCALES,
 )
+from gradkit.transforms.adopt import scale_by_adopt, ScaleByAdopt, skip_first_step, SkipFirstStep
+from gradkit.transforms.cautious import cautious, Cautious, cautious_mask
+from gradkit.transforms.dadapt import scale_by_dadapt_adam, ScaleByDAdaptAdam
+from gradkit.transforms.laprop import scale_by_laprop, ScaleByLaProp
+from gradkit.transforms.mars import mars_correction, MarsCorrection
+from gradkit.transforms.prodigy import scale_by_prodigy, ScaleByProdigy
+from gradkit.transforms.psgd_kron import MEMORY_SAVE_MODES, scale_by_psgd_kron, ScaleByPSGDKron
+from gradkit.transforms.rms import scale_by_rms, ScaleByRMS
+from gradkit.transforms.schedule_free import schedule_free, ScheduleFreeTransform
+from gradkit.transforms.shampoo import GRAFTINGS, scale_by_shampoo, ScaleByShampoo
+from gradkit.transforms.soap import scale_by_soap, ScaleBySOAP
 
 __all__ = [
     "add_decayed_weights",
@@ -124,4 +135,31 @@ __all__ = [
     "SINGULAR_VALUE_BAND",
     "Trace",
     "trace",
+    "cautious",
+    "Cautious",
+    "cautious_mask",
+    "mars_correction",
+    "MarsCorrection",
+    "scale_by_adopt",
+    "scale_by_dadapt_adam",
+    "scale_by_laprop",
+    "scale_by_prodigy",
+    "ScaleByAdopt",
+    "ScaleByDAdaptAdam",
+    "ScaleByLaProp",
+    "ScaleByProdigy",
+    "skip_first_step",
+    "SkipFirstStep",
+    "schedule_free",
+    "scale_by_rms",
+    "ScaleByRMS",
+    "ScheduleFreeTransform",
+    "scale_by_soap",
+    "ScaleBySOAP",
+    "GRAFTINGS",
+    "scale_by_shampoo",
+    "ScaleByShampoo",
+    "MEMORY_SAVE_MODES",
+    "scale_by_psgd_kron",
+    "ScaleByPSGDKron",
 ]
