@@ -55,11 +55,7 @@ _FOREACH_COPY = ("_foreach_copy_", "NotImplementedError: aten._foreach_copy_.def
 _MIXED = ("mixed torch.Tensor and DTensor",
           "RuntimeError: got mixed torch.Tensor and DTensor (the low-rank projectors build plain tensors)")
 FSDP_KNOWN_FAILURES = {
-    "adan": _FOREACH_COPY,
-    "sgd_momentum": _FOREACH_COPY,
-    "diffgrad": _FOREACH_COPY,
     "sgdsai": _FOREACH_COPY,
-    "exadam": ("_foreach_addcdiv", "NotImplementedError: aten._foreach_addcdiv.Scalar has no DTensor sharding strategy"),
     "adamp": (".tolist()", "RuntimeError: .tolist() is not supported for tensor subclasses (AdamP's radial projection)"),
     "frugal": _MIXED,
     "frugal_random": _MIXED,

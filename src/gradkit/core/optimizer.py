@@ -34,6 +34,8 @@ from gradkit.core.accounting import state_bytes
 from gradkit.core.context import StepContext
 from gradkit.core.fused import FusedGroup, FusedStep
 from gradkit.core.prediction import predicted_weights
+from gradkit.core.sharding import check_shardable, is_sharded, local, rewrap, widest_kind
+from gradkit.core.state import ELEMENTWISE
 from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, expected_state
 from gradkit.core.transform import Chain, GradientTransform
 from gradkit.core.hyper import is_number
@@ -200,6 +202,8 @@ class Optimizer(torch.optim.Optimizer):
                 raise ValueError(
                     f"param group {index}: a gradient does not match its param (grad {tuple(g.shape)} {g.dtype} on "
                     f"{g.device}, param {tuple(p.shape)} {p.dtype} on {p.device}); params and state are unchanged")
+            if is_sharded(params):
+                check_shardable(self.transform, index, group, params)
             work.append((index, _plain_numbers(group), params, grads))
         return work
 
@@ -261,16 +265,23 @@ class Optimizer(torch.optim.Optimizer):
         states, lists = self._state_lists(group, group_state, params, params_c)
         # plain ints: a foreach op over 0-dim tensors costs more than the loop
         ctx = StepContext(group, [s["step"] + 1 for s in states], group_state)
+        sharded_lists = None
+        if is_sharded(params) and widest_kind(self.transform) == ELEMENTWISE:
+            # elementwise: each rank's shards are a subset of the elements, so no communication (core/sharding.py)
+            params, params_c, grads_c = local(params), local(params_c), local(grads_c)
+            sharded_lists, lists = lists, {k: local(values) for k, values in lists.items()}
         updates = self.transform.update(grads_c, lists, params_c, ctx)
         for k, values in lists.items():  # transforms may replace state tensors in their lists
-            for s, v in zip(states, values):
+            originals = sharded_lists[k] if sharded_lists is not None else values
+            handed = [None] * len(values) if sharded_lists is None else local(originals)
+            for s, v, h, o in zip(states, values, handed, originals):
                 if v is not None:
-                    s[k] = v
+                    s[k] = v if sharded_lists is None else rewrap(v, h, o)
 
         def apply() -> None:
             ctx.apply(params_c, updates)
             if upcast:
-                torch._foreach_copy_([params[i] for i in upcast], [params_c[i] for i in upcast])
+                torch._foreach_copy_(local([params[i] for i in upcast]), local([params_c[i] for i in upcast]))
 
         return apply
 
@@ -292,7 +303,7 @@ class Optimizer(torch.optim.Optimizer):
 
     def _restore(self, saved) -> None:
         params, values, states, group_states = saved
-        torch._foreach_copy_([p.detach() for p in params], values)
+        torch._foreach_copy_(local([p.detach() for p in params]), local(values))
         for p, state in states.items():
             if state is None:
                 self.state.pop(p, None)

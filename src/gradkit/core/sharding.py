@@ -1,0 +1,89 @@
+"""Steps on sharded parameters (``torch.distributed.tensor.DTensor``, e.g. FSDP2's ``fully_shard``).
+
+What a chain needs from a sharded parameter depends on the widest kind any of its transforms declares
+(:data:`~gradkit.core.state.TRANSFORM_KINDS`, nested transforms included through ``children()``):
+
+- **elementwise** chains run on each rank's local shards (``p.to_local()``, ``grad.to_local()`` and the
+  state's local tensors) with no communication at all. Each output element depends only on the same
+  element of the inputs, so this is the single-process arithmetic on a subset of the elements: the
+  result is bitwise the one a single process computes. The state stays a ``DTensor`` in
+  ``optimizer.state`` (so ``state_dict`` and ``torch.distributed.checkpoint`` see sharded tensors);
+  ``to_local()`` returns a view of its storage, so the transforms' in-place writes land in it.
+- chains with a **per-tensor reduction** or a **whole-matrix** transform run on the ``DTensor``\\ s
+  themselves: DTensor's operators communicate what each reduction or matrix product needs (Muon's
+  Newton-Schulz, global-norm clipping). A transform whose arithmetic cannot run that way declares
+  ``shards = False`` and is refused before anything is written (:func:`check_shardable`).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor
+
+from gradkit.core.state import ELEMENTWISE, TRANSFORM_KINDS
+
+__all__ = ["dtensor_type", "is_sharded", "widest_kind", "check_shardable", "local", "rewrap"]
+
+
+def dtensor_type():
+    """The ``DTensor`` class, or ``None`` where ``torch.distributed`` is not built in."""
+    if not torch.distributed.is_available():
+        return None
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        return None
+    return DTensor
+
+
+def is_sharded(tensors: Iterable[Any]) -> bool:
+    """True when any of ``tensors`` is a ``DTensor``."""
+    dtensor = dtensor_type()
+    return dtensor is not None and any(isinstance(t, dtensor) for t in tensors)
+
+
+def _walk(transform) -> Iterable:
+    yield transform
+    for child in transform.children().values():
+        yield from _walk(child)
+
+
+def widest_kind(transform) -> str:
+    """The widest declared kind among ``transform`` and every transform nested in it."""
+    return max((t.kind for t in _walk(transform)), key=TRANSFORM_KINDS.index)
+
+
+def check_shardable(transform, group_index: int, group: dict, params: list[Tensor]) -> None:
+    """Raise ``TypeError`` naming the first sharded param and the transform that cannot step it exactly."""
+    refusing = [t for t in _walk(transform) if not getattr(t, "shards", True)]
+    if not refusing:
+        return
+    dtensor = dtensor_type()
+    j = next(j for j, p in enumerate(params) if isinstance(p, dtensor))
+    names = group.get("param_names")
+    position = next((i for i, q in enumerate(group["params"]) if q is params[j]), j)
+    label = f"{names[position]!r}" if names else f"{position} {tuple(params[j].shape)}"
+    t = refusing[0]
+    reason = getattr(t, "shards_reason", "it needs each matrix whole on one rank")
+    raise TypeError(f"param group {group_index}: param {label} is sharded (a DTensor, e.g. from FSDP2's fully_shard) "
+                    f"and {type(t).__name__} cannot step it exactly: {reason}. Keep such params unsharded "
+                    "(e.g. leave their module out of fully_shard, or use DDP); params and state are unchanged")
+
+
+def local(tensors: list) -> list:
+    """Each ``DTensor`` replaced by its local shard (a view of its storage); other entries as they are."""
+    dtensor = dtensor_type()
+    return [t.to_local() if isinstance(t, dtensor) else t for t in tensors]
+
+
+def rewrap(new: Any, handed: Any, original: Any) -> Any:
+    """The state entry to keep after a transform ran on local shards: ``original`` (the ``DTensor``) when
+    the transform kept the local tensor it was handed, else ``new`` wrapped like ``original``."""
+    dtensor = dtensor_type()
+    if not isinstance(original, dtensor) or new is handed or not isinstance(new, Tensor):
+        return new
+    from torch.distributed.tensor import DTensor
+
+    return DTensor.from_local(new, original.device_mesh, original.placements, run_check=False,
+                              shape=original.shape, stride=original.stride())
