@@ -51,11 +51,9 @@ OPTIMIZERS = {
 DDP_METHODS = ["adamw", "adamp", "adan", "lion", "muon"]
 FSDP_METHODS = list(OPTIMIZERS)
 # method -> (a fragment of the error it stops with today under FSDP2, the reason shown)
-_FOREACH_COPY = ("_foreach_copy_", "NotImplementedError: aten._foreach_copy_.default has no DTensor sharding strategy")
 _MIXED = ("mixed torch.Tensor and DTensor",
           "RuntimeError: got mixed torch.Tensor and DTensor (the low-rank projectors build plain tensors)")
 FSDP_KNOWN_FAILURES = {
-    "sgdsai": _FOREACH_COPY,
     "adamp": (".tolist()", "RuntimeError: .tolist() is not supported for tensor subclasses (AdamP's radial projection)"),
     "frugal": _MIXED,
     "frugal_random": _MIXED,

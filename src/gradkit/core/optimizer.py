@@ -34,7 +34,7 @@ from gradkit.core.accounting import state_bytes
 from gradkit.core.context import StepContext
 from gradkit.core.fused import FusedGroup, FusedStep
 from gradkit.core.prediction import predicted_weights
-from gradkit.core.sharding import check_shardable, is_sharded, local, rewrap, widest_kind
+from gradkit.core.sharding import Shards, check_shardable, is_sharded, local, rewrap, runs_on_shards, widest_kind
 from gradkit.core.state import ELEMENTWISE
 from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, expected_state
 from gradkit.core.transform import Chain, GradientTransform
@@ -266,8 +266,11 @@ class Optimizer(torch.optim.Optimizer):
         # plain ints: a foreach op over 0-dim tensors costs more than the loop
         ctx = StepContext(group, [s["step"] + 1 for s in states], group_state)
         sharded_lists = None
-        if is_sharded(params) and widest_kind(self.transform) == ELEMENTWISE:
-            # elementwise: each rank's shards are a subset of the elements, so no communication (core/sharding.py)
+        if is_sharded(params) and runs_on_shards(self.transform):
+            # on each rank's shards: elementwise math needs no communication, reductions complete their
+            # partial sums over the mesh through ctx.shards (core/sharding.py)
+            ctx.shards = Shards.of(params)
+        if ctx.shards is not None or (is_sharded(params) and widest_kind(self.transform) == ELEMENTWISE):
             params, params_c, grads_c = local(params), local(params_c), local(grads_c)
             sharded_lists, lists = lists, {k: local(values) for k, values in lists.items()}
         updates = self.transform.update(grads_c, lists, params_c, ctx)

@@ -9,7 +9,11 @@ What a chain needs from a sharded parameter depends on the widest kind any of it
   result is bitwise the one a single process computes. The state stays a ``DTensor`` in
   ``optimizer.state`` (so ``state_dict`` and ``torch.distributed.checkpoint`` see sharded tensors);
   ``to_local()`` returns a view of its storage, so the transforms' in-place writes land in it.
-- chains with a **per-tensor reduction** or a **whole-matrix** transform run on the ``DTensor``\\ s
+- chains whose per-tensor reductions are all ``shard_aware`` also run on the local shards: each
+  reduction sums over the local elements and completes the sums with one all-reduce over the mesh
+  (:class:`Shards`, ``ctx.shards``), batching every statistic it needs into one collective. Params must
+  be sharded (or replicated) over one 1-D mesh for this; otherwise the chain runs on the ``DTensor``\\ s.
+- other chains with a **per-tensor reduction** or a **whole-matrix** transform run on the ``DTensor``\\ s
   themselves: DTensor's operators communicate what each reduction or matrix product needs (Muon's
   Newton-Schulz, global-norm clipping). A transform whose arithmetic cannot run that way declares
   ``shards = False`` and is refused before anything is written (:func:`check_shardable`).
@@ -23,7 +27,8 @@ from torch import Tensor
 
 from gradkit.core.state import ELEMENTWISE, TRANSFORM_KINDS
 
-__all__ = ["dtensor_type", "is_sharded", "widest_kind", "check_shardable", "local", "rewrap"]
+__all__ = ["dtensor_type", "is_sharded", "widest_kind", "runs_on_shards", "check_shardable", "local", "rewrap",
+           "Shards"]
 
 
 def dtensor_type():
@@ -52,6 +57,56 @@ def _walk(transform) -> Iterable:
 def widest_kind(transform) -> str:
     """The widest declared kind among ``transform`` and every transform nested in it."""
     return max((t.kind for t in _walk(transform)), key=TRANSFORM_KINDS.index)
+
+
+def runs_on_shards(transform) -> bool:
+    """True when the chain can run on local shards: elementwise, or every reduction in it is ``shard_aware``."""
+    return all(t.kind == ELEMENTWISE or getattr(t, "shard_aware", False) for t in _walk(transform))
+
+
+class Shards:
+    """Which of a group's tensors are shards of a larger tensor, and how to complete sums over them.
+
+    Build with :meth:`of`, which returns ``None`` for layouts this does not cover (several meshes, a
+    mesh of more than one dimension, placements other than ``Shard`` / ``Replicate``).
+    """
+
+    def __init__(self, sharded: list[bool], numels: list[int], group):
+        self.sharded = sharded
+        self.numels = numels  # of the whole tensors
+        self.group = group
+
+    @classmethod
+    def of(cls, params: list[Tensor]) -> "Shards | None":
+        dtensor = dtensor_type()
+        meshes = {id(p.device_mesh): p.device_mesh for p in params if isinstance(p, dtensor)}
+        if len(meshes) != 1:
+            return None
+        (mesh,) = meshes.values()
+        if mesh.ndim != 1:
+            return None
+        sharded = []
+        for p in params:
+            placements = p.placements if isinstance(p, dtensor) else ()
+            if any(not (q.is_shard() or q.is_replicate()) for q in placements):
+                return None
+            sharded.append(any(q.is_shard() for q in placements))
+        return cls(sharded, [p.numel() for p in params], mesh.get_group(0))
+
+    def sum(self, partials: Tensor, indices: list[int] | None = None) -> Tensor:
+        """``partials`` (last dim: one entry per tensor, of ``indices`` or of all) summed over the ranks
+        for the sharded tensors, as they are for the others: one all-reduce."""
+        import torch.distributed as dist
+
+        mask = self.sharded if indices is None else [self.sharded[i] for i in indices]
+        mask = torch.tensor(mask, device=partials.device)
+        shared = torch.where(mask, partials, torch.zeros((), dtype=partials.dtype, device=partials.device))
+        dist.all_reduce(shared, group=self.group)
+        return torch.where(mask, shared, partials)
+
+    def numel(self, indices: list[int] | None = None) -> list[int]:
+        """The element counts of the whole tensors."""
+        return list(self.numels) if indices is None else [self.numels[i] for i in indices]
 
 
 def check_shardable(transform, group_index: int, group: dict, params: list[Tensor]) -> None:
