@@ -54,7 +54,6 @@ FSDP_METHODS = list(OPTIMIZERS)
 _MIXED = ("mixed torch.Tensor and DTensor",
           "RuntimeError: got mixed torch.Tensor and DTensor (the low-rank projectors build plain tensors)")
 FSDP_KNOWN_FAILURES = {
-    "adamp": (".tolist()", "RuntimeError: .tolist() is not supported for tensor subclasses (AdamP's radial projection)"),
     "frugal": _MIXED,
     "frugal_random": _MIXED,
     "galore": _MIXED,

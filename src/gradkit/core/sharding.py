@@ -68,12 +68,13 @@ class Shards:
     """Which of a group's tensors are shards of a larger tensor, and how to complete sums over them.
 
     Build with :meth:`of`, which returns ``None`` for layouts this does not cover (several meshes, a
-    mesh of more than one dimension, placements other than ``Shard`` / ``Replicate``).
+    mesh of more than one dimension, placements other than ``Shard(0)`` / ``Replicate``). Sharded on dim 0,
+    each local shard holds whole rows: statistics per row (over the last dims) need no communication.
     """
 
-    def __init__(self, sharded: list[bool], numels: list[int], group):
+    def __init__(self, sharded: list[bool], shapes: list[torch.Size], group):
         self.sharded = sharded
-        self.numels = numels  # of the whole tensors
+        self.shapes = shapes  # of the whole tensors
         self.group = group
 
     @classmethod
@@ -88,10 +89,10 @@ class Shards:
         sharded = []
         for p in params:
             placements = p.placements if isinstance(p, dtensor) else ()
-            if any(not (q.is_shard() or q.is_replicate()) for q in placements):
+            if any(not (q.is_shard(0) or q.is_replicate()) for q in placements):
                 return None
             sharded.append(any(q.is_shard() for q in placements))
-        return cls(sharded, [p.numel() for p in params], mesh.get_group(0))
+        return cls(sharded, [p.shape for p in params], mesh.get_group(0))
 
     def sum(self, partials: Tensor, indices: list[int] | None = None) -> Tensor:
         """``partials`` (last dim: one entry per tensor, of ``indices`` or of all) summed over the ranks
@@ -106,7 +107,8 @@ class Shards:
 
     def numel(self, indices: list[int] | None = None) -> list[int]:
         """The element counts of the whole tensors."""
-        return list(self.numels) if indices is None else [self.numels[i] for i in indices]
+        shapes = self.shapes if indices is None else [self.shapes[i] for i in indices]
+        return [s.numel() for s in shapes]
 
 
 def check_shardable(transform, group_index: int, group: dict, params: list[Tensor]) -> None:
