@@ -11,12 +11,14 @@ What a chain needs from a sharded parameter depends on the widest kind any of it
   ``to_local()`` returns a view of its storage, so the transforms' in-place writes land in it.
 - chains whose per-tensor reductions are all ``shard_aware`` also run on the local shards: each
   reduction sums over the local elements and completes the sums with one all-reduce over the mesh
-  (:class:`Shards`, ``ctx.shards``), batching every statistic it needs into one collective. Params must
+  (:class:`Shards`, ``ctx.shards``), batching the statistics of all its tensors into one collective
+  per round of reduction. Params must
   be sharded (or replicated) over one 1-D mesh for this; otherwise the chain runs on the ``DTensor``\\ s.
-- other chains with a **per-tensor reduction** or a **whole-matrix** transform run on the ``DTensor``\\ s
-  themselves: DTensor's operators communicate what each reduction or matrix product needs (Muon's
-  Newton-Schulz, global-norm clipping). A transform whose arithmetic cannot run that way declares
-  ``shards = False`` and is refused before anything is written (:func:`check_shardable`).
+- other chains run on the ``DTensor``\\ s themselves, where DTensor's operators communicate what each
+  reduction or matrix product needs. Only transforms declared ``runs_on_dtensors = True`` (measured
+  exact that way: Muon's Newton-Schulz) may do so; any other transform that is not elementwise is
+  refused before anything is written, with an error naming the param and the reason
+  (:func:`check_shardable`): nothing falls back silently.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
-from gradkit.core.state import ELEMENTWISE, TRANSFORM_KINDS
+from gradkit.core.state import ELEMENTWISE, TRANSFORM_KINDS, WHOLE_MATRIX
 
 __all__ = ["dtensor_type", "is_sharded", "widest_kind", "runs_on_shards", "check_shardable", "local", "rewrap",
            "Shards"]
@@ -112,8 +114,15 @@ class Shards:
 
 
 def check_shardable(transform, group_index: int, group: dict, params: list[Tensor]) -> None:
-    """Raise ``TypeError`` naming the first sharded param and the transform that cannot step it exactly."""
-    refusing = [t for t in _walk(transform) if not getattr(t, "shards", True)]
+    """Raise ``TypeError`` naming the first sharded param and a transform that cannot step it exactly.
+
+    A chain steps sharded params exactly on their local shards (:func:`runs_on_shards`, with a layout
+    :class:`Shards` covers when it reduces), or else on the ``DTensor``\\ s, where every transform that
+    is not elementwise must declare ``runs_on_dtensors = True`` (its arithmetic is exact through
+    DTensor's operators, e.g. Muon's Newton-Schulz)."""
+    if runs_on_shards(transform) and (widest_kind(transform) == ELEMENTWISE or Shards.of(params) is not None):
+        return
+    refusing = [t for t in _walk(transform) if t.kind != ELEMENTWISE and not getattr(t, "runs_on_dtensors", False)]
     if not refusing:
         return
     dtensor = dtensor_type()
@@ -122,7 +131,13 @@ def check_shardable(transform, group_index: int, group: dict, params: list[Tenso
     position = next((i for i, q in enumerate(group["params"]) if q is params[j]), j)
     label = f"{names[position]!r}" if names else f"{position} {tuple(params[j].shape)}"
     t = refusing[0]
-    reason = getattr(t, "shards_reason", "it needs each matrix whole on one rank")
+    if getattr(t, "shard_aware", False):
+        reason = ("it completes its reductions over shards of dim 0 on one 1-D device mesh only, and these params "
+                  "are laid out otherwise")
+    elif t.kind == WHOLE_MATRIX:
+        reason = "it needs each matrix whole, which the shards of this rank are not"
+    else:
+        reason = "it reduces over whole tensors and does not complete its reductions over the shards"
     raise TypeError(f"param group {group_index}: param {label} is sharded (a DTensor, e.g. from FSDP2's fully_shard) "
                     f"and {type(t).__name__} cannot step it exactly: {reason}. Keep such params unsharded "
                     "(e.g. leave their module out of fully_shard, or use DDP); params and state are unchanged")
