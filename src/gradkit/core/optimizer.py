@@ -271,15 +271,17 @@ class Optimizer(torch.optim.Optimizer):
             # partial sums over the mesh through ctx.shards (core/sharding.py)
             ctx.shards = Shards.of(params)
         if ctx.shards is not None or (is_sharded(params) and widest_kind(self.transform) == ELEMENTWISE):
+            params_dt = params
             params, params_c, grads_c = local(params), local(params_c), local(grads_c)
             sharded_lists, lists = lists, {k: local(values) for k, values in lists.items()}
         updates = self.transform.update(grads_c, lists, params_c, ctx)
         for k, values in lists.items():  # transforms may replace state tensors in their lists
-            originals = sharded_lists[k] if sharded_lists is not None else values
-            handed = [None] * len(values) if sharded_lists is None else local(originals)
-            for s, v, h, o in zip(states, values, handed, originals):
+            if sharded_lists is not None:  # keep the state sharded: DTensors around the local results
+                originals = sharded_lists[k]
+                values = [rewrap(v, h, o, p) for v, h, o, p in zip(values, local(originals), originals, params_dt)]
+            for s, v in zip(states, values):
                 if v is not None:
-                    s[k] = v if sharded_lists is None else rewrap(v, h, o)
+                    s[k] = v
 
         def apply() -> None:
             ctx.apply(params_c, updates)

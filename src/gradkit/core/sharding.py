@@ -149,13 +149,19 @@ def local(tensors: list) -> list:
     return [t.to_local() if isinstance(t, dtensor) else t for t in tensors]
 
 
-def rewrap(new: Any, handed: Any, original: Any) -> Any:
+def rewrap(new: Any, handed: Any, original: Any, param: Any) -> Any:
     """The state entry to keep after a transform ran on local shards: ``original`` (the ``DTensor``) when
-    the transform kept the local tensor it was handed, else ``new`` wrapped like ``original``."""
+    the transform kept the local tensor it was handed; else ``new`` wrapped like ``original``, or like
+    ``param`` when the transform created it (a lazily allocated buffer) in the shape of the param's shard."""
     dtensor = dtensor_type()
-    if not isinstance(original, dtensor) or new is handed or not isinstance(new, Tensor):
+    if new is handed or not isinstance(new, Tensor) or isinstance(new, dtensor):
+        return original if new is handed else new
+    template = original if isinstance(original, dtensor) else None
+    if template is None and isinstance(param, dtensor) and new.shape == param.to_local().shape:
+        template = param
+    if template is None:
         return new
     from torch.distributed.tensor import DTensor
 
-    return DTensor.from_local(new, original.device_mesh, original.placements, run_check=False,
-                              shape=original.shape, stride=original.stride())
+    return DTensor.from_local(new, template.device_mesh, template.placements, run_check=False,
+                              shape=template.shape, stride=template.stride())
