@@ -137,7 +137,8 @@ def check_shardable(transform, group_index: int, group: dict, params: list[Tenso
     elif t.kind == WHOLE_MATRIX:
         reason = "it needs each matrix whole, which the shards of this rank are not"
     else:
-        reason = "it reduces over whole tensors and does not complete its reductions over the shards"
+        reason = ("it computes statistics of whole tensors (or a basis of whole matrices) and does not complete "
+                  "them over the shards")
     raise TypeError(f"param group {group_index}: param {label} is sharded (a DTensor, e.g. from FSDP2's fully_shard) "
                     f"and {type(t).__name__} cannot step it exactly: {reason}. Keep such params unsharded "
                     "(e.g. leave their module out of fully_shard, or use DDP); params and state are unchanged")
