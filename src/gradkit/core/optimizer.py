@@ -265,20 +265,16 @@ class Optimizer(torch.optim.Optimizer):
         states, lists = self._state_lists(group, group_state, params, params_c)
         # plain ints: a foreach op over 0-dim tensors costs more than the loop
         ctx = StepContext(group, [s["step"] + 1 for s in states], group_state)
-        sharded_lists = None
-        if is_sharded(params) and runs_on_shards(self.transform):
-            # on each rank's shards: elementwise math needs no communication, reductions complete their
-            # partial sums over the mesh through ctx.shards (core/sharding.py)
-            ctx.shards = Shards.of(params)
-        if ctx.shards is not None or (is_sharded(params) and widest_kind(self.transform) == ELEMENTWISE):
-            params_dt = params
+        sharded_lists, sharded_params = None, params
+        if self._on_local_shards(params, ctx):
+            # each rank steps its shards (core/sharding.py); the state stays DTensor in self.state
             params, params_c, grads_c = local(params), local(params_c), local(grads_c)
             sharded_lists, lists = lists, {k: local(values) for k, values in lists.items()}
         updates = self.transform.update(grads_c, lists, params_c, ctx)
         for k, values in lists.items():  # transforms may replace state tensors in their lists
-            if sharded_lists is not None:  # keep the state sharded: DTensors around the local results
+            if sharded_lists is not None:
                 originals = sharded_lists[k]
-                values = [rewrap(v, h, o, p) for v, h, o, p in zip(values, local(originals), originals, params_dt)]
+                values = [rewrap(v, h, o, p) for v, h, o, p in zip(values, local(originals), originals, sharded_params)]
             for s, v in zip(states, values):
                 if v is not None:
                     s[k] = v
@@ -289,6 +285,15 @@ class Optimizer(torch.optim.Optimizer):
                 torch._foreach_copy_(local([params[i] for i in upcast]), local([params_c[i] for i in upcast]))
 
         return apply
+
+    def _on_local_shards(self, params: list[Tensor], ctx: StepContext) -> bool:
+        """Whether the chain runs on the local shards of these (DTensor) params: elementwise math needs no
+        communication, and ``shard_aware`` reductions complete their sums over the mesh through
+        ``ctx.shards``, set here."""
+        if not is_sharded(params) or not runs_on_shards(self.transform):
+            return False
+        ctx.shards = Shards.of(params)
+        return ctx.shards is not None or widest_kind(self.transform) == ELEMENTWISE
 
     def _step_fused(self, work: list) -> None:
         """Every group's step in one compiled program (:mod:`gradkit.core.fused`)."""
