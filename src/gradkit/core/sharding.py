@@ -22,6 +22,7 @@ What a chain needs from a sharded parameter depends on the widest kind any of it
 """
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Iterable
 
 import torch
@@ -33,6 +34,7 @@ __all__ = ["dtensor_type", "is_sharded", "widest_kind", "runs_on_shards", "check
            "Shards"]
 
 
+@cache
 def dtensor_type():
     """The ``DTensor`` class, or ``None`` where ``torch.distributed`` is not built in."""
     if not torch.distributed.is_available():
