@@ -249,6 +249,7 @@ def test_a_two_rank_fsdp2_checkpoint_continues_on_four_ranks(two_rank_checkpoint
 
 # the optimizers that split their params into groups at construction, which ZeroRedundancyOptimizer refuses
 SPLITS_GROUPS = {"dct", "fira", "frugal", "galore", "muon", "snsm", "svdfree"}
+KEEPS_GROUP_STATE = {"dadapt_adam", "prodigy", "schedule_free_adamw", "schedule_free_sgd"}
 
 
 def test_zero_redundancy_optimizer_round_trips_or_refuses(round_trips):
@@ -257,4 +258,7 @@ def test_zero_redundancy_optimizer_round_trips_or_refuses(round_trips):
     assert refused == SPLITS_GROUPS
     assert all("Mismatch between number of source and destination parameter groups" in zero[name] for name in refused)
     gaps = {name: gap for name, gap in zero.items() if name not in refused}
-    assert all(gap == 0.0 for gap in gaps.values()), gaps
+    # ZeRO rebuilds the local optimizer's state from per-parameter entries only, so these optimizers'
+    # group-level state (step-size estimates, Schedule-Free's averaging weights) restarts after a load:
+    # a known gap (docs/distributed.md), held here so that a fix shows up.
+    assert {name for name, gap in gaps.items() if gap != 0.0} == KEEPS_GROUP_STATE, gaps

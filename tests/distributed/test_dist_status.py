@@ -51,26 +51,29 @@ OPTIMIZERS = {
     "fira": ("fira", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
     "svdfree": ("svdfree", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
     "subset_norm": ("subset_norm", {"lr": 1e-2}),
+    "snsm": ("snsm", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
+    "dct": ("dct", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
+    "sgdp": ("sgdp", {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3}),
+    "adabelief": ("adabelief", {"lr": 1e-2}),
+    "adamomentum": ("adamomentum", {"lr": 1e-2}),
+    "grams": ("grams", {"lr": 1e-2}),
+    "trust_region_momentum": ("trust_region_momentum", {"lr": 0.02, "ns_dtype": torch.float32}),
 }
 DDP_METHODS = ["adamw", "adamp", "adan", "lion", "muon"]
 FSDP_METHODS = list(OPTIMIZERS)
 # method -> (a fragment of the error it stops with today under FSDP2, the reason shown)
-_FOREACH_COPY = ("_foreach_copy_", "NotImplementedError: aten._foreach_copy_.default has no DTensor sharding strategy")
-_MIXED = ("mixed torch.Tensor and DTensor",
-          "RuntimeError: got mixed torch.Tensor and DTensor (the low-rank projectors build plain tensors)")
+_REFUSED = ("cannot step it exactly",
+          "TypeError: refused on sharded params: the low-rank projectors and subset norms need each matrix whole "
+          "(no owner-based redistribution yet)")
 FSDP_KNOWN_FAILURES = {
-    "adan": _FOREACH_COPY,
-    "sgd_momentum": _FOREACH_COPY,
-    "diffgrad": _FOREACH_COPY,
-    "sgdsai": _FOREACH_COPY,
-    "exadam": ("_foreach_addcdiv", "NotImplementedError: aten._foreach_addcdiv.Scalar has no DTensor sharding strategy"),
-    "adamp": (".tolist()", "RuntimeError: .tolist() is not supported for tensor subclasses (AdamP's radial projection)"),
-    "frugal": _MIXED,
-    "frugal_random": _MIXED,
-    "galore": _MIXED,
-    "fira": _MIXED,
-    "svdfree": _MIXED,
-    "subset_norm": _MIXED,
+    "frugal": _REFUSED,
+    "frugal_random": _REFUSED,
+    "galore": _REFUSED,
+    "fira": _REFUSED,
+    "svdfree": _REFUSED,
+    "subset_norm": _REFUSED,
+    "snsm": _REFUSED,
+    "dct": _REFUSED,
 }
 
 

@@ -66,6 +66,9 @@ class StepContext:
         self._namespace = ""
         self._group_state = {} if group_state is None else group_state
         self._trees = scalar_trees
+        #: On a step over the local shards of sharded params, their :class:`~gradkit.core.sharding.Shards`
+        #: (per-tensor reductions complete their partial sums with ``ctx.shards.sum``); ``None`` otherwise.
+        self.shards = None
         self._declared = False
 
     # -- steps and hyperparameters ------------------------------------------------------------

@@ -34,6 +34,8 @@ from gradkit.core.accounting import state_bytes
 from gradkit.core.context import StepContext
 from gradkit.core.fused import FusedGroup, FusedStep
 from gradkit.core.prediction import predicted_weights
+from gradkit.core.sharding import Shards, check_shardable, is_sharded, local, rewrap, runs_on_shards, chain_reach
+from gradkit.core.state import ELEMENTWISE
 from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, dtype_as_text, expected_state, group_meta
 from gradkit.core.transform import Chain, GradientTransform
 from gradkit.core.hyper import is_number
@@ -200,6 +202,8 @@ class Optimizer(torch.optim.Optimizer):
                 raise ValueError(
                     f"param group {index}: a gradient does not match its param (grad {tuple(g.shape)} {g.dtype} on "
                     f"{g.device}, param {tuple(p.shape)} {p.dtype} on {p.device}); params and state are unchanged")
+            if is_sharded(params):
+                check_shardable(self.transform, index, group, params)
             work.append((index, _plain_numbers(group), params, grads))
         return work
 
@@ -261,8 +265,16 @@ class Optimizer(torch.optim.Optimizer):
         states, lists = self._state_lists(group, group_state, params, params_c)
         # plain ints: a foreach op over 0-dim tensors costs more than the loop
         ctx = StepContext(group, [s["step"] + 1 for s in states], group_state)
+        sharded_lists, sharded_params = None, params
+        if self._on_local_shards(params, ctx):
+            # each rank steps its shards (core/sharding.py); the state stays DTensor in self.state
+            params, params_c, grads_c = local(params), local(params_c), local(grads_c)
+            sharded_lists, lists = lists, {k: local(values) for k, values in lists.items()}
         updates = self.transform.update(grads_c, lists, params_c, ctx)
         for k, values in lists.items():  # transforms may replace state tensors in their lists
+            if sharded_lists is not None:
+                originals = sharded_lists[k]
+                values = [rewrap(v, h, o, p) for v, h, o, p in zip(values, local(originals), originals, sharded_params)]
             for s, v in zip(states, values):
                 if v is not None:
                     s[k] = v
@@ -270,9 +282,18 @@ class Optimizer(torch.optim.Optimizer):
         def apply() -> None:
             ctx.apply(params_c, updates)
             if upcast:
-                torch._foreach_copy_([params[i] for i in upcast], [params_c[i] for i in upcast])
+                torch._foreach_copy_(local([params[i] for i in upcast]), local([params_c[i] for i in upcast]))
 
         return apply
+
+    def _on_local_shards(self, params: list[Tensor], ctx: StepContext) -> bool:
+        """Whether the chain runs on the local shards of these (DTensor) params: elementwise math needs no
+        communication, and ``shard_aware`` reductions complete their sums over the mesh through
+        ``ctx.shards``, set here."""
+        if not is_sharded(params) or not runs_on_shards(self.transform):
+            return False
+        ctx.shards = Shards.of(params)
+        return ctx.shards is not None or chain_reach(self.transform) == ELEMENTWISE
 
     def _step_fused(self, work: list) -> None:
         """Every group's step in one compiled program (:mod:`gradkit.core.fused`)."""
@@ -292,7 +313,7 @@ class Optimizer(torch.optim.Optimizer):
 
     def _restore(self, saved) -> None:
         params, values, states, group_states = saved
-        torch._foreach_copy_([p.detach() for p in params], values)
+        torch._foreach_copy_(local([p.detach() for p in params]), local(values))
         for p, state in states.items():
             if state is None:
                 self.state.pop(p, None)

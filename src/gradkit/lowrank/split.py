@@ -110,6 +110,9 @@ class ProjectedSplit(GradientTransform):
             raise ValueError(f"ProjectedSplit's inner transform must not apply the learning rate ({', '.join(names)}): "
                              "put scale_by_learning_rate in the outer chain, after ProjectedSplit")
         self.projector: Projector = get_projector(projector)
+        # On sharded (DTensor) params only the block projector, which takes params whole, is exact; the
+        # others build a basis from each whole matrix, so the optimizer refuses them there (core/sharding.py).
+        self.runs_on_dtensors = self.projector.whole_params
         if complement not in COMPLEMENTS:
             raise ValueError(f"complement must be one of {COMPLEMENTS}, got {complement!r}")
         if rank is not None and not (isinstance(rank, int) and not isinstance(rank, bool) and rank >= 0):

@@ -57,6 +57,7 @@ class AutoClip(GradientTransform):
 
     name = "autoclip"
     kind = PER_TENSOR
+    shard_aware = True  # the global norm of local shards is completed over the mesh (ctx.shards)
 
     def __init__(self, percentile=10.0, history_size=1000):
         self.percentile = percentile
@@ -72,7 +73,7 @@ class AutoClip(GradientTransform):
         if not updates:
             return updates
         size = int(ctx.value(self.history_size))
-        norm = global_norm(updates).to(updates[0].device)
+        norm = global_norm(updates, shards=ctx.shards).to(updates[0].device)
         gs = ctx.group_state
         count = gs.get("count", 0)  # norms recorded so far (a plain int: no host sync to read it)
         history = gs.get("history")

@@ -20,15 +20,27 @@ from gradkit.transforms._checks import positive
 __all__ = ["clip_by_global_norm", "clip_by_value", "clip_by_block_rms", "ClipByGlobalNorm", "ClipByValue", "ClipByBlockRMS", "global_norm"]
 
 
-def global_norm(tensors: list[torch.Tensor], ops=FOREACH) -> torch.Tensor:
+def global_norm(tensors: list[torch.Tensor], ops=FOREACH, shards=None) -> torch.Tensor:
     """The 2-norm of the concatenation of ``tensors``, as a 0-dim float32 tensor (no host sync).
+
+    ``shards`` (:class:`~gradkit.core.sharding.Shards`): the tensors are local shards and each one's
+    squared norm is summed over the mesh first (one all-reduce).
 
     >>> global_norm([torch.tensor([3.0]), torch.tensor([4.0])])
     tensor(5.)
     """
     if not tensors:
         return torch.tensor(0.0)
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in ops.norms(tensors)]))
+    norms = torch.stack([n.float() for n in ops.norms(tensors)])
+    if shards is not None:
+        return shards.sum(norms.square()).sum().sqrt()
+    return torch.linalg.vector_norm(norms)
+
+
+def tensor_norms(tensors: list[torch.Tensor], ops=FOREACH, shards=None) -> torch.Tensor:
+    """The 2-norm of each tensor as one float32 vector; with ``shards``, of each whole tensor (one all-reduce)."""
+    norms = torch.stack([n.float() for n in ops.norms(tensors)])
+    return norms if shards is None else shards.sum(norms.square()).sqrt()
 
 
 @register_transform("clip_by_global_norm", summary="scale all updates of a group so their joint 2-norm is at most max_norm")
@@ -48,6 +60,7 @@ class ClipByGlobalNorm(GradientTransform):
     name = "clip_global"
     fusable = True
     kind = PER_TENSOR
+    shard_aware = True  # norms of local shards are completed over the mesh (ctx.shards)
 
     def __init__(self, max_norm: float = 1.0):
         self.max_norm = max_norm
@@ -62,7 +75,7 @@ class ClipByGlobalNorm(GradientTransform):
         if not updates:
             return updates
         max_norm = at(ctx.scalars(self)["max_norm"], 0)  # one value per group
-        coef = torch.clamp(max_norm / (global_norm(updates, ctx.ops) + 1e-6), max=1.0)
+        coef = torch.clamp(max_norm / (global_norm(updates, ctx.ops, ctx.shards) + 1e-6), max=1.0)
         updates = ctx.writable(updates)
         ctx.ops.mul_(updates, coef.to(updates[0].device))
         return updates
@@ -120,6 +133,7 @@ class ClipByBlockRMS(GradientTransform):
     name = "clip_rms"
     fusable = True
     kind = PER_TENSOR
+    shard_aware = True  # norms of local shards are completed over the mesh (ctx.shards)
 
     def __init__(self, threshold: float = 1.0):
         self.threshold = threshold
@@ -134,8 +148,9 @@ class ClipByBlockRMS(GradientTransform):
         if not updates:
             return updates
         threshold = at(ctx.scalars(self)["threshold"], 0)  # one value per group
-        norms = torch.stack([n.float() for n in ctx.ops.norms(updates)])
-        sqrt_numel = torch.tensor([math.sqrt(max(u.numel(), 1)) for u in updates], device=norms.device)
+        norms = tensor_norms(updates, ctx.ops, ctx.shards)
+        numels = [u.numel() for u in updates] if ctx.shards is None else ctx.shards.numel()
+        sqrt_numel = torch.tensor([math.sqrt(max(n, 1)) for n in numels], device=norms.device)
         coefs = torch.clamp(threshold * sqrt_numel / (norms + 1e-12), max=1.0).unbind()
         updates = ctx.writable(updates)
         ctx.ops.mul_(updates, [c.to(u.device) for c, u in zip(coefs, updates)])

@@ -34,22 +34,37 @@ __all__ = ["scale_by_gsnr", "ScaleByGSNR", "gradient_snr", "ESTIMATORS"]
 ESTIMATORS = ("gsnr", "sqrt_numel")
 
 
-def gradient_snr(grads: list[torch.Tensor], eps: float) -> torch.Tensor:
+def gradient_snr(grads: list[torch.Tensor], eps: float, shards=None, indices: list[int] | None = None) -> torch.Tensor:
     """``||g|| / (std(g) + eps)`` of every tensor, as one 1-D tensor (one pass over all of them).
+
+    ``shards`` (a :class:`~gradkit.core.sharding.Shards`, with the ``indices`` of ``grads`` in it): the
+    grads are local shards, and the sums are completed over the mesh (two all-reduces: the sums and
+    sums of squares, then the centred sums of squares).
 
     >>> gradient_snr([torch.tensor([1.0, 3.0]), torch.tensor([2.0])], eps=1.0)
     tensor([1.3099, 2.0000])
     """
-    numels = torch.tensor([g.numel() for g in grads], device=grads[0].device)
+    local_numels = torch.tensor([g.numel() for g in grads], device=grads[0].device)
+    numels = local_numels if shards is None else torch.tensor(shards.numel(indices), device=grads[0].device)
     flat = torch.cat([g.reshape(-1) for g in grads])
     dtype = flat.dtype
-    ids = torch.repeat_interleave(torch.arange(len(grads), device=flat.device), numels)
+    ids = torch.repeat_interleave(torch.arange(len(grads), device=flat.device), local_numels)
     count = numels.to(dtype)
-    mean = torch.zeros(len(grads), dtype=dtype, device=flat.device).index_add_(0, ids, flat) / count
+
+    def per_tensor(values):
+        return torch.zeros(len(grads), dtype=dtype, device=flat.device).index_add_(0, ids, values)
+
+    if shards is None:
+        mean = per_tensor(flat) / count
+        norms = torch.stack([n.to(dtype) for n in torch._foreach_norm(grads)])
+    else:
+        sums, squares = shards.sum(torch.stack([per_tensor(flat), per_tensor(flat * flat)]), indices).unbind(0)
+        mean, norms = sums / count, squares.sqrt()
     centered = flat - mean[ids]
-    sum_sq = torch.zeros(len(grads), dtype=dtype, device=flat.device).index_add_(0, ids, centered * centered)
+    sum_sq = per_tensor(centered * centered)
+    if shards is not None:
+        sum_sq = shards.sum(sum_sq, indices)
     std = torch.sqrt(sum_sq / (count - 1)).nan_to_num_(0.0)  # unbiased, like Tensor.std(); 1 element -> 0
-    norms = torch.stack([n.to(dtype) for n in torch._foreach_norm(grads)])
     return norms / (std + eps)
 
 
@@ -80,6 +95,7 @@ class ScaleByGSNR(GradientTransform):
 
     name = "gsnr"
     kind = PER_TENSOR
+    shard_aware = True  # the g-SNR's sums are completed over the mesh (ctx.shards)
     state_kinds = {"scale": SCALE}
 
     def __init__(self, eps=1e-8, normalize=True, estimator="gsnr"):
@@ -99,17 +115,18 @@ class ScaleByGSNR(GradientTransform):
         scales = state["scale"]
         first = list(range(len(updates))) if ctx.step == 1 else [i for i, s in enumerate(ctx.steps) if s == 1]
         if first:
-            self._measure([updates[i] for i in first], [scales[i] for i in first], ctx)
+            self._measure([updates[i] for i in first], [scales[i] for i in first], ctx, first)
         if ctx.owned:
             torch._foreach_mul_(updates, scales)
             return updates
         return ctx.fresh(torch._foreach_mul(updates, scales))  # one pass, where copy-then-scale takes two
 
-    def _measure(self, grads, scales, ctx):
+    def _measure(self, grads, scales, ctx, indices):
         if ctx.value(self.estimator) == "gsnr":
-            snr = gradient_snr(grads, float(ctx.value(self.eps)))
+            snr = gradient_snr(grads, float(ctx.value(self.eps)), ctx.shards, indices)
         else:
-            snr = torch.tensor([float(g.numel()) ** 0.5 for g in grads], device=grads[0].device)
+            numels = [g.numel() for g in grads] if ctx.shards is None else ctx.shards.numel(indices)
+            snr = torch.tensor([float(n) ** 0.5 for n in numels], device=grads[0].device)
         if ctx.value(self.normalize):
             group_state = ctx.group_state
             if "max_gsnr" not in group_state:

@@ -93,6 +93,7 @@ class ProjectRadial(GradientTransform):
 
     name = "radial"
     kind = PER_TENSOR
+    shard_aware = True  # on local shards, the whole-tensor sums are completed over the mesh (ctx.shards)
     # Written twice on purpose: the unfused step batches the cosine test over stacked tensors and reads
     # which tensors are projected on the host once (one sync, then work only on those); the fused step
     # selects with torch.where per tensor, which the compiler fuses and which never syncs. (Fusable
@@ -146,23 +147,23 @@ class ProjectRadial(GradientTransform):
             return self._traced_update(updates, state, params, ctx)
         s = ctx.scalars(self)
         eps = s["eps"]
-        modes = radial_modes(updates, params, s["delta"], eps)
+        modes = radial_modes(updates, params, s["delta"], eps, ctx.shards)
         updates = self._inner(updates, state, params, ctx)
         hits = [i for i, m in enumerate(modes) if m != NOT_PROJECTED]
         if hits and ctx.denominator is not None:
             # A pending quotient n / d (Adam-like inner) is projected through new numerators of the
             # projected tensors only, and the optimizer still applies everything with one addcdiv.
-            updates = _project_quotient(updates, ctx.denominator, params, hits, modes, eps)
+            updates = _project_quotient(updates, ctx.denominator, params, hits, modes, eps, ctx.shards)
         elif hits:
             state_ids = {id(t) for values in state.values() for t in values if t is not None}
             in_place = (not ctx.owned and ctx.value(self.project_state)
                         and all(id(updates[i]) in state_ids for i in hits))
             if in_place:
-                _project(updates, params, hits, modes, eps)
+                _project(updates, params, hits, modes, eps, ctx.shards)
                 updates = ctx.borrowed(updates)  # still the state buffers
             else:
                 updates = ctx.writable(updates)
-                _project(updates, params, hits, modes, eps)
+                _project(updates, params, hits, modes, eps, ctx.shards)
         if s["decay"] != 0.0:
             ctx.add_decay([s["decay"] * (s["wd_ratio"] if m != NOT_PROJECTED else 1.0) for m in modes])
         return updates
@@ -221,21 +222,25 @@ def _fused_projected(grad: Tensor, param: Tensor, delta: Tensor, eps: Tensor):
     return channel, layer, w_norm
 
 
-def _view_shape(p: Tensor) -> tuple[int, int]:
-    rows = p.shape[0]
-    return rows, p.numel() // rows
+def _view_shape(p: Tensor | torch.Size) -> tuple[int, int]:
+    shape = p if isinstance(p, torch.Size) else p.shape
+    return shape[0], math.prod(shape[1:])
 
 
-def _chunks(tensors: list[Tensor], indices: list[int]):
-    """Indices grouped by (device, dtype, view shape), in chunks of bounded size: (indices, rows, cols)."""
+def _chunks(tensors: list[Tensor], indices: list[int], shards=None):
+    """Indices grouped by (device, dtype, view shape), in chunks of bounded size: (indices, rows, cols).
+
+    With ``shards`` the tensors are local shards (whole rows) and they are grouped by the whole tensors'
+    shapes, so that every rank forms the same chunks (their collectives must match); ``rows`` is local."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i in indices:
         p = tensors[i]
-        groups[(p.device, p.dtype, *_view_shape(p))].append(i)
+        groups[(p.device, p.dtype, *_view_shape(p if shards is None else shards.shapes[i]))].append(i)
     for (_, _, rows, cols), members in groups.items():
         per_chunk = 1 if rows * cols >= _STACK_BELOW else max(1, _CHUNK_ELEMENTS // max(rows * cols, 1))
+        local_rows = tensors[members[0]].shape[0]
         for start in range(0, len(members), per_chunk):
-            yield members[start:start + per_chunk], rows, cols
+            yield members[start:start + per_chunk], local_rows, cols
 
 
 def _stack(tensors: list[Tensor], rows: int, cols: int) -> Tensor:
@@ -253,76 +258,103 @@ def _total_norm(row_norms: Tensor) -> Tensor:
     return torch.linalg.vector_norm(row_norms, dim=-1)
 
 
-def radial_modes(grads: list[Tensor], params: list[Tensor], delta: float, eps: float) -> list[int]:
+def radial_modes(grads: list[Tensor], params: list[Tensor], delta: float, eps: float, shards=None) -> list[int]:
     """For each tensor: ``CHANNEL`` or ``LAYER`` if that view passes the scale-invariance test, else
     ``NOT_PROJECTED`` (always for tensors with fewer than 2 dims). One host sync.
+
+    With ``shards`` (:class:`~gradkit.core.sharding.Shards`) the tensors are local shards of whole rows:
+    the row cosines are local, and one all-reduce completes, per tensor, the count of rows that fail the
+    channel test and the sums the layer cosine needs (``<g, w>``, ``||g||^2``, ``||w||^2``).
 
     >>> w = torch.tensor([[3.0, 4.0]])
     >>> radial_modes([torch.tensor([[-4.0, 3.0]]), torch.ones(2)], [w, torch.ones(2)], 0.1, 1e-8) == [CHANNEL, NOT_PROJECTED]
     True
     """
     modes = [NOT_PROJECTED] * len(params)
-    eligible = [i for i, p in enumerate(params) if p.dim() > 1 and p.numel() > 0]
+    shapes = [p.shape for p in params] if shards is None else shards.shapes
+    eligible = [i for i, p in enumerate(params) if len(shapes[i]) > 1 and shapes[i].numel() > 0]
     if not eligible:
         return modes
-    order, flags = [], []
-    for idx, rows, cols in _chunks(params, eligible):
+    order, flags, partials, layer_bounds = [], [], [], []
+    for idx, rows, cols in _chunks(params, eligible, shards):
         g = _stack([grads[i] for i in idx], rows, cols)
         w = _stack([params[i] for i in idx], rows, cols)
         gw = _row_dot(g, w)
         g_norm, w_norm = torch.linalg.vector_norm(g, dim=-1), torch.linalg.vector_norm(w, dim=-1)
         cos_rows = gw.abs() / (g_norm.clamp_min(eps) * w_norm.clamp_min(eps))
+        order.extend(idx)
+        if shards is not None:
+            failing = (~(cos_rows < delta / math.sqrt(cols))).sum(-1).to(gw.dtype)  # nan fails, as in amax
+            partials.append(torch.stack([failing, gw.sum(-1), g_norm.square().sum(-1), w_norm.square().sum(-1)]))
+            layer_bounds.extend(delta / math.sqrt(shapes[i].numel()) for i in idx)
+            continue
         cos_layer = gw.sum(-1).abs() / (_total_norm(g_norm).clamp_min(eps) * _total_norm(w_norm).clamp_min(eps))
         channel = cos_rows.amax(-1) < delta / math.sqrt(cols)
         layer = cos_layer < delta / math.sqrt(rows * cols)
         flags.append(torch.where(channel, CHANNEL, torch.where(layer, LAYER, NOT_PROJECTED)))
-        order.extend(idx)
+    if shards is not None:
+        failing, gw, g_sq, w_sq = shards.sum(torch.cat(partials, dim=-1), order)
+        cos_layer = gw.abs() / (g_sq.sqrt().clamp_min(eps) * w_sq.sqrt().clamp_min(eps))
+        layer = cos_layer < torch.tensor(layer_bounds, dtype=cos_layer.dtype, device=cos_layer.device)
+        flags = [torch.where(failing == 0, CHANNEL, torch.where(layer, LAYER, NOT_PROJECTED))]
     device = flags[0].device
     for i, m in zip(order, torch.cat([f.to(device) for f in flags]).tolist()):
         modes[i] = int(m)
     return modes
 
 
-def _unit_weights(w: Tensor, channel: Tensor, eps: float) -> Tensor:
-    """w / (||w_row|| + eps) for channel-mode tensors, w / (||w|| + eps) for layer-mode ones."""
+def _unit_weights(w: Tensor, channel: Tensor, eps: float, complete=None) -> Tensor:
+    """w / (||w_row|| + eps) for channel-mode tensors, w / (||w|| + eps) for layer-mode ones
+    (``complete``: sums one number per stacked tensor over the shards)."""
     row_norms = torch.linalg.vector_norm(w, dim=-1)
-    norms = torch.where(channel, row_norms, _total_norm(row_norms).unsqueeze(-1))
+    if complete is None:
+        total = _total_norm(row_norms)
+    else:
+        total = complete(row_norms.square().sum(-1)).sqrt()
+    norms = torch.where(channel, row_norms, total.unsqueeze(-1))
     return w / (norms + eps).unsqueeze(-1)
 
 
-def _radial_coefficients(w_hat: Tensor, u: Tensor, channel: Tensor) -> Tensor:
+def _radial_coefficients(w_hat: Tensor, u: Tensor, channel: Tensor, complete=None) -> Tensor:
     """<w_hat, u> per row (channel mode) or over the whole tensor (layer mode), shaped (k, rows, 1)."""
     coef = _row_dot(w_hat, u)
-    return torch.where(channel, coef, coef.sum(-1, keepdim=True)).unsqueeze(-1)
+    total = coef.sum(-1) if complete is None else complete(coef.sum(-1))
+    return torch.where(channel, coef, total.unsqueeze(-1)).unsqueeze(-1)
 
 
 def _channel_flags(modes: list[int], idx: list[int], device) -> Tensor:
     return torch.tensor([modes[i] == CHANNEL for i in idx], device=device)[:, None]
 
 
-def _project(updates: list[Tensor], params: list[Tensor], hits: list[int], modes: list[int], eps: float) -> None:
-    """In place: remove from each hit update its component along the weight, per channel or per layer."""
-    for idx, rows, cols in _chunks(params, hits):
+def _completer(shards, idx: list[int]):
+    return None if shards is None else (lambda partials: shards.sum(partials, idx))
+
+
+def _project(updates: list[Tensor], params: list[Tensor], hits: list[int], modes: list[int], eps: float,
+             shards=None) -> None:
+    """In place: remove from each hit update its component along the weight, per channel or per layer.
+    On local shards, two all-reduces per chunk complete the layer-mode norm and coefficient."""
+    for idx, rows, cols in _chunks(params, hits, shards):
         w = _stack([params[i] for i in idx], rows, cols)
         u = _stack([updates[i] for i in idx], rows, cols)
         channel = _channel_flags(modes, idx, w.device)
-        w_hat = _unit_weights(w, channel, eps)
-        u.sub_(w_hat * _radial_coefficients(w_hat, u, channel))
+        w_hat = _unit_weights(w, channel, eps, _completer(shards, idx))
+        u.sub_(w_hat * _radial_coefficients(w_hat, u, channel, _completer(shards, idx)))
         if len(idx) > 1 or u.data_ptr() != updates[idx[0]].data_ptr():
             torch._foreach_copy_([updates[i] for i in idx], [x.view_as(updates[i]) for x, i in zip(u.unbind(0), idx)])
 
 
 def _project_quotient(numerators: list[Tensor], denominators: list[Tensor], params: list[Tensor], hits: list[int],
-                      modes: list[int], eps: float) -> list[Tensor]:
+                      modes: list[int], eps: float, shards=None) -> list[Tensor]:
     """Numerators n' with n' / d = proj(n / d) for the hit tensors (new tensors; the others are kept)."""
     out = list(numerators)
-    for idx, rows, cols in _chunks(params, hits):
+    for idx, rows, cols in _chunks(params, hits, shards):
         w = _stack([params[i] for i in idx], rows, cols)
         n = _stack([numerators[i] for i in idx], rows, cols)
         d = _stack([denominators[i] for i in idx], rows, cols)
         channel = _channel_flags(modes, idx, w.device)
-        w_hat = _unit_weights(w, channel, eps)
-        projected = n - w_hat * _radial_coefficients(w_hat, n / d, channel) * d
+        w_hat = _unit_weights(w, channel, eps, _completer(shards, idx))
+        projected = n - w_hat * _radial_coefficients(w_hat, n / d, channel, _completer(shards, idx)) * d
         for x, i in zip(projected.unbind(0), idx):
             out[i] = x.view_as(numerators[i])
     return out

@@ -100,6 +100,7 @@ class ScaleByTrustRegion(GradientTransform):
 
     name = "trust_region"
     kind = WHOLE_MATRIX
+    runs_on_dtensors = True  # exact through DTensor's implicit redistribution (tests/distributed/test_dist_status.py)
     state_kinds = {"momentum_buffer": FIRST_MOMENT}
 
     def __init__(self, norm="spectral", momentum=0.95, nesterov=True, ns_steps=5, ns_coefficients=MUON_COEFFICIENTS,
