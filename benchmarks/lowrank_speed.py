@@ -1,0 +1,121 @@
+"""Optimizer step time of the low-rank family beside torch AdamW, pytorch-optimizer's GaLore/Fira and galore-torch.
+
+    OMP_NUM_THREADS=2 python benchmarks/lowrank_speed.py                 # d=128 and d=384 TinyLM, ~5 minutes
+    OMP_NUM_THREADS=2 python benchmarks/lowrank_speed.py --dims 128 --rounds 3   # a quick run
+
+Every optimizer gets its own copy of ``gradkit.models.TinyLM`` (byte-level LLaMA-style LM; ``--dims`` gives the
+sizes, 2 layers: d=128 is 0.5M parameters, d=384 about 10x that) holding the same gradients from one
+backward pass, and only ``optimizer.step()`` is timed. The low-rank methods project the block matrices at
+rank d/4 (SNSM at d/2, as it keeps one subspace moment instead of two) with the same subspace update
+interval ``--period``; embeddings, head and norms keep full AdamW state in every implementation. A round
+times ``--period`` consecutive steps of each optimizer in turn (so every timed window holds exactly one
+subspace refresh); rounds are interleaved and the median round is reported, with ratios to torch AdamW
+and to pytorch-optimizer's GaLore measured in the same run. Not a test: nothing here is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import gradkit.lowrank  # noqa: F401  (registers the optimizers)
+from gradkit.models import TinyLM
+from gradkit.registry import get_optimizer
+
+PROJECTED = ("blocks.",)  # TinyLM's attention and MLP matrices; embed, head and norms keep full state
+
+
+def split_groups(model, extra: dict) -> list[dict]:
+    """Reference optimizers' param groups: the block matrices with the low-rank keys, the rest plain."""
+    low = [p for n, p in model.named_parameters() if n.startswith(PROJECTED) and p.dim() == 2]
+    ids = {id(p) for p in low}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": rest}, {"params": low, **extra}]
+
+
+def candidates(dim: int, period: int):
+    rank = dim // 4
+    lr = 1e-3
+
+    def ours(name, **kw):
+        return lambda m: get_optimizer(name)(m.named_parameters(), lr=lr, **kw)
+
+    out = [
+        ("torch AdamW", lambda m: torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=0.0, foreach=True)),
+        ("gradkit FRUGAL svd", ours("frugal", density=0.25, projector="svd", update_freq=period)),
+        ("gradkit FRUGAL random", ours("frugal", density=0.25, projector="random", update_freq=period)),
+        ("gradkit GaLore", ours("galore", rank=rank, update_proj_gap=period)),
+        ("gradkit Fira", ours("fira", rank=rank, update_proj_gap=period)),
+        ("gradkit SVD-free", ours("svdfree", rank=rank, update_proj_gap=period)),
+        ("gradkit SNSM (r=d/2)", ours("snsm", rank=2 * rank, update_proj_gap=period)),
+    ]
+    try:
+        import pytorch_optimizer as po
+    except ImportError:
+        print("pytorch_optimizer not installed: its GaLore/Fira rows are left out")
+    else:
+        keys = dict(rank=rank, update_proj_gap=period, scale=0.25, projection_type="std")
+        out += [("pytorch-optimizer GaLore", lambda m: po.GaLore(split_groups(m, keys), lr=lr)),
+                ("pytorch-optimizer Fira", lambda m: po.Fira(split_groups(m, keys), lr=lr))]
+    try:
+        import galore_torch
+    except ImportError:
+        print("galore-torch not installed: its row is left out")
+    else:
+        keys = dict(rank=rank, update_proj_gap=period, scale=0.25, proj_type="std")
+        out.append(("galore-torch GaLoreAdamW", lambda m: galore_torch.GaLoreAdamW(split_groups(m, keys), lr=lr)))
+    return out
+
+
+def measure(dim: int, depth: int, period: int, rounds: int, only: list[str]) -> None:
+    torch.manual_seed(0)
+    source = TinyLM(dim=dim, depth=depth, context=128)
+    x = torch.randint(0, 256, (16, 128))
+    F.cross_entropy(source(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten()).backward()
+    runs = []
+    for label, make in candidates(dim, period):
+        if only and not any(s.lower() in label.lower() for s in only):
+            continue
+        model = TinyLM(dim=dim, depth=depth, context=128)
+        model.load_state_dict(source.state_dict())
+        for p, q in zip(model.parameters(), source.parameters()):
+            p.grad = q.grad.clone()
+        runs.append((label, make(model), []))
+    n = sum(p.numel() for p in source.parameters())
+    for _ in range(rounds):
+        for label, opt, times in runs:
+            start = time.perf_counter()
+            for _ in range(period):
+                opt.step()
+            times.append((time.perf_counter() - start) * 1e3 / period)
+    ms = {label: statistics.median(times) for label, _, times in runs}
+    adamw = ms.get("torch AdamW")
+    galore = ms.get("pytorch-optimizer GaLore")
+    print(f"\nTinyLM d={dim} depth={depth} ({n / 1e6:.2f}M params), rank d/4={dim // 4}, update interval {period}, "
+          f"{rounds} rounds of {period} steps")
+    print(f"{'optimizer':<28}{'ms/step':>9}{'spread':>9}{'/ AdamW':>9}{'/ po GaLore':>13}")
+    for label, _, times in runs:
+        spread = (max(times) - min(times)) / 2
+        r1 = f"{ms[label] / adamw:.2f}" if adamw else "-"
+        r2 = f"{ms[label] / galore:.2f}" if galore else "-"
+        print(f"{label:<28}{ms[label]:>9.2f}{spread:>9.2f}{r1:>9}{r2:>13}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dims", type=int, nargs="+", default=[128, 384])
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--period", type=int, default=50, help="subspace update interval of every method")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--only", nargs="*", default=[], help="substrings of the rows to run")
+    args = parser.parse_args()
+    print(f"torch={torch.__version__} threads={torch.get_num_threads()}")
+    for dim in args.dims:
+        measure(dim, args.depth, args.period, args.rounds, args.only)
+
+
+if __name__ == "__main__":
+    main()
