@@ -61,12 +61,13 @@ def candidates(dim: int, period: int):
         out += [("pytorch-optimizer GaLore", lambda m: po.GaLore(split_groups(m, keys), lr=lr)),
                 ("pytorch-optimizer Fira", lambda m: po.Fira(split_groups(m, keys), lr=lr))]
     try:
-        import galore_torch
+        from galore_torch.adamw import AdamW as GaLoreAdamW  # the package's __init__ also needs bitsandbytes
     except ImportError:
         print("galore-torch not installed: its row is left out")
     else:
         keys = dict(rank=rank, update_proj_gap=period, scale=0.25, proj_type="std")
-        out.append(("galore-torch GaLoreAdamW", lambda m: galore_torch.GaLoreAdamW(split_groups(m, keys), lr=lr)))
+        out.append(("galore-torch GaLoreAdamW",
+                    lambda m: GaLoreAdamW(split_groups(m, keys), lr=lr, no_deprecation_warning=True)))
     return out
 
 
