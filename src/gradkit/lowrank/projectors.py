@@ -132,21 +132,44 @@ class _MatrixProjector(Projector):
         full = low @ q if m >= n else q @ low
         return full.reshape(shape)
 
-    # Parameters of the same shape go through one batched matmul (bmm/baddbmm) instead of one matmul each;
-    # the scale and the addend of back_many and the subtraction of complement_many ride in the same call.
+    # The scale and the addend of back_many and the subtraction of complement_many ride in the matmul
+    # itself (addmm/baddbmm), so no full-size temporary is made for them. On accelerators, parameters of
+    # the same shape go through one batched call (one launch per shape); on the CPU, where a call costs
+    # little and stacking would copy every gradient, each matrix takes its own addmm (measured faster at
+    # d=128..384 by benchmarks/lowrank_speed.py).
     def _batches(self, tensors, shapes):
         groups: dict = {}
         for j, (t, shape) in enumerate(zip(tensors, shapes)):
             groups.setdefault((tuple(shape), tuple(t.shape), t.dtype, t.device), []).append(j)
         return groups.values()
 
+    @staticmethod
+    def _products(left, right, scale=1.0, addends=None):
+        """``addends[j] + scale * left[j] @ right[j]`` for every j (``addends`` None: no addend)."""
+        if left[0].device.type == "cpu" or len(left) == 1:
+            if addends is None:
+                out = [a @ b for a, b in zip(left, right)]
+                if scale != 1.0:
+                    torch._foreach_mul_(out, scale)
+                return out
+            return [torch.addmm(c, a, b, alpha=scale) for a, b, c in zip(left, right, addends)]
+        a, b = torch.stack(left), torch.stack(right)
+        if addends is None:
+            full = torch.bmm(a, b)
+            if scale != 1.0:
+                full.mul_(scale)
+        else:
+            full = torch.baddbmm(torch.stack(addends), a, b, alpha=scale)
+        return list(full.unbind(0))
+
     def project_many(self, grads, states):
         out: list = [None] * len(grads)
         for idx in self._batches(grads, [g.shape for g in grads]):
-            g = _stack([as_matrix(grads[j]) for j in idx])
-            q = _stack([self.basis(states[j]) for j in idx])
-            low = torch.bmm(g, q.transpose(1, 2)) if g.shape[1] >= g.shape[2] else torch.bmm(q.transpose(1, 2), g)
-            for j, value in zip(idx, low.unbind(0)):
+            g = [as_matrix(grads[j]) for j in idx]
+            q = [self.basis(states[j]) for j in idx]
+            right = g[0].shape[0] >= g[0].shape[1]
+            lows = self._products(g, [x.T for x in q]) if right else self._products([x.T for x in q], g)
+            for j, value in zip(idx, lows):
                 out[j] = value
         return out
 
@@ -155,18 +178,12 @@ class _MatrixProjector(Projector):
         for idx in self._batches(lows, shapes):
             shape = tuple(shapes[idx[0]])
             m, n = matrix_shape(shape)
-            low = _stack([lows[j] for j in idx])
-            q = _stack([self.basis(states[j]) for j in idx])
-            a, b = (low, q) if m >= n else (q, low)
-            if addends is None:
-                full = torch.bmm(a, b)
-                if scale != 1.0:
-                    full.mul_(scale)
-            else:
-                base = _stack([as_matrix(addends[j]) for j in idx])
-                full = torch.baddbmm(base, a, b, alpha=scale)
-            for j, value in zip(idx, full.reshape((len(idx),) + shape).unbind(0)):
-                out[j] = value
+            low = [lows[j] for j in idx]
+            q = [self.basis(states[j]) for j in idx]
+            base = None if addends is None else [as_matrix(addends[j]) for j in idx]
+            full = self._products(low, q, scale, base) if m >= n else self._products(q, low, scale, base)
+            for j, value in zip(idx, full):
+                out[j] = value.reshape(shape)
         return out
 
     def back_many(self, lows, states, shapes, *, scale=1.0, add=None):
