@@ -15,8 +15,12 @@ and to pytorch-optimizer's GaLore measured in the same run. Not a test: nothing 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import statistics
+import sys
 import time
+import types
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +38,28 @@ def split_groups(model, extra: dict) -> list[dict]:
     ids = {id(p) for p in low}
     rest = [p for p in model.parameters() if id(p) not in ids]
     return [{"params": rest}, {"params": low, **extra}]
+
+
+def galore_torch_adamw():
+    """galore-torch's AdamW, or None. Only its ``adamw`` module is loaded: the package ``__init__`` also imports
+    the 8-bit and Adafactor variants (bitsandbytes, transformers); a missing transformers version check is stubbed."""
+    spec = importlib.util.find_spec("galore_torch")
+    if spec is None:
+        return None
+    try:
+        importlib.import_module("transformers.utils.versions")
+    except ImportError:
+        stub = types.ModuleType("transformers.utils.versions")
+        stub.require_version = lambda *args, **kwargs: None
+        for name, module in (("transformers", types.ModuleType("transformers")),
+                             ("transformers.utils", types.ModuleType("transformers.utils")),
+                             ("transformers.utils.versions", stub)):
+            sys.modules.setdefault(name, module)
+    if "galore_torch" not in sys.modules:
+        package = types.ModuleType("galore_torch")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["galore_torch"] = package
+    return importlib.import_module("galore_torch.adamw").AdamW
 
 
 def candidates(dim: int, period: int):
@@ -60,9 +86,8 @@ def candidates(dim: int, period: int):
         keys = dict(rank=rank, update_proj_gap=period, scale=0.25, projection_type="std")
         out += [("pytorch-optimizer GaLore", lambda m: po.GaLore(split_groups(m, keys), lr=lr)),
                 ("pytorch-optimizer Fira", lambda m: po.Fira(split_groups(m, keys), lr=lr))]
-    try:
-        from galore_torch.adamw import AdamW as GaLoreAdamW  # the package's __init__ also needs bitsandbytes
-    except ImportError:
+    GaLoreAdamW = galore_torch_adamw()
+    if GaLoreAdamW is None:
         print("galore-torch not installed: its row is left out")
     else:
         keys = dict(rank=rank, update_proj_gap=period, scale=0.25, proj_type="std")
