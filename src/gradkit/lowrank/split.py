@@ -348,13 +348,14 @@ class ProjectedSplit(GradientTransform):
             else:  # left projection: R is r x n, one factor per column
                 phi = (a.norm(dim=0) / (r.norm(dim=0) + 1e-8)).reshape(res.shape[1:])
             res.mul_(phi)
-        norms = torch._foreach_norm(residuals)
+        # the limiter on every matrix at once: one vector of norms, no per-matrix scalar ops
+        norms = torch.stack(torch._foreach_norm(residuals))
         prev = [state["residual_norm"][i] for i in low]
-        for j, (norm, last) in enumerate(zip(norms, prev)):
-            ratio = norm / (last + 1e-8)
-            limit = torch.where(last < 0, torch.ones_like(ratio), torch.clamp(ratio, min=gamma) / gamma)
-            residuals[j].div_(limit)
-            last.copy_(norm / limit)
+        last = torch.stack(prev)
+        ratio = norms / (last + 1e-8)
+        limit = torch.where(last < 0, torch.ones_like(ratio), torch.clamp(ratio, min=gamma) / gamma)
+        torch._foreach_div_(residuals, list(limit.unbind(0)))
+        torch._foreach_copy_(prev, list((norms / limit).unbind(0)))
 
     def _generator(self, state, i, ctx) -> torch.Generator:
         seed = _mix(int(ctx.value(self.seed)), int(state["seed"][i]), ctx.steps[i])
