@@ -83,16 +83,16 @@ def candidates(dim: int, period: int):
     except ImportError:
         print("pytorch_optimizer not installed: its GaLore/Fira rows are left out")
     else:
-        keys = dict(rank=rank, update_proj_gap=period, scale=0.25, projection_type="std")
-        out += [("pytorch-optimizer GaLore", lambda m: po.GaLore(split_groups(m, keys), lr=lr)),
-                ("pytorch-optimizer Fira", lambda m: po.Fira(split_groups(m, keys), lr=lr))]
+        po_keys = dict(rank=rank, update_proj_gap=period, scale=0.25, projection_type="std")
+        out += [("pytorch-optimizer GaLore", lambda m: po.GaLore(split_groups(m, po_keys), lr=lr)),
+                ("pytorch-optimizer Fira", lambda m: po.Fira(split_groups(m, po_keys), lr=lr))]
     GaLoreAdamW = galore_torch_adamw()
     if GaLoreAdamW is None:
         print("galore-torch not installed: its row is left out")
     else:
-        keys = dict(rank=rank, update_proj_gap=period, scale=0.25, proj_type="std")
+        gt_keys = dict(rank=rank, update_proj_gap=period, scale=0.25, proj_type="std")
         out.append(("galore-torch GaLoreAdamW",
-                    lambda m: GaLoreAdamW(split_groups(m, keys), lr=lr, no_deprecation_warning=True)))
+                    lambda m: GaLoreAdamW(split_groups(m, gt_keys), lr=lr, no_deprecation_warning=True)))
     return out
 
 
