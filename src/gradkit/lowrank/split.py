@@ -304,7 +304,7 @@ class ProjectedSplit(GradientTransform):
             result[i] = inner_out[i]
         scale = float(ctx.value(self.scale))
         # the complement G - P R reuses the projection R = P^T G; the state-full part is added to the complement
-        # rule's output inside the back-projection (one baddbmm per shape: scale * P inner(R) + rule(C))
+        # rule's output inside the back-projection (scale * P inner(R) + rule(C) in one addmm/baddbmm)
         residuals = None
         if low and self.complement != "none":
             residuals = self.projector.complement_many([updates[i] for i in low], [projected[i] for i in low],
