@@ -15,6 +15,7 @@ and to pytorch-optimizer's GaLore measured in the same run. Not a test: nothing 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import statistics
@@ -40,6 +41,7 @@ def split_groups(model, extra: dict) -> list[dict]:
     return [{"params": rest}, {"params": low, **extra}]
 
 
+@functools.lru_cache(maxsize=None)  # loaded once: a second find_spec would meet the package stub below
 def galore_torch_adamw():
     """galore-torch's AdamW, or None. Only its ``adamw`` module is loaded: the package ``__init__`` also imports
     the 8-bit and Adafactor variants (bitsandbytes, transformers); a missing transformers version check is stubbed."""
