@@ -135,8 +135,8 @@ class _MatrixProjector(Projector):
     # The scale and the addend of back_many and the subtraction of complement_many ride in the matmul
     # itself (addmm/baddbmm), so no full-size temporary is made for them. On accelerators, parameters of
     # the same shape go through one batched call (one launch per shape); on the CPU, where a call costs
-    # little and stacking would copy every gradient, each matrix takes its own addmm (measured faster at
-    # d=128..384 by benchmarks/lowrank_speed.py).
+    # little and stacking would copy every gradient, each matrix takes its own addmm (stack + bmm measured
+    # slower than per-matrix calls on TinyLM's d=128 matrices, one CPU thread).
     def _batches(self, tensors, shapes):
         groups: dict = {}
         for j, (t, shape) in enumerate(zip(tensors, shapes)):
