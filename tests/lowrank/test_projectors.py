@@ -136,3 +136,46 @@ def test_batched_forms_equal_the_per_tensor_ones(cls):
     for g, st, low, back in zip(grads, states, lows, backs):
         torch.testing.assert_close(low, proj.project(g, st), rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(back, proj.back(proj.project(g, st), st, g.shape), rtol=1e-6, atol=1e-6)
+
+
+def _fitted_many(proj, grads, rank, batched):
+    states = [proj.state(g, rank) for g in grads]
+    gens = [torch.Generator().manual_seed(j) for j in range(len(grads))]
+    if batched:
+        proj.fit_many(grads, states, gens)
+    else:
+        for g, st, gen in zip(grads, states, gens):
+            proj.fit(g, st, gen)
+    return states
+
+
+def _check_multi_tensor_forms(cls, device):
+    torch.manual_seed(0)
+    shapes = [(9, 4), (9, 4), (4, 9), (4, 9), (9, 4), (3, 2, 2)]
+    grads = [torch.randn(s, dtype=torch.float64, device=device) for s in shapes]
+    proj = cls()
+    batched = _fitted_many(proj, grads, 2, batched=True)
+    single = _fitted_many(proj, grads, 2, batched=False)
+    for g, a, b in zip(grads, batched, single):  # the same subspace (compared as projections: signs may differ)
+        torch.testing.assert_close(proj.back(proj.project(g, a), a, g.shape),
+                                   proj.back(proj.project(g, b), b, g.shape), rtol=1e-9, atol=1e-9)
+    lows = proj.project_many(grads, batched)
+    adds = [torch.randn_like(g) for g in grads]
+    backs = proj.back_many(lows, batched, [g.shape for g in grads], scale=0.25, add=adds)
+    rests = proj.complement_many(grads, lows, batched)
+    for g, st, low, add, back, rest in zip(grads, batched, lows, adds, backs, rests):
+        torch.testing.assert_close(back, add + 0.25 * proj.back(low, st, g.shape), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(rest, g - proj.back(proj.project(g, st), st, g.shape), rtol=1e-12, atol=1e-12)
+        assert rest.shape == back.shape == g.shape
+
+
+@pytest.mark.parametrize("cls", MATRIX + [RandKProjector])
+def test_multi_tensor_fit_scale_add_and_complement_equal_the_per_tensor_forms(cls):
+    _check_multi_tensor_forms(cls, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: same-shape matrices are stacked only there")
+@pytest.mark.parametrize("cls", MATRIX)
+def test_stacked_bmm_path_equals_the_per_tensor_forms(cls):
+    _check_multi_tensor_forms(cls, "cuda")

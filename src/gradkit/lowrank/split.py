@@ -252,9 +252,14 @@ class ProjectedSplit(GradientTransform):
             return {k: state["proj." + k][i] for k in proj_keys}
 
         low = [i for i, r in enumerate(roles) if r == "low"]
-        for i in low:
-            if due[i]:
-                self._refit(i, updates[i], proj_state(i), state, inner_keys, policy, ctx)
+        refits = [i for i in low if due[i]]
+        if refits:  # one multi-tensor fit (same-shape matrices share one batched SVD/QR), then the state policy
+            olds = [{k: v.clone() for k, v in proj_state(i).items()}
+                    if (policy == "project" and ctx.steps[i] != 1) else None for i in refits]
+            self.projector.fit_many([updates[i] for i in refits], [proj_state(i) for i in refits],
+                                    [self._generator(state, i, ctx) for i in refits])
+            for i, old in zip(refits, olds):
+                self._refit(i, updates[i], old, proj_state(i), state, inner_keys, policy, ctx)
 
         blocks = [i for i, r in enumerate(roles) if r == "block"]
         if blocks and any(due[i] for i in blocks):
@@ -301,19 +306,18 @@ class ProjectedSplit(GradientTransform):
         for i in stateful:
             result[i] = inner_out[i]
         scale = float(ctx.value(self.scale))
-        backs = self.projector.back_many([inner_out[i] for i in low], low_states, shapes)
-        if low and scale != 1.0:
-            torch._foreach_mul_(backs, scale)
-        residuals = []
+        # the complement G - P R reuses the projection R = P^T G; the state-full part is added to the complement
+        # rule's output inside the back-projection (scale * P inner(R) + rule(C) in one addmm/baddbmm)
+        residuals = None
         if low and self.complement != "none":
-            restored = self.projector.back_many([projected[i] for i in low], low_states, shapes)
-            residuals = torch._foreach_sub([updates[i] for i in low], restored)
-        if self.complement == "fira" and low:
-            self._fira_residuals(low, residuals, [projected[i] for i in low], [inner_out[i] for i in low], state, ctx)
-        elif residuals:
-            residuals = self._free_rule(residuals, ctx)
-        if residuals:
-            torch._foreach_add_(backs, residuals)
+            residuals = self.projector.complement_many([updates[i] for i in low], [projected[i] for i in low],
+                                                       low_states)
+            if self.complement == "fira":
+                self._fira_residuals(low, residuals, [projected[i] for i in low], [inner_out[i] for i in low],
+                                     state, ctx)
+            else:
+                residuals = self._free_rule(residuals, ctx)
+        backs = self.projector.back_many([inner_out[i] for i in low], low_states, shapes, scale=scale, add=residuals)
         for i, b in zip(low, backs):
             result[i] = b
         # parameters with no state-full part this step: the complement rule on the whole gradient
@@ -347,22 +351,22 @@ class ProjectedSplit(GradientTransform):
             else:  # left projection: R is r x n, one factor per column
                 phi = (a.norm(dim=0) / (r.norm(dim=0) + 1e-8)).reshape(res.shape[1:])
             res.mul_(phi)
-        norms = torch._foreach_norm(residuals)
+        # the limiter on every matrix at once: one vector of norms, no per-matrix scalar ops
+        norms = torch.stack(torch._foreach_norm(residuals))
         prev = [state["residual_norm"][i] for i in low]
-        for j, (norm, last) in enumerate(zip(norms, prev)):
-            ratio = norm / (last + 1e-8)
-            limit = torch.where(last < 0, torch.ones_like(ratio), torch.clamp(ratio, min=gamma) / gamma)
-            residuals[j].div_(limit)
-            last.copy_(norm / limit)
+        last = torch.stack(prev)
+        ratio = norms / (last + 1e-8)
+        limit = torch.where(last < 0, torch.ones_like(ratio), torch.clamp(ratio, min=gamma) / gamma)
+        torch._foreach_div_(residuals, list(limit.unbind(0)))
+        torch._foreach_copy_(prev, list((norms / limit).unbind(0)))
 
     def _generator(self, state, i, ctx) -> torch.Generator:
         seed = _mix(int(ctx.value(self.seed)), int(state["seed"][i]), ctx.steps[i])
         return torch.Generator().manual_seed(seed)
 
-    def _refit(self, i, grad, pstate, state, inner_keys, policy, ctx):
+    def _refit(self, i, grad, old, pstate, state, inner_keys, policy, ctx):
+        """What the inner state does now that parameter ``i``'s subspace moved from ``old`` to ``pstate``."""
         first = ctx.steps[i] == 1
-        old = {k: v.clone() for k, v in pstate.items()} if (policy == "project" and not first) else None
-        self.projector.fit(grad, pstate, self._generator(state, i, ctx))
         if first or policy == "keep":
             return
         if policy == "reset":
