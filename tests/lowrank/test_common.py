@@ -13,6 +13,10 @@ from gradkit.registry import get_optimizer, list_entries
 
 from lowrank_helpers import Small, loss_of, train
 
+# These tests build the low-rank optimizers from unnamed parameters on purpose; the routing warning that
+# gives is tested in tests/integrations/test_param_groups.py.
+pytestmark = pytest.mark.filterwarnings("ignore::gradkit.grouping.RoutingWarning")
+
 NAMES = ["frugal", "galore", "fira", "svdfree", "dct", "subset_norm", "snsm"]
 # small ranks and a short period so that subspace changes happen inside the tests
 VARIANTS = [

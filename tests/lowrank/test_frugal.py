@@ -10,6 +10,10 @@ from gradkit.lowrank import FRUGAL, project_split, split_param_groups
 
 from lowrank_helpers import Small, train
 
+# These tests build the low-rank optimizers from unnamed parameters on purpose; the routing warning that
+# gives is tested in tests/integrations/test_param_groups.py.
+pytestmark = pytest.mark.filterwarnings("ignore::gradkit.grouping.RoutingWarning")
+
 PROJECTORS = ["svd", "random", "randk", "block", "dct"]
 
 

@@ -15,6 +15,10 @@ from gradkit.lowrank import SNSM, Fira, GaLore, SubsetNorm, SVDFree, project_spl
 
 from lowrank_helpers import Small, train
 
+# These tests build the low-rank optimizers from unnamed parameters on purpose; the routing warning that
+# gives is tested in tests/integrations/test_param_groups.py.
+pytestmark = pytest.mark.filterwarnings("ignore::gradkit.grouping.RoutingWarning")
+
 
 @pytest.fixture
 def galore_adamw():
