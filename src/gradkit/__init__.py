@@ -27,6 +27,7 @@ _TRANSFORMS = (
     "scale_by_adamomentum", "scale_by_adan", "scale_by_ademamix", "scale_by_belief", "scale_by_diffgrad",
     "scale_by_exadam", "scale_by_grams", "scale_by_gsnr", "scale_by_learning_rate", "scale_by_nesterov_adam",
     "scale_by_trust_region", "select_by_group", "sign_momentum", "trace",
+    "orthogonal_grad",
 )
 _HOME = {**{name: "gradkit.core" for name in _CORE}, **{name: "gradkit.transforms" for name in _TRANSFORMS},
          "param_groups": "gradkit.grouping"}

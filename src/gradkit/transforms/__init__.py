@@ -37,6 +37,7 @@ from gradkit.transforms.orthogonalization import (
 )
 from gradkit.transforms.proximal_decay import proximal_decay, ProximalDecay
 from gradkit.transforms.radial import project_radial, ProjectRadial
+from gradkit.transforms.orthogonal_grad import orthogonal_grad, OrthogonalGrad
 from gradkit.transforms.scale import (
     flip_sign,
     FlipSign,
@@ -124,4 +125,6 @@ __all__ = [
     "SINGULAR_VALUE_BAND",
     "Trace",
     "trace",
+    "orthogonal_grad",
+    "OrthogonalGrad",
 ]
