@@ -74,8 +74,8 @@ def _log_s(x: torch.Tensor) -> torch.Tensor:
 def log_stablemax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """``log StableMax(logits)`` along ``dim``, in log space (see the module docstring).
 
-    >>> log_stablemax(torch.tensor([0.0, 1.0, -1.0])).exp()
-    tensor([0.2500, 0.5000, 0.2500])
+    >>> log_stablemax(torch.tensor([1.0, 0.0, -1.0, -1.0])).exp()  # s = 2, 1, 1/2, 1/2
+    tensor([0.5000, 0.2500, 0.1250, 0.1250])
     """
     _check_logits(logits)
     s = torch.where(logits >= 0, logits + 1, 1 / (1 - logits.clamp_max(0)))
@@ -85,8 +85,8 @@ def log_stablemax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
 def stablemax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """StableMax: ``s(x_i) / sum_j s(x_j)`` with ``s(x) = x + 1`` for ``x >= 0`` and ``1 / (1 - x)`` below.
 
-    >>> stablemax(torch.tensor([0.0, 1.0, -1.0]))
-    tensor([0.2500, 0.5000, 0.2500])
+    >>> stablemax(torch.tensor([1.0, 0.0, -1.0, -1.0]))
+    tensor([0.5000, 0.2500, 0.1250, 0.1250])
     """
     return log_stablemax(logits, dim).exp()
 
@@ -99,7 +99,7 @@ def stablemax_cross_entropy(logits: torch.Tensor, target: torch.Tensor, reductio
         target: ``(N,)`` class indices.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``, as ``torch.nn.functional.cross_entropy``.
 
-    >>> round(stablemax_cross_entropy(torch.tensor([[0.0, 1.0, -1.0]]), torch.tensor([1])).item(), 4)  # -log 0.5
+    >>> round(stablemax_cross_entropy(torch.tensor([[1.0, 0.0, -1.0, -1.0]]), torch.tensor([0])).item(), 4)  # -log 0.5
     0.6931
     """
     _check_logits(logits)
