@@ -1,12 +1,12 @@
 """Modular addition without weight decay: softmax cross-entropy vs StableMax vs ⊥AdamW (Prieto et
 al., "Grokking at the Edge of Numerical Stability", ICLR 2025, in kind, at CPU scale).
-Writes docs/reports/seeds/grokking_modular.{md,json}.
+Writes docs/reports/seeds/grokking_modular_p{p}_lr{lr}.{md,json}.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/grokking_modular.py [--steps N] [--p P]
 
 Task: (a + b) mod p, inputs the concatenated one-hot codes of a and b (2p), a random 40% of the p^2
 pairs for training (seed 0), the rest for testing. Model: MLP 2p-200-200-p (ReLU, no biases), float32,
-full batch, no weight decay, Adam(lr 1e-3, betas (0.9, 0.98)). Three runs from the same initialisation:
+full batch, no weight decay, Adam(lr --lr (1e-3), betas (0.9, 0.98)). Three runs from the same initialisation:
 softmax cross-entropy with Adam, StableMax cross-entropy with Adam, softmax cross-entropy with
 ⊥AdamW (gradkit.optim.PerpAdamW, weight_decay 0). Logged every `every` steps: train/test accuracy and
 the Softmax-Collapse share of the training set (gradkit.inspect.softmax_collapse on the logits).
@@ -75,10 +75,11 @@ def main():
     parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--train-fraction", type=float, default=0.4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
     train, test = data(args.p, args.train_fraction, args.seed)
-    adam = lambda params: torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.98))  # noqa: E731
-    perp = lambda params: PerpAdamW(params, lr=1e-3, betas=(0.9, 0.98), weight_decay=0.0)  # noqa: E731
+    adam = lambda params: torch.optim.Adam(params, lr=args.lr, betas=(0.9, 0.98))  # noqa: E731
+    perp = lambda params: PerpAdamW(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)  # noqa: E731
     configs = [("softmax CE + Adam", F.cross_entropy, adam), ("StableMax CE + Adam", stablemax_cross_entropy, adam),
                ("softmax CE + ⊥AdamW", F.cross_entropy, perp)]
     results, start = [], time.perf_counter()
@@ -90,17 +91,20 @@ def main():
     machine = f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
     out = ROOT / "docs" / "reports" / "seeds"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "grokking_modular.json").write_text(json.dumps({"args": vars(args), "machine": machine, "runs": results}, indent=1))
+    stem = f"grokking_modular_p{args.p}_lr{args.lr:g}"
+    (out / f"{stem}.json").write_text(json.dumps({"args": vars(args), "machine": machine, "runs": results}, indent=1))
     lines = [f"# Modular addition without weight decay (p = {args.p}, {args.steps} full-batch steps)", "",
              "Command: `OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/grokking_modular.py "
-             f"--p {args.p} --steps {args.steps} --every {args.every}`; machine: {machine}; "
+             f"--p {args.p} --steps {args.steps} --every {args.every} --lr {args.lr:g}`; machine: {machine}; "
              f"wall time {time.perf_counter() - start:.0f} s.", "",
+             "The Softmax-Collapse share is measured on the logits under softmax for every run (for the StableMax "
+             "run it says how collapsed softmax would be on those logits, not what its own loss sees).", "",
              "| run | step | train acc | test acc | Softmax-Collapse share (train) |", "|---|---|---|---|---|"]
     for r in results:
         for entry in r["log"]:
             lines.append(f"| {r['name']} | {entry['step']} | {entry['train_acc']:.3f} | {entry['test_acc']:.3f} | "
                          f"{entry['collapsed']:.3f} |")
-    (out / "grokking_modular.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
