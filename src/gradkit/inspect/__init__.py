@@ -24,6 +24,7 @@ from .coherence import CoherenceResult, coherence, coherence_from_gradients
 from .gradsign import gradsign, kendall_tau
 from .similarity import canonical_correlations, flatten_positions, linear_cka, svcca
 from .starvation import FeatureStrengths, feature_strengths
+from .softmax_collapse import SoftmaxCollapse, softmax_collapse
 
 __all__ = [
     "HessianOperator", "LinearOperator", "MatrixOperator", "as_operator", "hessian_vector_product",
@@ -41,4 +42,5 @@ __all__ = [
     "gradsign", "kendall_tau",
     "svcca", "linear_cka", "canonical_correlations", "flatten_positions",
     "feature_strengths", "FeatureStrengths",
+    "softmax_collapse", "SoftmaxCollapse",
 ]

@@ -11,6 +11,7 @@ from gradkit.optim.exadam import EXAdam
 from gradkit.optim.grams import Grams
 from gradkit.optim.lion import Lion
 from gradkit.optim.muon import Muon
+from gradkit.optim.perp_adamw import PerpAdamW
 from gradkit.optim.sgd import SGD
 from gradkit.optim.sgd_sai import SGDSaI
 from gradkit.optim.trust_region import TrustRegionMomentum
@@ -57,4 +58,5 @@ __all__ = [
     "ScheduleFreeSGD",
     "Shampoo",
     "SOAP",
+    "PerpAdamW",
 ]

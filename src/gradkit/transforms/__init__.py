@@ -37,6 +37,7 @@ from gradkit.transforms.orthogonalization import (
 )
 from gradkit.transforms.proximal_decay import proximal_decay, ProximalDecay
 from gradkit.transforms.radial import project_radial, ProjectRadial
+from gradkit.transforms.orthogonal_grad import orthogonal_grad, OrthogonalGrad
 from gradkit.transforms.scale import (
     flip_sign,
     FlipSign,
@@ -162,4 +163,6 @@ __all__ = [
     "MEMORY_SAVE_MODES",
     "scale_by_psgd_kron",
     "ScaleByPSGDKron",
+    "orthogonal_grad",
+    "OrthogonalGrad",
 ]
