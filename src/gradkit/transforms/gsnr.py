@@ -48,7 +48,7 @@ def gradient_snr(grads: list[torch.Tensor], eps: float, shards=None, indices: li
     numels = local_numels if shards is None else torch.tensor(shards.numel(indices), device=grads[0].device)
     flat = torch.cat([g.reshape(-1) for g in grads])
     dtype = flat.dtype
-    ids = torch.repeat_interleave(torch.arange(len(grads), device=flat.device), local_numels)
+    ids = torch.repeat_interleave(torch.arange(len(grads), device=flat.device), local_numels, output_size=flat.numel())
     count = numels.to(dtype)
 
     def per_tensor(values):

@@ -298,6 +298,8 @@ def radial_modes(grads: list[Tensor], params: list[Tensor], delta: float, eps: f
         layer = cos_layer < torch.tensor(layer_bounds, dtype=cos_layer.dtype, device=cos_layer.device)
         flags = [torch.where(failing == 0, CHANNEL, torch.where(layer, LAYER, NOT_PROJECTED))]
     device = flags[0].device
+    if device.type == "meta":  # shapes without values (memory estimates, deferred init): nothing to test
+        return modes
     for i, m in zip(order, torch.cat([f.to(device) for f in flags]).tolist()):
         modes[i] = int(m)
     return modes
