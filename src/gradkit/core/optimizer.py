@@ -34,7 +34,8 @@ from gradkit.core.accounting import state_bytes
 from gradkit.core.context import StepContext
 from gradkit.core.fused import FusedGroup, FusedStep
 from gradkit.core.prediction import predicted_weights
-from gradkit.core.sharding import Shards, check_shardable, is_sharded, local, rewrap, runs_on_shards, chain_reach
+from gradkit.core.sharding import (Shards, chain_reach, check_shardable, dtensor_type, is_sharded, local, rewrap,
+                                   runs_on_shards)
 from gradkit.core.state import ELEMENTWISE
 from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, dtype_as_text, expected_state, group_meta
 from gradkit.core.transform import Chain, GradientTransform
@@ -520,7 +521,7 @@ def grads_finite(grad_lists: list[list[Tensor]]) -> bool:
     raises or skips together instead of one rank leaving the others waiting in a collective.
     """
     grads = [g for gs in grad_lists for g in gs]
-    dtensor = _dtensor_type()
+    dtensor = dtensor_type()
     meshes = _meshes(grads, dtensor)
     local = [g.to_local() if meshes and isinstance(g, dtensor) else g for g in grads]
     local = [g.coalesce().values() if g.is_sparse else g for g in local if g.device.type != "meta"]
@@ -535,16 +536,6 @@ def grads_finite(grad_lists: list[list[Tensor]]) -> bool:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=mesh.get_group(dim))
         finite = flag.item() == 0.0
     return finite
-
-
-def _dtensor_type():
-    if not torch.distributed.is_available():
-        return None
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:
-        return None
-    return DTensor
 
 
 def _meshes(grads: list[Tensor], dtensor) -> list:
