@@ -229,7 +229,7 @@ def _check_continued(read, written):
     for name, _ in RESHARD_OPTIMIZERS:
         params, steps = read[name]
         assert steps == {15}, name
-        gaps = [float((p - q).norm() / q.norm()) for p, q in zip(params, written[name])]
+        gaps = [float((p.detach() - q.detach()).norm() / q.detach().norm()) for p, q in zip(params, written[name])]
         assert max(gaps) <= RESHARD_TOL, (name, gaps)
 
 
