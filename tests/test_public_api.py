@@ -29,3 +29,28 @@ def test_the_top_level_has_no_internals_or_class_duplicates():
 def test_internals_stay_importable_from_their_module():
     from gradkit.transforms.radial import NOT_PROJECTED, radial_modes  # noqa: F401
     assert gradkit.transforms.ScaleByAdam is gradkit.scale_by_adam
+
+
+def test_import_and_help_do_not_import_torch():
+    """``import gradkit`` and ``gradkit --help`` load nothing heavy: every name and subpackage loads on first use."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, gradkit, gradkit.cli, contextlib, io\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             "    try:\n"
+             "        gradkit.cli.main(['--help'])\n"
+             "    except SystemExit:\n"
+             "        pass\n"
+             "print('torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_lazy_names_resolve():
+    import gradkit
+
+    assert gradkit.Optimizer is gradkit.core.Optimizer
+    assert callable(gradkit.scale_by_adam) and callable(gradkit.param_groups)
+    assert gradkit.memory.estimate is not None
