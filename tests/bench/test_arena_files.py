@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -33,17 +33,23 @@ def _gradkit(*argv, **kw) -> subprocess.Popen:
 
 
 def _wait_for_runs(path: Path, at_least: int, proc: subprocess.Popen, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"bench ended early: {proc.communicate()}")
-        try:
-            data = json.loads(path.read_text())
-            if len(data["runs"]) >= at_least:
-                return data
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
+    """The results once they hold ``at_least`` runs; ``timeout`` only guards against a hang (a timer sets
+    ``expired``, whose wait is also the pause between looks at the file)."""
+    expired = threading.Event()
+    timer = threading.Timer(timeout, expired.set)
+    timer.start()
+    try:
+        while not expired.wait(0.05):
+            if proc.poll() is not None:
+                pytest.fail(f"bench ended early: {proc.communicate()}")
+            try:
+                data = json.loads(path.read_text())
+                if len(data["runs"]) >= at_least:
+                    return data
+            except (OSError, ValueError):
+                pass
+    finally:
+        timer.cancel()
     proc.kill()
     pytest.fail(f"no {at_least} runs in {path} after {timeout} s")
 

@@ -7,6 +7,10 @@ rank's traceback, and (``RankTimeout``) when the ranks have not all finished wit
 seconds; in both cases every child still running is killed first, so a deadlocked collective can
 never hang the test session.
 
+The timeout is a hang guard, not a measurement: a timer thread fires it, and the parent otherwise sleeps
+until a rank exits (``multiprocessing.connection.wait`` on the processes' sentinels); nothing here reads
+the clock.
+
 Rendezvous is race-free: the parent opens the ``TCPStore`` on port 0 of 127.0.0.1 (the operating
 system picks a free port and the store keeps it bound) and the children connect to it as clients.
 
@@ -27,8 +31,9 @@ import fcntl
 import multiprocessing
 import os
 import tempfile
-import time
+import threading
 import traceback
+from multiprocessing.connection import wait
 
 import torch
 import torch.distributed as dist
@@ -64,7 +69,7 @@ def _child(fn, rank: int, world_size: int, port: int, args: tuple, out_dir: str,
                                 timeout=datetime.timedelta(seconds=collective_timeout))
         result = fn(rank, world_size, *args)
     except BaseException:  # report everything, before tearing down the group makes the peers fail too
-        torch.save({"ok": False, "error": traceback.format_exc(), "time": time.time()}, result_path)
+        torch.save({"ok": False, "error": traceback.format_exc()}, result_path)
         raise SystemExit(1)
     dist.destroy_process_group()
     torch.save({"ok": True, "value": result}, result_path)
@@ -74,9 +79,8 @@ def _kill(processes) -> None:
     for p in processes:
         if p.is_alive():
             p.terminate()
-    deadline = time.monotonic() + 5.0
     for p in processes:
-        p.join(max(0.0, deadline - time.monotonic()))
+        p.join(5.0)
         if p.is_alive():
             p.kill()
             p.join(5.0)
@@ -99,24 +103,27 @@ def run_on_ranks(fn, world_size: int, *args, timeout: float = DEFAULT_TIMEOUT, c
         ]
         for p in processes:
             p.start()
-        deadline = time.monotonic() + timeout
+        expired, fire = ctx.Pipe(duplex=False)
+        timer = threading.Timer(timeout, fire.send, args=(True,))
+        timer.daemon = True
+        timer.start()
+        running = {p.sentinel: rank for rank, p in enumerate(processes)}
+        exited: list[int] = []  # ranks in the order they were seen to exit
         try:
-            while True:
-                if any(p.exitcode not in (None, 0) for p in processes):
-                    # The others usually fail within moments (their peer is gone); collect them all.
-                    grace_end = min(time.monotonic() + FAILURE_GRACE, deadline)
-                    for p in processes:
-                        p.join(max(0.0, grace_end - time.monotonic()))
-                    failed = [r for r, p in enumerate(processes) if p.exitcode not in (None, 0)]
+            while running:
+                ready = wait([*running, expired])
+                if expired in ready:
+                    raise RankTimeout(f"ranks {sorted(running.values())} of {world_size} still running after "
+                                      f"{timeout:.0f} s (a hang, e.g. a collective some rank never reached); killed them")
+                exited += [running.pop(s) for s in ready]
+                if any(processes[r].exitcode != 0 for r in exited):
+                    # The others usually fail within moments (their peer is gone); collect them too.
+                    while running and (ready := wait(list(running), timeout=FAILURE_GRACE)):
+                        exited += [running.pop(s) for s in ready]
+                    failed = [r for r in exited if processes[r].exitcode != 0]
                     raise RankFailure(_describe_failure(failed, processes, out_dir))
-                if all(p.exitcode == 0 for p in processes):
-                    break
-                if time.monotonic() > deadline:
-                    stuck = [r for r, p in enumerate(processes) if p.exitcode is None]
-                    raise RankTimeout(f"ranks {stuck} of {world_size} still running after {timeout:.0f} s "
-                                      f"(a hang, e.g. a collective some rank never reached); killed them")
-                processes[0].join(0.05)
         finally:
+            timer.cancel()
             _kill(processes)
             del store
         results = []
@@ -127,14 +134,15 @@ def run_on_ranks(fn, world_size: int, *args, timeout: float = DEFAULT_TIMEOUT, c
 
 
 def _describe_failure(failed, processes, out_dir) -> str:
-    """Every failed rank's traceback, the first to fail first (the others mostly lost a peer)."""
+    """Every failed rank's traceback, in the order they exited: the first to fail first (the others mostly
+    lost a peer)."""
     reports = []
     for rank in failed:
         path = os.path.join(out_dir, f"rank{rank}.pt")
         record = torch.load(path, weights_only=False) if os.path.exists(path) else {}
         text = record.get("error") or f"exited with code {processes[rank].exitcode} and left no report\n"
-        reports.append((record.get("time", float("inf")), rank, text))
-    return "".join(f"rank {rank} raised:\n{text}" for _, rank, text in sorted(reports))
+        reports.append(f"rank {rank} raised:\n{text}")
+    return "".join(reports)
 
 
 def run_once(tmp_path_factory, key: str, fn, world_size: int, *args, timeout: float = DEFAULT_TIMEOUT) -> list:
