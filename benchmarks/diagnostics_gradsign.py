@@ -13,15 +13,16 @@ accuracies and 10,000 random scores.
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gradkit.datasets import digits
+from gradkit.explain.diffroar import fit_classifier
 from gradkit.inspect.gradsign import gradsign, kendall_tau
 from gradkit.models import DigitsCNN
 
@@ -47,18 +48,8 @@ def family() -> dict[str, callable]:
 
 
 def train(model: nn.Module, x, y) -> nn.Module:
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
-    gen = torch.Generator().manual_seed(SEED)
-    model.train()
-    for _ in range(EPOCHS):
-        order = torch.randperm(len(y), generator=gen)
-        for start in range(0, len(y), BATCH):
-            idx = order[start:start + BATCH]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return model.eval()
+    sgd = functools.partial(torch.optim.SGD, lr=LR, momentum=0.9)
+    return fit_classifier(model, x, y, epochs=EPOCHS, batch_size=BATCH, seed=SEED, optimizer=sgd)
 
 
 def main() -> None:

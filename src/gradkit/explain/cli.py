@@ -26,33 +26,24 @@ def train_digits_cnn(epochs: int = 6, seed: int = 0, lr: float = 1e-2, batch_siz
     ``progress``: a progress bar over the training steps on stderr.
     """
     import torch
-    import torch.nn.functional as F
 
     from gradkit.datasets import digits
     from gradkit.models import DigitsCNN
 
-    gen = torch.Generator().manual_seed(seed)
+    from .diffroar import fit_classifier
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = DigitsCNN()
     data = digits("train", image=True)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
     per_epoch = -(-len(data) // batch_size)
     bar = _bar(epochs * per_epoch, "training DigitsCNN", progress)
-    for _ in range(epochs):
-        order = torch.randperm(len(data), generator=gen)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            loss = F.cross_entropy(model(data.inputs[idx]), data.targets[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
-    return model.eval()
+    try:
+        return fit_classifier(model, data.inputs, data.targets, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                              on_batch=None if bar is None else lambda: bar.update(1))
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _bar(total: int, desc: str, enabled: bool):

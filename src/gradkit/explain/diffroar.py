@@ -79,10 +79,14 @@ def keep_mask(attributions: torch.Tensor, fraction: float, top: bool) -> torch.T
 
 
 def fit_classifier(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, epochs: int = 30, lr: float = 1e-2,
-                   batch_size: int = 64, seed: int = 0) -> nn.Module:
-    """Adam on cross-entropy for ``epochs`` with a seeded batch order; returned in eval mode."""
+                   batch_size: int = 64, seed: int = 0, optimizer=None, on_batch=None) -> nn.Module:
+    """Cross-entropy training for ``epochs`` with a seeded batch order; returned in eval mode.
+
+    ``optimizer``: builds the optimizer from the parameters (default Adam at ``lr``); ``on_batch``: called
+    after every step (progress bars).
+    """
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = optimizer(model.parameters()) if optimizer is not None else torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(targets), generator=gen)
@@ -92,6 +96,8 @@ def fit_classifier(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if on_batch is not None:
+                on_batch()
     return model.eval()
 
 
