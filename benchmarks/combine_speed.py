@@ -8,22 +8,11 @@
 """
 from __future__ import annotations
 
-import time
 
 import torch
 
 from gradkit import combine
-
-
-def best_of(fn, repeat: int = 5, number: int = 3) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - t) / number)
-    return best
+from _timing import best_of
 
 
 def jacobian_timing(m: int) -> tuple[float, float]:

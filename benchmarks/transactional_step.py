@@ -11,22 +11,11 @@ transactions are opt-in: the copy is one extra read and write of the state and p
 from __future__ import annotations
 
 import platform
-import time
 
 import torch
 
 import gradkit
-
-
-def best_of(fn, repeat: int = 7, number: int = 5) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - t) / number)
-    return best
+from _timing import best_of
 
 
 def params_of(total: int, tensors: int = 8) -> list[torch.nn.Parameter]:
@@ -43,7 +32,7 @@ def step_time(make, total: int, transactional: bool | None) -> float:
     opt = make(params)
     if transactional is not None:
         opt.transactional = transactional
-    return best_of(opt.step)
+    return best_of(opt.step, repeat=7, number=5)
 
 
 def main() -> None:
