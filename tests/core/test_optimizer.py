@@ -346,13 +346,19 @@ def test_an_empty_param_is_skipped_and_the_others_step():
     assert not torch.equal(before, q)
 
 
-def test_a_gradient_that_does_not_match_its_param_is_refused_before_any_write():
+def _adamw_with_fresh_gradients():
+    """An AdamW two steps into training, with the gradients of a third batch in ``.grad``."""
     m = tiny_mlp()
     opt = gradkit.optim.AdamW(m.parameters())
     train(m, opt, 2)
     x, y = data()
     opt.zero_grad()
     nn.functional.cross_entropy(m(x), y).backward()
+    return m, opt, x, y
+
+
+def test_a_gradient_that_does_not_match_its_param_is_refused_before_any_write():
+    m, opt, x, y = _adamw_with_fresh_gradients()
     m[2].bias.data = torch.zeros(5)  # the param changed shape after its gradient was taken
     before = _snapshot(m, opt)
     with pytest.raises(ValueError, match="does not match its param"):
@@ -399,12 +405,7 @@ def test_a_tensor_learning_rate_is_read_as_its_value():
 @pytest.mark.parametrize("key, value, error", [("lr", "0.1", TypeError), ("lr", -1.0, ValueError),
                                                ("betas", (0.9, True), TypeError), ("eps", float("nan"), ValueError)])
 def test_a_group_changed_between_steps_is_checked_before_the_step(key, value, error):
-    m = tiny_mlp()
-    opt = gradkit.optim.AdamW(m.parameters())
-    train(m, opt, 2)
-    x, y = data()
-    opt.zero_grad()
-    nn.functional.cross_entropy(m(x), y).backward()
+    m, opt, x, y = _adamw_with_fresh_gradients()
     opt.param_groups[0][key] = value
     before = _snapshot(m, opt)
     with pytest.raises(error, match=key):
@@ -448,12 +449,7 @@ def test_a_transactional_step_that_fails_inside_the_chain_restores_everything():
 
 
 def test_a_failed_step_without_transactions_keeps_params_and_counters_and_says_so():
-    m = tiny_mlp()
-    opt = gradkit.optim.AdamW(m.parameters())
-    train(m, opt, 2)
-    x, y = data()
-    opt.zero_grad()
-    nn.functional.cross_entropy(m(x), y).backward()
+    m, opt, x, y = _adamw_with_fresh_gradients()
     params = [p.detach().clone() for p in m.parameters()]
     restore = _fail_in_adam(opt)
     with pytest.raises(MemoryError) as info:
