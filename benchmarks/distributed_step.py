@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -39,6 +38,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import gradkit.optim  # noqa: F401  (registers the optimizers)
+from gradkit.bench.measure import device_name
 from gradkit.registry import get_optimizer
 
 # label -> (factory name or "torch.adamw", keyword arguments)
@@ -205,17 +205,6 @@ def calls_text(counter) -> str:
     return ", ".join(f"{n} {k.replace('_', '-')}" for k, n in sorted(counter.calls.items())) or "none"
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=256)
@@ -242,7 +231,7 @@ def main() -> None:
     model, fb = fwd_bwd_counter(args, mesh, device, world_size)
     numel = sum(p.numel() for p in model.parameters())
     if rank == 0:
-        where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+        where = device_name(device)
         print(f"FSDP2, {world_size} ranks, {backend}, {where}, torch {torch.__version__}, "
               f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
         print(f"model: {args.blocks} blocks of d={args.dim} (+ head), {numel:,} parameters (float32), "

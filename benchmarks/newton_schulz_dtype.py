@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from gradkit.bench.measure import device_name
 from gradkit.transforms.orthogonalization import newton_schulz
 
 
@@ -25,8 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?") \
-        if device.type == "cpu" else torch.cuda.get_device_name(device)
+    cpu = device_name(device)
     print(f"{device.type}: {cpu}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     print(f"{'size':>6} {'fp32 ms':>9} {'bf16 ms':>9} {'bf16/fp32':>10}")
     for n in (int(s) for s in args.sizes.split(",")):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import resource
 import statistics
 import time
@@ -26,20 +25,11 @@ from pathlib import Path
 import torch
 
 import gradkit
+from gradkit.bench.measure import device_name
 from gradkit.bench.tasks.arrow_pointing import ArrowPointing
 
 STEPS, BATCH, LR, WARMUP = 800, 32, 3e-3, 50
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "images"
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def train(seed: int, out: Path, steps: int) -> None:
@@ -66,7 +56,7 @@ def train(seed: int, out: Path, steps: int) -> None:
     result = {"seed": seed, "steps": steps, "batch": BATCH, "lr": LR, "curve": curve,
               "val": task.evaluate(model, data, "val"), "train": task.evaluate(model, data, "train"),
               "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu0,
-              "machine": f"{_cpu()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
+              "machine": f"{device_name()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
               "params": {k: sum(p.numel() for p in m.parameters()) for k, m in model.items()}}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"seed{seed}.json").write_text(json.dumps(result, indent=1))

@@ -8,12 +8,12 @@ distance 1) for each layer, plus the CPU time of the parallel and the recurrent 
 """
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from gradkit.bench.measure import device_name
 from gradkit.inspect import distance_profile, input_gradient_map, plot_gradient_flow
 from gradkit.models import PLSTM2D
 
@@ -52,9 +52,7 @@ def main() -> None:
             maps[name], profiles[name] = flow, (d[1:], v[1:] / v[1])
             print(f"{name:26s} gradient norm at distance {int(d[-1])} / at distance 1: {float(v[-1] / v[1]):.3g}, "
                   f"range over distances [{float((v[1:] / v[1]).min()):.3g}, {float((v[1:] / v[1]).max()):.3g}]")
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.machine())
-    machine = f"{cpu}, torch {torch.__version__}, 1 thread"
+    machine = f"{device_name()}, torch {torch.__version__}, 1 thread"
     out = Path(__file__).resolve().parents[1] / "docs" / "images" / "plstm_propagation.png"
     plot_gradient_flow(maps, None, out, profiles=profiles, machine=machine, ylabel="relative to distance 1",
                        title=f"|d out(31, 31) / d x(p)|, one layer, random held gates, {SIDE}x{SIDE} grid (relative to distance 1 below)")

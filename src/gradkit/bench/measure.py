@@ -2,13 +2,29 @@
 from __future__ import annotations
 
 import os
+import platform
 import sys
 import time
 from typing import Any
 
 import torch
 
-__all__ = ["state_bytes", "tensor_bytes", "current_rss_bytes", "peak_rss_bytes", "StepTimer"]
+__all__ = ["state_bytes", "tensor_bytes", "current_rss_bytes", "peak_rss_bytes", "StepTimer", "device_name"]
+
+
+def device_name(device: torch.device | str = "cpu") -> str:
+    """What a figure was measured on: the CUDA device's name, or the CPU's model name."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def tensor_bytes(obj: Any, _seen: set[int] | None = None) -> int:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from .measure import StepTimer, current_rss_bytes, peak_rss_bytes, state_bytes
+from .measure import StepTimer, current_rss_bytes, device_name, peak_rss_bytes, state_bytes
 from .results import BenchResults, RunRecord, TaskInfo
 from .spec import Spec, build_optimizer, parse_spec
 from .tasks import Task, make_task
@@ -287,22 +287,11 @@ def _point(params: list[torch.nn.Parameter]) -> list[float]:
     return torch.cat([p.detach().flatten() for p in params]).double().cpu().tolist()
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(device: str) -> dict[str, Any]:
     import gradkit
 
     dev = torch.device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+    name = device_name(dev)
     return {
         "gradkit": gradkit.__version__, "torch": torch.__version__, "python": platform.python_version(),
         "platform": platform.platform(), "device": f"{dev.type}: {name}", "threads": torch.get_num_threads(),
