@@ -25,7 +25,6 @@ without copies.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 
 import torch
 from torch import Tensor
@@ -35,13 +34,9 @@ from gradkit.core.state import PER_TENSOR
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, positive
+from gradkit.transforms._stacking import chunks, flat_view, stack
 
 __all__ = ["orthogonal_grad", "OrthogonalGrad"]
-
-# Same policy as the radial projection: small tensors are copied into one stack per size, large ones
-# are reduced in place through a view.
-_STACK_BELOW = 1 << 16
-_CHUNK_ELEMENTS = 1 << 22
 
 
 @register_transform(
@@ -108,32 +103,16 @@ def _project_one(u: Tensor, w: Tensor, eps, renormalize: bool) -> Tensor:
     return out
 
 
-def _groups(params: list[Tensor]):
-    """Indices grouped by (device, dtype, size), in chunks of bounded size."""
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, p in enumerate(params):
-        if p.numel() > 0:
-            groups[(p.device, p.dtype, p.numel())].append(i)
-    for (_, _, size), members in groups.items():
-        per_chunk = 1 if size >= _STACK_BELOW else max(1, _CHUNK_ELEMENTS // size)
-        for start in range(0, len(members), per_chunk):
-            yield members[start:start + per_chunk], size
-
-
-def _stack(tensors: list[Tensor], size: int) -> Tensor:
-    if len(tensors) == 1:
-        return tensors[0].reshape(1, size)
-    return torch.stack([t.reshape(size) for t in tensors])
-
-
 def _project_stacked(updates: list[Tensor], params: list[Tensor], eps: float, renormalize: bool) -> None:
-    """In place: the projection of every update, one batched reduction per group of equal-sized tensors."""
-    for idx, size in _groups(params):
+    """In place: the projection of every update, one batched reduction per chunk of equal-sized tensors
+    (the stacking policy of :mod:`gradkit.transforms._stacking`, each tensor as one row)."""
+    nonempty = [i for i, p in enumerate(params) if p.numel() > 0]
+    for idx, _, size in chunks(params, nonempty, view=flat_view):
         if size == 1:
             torch._foreach_zero_([updates[i] for i in idx])
             continue
-        u = _stack([updates[i] for i in idx], size)
-        w = _stack([params[i] for i in idx], size).to(u.dtype)
+        u = stack([updates[i] for i in idx], 1, size)[:, 0]
+        w = stack([params[i] for i in idx], 1, size)[:, 0].to(u.dtype)
         # einsum reduces without materialising u * w
         coef = torch.einsum("kn,kn->k", u, w) / (torch.einsum("kn,kn->k", w, w) + eps)
         if renormalize:

@@ -37,7 +37,6 @@ that a later transform of ``inner`` folds into the update is purely radial and i
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 import torch
 from torch import Tensor
@@ -48,17 +47,11 @@ from gradkit.core.state import PER_TENSOR
 from gradkit.core.transform import GradientTransform, as_inner, init_inner, update_inner
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative, positive, unit_interval
+from gradkit.transforms._stacking import chunks, rows_view, stack
 
 __all__ = ["project_radial", "ProjectRadial", "radial_modes", "NOT_PROJECTED", "CHANNEL", "LAYER"]
 
 NOT_PROJECTED, CHANNEL, LAYER = 0, 1, 2
-# Small tensors of one view shape are stacked (copied) so that one batched reduction serves them all;
-# large ones are reduced in place through views, where launching per tensor costs less than copying.
-# Stacks hold at most _CHUNK_ELEMENTS elements, which bounds the transient memory.
-_STACK_BELOW = 1 << 16
-_CHUNK_ELEMENTS = 1 << 22
-
-
 @register_transform(
     "project_radial",
     summary="remove the radial component of updates of scale-invariant weights (AdamP/SGDP), wrapping any transform",
@@ -187,7 +180,7 @@ class ProjectRadial(GradientTransform):
             hit = channel | layer
             # u - w_hat <w_hat, u> with w_hat = w / n is u - w <w, u> / n^2: one reduction over (w, u) and
             # one elementwise pass, with the row norms of w kept from the test
-            w = p.reshape(_view_shape(p))
+            w = p.reshape(rows_view(p.shape))
             u2 = u.reshape(w.shape)
             wu = (w * u2).sum(-1, keepdim=True)
             norm = torch.where(channel, w_norms.unsqueeze(-1), _total_norm(w_norms)) + eps[i]
@@ -211,7 +204,7 @@ def _fused_projected(grad: Tensor, param: Tensor, delta: Tensor, eps: Tensor):
     row norms of the weight, or ``None`` three times for tensors that are never projected."""
     if param.dim() < 2 or param.numel() == 0:
         return None, None, None
-    rows, cols = _view_shape(param)
+    rows, cols = rows_view(param.shape)
     g, w = grad.reshape(rows, cols), param.reshape(rows, cols)
     gw = (g * w).sum(-1)
     g_norm, w_norm = torch.linalg.vector_norm(g, dim=-1), torch.linalg.vector_norm(w, dim=-1)
@@ -220,33 +213,6 @@ def _fused_projected(grad: Tensor, param: Tensor, delta: Tensor, eps: Tensor):
     channel = cos_rows.amax() < delta / math.sqrt(cols)
     layer = ~channel & (cos_layer < delta / math.sqrt(rows * cols))
     return channel, layer, w_norm
-
-
-def _view_shape(p: Tensor | torch.Size) -> tuple[int, int]:
-    shape = p if isinstance(p, torch.Size) else p.shape
-    return shape[0], math.prod(shape[1:])
-
-
-def _chunks(tensors: list[Tensor], indices: list[int], shards=None):
-    """Indices grouped by (device, dtype, view shape), in chunks of bounded size: (indices, rows, cols).
-
-    With ``shards`` the tensors are local shards (whole rows) and they are grouped by the whole tensors'
-    shapes, so that every rank forms the same chunks (their collectives must match); ``rows`` is local."""
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i in indices:
-        p = tensors[i]
-        groups[(p.device, p.dtype, *_view_shape(p if shards is None else shards.shapes[i]))].append(i)
-    for (_, _, rows, cols), members in groups.items():
-        per_chunk = 1 if rows * cols >= _STACK_BELOW else max(1, _CHUNK_ELEMENTS // max(rows * cols, 1))
-        local_rows = tensors[members[0]].shape[0]
-        for start in range(0, len(members), per_chunk):
-            yield members[start:start + per_chunk], local_rows, cols
-
-
-def _stack(tensors: list[Tensor], rows: int, cols: int) -> Tensor:
-    if len(tensors) == 1:
-        return tensors[0].reshape(1, rows, cols)
-    return torch.stack([t.reshape(rows, cols) for t in tensors])
 
 
 def _row_dot(a: Tensor, b: Tensor) -> Tensor:
@@ -276,9 +242,9 @@ def radial_modes(grads: list[Tensor], params: list[Tensor], delta: float, eps: f
     if not eligible:
         return modes
     order, flags, partials, layer_bounds = [], [], [], []
-    for idx, rows, cols in _chunks(params, eligible, shards):
-        g = _stack([grads[i] for i in idx], rows, cols)
-        w = _stack([params[i] for i in idx], rows, cols)
+    for idx, rows, cols in chunks(params, eligible, shapes=None if shards is None else shards.shapes):
+        g = stack([grads[i] for i in idx], rows, cols)
+        w = stack([params[i] for i in idx], rows, cols)
         gw = _row_dot(g, w)
         g_norm, w_norm = torch.linalg.vector_norm(g, dim=-1), torch.linalg.vector_norm(w, dim=-1)
         cos_rows = gw.abs() / (g_norm.clamp_min(eps) * w_norm.clamp_min(eps))
@@ -336,9 +302,9 @@ def _project(updates: list[Tensor], params: list[Tensor], hits: list[int], modes
              shards=None) -> None:
     """In place: remove from each hit update its component along the weight, per channel or per layer.
     On local shards, two all-reduces per chunk complete the layer-mode norm and coefficient."""
-    for idx, rows, cols in _chunks(params, hits, shards):
-        w = _stack([params[i] for i in idx], rows, cols)
-        u = _stack([updates[i] for i in idx], rows, cols)
+    for idx, rows, cols in chunks(params, hits, shapes=None if shards is None else shards.shapes):
+        w = stack([params[i] for i in idx], rows, cols)
+        u = stack([updates[i] for i in idx], rows, cols)
         channel = _channel_flags(modes, idx, w.device)
         w_hat = _unit_weights(w, channel, eps, _completer(shards, idx))
         u.sub_(w_hat * _radial_coefficients(w_hat, u, channel, _completer(shards, idx)))
@@ -350,10 +316,10 @@ def _project_quotient(numerators: list[Tensor], denominators: list[Tensor], para
                       modes: list[int], eps: float, shards=None) -> list[Tensor]:
     """Numerators n' with n' / d = proj(n / d) for the hit tensors (new tensors; the others are kept)."""
     out = list(numerators)
-    for idx, rows, cols in _chunks(params, hits, shards):
-        w = _stack([params[i] for i in idx], rows, cols)
-        n = _stack([numerators[i] for i in idx], rows, cols)
-        d = _stack([denominators[i] for i in idx], rows, cols)
+    for idx, rows, cols in chunks(params, hits, shapes=None if shards is None else shards.shapes):
+        w = stack([params[i] for i in idx], rows, cols)
+        n = stack([numerators[i] for i in idx], rows, cols)
+        d = stack([denominators[i] for i in idx], rows, cols)
         channel = _channel_flags(modes, idx, w.device)
         w_hat = _unit_weights(w, channel, eps, _completer(shards, idx))
         projected = n - w_hat * _radial_coefficients(w_hat, n / d, channel, _completer(shards, idx)) * d
