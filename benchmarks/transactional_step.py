@@ -10,11 +10,10 @@ transactions are opt-in: the copy is one extra read and write of the state and p
 """
 from __future__ import annotations
 
-import platform
-
 import torch
 
 import gradkit
+from gradkit.bench.measure import device_name
 from _timing import best_of
 
 
@@ -37,7 +36,7 @@ def step_time(make, total: int, transactional: bool | None) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread")
+    print(f"machine: {device_name()}, torch {torch.__version__}, 1 thread")
     print(f"{'optimizer':<10} {'params':>10} {'plain ms':>10} {'trans. ms':>10} {'trans./plain':>13} {'torch AdamW ms':>15}")
     recipes = {"adamw": gradkit.optim.AdamW, "sgd": lambda p: gradkit.optim.SGD(p, lr=1e-3, momentum=0.9),
                "lion": gradkit.optim.Lion}
