@@ -29,8 +29,7 @@ borrowed (:meth:`settle`).
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from torch import Tensor
 
@@ -122,15 +121,9 @@ class StepContext:
         return out
 
     # -- nesting -------------------------------------------------------------------------------
-    @contextmanager
-    def enter(self, label: str) -> Iterator["StepContext"]:
+    def enter(self, label: str) -> "_Scope":
         """Run a nested transform under ``label``: its scalars and group state are looked up there."""
-        saved = self.path, self._namespace
-        self.path, self._namespace = self.path + (label,), label
-        try:
-            yield self
-        finally:
-            self.path, self._namespace = saved
+        return _Scope(self, label)
 
     @property
     def namespace(self) -> str:
@@ -283,6 +276,24 @@ class StepContext:
             ops.add_(params, ops.mul(updates, scale))
         elif not is_number(scale, 0.0):
             ops.add_(params, updates, alpha=scale)
+
+
+class _Scope:
+    """``with ctx.enter(label):`` (a class rather than a generator: it runs several times per step)."""
+
+    __slots__ = ("ctx", "label", "saved")
+
+    def __init__(self, ctx: StepContext, label: str):
+        self.ctx, self.label = ctx, label
+
+    def __enter__(self) -> StepContext:
+        ctx = self.ctx
+        self.saved = ctx.path, ctx._namespace
+        ctx.path, ctx._namespace = ctx.path + (self.label,), self.label
+        return ctx
+
+    def __exit__(self, *exc) -> None:
+        self.ctx.path, self.ctx._namespace = self.saved
 
 
 def _all(x: Scalars, value: float) -> bool:

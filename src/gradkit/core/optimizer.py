@@ -114,7 +114,7 @@ class Optimizer(torch.optim.Optimizer):
         self.transactional = transactional
         self.skipped_steps = 0
         self.group_states: list[dict] = []
-        self._checked: dict[int, tuple] = {}  # id(group) -> (group, hyperparameters last validated)
+        self._checked: dict[int, tuple] = {}  # id(group) -> (group, hyperparameters last validated, plain group)
         super().__init__(params, dict(defaults or {}))
 
     # -- groups ------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ class Optimizer(torch.optim.Optimizer):
         everything a step reads from the caller; nothing is written before this returns."""
         work = []
         for index, group in enumerate(self.param_groups):
-            self._check_group(index, group)
+            plain = self._check_group(index, group)
             params = [p for p in group["params"] if p.grad is not None and p.numel()]
             if not params:
                 continue
@@ -205,20 +205,23 @@ class Optimizer(torch.optim.Optimizer):
                     f"{g.device}, param {tuple(p.shape)} {p.dtype} on {p.device}); params and state are unchanged")
             if is_sharded(params):
                 check_shardable(self.transform, index, group, params)
-            work.append((index, _plain_numbers(group), params, grads))
+            work.append((index, plain, params, grads))
         return work
 
-    def _check_group(self, index: int, group: dict) -> None:
-        """Validate a group's hyperparameters again when they changed since they were last validated."""
+    def _check_group(self, index: int, group: dict) -> dict:
+        """Validate a group's hyperparameters again when they changed since they were last validated;
+        return the group as the transforms read it (:func:`_plain_numbers`), kept with the verdict."""
         seen = _fingerprint(group)
         checked = self._checked.get(id(group))
         if checked is not None and checked[0] is group and checked[1] == seen:
-            return
+            return checked[2]
         try:
             self.validate_group(group)
         except (TypeError, ValueError) as error:
             raise type(error)(f"param group {index}: {error}; params and state are unchanged") from None
-        self._checked[id(group)] = (group, seen)
+        plain = _plain_numbers(group)
+        self._checked[id(group)] = (group, seen, plain)
+        return plain
 
     def validate_group(self, group: dict) -> None:
         """Raise ``TypeError``/``ValueError`` naming the first bad hyperparameter of ``group``: the chain's
@@ -472,7 +475,10 @@ def _has_text_or_bool(value: Any) -> bool:
 
 
 def _fingerprint(group: dict) -> tuple:
-    return tuple((k, _frozen(v)) for k, v in group.items() if k not in _GROUP_ONLY)
+    return tuple((k, v if type(v) in _ATOMIC else _frozen(v)) for k, v in group.items() if k not in _GROUP_ONLY)
+
+
+_ATOMIC = frozenset((float, int, bool, str, type(None)))  # values that are their own fingerprint
 
 
 def _frozen(value: Any) -> Any:
@@ -523,8 +529,9 @@ def grads_finite(grad_lists: list[list[Tensor]]) -> bool:
     grads = [g for gs in grad_lists for g in gs]
     dtensor = dtensor_type()
     meshes = _meshes(grads, dtensor)
-    local = [g.to_local() if meshes and isinstance(g, dtensor) else g for g in grads]
-    local = [g.coalesce().values() if g.is_sparse else g for g in local if g.device.type != "meta"]
+    if meshes:
+        grads = [g.to_local() if isinstance(g, dtensor) else g for g in grads]
+    local = [g.coalesce().values() if g.is_sparse else g for g in grads if not g.is_meta]
     finite = not local or _finite_norms(local, 2.0) or _finite_norms(local, math.inf)
     if not meshes:
         return finite

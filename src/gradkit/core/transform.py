@@ -153,6 +153,7 @@ class Chain(GradientTransform):
         self.supports_sparse = all(t.supports_sparse for t in flat)
         self.nested = nested
         self._warned_lr = False
+        self._layouts: dict[tuple, list] = {}
 
     def signature(self) -> list[str]:
         """Identifies the state layout; a state_dict only loads into an optimizer with the same one."""
@@ -183,12 +184,24 @@ class Chain(GradientTransform):
         return state
 
     def update(self, updates, state, params, ctx):
-        for ns, t in zip(self.namespaces, self.transforms):
+        owns = [unnest(ns, state) for ns in self.namespaces] if ctx.traced else self._unnested(state)
+        for ns, t, own in zip(self.namespaces, self.transforms, owns):
             if not t.scale_aware:
                 updates = ctx.materialize(updates, params)
             with ctx.enter(ns):
-                updates = ctx.settle(updates, t.update(updates, unnest(ns, state), params, ctx))
+                updates = ctx.settle(updates, t.update(updates, own, params, ctx))
         return updates
+
+    def _unnested(self, state: StateLists) -> list[StateLists]:
+        """Each transform's own state (``unnest`` per namespace), with the split of the keys remembered
+        per layout of the state, as the same layout comes back every step (the unfused step only: a
+        traced step would guard on the cache and compile again once it changed)."""
+        keys = tuple(state)
+        layout = self._layouts.get(keys)
+        if layout is None:
+            own = [unnest(ns, dict.fromkeys(keys)) for ns in self.namespaces]
+            layout = self._layouts[keys] = [[(short, f"{ns}.{short}") for short in o] for ns, o in zip(self.namespaces, own)]
+        return [{short: state[full] for short, full in pairs} for pairs in layout]
 
     def scalars(self, group, step):
         return {ns: t.scalars(group, step) for ns, t in zip(self.namespaces, self.transforms)}
