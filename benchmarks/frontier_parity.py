@@ -1,5 +1,5 @@
 """The parity table of docs/frontier.md: largest relative parameter difference after 50 steps of the
-smooth CNN (tests/optim/_frontier_support.py) between each gradkit optimizer and its reference.
+smooth CNN (benchmarks/frontier_references.py, shared with the tests) between each gradkit optimizer and its reference.
 
     python benchmarks/frontier_parity.py          # prints a markdown table (about two minutes on one core)
 
@@ -9,26 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import sys
 
+import adopt
+import dadaptation
+import kron_torch
+import prodigyopt
+import pytorch_optimizer as po
+import schedulefree
 import torch
+from frontier_references import (
+    OfficialLaProp, OfficialMARS, PaperCautiousAdamW, cnn_parity, max_relative_difference, seeded_run,
+)
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "optim"))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-
-import adopt  # noqa: E402
-import dadaptation  # noqa: E402
-import kron_torch  # noqa: E402
-import prodigyopt  # noqa: E402
-import pytorch_optimizer as po  # noqa: E402
-import schedulefree  # noqa: E402
-
-from gradkit import optim  # noqa: E402
-from _frontier_support import cnn_parity  # noqa: E402
-from test_frontier_tricks import OfficialLaProp, OfficialMARS, PaperCautiousAdamW  # noqa: E402
-from test_psgd_kron import _run  # noqa: E402
-from support import max_relative_difference  # noqa: E402
+from gradkit import optim
 
 
 def train_mode(cls, **kw):
@@ -57,7 +50,7 @@ ROWS = [
         lambda p: optim.DAdaptAdam(p, lr=0.1), lambda p: dadaptation.DAdaptAdam(p, lr=0.1)),
      "test_parameter_free.py::test_dadapt_adam_matches_official"),
     ("PSGD Kron", "kron_torch.Kron", lambda: max_relative_difference(
-        _run(lambda p: optim.PSGDKron(p, lr=1e-3, seed=None)), _run(lambda p: kron_torch.Kron(p, lr=1e-3))),
+        seeded_run(lambda p: optim.PSGDKron(p, lr=1e-3, seed=None)), seeded_run(lambda p: kron_torch.Kron(p, lr=1e-3))),
      "test_psgd_kron.py::test_matches_kron_torch"),
     ("SOAP (no decay)", "pytorch_optimizer.SOAP", lambda: cnn_parity(
         lambda p: optim.SOAP(p, lr=1e-3, weight_decay=0.0), lambda p: po.SOAP(p, lr=1e-3, weight_decay=0.0)),
@@ -81,14 +74,46 @@ ROWS = [
 ]
 
 
+def heavyball_rows() -> list:
+    """heavyball's versions (helpers run eagerly), at eps 1e-30 (heavyball: max(sqrt(v_hat), eps)). MARS with
+    gamma mapped to heavyball's coefficient; Cautious, SOAP and PSGD Kron differ by design (docs/frontier.md)."""
+    try:
+        import heavyball
+    except ImportError:
+        return []
+    heavyball.utils.compile_mode = None
+    heavyball.utils.compile_mode_recommended_to_none = None
+    e = 1e-30
+    mapped = 0.025 * (1 - 0.95) / (1 - 0.025)
+    return [
+        ("MARS-AdamW (gamma mapped, eps ~ 0)", "heavyball.AdamW(mars=True)", lambda: cnn_parity(
+            lambda p: optim.MARS(p, lr=1e-3, eps=e, gamma=mapped, optimize_1d=True),
+            lambda p: heavyball.AdamW(p, lr=1e-3, betas=(0.95, 0.99), eps=e, weight_decay=0.0, mars=True, mars_gamma=0.025)),
+         "test_frontier_heavyball.py::test_mars_matches_heavyball_with_its_coefficient"),
+        ("Cautious AdamW (eps ~ 0), deviation", "heavyball.AdamW(caution=True)", lambda: cnn_parity(
+            lambda p: optim.CautiousAdamW(p, lr=1e-3, eps=e, weight_decay=0.0),
+            lambda p: heavyball.AdamW(p, lr=1e-3, betas=(0.9, 0.999), eps=e, weight_decay=0.0, caution=True)),
+         "test_frontier_heavyball.py::test_cautious_adamw_differs_from_heavyball_by_its_mask_scale"),
+        ("SOAP (no decay, eps ~ 0), deviation", "heavyball.SOAP", lambda: cnn_parity(
+            lambda p: optim.SOAP(p, lr=1e-3, eps=e, weight_decay=0.0),
+            lambda p: heavyball.SOAP(p, lr=1e-3, betas=(0.95, 0.95), eps=e, weight_decay=0.0, precondition_frequency=10,
+                                     merge_dims=False, use_precond_schedule=False)),
+         "none (different algorithm)"),
+        ("PSGD Kron, deviation", "heavyball.PSGDKron", lambda: max_relative_difference(
+            seeded_run(lambda p: optim.PSGDKron(p, lr=1e-3, seed=None)), seeded_run(lambda p: heavyball.PSGDKron(p, lr=1e-3))),
+         "none (different algorithm)"),
+    ]
+
+
 def main() -> None:
     torch.set_num_threads(1)
     print("| method | reference | max relative difference after 50 steps | test |")
     print("|---|---|---|---|")
-    for name, reference, measure, test in ROWS:
+    for name, reference, measure, test in ROWS + heavyball_rows():
         with contextlib.redirect_stdout(io.StringIO()):
             value = measure()
-        print(f"| {name} | {reference} | {value:.1e} | `tests/optim/{test}` |")
+        where = f"`tests/optim/{test}`" if test.startswith("test_") else test
+        print(f"| {name} | {reference} | {value:.1e} | {where} |")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@ install here, on the stdlib-LM arena model (TinyLM, the task's default size), CP
 
     python benchmarks/frontier_step_time.py                     # 10 interleaved rounds of 20 steps each
     python benchmarks/frontier_step_time.py --rounds 20 --steps 40
-    python benchmarks/frontier_step_time.py --only SOAP Shampoo     # skip kron-torch (it compiles: minutes on CPU)
+    python benchmarks/frontier_step_time.py --only SOAP SOAP/heavyball Shampoo     # skip kron-torch (it compiles: minutes on CPU)
     python benchmarks/frontier_step_time.py --only "PSGD Kron" --eager-peers   # kron-torch uncompiled
 
-Gradients of one real batch are computed once and reused. Each round runs ``--steps`` consecutive steps
+Gradients of one real batch are computed once and copied into ``p.grad`` before every step (both sides). Each round runs ``--steps`` consecutive steps
 of every optimizer in turn (so basis refreshes and inverse roots, every 10 steps for all of them, are
 included: the amortised cost), and the figure is the median over rounds of the round's mean step time.
 Prints one ratio per pair (gradkit / peer, < 1 is faster), measured in one run. Not a test.
@@ -14,6 +14,8 @@ Prints one ratio per pair (gradkit / peer, < 1 is faster), measured in one run. 
 Pairs (the same algorithm and hyperparameters on both sides):
   SOAP        gradkit SOAP                          vs pytorch_optimizer.SOAP (a port of the official code)
   Shampoo     gradkit Shampoo, Gupta et al.'s form  vs pytorch_optimizer.Shampoo (roots every 10 steps)
+  SOAP/heavyball  gradkit SOAP                      vs heavyball.SOAP (helpers run eagerly; basis refresh every 10
+              steps, no refresh schedule; heavyball keeps both moments in the rotated space)
   PSGD Kron   gradkit PSGDKron                      vs kron_torch.Kron (its helpers compiled by torch.compile)
 """
 from __future__ import annotations
@@ -44,7 +46,7 @@ def clone_params(params):
     out = []
     for p in params:
         q = torch.nn.Parameter(p.detach().clone())
-        q.grad = p.grad.detach().clone()
+        q._bench_grad = p.grad.detach().clone()
         out.append(q)
     return out
 
@@ -59,6 +61,16 @@ def pairs():
          lambda p: po.Shampoo(p, lr=1e-4, matrix_eps=1e-6, preconditioning_compute_steps=10)),
     ]
     try:
+        import heavyball
+
+        heavyball.utils.compile_mode = None  # its helpers are torch.compile'd by default: eager on CPU
+        heavyball.utils.compile_mode_recommended_to_none = None
+        out.append(("SOAP/heavyball", lambda p: gradkit.optim.SOAP(p, lr=1e-4),
+                    lambda p: heavyball.SOAP(p, lr=1e-4, betas=(0.95, 0.95), weight_decay=0.01, precondition_frequency=10,
+                                             merge_dims=False, use_precond_schedule=False)))
+    except ImportError:
+        pass
+    try:
         import kron_torch
 
         out.append(("PSGD Kron", lambda p: gradkit.optim.PSGDKron(p, lr=1e-5), lambda p: kron_torch.Kron(p, lr=1e-5)))
@@ -68,10 +80,13 @@ def pairs():
 
 
 def round_ms(opt, steps: int, device: str) -> float:
+    grads = [(p, p._bench_grad) for group in opt.param_groups for p in group["params"]]
     if device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
+        for p, g in grads:  # a fresh copy each step: heavyball writes into p.grad and then drops it
+            p.grad = g.clone()
         opt.step()
     if device == "cuda":
         torch.cuda.synchronize()
@@ -93,7 +108,7 @@ def main() -> None:
     n = sum(p.numel() for p in base)
     print(f"stdlib-lm TinyLM: {len(base)} tensors, {n / 1e6:.2f}M params; device={args.device} "
           f"threads={torch.get_num_threads()} torch={torch.__version__}")
-    print(f"{'pair':<10} {'gradkit ms':>11} {'peer ms':>9} {'ratio':>6}")
+    print(f"{'pair':<15} {'gradkit ms':>11} {'peer ms':>9} {'ratio':>6}")
     for name, ours, peer in pairs():
         if args.only is not None and name not in args.only:
             continue
@@ -106,7 +121,7 @@ def main() -> None:
                 for k, opt in enumerate(optimizers):
                     times[k].append(round_ms(opt, args.steps, args.device))
         a, b = statistics.median(times[0]), statistics.median(times[1])
-        print(f"{name:<10} {a:11.2f} {b:9.2f} {a / b:6.2f}")
+        print(f"{name:<15} {a:11.2f} {b:9.2f} {a / b:6.2f}")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,16 @@
-"""The model of the frontier optimizers' parity runs: a small CNN without kinks.
-
-Conv -> tanh -> strided conv -> tanh -> linear on 8x8 digit images. Without ReLU or max-pool a
-last-bit difference between two implementations of one algorithm cannot flip a branch, so the
-parameter gap after 50 steps measures the algorithms, not the chaos of the training.
+"""The frontier optimizers' parity runs: the smooth CNN, its 50-step parity run and the written-out
+reference updates live in benchmarks/frontier_references.py, which the parity table
+(benchmarks/frontier_parity.py) uses too; this module puts benchmarks/ on the import path and re-exports them.
 """
 from __future__ import annotations
 
-import torch
+import os
+import sys
 
-from support import parity
+_BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
+if os.path.abspath(_BENCHMARKS) not in map(os.path.abspath, sys.path):
+    sys.path.insert(0, os.path.abspath(_BENCHMARKS))
 
-
-def smooth_cnn(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 3, padding=1), torch.nn.Tanh(),
-        torch.nn.Conv2d(6, 8, 3, stride=2, padding=1), torch.nn.Tanh(),
-        torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 10),
-    )
-
-
-def cnn_parity(make_ours, make_reference, steps: int = 50) -> float:
-    """Largest relative parameter difference after ``steps`` steps of the smooth CNN on digits."""
-    return parity(make_ours, make_reference, model_fn=smooth_cnn, steps=steps, image=True)
+from frontier_references import (  # noqa: E402,F401
+    OfficialLaProp, OfficialMARS, PaperCautiousAdamW, cnn_parity, max_relative_difference, seeded_run, smooth_cnn,
+)

@@ -7,7 +7,7 @@ import torch
 from gradkit.optim import ADOPT, MARS, CautiousAdamW, CautiousLion, LaProp
 from gradkit.transforms import cautious_mask
 
-from _frontier_support import cnn_parity
+from _frontier_support import OfficialLaProp, OfficialMARS, PaperCautiousAdamW, cnn_parity
 from support import check_rejects, check_staggered_steps, check_state_bytes
 
 TOL = 1e-5
@@ -18,32 +18,6 @@ def _po():
 
 
 # -- Cautious -------------------------------------------------------------------------------------
-class PaperCautiousAdamW(torch.optim.Optimizer):
-    """Algorithm 2 of arXiv:2411.16085 as the official C-AdamW writes it (eps outside the bias corrections,
-    decay after the step)."""
-
-    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            (b1, b2), lr = group["betas"], group["lr"]
-            for p in group["params"]:
-                state = self.state[p]
-                if not state:
-                    state.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
-                state["t"] += 1
-                t, m, v, g = state["t"], state["m"], state["v"], p.grad
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                step_size = lr * (1 - b2**t) ** 0.5 / (1 - b1**t)
-                mask = (m * g > 0).to(g.dtype)
-                mask = mask * (mask.numel() / (mask.sum() + 1))
-                p.add_((m * mask) / (v.sqrt() + group["eps"]), alpha=-step_size)
-                p.add_(p, alpha=-lr * group["weight_decay"])
-
-
 def test_cautious_adamw_matches_the_papers_algorithm():
     # eps ~ 0 makes the official eps placement (sqrt(v) + eps, before the bias corrections) irrelevant;
     # with weight decay the official order (decay after the step) differs by O(lr^2 wd).
@@ -103,62 +77,12 @@ def test_adopt_first_step_moves_nothing_even_with_decay():
 
 
 # -- LaProp ---------------------------------------------------------------------------------------
-class OfficialLaProp(torch.optim.Optimizer):
-    """The official LaProp update (lr inside the momentum, bias-corrected by the lr-weighted sum)."""
-
-    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-15):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            (b1, b2), lr = group["betas"], group["lr"]
-            for p in group["params"]:
-                state = self.state[p]
-                if not state:
-                    state.update(m=torch.zeros_like(p), v=torch.zeros_like(p), lr1=0.0, w2=0.0)
-                g = p.grad
-                state["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
-                state["lr1"] = state["lr1"] * b1 + (1 - b1) * lr
-                state["w2"] = state["w2"] * b2 + (1 - b2)
-                denom = state["v"].div(state["w2"]).sqrt_().add_(group["eps"])
-                state["m"].mul_(b1).add_(g / denom, alpha=(1 - b1) * lr)
-                p.add_(state["m"], alpha=-1 / (state["lr1"] / lr))
-
-
 @pytest.mark.parametrize("kw", [dict(), dict(eps=1e-8), dict(betas=(0.8, 0.95), eps=1e-6)])
 def test_laprop_matches_the_official_update(kw):
     assert cnn_parity(lambda p: LaProp(p, lr=1e-3, **kw), lambda p: OfficialLaProp(p, lr=1e-3, **kw)) <= TOL
 
 
 # -- MARS -----------------------------------------------------------------------------------------
-class OfficialMARS(torch.optim.Optimizer):
-    """The official MARS-AdamW update (approximate form, ``optimize_1d=True``), written out per tensor."""
-
-    def __init__(self, params, lr, betas=(0.95, 0.99), eps=1e-8, weight_decay=0.0, gamma=0.025):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, gamma=gamma))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            (b1, b2), lr = group["betas"], group["lr"]
-            for p in group["params"]:
-                state = self.state[p]
-                if not state:
-                    state.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p), last=torch.zeros_like(p))
-                state["t"] += 1
-                t, g = state["t"], p.grad
-                c = (g - state["last"]).mul(group["gamma"] * (b1 / (1.0 - b1))).add(g)
-                norm = torch.norm(c)
-                if norm > 1.0:
-                    c = c / norm
-                state["m"].mul_(b1).add_(c, alpha=1.0 - b1)
-                state["v"].mul_(b2).addcmul_(c, c, value=1.0 - b2)
-                denom = state["v"].sqrt().mul(1 / (1.0 - b2**t) ** 0.5).add(group["eps"]).mul(1.0 - b1**t)
-                p.add_(-lr * (p * group["weight_decay"]).add(state["m"].div(denom)))
-                state["last"].copy_(g)
-
-
 @pytest.mark.parametrize("kw", [dict(), dict(weight_decay=0.1, gamma=0.05), dict(betas=(0.9, 0.999), eps=1e-6)])
 def test_mars_matches_the_official_update(kw):
     # pytorch-optimizer's MARS adds 1e-15 to v inside the root and eps before the bias correction; the

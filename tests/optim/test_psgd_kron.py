@@ -10,23 +10,10 @@ import torch
 from gradkit.optim import PSGDKron
 from gradkit.transforms.psgd_kron import diagonal_dims, merged_shape, update_probability
 
-from _frontier_support import smooth_cnn
+from _frontier_support import seeded_run
 from support import check_rejects, digits_batch, max_relative_difference, train
 
 TOL = 1e-5
-
-
-def _run(make, steps=50):
-    """The smooth CNN after ``steps`` steps; the global generator (which draws the probe vectors V) is seeded
-    the same for both implementations, and kron-torch's compiled helpers run eagerly so that their draws are
-    torch's eager ones."""
-    x, y = digits_batch(512, image=True)
-    model = smooth_cnn()
-    torch.manual_seed(123)
-    opt = make(model.parameters())
-    with torch._dynamo.config.patch(disable=True), contextlib.redirect_stdout(io.StringIO()):
-        train(model, opt, steps, [(x, y)])
-    return model
 
 
 @pytest.mark.parametrize("kw", [
@@ -36,8 +23,8 @@ def _run(make, steps=50):
 ])
 def test_matches_kron_torch(kw):
     kron = pytest.importorskip("kron_torch", reason="parity needs kron-torch: pip install kron-torch")
-    ours = _run(lambda p: PSGDKron(p, lr=1e-3, seed=None, **kw))
-    reference = _run(lambda p: kron.Kron(p, lr=1e-3, **kw))
+    ours = seeded_run(lambda p: PSGDKron(p, lr=1e-3, seed=None, **kw))
+    reference = seeded_run(lambda p: kron.Kron(p, lr=1e-3, **kw))
     assert max_relative_difference(ours, reference) <= TOL
 
 
