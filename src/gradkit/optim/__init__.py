@@ -11,6 +11,7 @@ from gradkit.optim.exadam import EXAdam
 from gradkit.optim.grams import Grams
 from gradkit.optim.lion import Lion
 from gradkit.optim.muon import Muon
+from gradkit.optim.multi_momentum import MultiMomentumSGD
 from gradkit.optim.optimistic_amsgrad import OptimisticAMSGrad
 from gradkit.optim.perp_adamw import PerpAdamW
 from gradkit.optim.sgd import SGD
@@ -61,4 +62,5 @@ __all__ = [
     "SOAP",
     "PerpAdamW",
     "OptimisticAMSGrad",
+    "MultiMomentumSGD",
 ]

@@ -66,6 +66,7 @@ from gradkit.transforms.rms import scale_by_rms, ScaleByRMS
 from gradkit.transforms.schedule_free import schedule_free, ScheduleFreeTransform
 from gradkit.transforms.shampoo import GRAFTINGS, scale_by_shampoo, ScaleByShampoo
 from gradkit.transforms.soap import scale_by_soap, ScaleBySOAP
+from gradkit.transforms.multi_momentum import multi_momentum, MultiMomentum
 from gradkit.transforms.optimistic_amsgrad import PREDICTORS, rmpe, scale_by_optimistic_amsgrad, ScaleByOptimisticAMSGrad
 
 __all__ = [
@@ -170,4 +171,6 @@ __all__ = [
     "rmpe",
     "scale_by_optimistic_amsgrad",
     "ScaleByOptimisticAMSGrad",
+    "multi_momentum",
+    "MultiMomentum",
 ]
