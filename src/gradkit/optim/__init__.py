@@ -11,6 +11,7 @@ from gradkit.optim.exadam import EXAdam
 from gradkit.optim.grams import Grams
 from gradkit.optim.lion import Lion
 from gradkit.optim.muon import Muon
+from gradkit.optim.entropy_sgd import EntropySGD
 from gradkit.optim.grades import GradES
 from gradkit.optim.multi_momentum import MultiMomentumSGD
 from gradkit.optim.optimistic_amsgrad import OptimisticAMSGrad
@@ -65,4 +66,5 @@ __all__ = [
     "OptimisticAMSGrad",
     "MultiMomentumSGD",
     "GradES",
+    "EntropySGD",
 ]
