@@ -13,6 +13,7 @@ from gradkit.optim.lion import Lion
 from gradkit.optim.muon import Muon
 from gradkit.optim.entropy_sgd import EntropySGD
 from gradkit.optim.grades import GradES
+from gradkit.optim.mkor import MKOR
 from gradkit.optim.multi_momentum import MultiMomentumSGD
 from gradkit.optim.optimistic_amsgrad import OptimisticAMSGrad
 from gradkit.optim.perp_adamw import PerpAdamW
@@ -67,4 +68,5 @@ __all__ = [
     "MultiMomentumSGD",
     "GradES",
     "EntropySGD",
+    "MKOR",
 ]
