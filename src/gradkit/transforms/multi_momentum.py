@@ -57,7 +57,7 @@ class MultiMomentum(GradientTransform):
     """Per-cluster momentum buffers; returns ``(1 - nu) g + nu mean_j m_j``.
 
     Args:
-        clusters: ``K``, the number of data clusters (>= 1).
+        clusters: ``K``, the number of data clusters (>= 1; 1 is plain EMA momentum).
         cluster: the cluster of this step's batch, in ``[0, K)`` (usually ``hp("cluster")``).
         beta: the buffers' decay, in [0, 1).
         nu: the weight of the mean buffer, in [0, 1] (1: multi-momentum SGD, < 1: quasi-hyperbolic).
@@ -79,7 +79,7 @@ class MultiMomentum(GradientTransform):
     fusable = False
     state_kinds = {"cluster_momenta": CLUSTER_MOMENTA, "mean_momentum": FIRST_MOMENT}
 
-    def __init__(self, clusters, cluster=0, beta=0.9, nu=1.0):
+    def __init__(self, clusters=1, cluster=0, beta=0.9, nu=1.0):
         self.clusters = clusters
         self.cluster = cluster
         self.beta = beta

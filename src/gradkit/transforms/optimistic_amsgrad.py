@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import torch
 
-from gradkit.core.hyper import resolve
+from gradkit.core.hyper import arg_name, resolve
 from gradkit.core.state import FIRST_MOMENT, HISTORY, PER_TENSOR, SECOND_MOMENT, StateKind
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -130,11 +130,13 @@ class ScaleByOptimisticAMSGrad(GradientTransform):
         positive(self.eps, group, "eps")
         non_negative(self.lam, group, "lam")
         r = resolve(self.history, group)
-        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise ValueError(f"history must be an int >= 1 (the number of gradient differences), got {r!r}")
+        if isinstance(r, bool) or not isinstance(r, int):
+            raise TypeError(f"{arg_name(self.history, 'history')} must be an int, got {type(r).__name__} {r!r}")
+        if r < 1:
+            raise ValueError(f"{arg_name(self.history, 'history')} must be an int >= 1 (gradient differences), got {r!r}")
         predictor = resolve(self.predictor, group)
         if predictor not in PREDICTORS:
-            raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}")
+            raise ValueError(f"{arg_name(self.predictor, 'predictor')} must be one of {PREDICTORS}, got {predictor!r}")
 
     def init(self, params, ctx):
         eps = float(ctx.value(self.eps))
@@ -178,10 +180,8 @@ class ScaleByOptimisticAMSGrad(GradientTransform):
         history = state["history"]
         steps = ctx.steps
         r1 = history[0].shape[0] if history else 0
-        order = []
-        for g, h, t in zip(updates, history, steps):
-            h[(t - 1) % r1].copy_(g)  # the ring buffer's slot for g_t
-            order.append([(t + j) % r1 for j in range(r1)])  # oldest first
+        torch._foreach_copy_([h[(t - 1) % r1] for h, t in zip(history, steps)], updates)  # ring slot of g_t
+        order = [[(t + j) % r1 for j in range(r1)] for t in steps]  # oldest first
         ready = [i for i, t in enumerate(steps) if t >= r1]
         guess = list(updates)
         if not ready:
