@@ -11,6 +11,11 @@ from gradkit.optim.exadam import EXAdam
 from gradkit.optim.grams import Grams
 from gradkit.optim.lion import Lion
 from gradkit.optim.muon import Muon
+from gradkit.optim.entropy_sgd import EntropySGD
+from gradkit.optim.grades import GradES
+from gradkit.optim.mkor import MKOR
+from gradkit.optim.multi_momentum import MultiMomentumSGD
+from gradkit.optim.optimistic_amsgrad import OptimisticAMSGrad
 from gradkit.optim.perp_adamw import PerpAdamW
 from gradkit.optim.sgd import SGD
 from gradkit.optim.sgd_sai import SGDSaI
@@ -59,4 +64,9 @@ __all__ = [
     "Shampoo",
     "SOAP",
     "PerpAdamW",
+    "OptimisticAMSGrad",
+    "MultiMomentumSGD",
+    "GradES",
+    "EntropySGD",
+    "MKOR",
 ]

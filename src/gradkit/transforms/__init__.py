@@ -66,6 +66,8 @@ from gradkit.transforms.rms import scale_by_rms, ScaleByRMS
 from gradkit.transforms.schedule_free import schedule_free, ScheduleFreeTransform
 from gradkit.transforms.shampoo import GRAFTINGS, scale_by_shampoo, ScaleByShampoo
 from gradkit.transforms.soap import scale_by_soap, ScaleBySOAP
+from gradkit.transforms.multi_momentum import multi_momentum, MultiMomentum
+from gradkit.transforms.optimistic_amsgrad import PREDICTORS, rmpe, scale_by_optimistic_amsgrad, ScaleByOptimisticAMSGrad
 
 __all__ = [
     "add_decayed_weights",
@@ -165,4 +167,10 @@ __all__ = [
     "ScaleByPSGDKron",
     "orthogonal_grad",
     "OrthogonalGrad",
+    "PREDICTORS",
+    "rmpe",
+    "scale_by_optimistic_amsgrad",
+    "ScaleByOptimisticAMSGrad",
+    "multi_momentum",
+    "MultiMomentum",
 ]
