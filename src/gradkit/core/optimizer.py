@@ -233,6 +233,9 @@ class Optimizer(torch.optim.Optimizer):
                 value = group[key]
                 raise TypeError(f"{key} must be given in numbers like its default {default!r}, "
                                 f"got {type(value).__name__} {value!r}")
+            if key in group and _numbers_tuple(default) and not _same_length(group[key], default):
+                raise ValueError(f"{key} must be {len(default)} numbers like its default {default!r}, "
+                                 f"got {group[key]!r}")
             if key in group and _is_plain_number(default) and math.isnan(float(group[key])):
                 raise ValueError(f"{key} must be a number like its default {default!r}, got nan")
         self.transform.validate(group)
@@ -463,9 +466,18 @@ def _bad_for_default(value: Any, default: Any) -> bool:
     """A number's place holds a non-number, or a tuple of numbers' place holds text or bools."""
     if _is_plain_number(default):
         return not is_number(value)
-    if isinstance(default, tuple) and default and all(is_number(d) for d in default):
+    if _numbers_tuple(default):
         return _has_text_or_bool(value)
     return False
+
+
+def _numbers_tuple(value: Any) -> bool:
+    return isinstance(value, tuple) and bool(value) and all(is_number(v) for v in value)
+
+
+def _same_length(value: Any, default: tuple) -> bool:
+    """A tuple-of-numbers hyperparameter (``betas``) is a sequence as long as its default, not one number."""
+    return isinstance(value, (tuple, list)) and len(value) == len(default)
 
 
 def _has_text_or_bool(value: Any) -> bool:

@@ -130,6 +130,9 @@ class ScheduleFreeAdamW(ScheduleFree):
 
     def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0, r=0.0,
                  weight_lr_power=2.0, *, maximize=False, nonfinite="raise", state_dtype=None):
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            # one number would be taken as both the interpolation beta and the second-moment decay
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps, r=r,
                         weight_lr_power=weight_lr_power, maximize=maximize)
         inner = chain(scale_by_rms(hp("betas"), hp("eps")), add_decayed_weights(hp("weight_decay")))
