@@ -145,6 +145,7 @@ class LGreCo:
         self._index = {n: i for i, (n, _) in enumerate(named)}
         self.levels: dict[str, int] = {}      # name -> chosen rank (compressible matrices only)
         self.selection: dict | None = None    # the last programme's inputs and result
+        self.history: list[tuple[int, list[int]]] = []  # (step, ranks in parameter order) per selection
         self.step = 0
         self.bytes_sent = 0
         self._q, self._err, self._pending = {}, {}, {}
@@ -185,6 +186,7 @@ class LGreCo:
                           "total_error": sum(errors[i][k] for i, k in enumerate(chosen)),
                           "size": sum(sizes[i][k] for i, k in enumerate(chosen)),
                           "uniform_size": sum(sizes[i][k] for i, k in enumerate(defaults))}
+        self.history.append((self.step, [self.ranks[k] for k in chosen]))
         self._pending = {}
 
 

@@ -47,7 +47,7 @@ def _sylvester(left: torch.Tensor, right: torch.Tensor, rhs: torch.Tensor) -> to
 
 
 @torch.no_grad()
-def lora_pro_(modules, x: str = "sylvester") -> None:
+def lora_pro_(modules, x: str = "sylvester", damping: float = 0.0) -> None:
     """Replace the ``.grad`` of every adapter's ``A`` and ``B`` by LoRA-Pro's (in place); call it after
     ``backward()`` and before ``optimizer.step()``.
 
@@ -55,6 +55,10 @@ def lora_pro_(modules, x: str = "sylvester") -> None:
         modules: a model (every ``LoRALinear`` inside is adjusted) or an iterable of ``LoRALinear``.
         x: ``"sylvester"`` (the paper's ``X``, Theorem 2.3) or ``"zero"`` (``X = 0``); the equivalent
             gradient is the same for both.
+        damping: ``>= 0``; the two Gram matrices are inverted as ``(B^T B + damping I)`` and
+            ``(A A^T + damping I)`` (0, the default, is the paper's closed form with pseudo-inverses; a positive
+            value is a deviation that bounds the adjusted gradients when ``B`` is near 0, see
+            docs/seed_methods.md).
 
     Math: ``g~ = P_B g + g P_A - P_B g P_A``, the closest ``s (B gA + gB A)`` to ``g`` in Frobenius norm.
     Modules whose ``A`` or ``B`` has no gradient are refused before any gradient is changed.
@@ -71,6 +75,8 @@ def lora_pro_(modules, x: str = "sylvester") -> None:
     """
     if x not in XS:
         raise ValueError(f"x must be one of {XS}, got {x!r}")
+    if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not damping >= 0 or damping == float("inf"):
+        raise ValueError(f"damping must be a finite number >= 0, got {damping!r}")
     if isinstance(modules, torch.nn.Module) and not isinstance(modules, LoRALinear):
         modules = [m for m in modules.modules() if isinstance(m, LoRALinear)]
     modules = [modules] if isinstance(modules, LoRALinear) else list(modules)
@@ -90,6 +96,9 @@ def lora_pro_(modules, x: str = "sylvester") -> None:
         ga = torch.stack([m.lora_A.grad for m in ms]).to(work)
         gb = torch.stack([m.lora_B.grad for m in ms]).to(work)
         btb, aat = b.mT @ b, a @ a.mT
+        if damping:
+            eye = torch.eye(btb.shape[-1], dtype=work, device=btb.device)
+            btb, aat = btb + damping * eye, aat + damping * eye
         btb_inv = torch.linalg.pinv(btb, hermitian=True)
         aat_inv = torch.linalg.pinv(aat, hermitian=True)
         inv_s2 = 1.0 / (s * s)
