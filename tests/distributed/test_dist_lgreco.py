@@ -9,7 +9,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from dist_harness import run_once
 
-STEPS = 120
+STEPS = 80
 
 
 def _train(rank, world_size, mode):

@@ -106,7 +106,8 @@ class LGreCo:
     """State of the L-GreCo communication hook (see the module docstring).
 
     Args:
-        model: the module wrapped by DDP (its parameter names key the per-layer state).
+        model: the module wrapped by DDP (its parameter names key the per-layer state; build the state
+            after the model is on its device, since parameters are recognised by their storage).
         process_group: the DDP group (``None``: the default group).
         ranks: the PowerSGD ranks to choose from (ints >= 1).
         default_rank: the uniform level whose error sets the budget (one of ``ranks``).
