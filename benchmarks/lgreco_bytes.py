@@ -12,7 +12,7 @@ first fell below the target (``--target``).
 
 ``--model lm`` trains gradkit's TinyLM (dim 64, 2 blocks, context 64) on the standard library's source
 instead (Adam lr 3e-3, 16 windows per step split over the ranks); its loss column is the validation loss on
-64 fixed windows, and accuracy is not measured.
+64 fixed windows, and accuracy is not measured. ``--error-factor`` scales L-GreCo's error budget.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from gradkit.datasets import digits, stdlib_text
 from gradkit.models import TinyLM
 
 
-def train_lm(mode: str, steps: int, rank: int, world: int):
+def train_lm(mode: str, steps: int, rank: int, world: int, error_factor: float):
     data = stdlib_text("train", max_bytes=2_000_000)
     val = stdlib_text("val", max_bytes=200_000)
     torch.manual_seed(0)
@@ -38,7 +38,7 @@ def train_lm(mode: str, steps: int, rank: int, world: int):
     state = None
     if mode != "none":
         state = LGreCo(model, ranks=(1, 2, 4, 8, 16, 32), default_rank=4, adaptive=(mode == "lgreco"),
-                       warmup_steps=20, update_every=100)
+                       warmup_steps=20, update_every=100, error_factor=error_factor)
         ddp.register_comm_hook(state, lgreco_hook)
     per_step_plain = sum(p.numel() * p.element_size() for p in model.parameters())
     opt = torch.optim.Adam(ddp.parameters(), lr=3e-3)
@@ -60,7 +60,7 @@ def train_lm(mode: str, steps: int, rank: int, world: int):
             "levels": state.levels if state else {}, "history": state.history if state else []}
 
 
-def train(mode: str, steps: int, rank: int, world: int):
+def train(mode: str, steps: int, rank: int, world: int, error_factor: float):
     data, val = digits("train"), digits("val")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 64),
@@ -69,7 +69,7 @@ def train(mode: str, steps: int, rank: int, world: int):
     state = None
     if mode != "none":
         state = LGreCo(model, ranks=(1, 2, 4, 8, 16, 32), default_rank=4, adaptive=(mode == "lgreco"),
-                       warmup_steps=20, update_every=100)
+                       warmup_steps=20, update_every=100, error_factor=error_factor)
         ddp.register_comm_hook(state, lgreco_hook)
     per_step_plain = sum(p.numel() * p.element_size() for p in model.parameters())
     opt = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
@@ -94,15 +94,17 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--target", type=float, default=0.1)
+    parser.add_argument("--error-factor", type=float, default=1.0)
     parser.add_argument("--model", choices=("mlp", "lm"), default="mlp")
     args = parser.parse_args()
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.set_num_threads(1)
     run = train if args.model == "mlp" else train_lm
-    runs = {mode: run(mode, args.steps, rank, world) for mode in ("none", "uniform", "lgreco")}
+    runs = {mode: run(mode, args.steps, rank, world, args.error_factor) for mode in ("none", "uniform", "lgreco")}
     if rank == 0:
-        print(f"{device_name()}, {world} gloo ranks, {args.steps} steps, model {args.model}\n")
+        print(f"{device_name()}, {world} gloo ranks, {args.steps} steps, model {args.model}, "
+              f"error factor {args.error_factor:g}\n")
         print("| run | bytes sent (rank 0) | vs uniform rank 4 | bytes until running loss < "
               f"{args.target} | final loss (mlp: full train; lm: validation, nats) | val acc |")
         print("|---|---|---|---|---|---|")
