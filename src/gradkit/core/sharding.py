@@ -124,6 +124,10 @@ def check_shardable(transform, group_index: int, group: dict, params: list[Tenso
     DTensor's operators, e.g. Muon's Newton-Schulz)."""
     if runs_on_shards(transform) and (chain_reach(transform) == ELEMENTWISE or Shards.of(params) is not None):
         return
+    from gradkit.core.redistribute import owner_steppable
+
+    if owner_steppable(transform) and Shards.of(params) is not None:
+        return  # each matrix is stepped whole on an owner rank (core/redistribute.py)
     refusing = [t for t in _walk(transform) if t.kind != ELEMENTWISE and not getattr(t, "runs_on_dtensors", False)]
     if not refusing:
         return
