@@ -1,0 +1,119 @@
+"""Owner-based redistribution (gradkit/core/redistribute.py): owners, the two collectives, state on owners.
+
+The 30-step exactness of the whole-matrix methods under FSDP2 is in test_dist_status.py; here the
+mechanism itself: the rows each rank holds, a cost-balanced and deterministic owner assignment, that
+``gather`` gives each owner exactly the whole tensors and ``scatter`` gives each rank exactly its rows, the
+bytes sent, and that the state lives on the owners only (the ranks' state bytes add up to one process's).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gradkit.core.redistribute import _cost, assign_owners, row_counts
+
+from dist_harness import run_on_ranks
+
+pytestmark = [pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available"),
+              pytest.mark.filterwarnings("ignore::gradkit.grouping.RoutingWarning")]
+
+SHAPES = [(5, 3), (7, 2), (1, 4), (4,), (12, 6), (2, 2, 2)]
+
+
+@pytest.mark.parametrize("rows,world", [(5, 2), (5, 4), (1, 4), (0, 3), (12, 5)])
+def test_row_counts_are_torch_chunks(rows, world):
+    chunks = [c.numel() for c in torch.arange(rows).chunk(world)] if rows else []
+    assert row_counts(rows, world) == chunks + [0] * (world - len(chunks))
+
+
+def test_owners_balance_the_cost_and_are_deterministic():
+    shapes = [(64, 64), (64, 16), (16, 64), (32, 32), (8, 8), (128, 4)]
+    owners = assign_owners(shapes, 3)
+    assert owners == assign_owners(shapes, 3)
+    load = [sum(_cost(torch.Size(s)) for s, o in zip(shapes, owners) if o == r) for r in range(3)]
+    # greedy on the costliest first: no rank exceeds the mean by more than the largest single cost
+    assert max(load) - sum(load) / 3 <= max(_cost(torch.Size(s)) for s in shapes)
+    assert set(owners) == {0, 1, 2}
+    with pytest.raises(ValueError, match="world must be a positive int"):
+        assign_owners(shapes, 0)
+
+
+def _round_trip_worker(rank, world_size):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    from gradkit.core.redistribute import OwnerPlan
+
+    mesh = init_device_mesh("cpu", (world_size,))
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(s, generator=g) for s in SHAPES]
+    params = [torch.randn(s, generator=g) for s in SHAPES]
+    dg = [distribute_tensor(t, mesh, [Shard(0)]) for t in grads]
+    dp = [distribute_tensor(t, mesh, [Shard(0)]) for t in params]
+    plan = OwnerPlan.of(dp)
+    full_g, full_p = plan.gather([[t.to_local() for t in dg], [t.to_local() for t in dp]])
+    gathered = all((torch.equal(full_g[i], grads[i]) and torch.equal(full_p[i], params[i])) if i in plan.mine
+                   else (full_g[i] is None and full_p[i] is None) for i in range(len(SHAPES)))
+    sent_gather = plan.sent_bytes
+    rows = plan.scatter({i: full_p[i] * 2 for i in plan.mine}, dp[0].to_local())
+    scattered = all(torch.equal(rows[i], 2 * t.to_local()) for i, t in enumerate(dp))
+    return plan.owners, plan.mine, gathered, scattered, sent_gather, plan.sent_bytes - sent_gather
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_gather_and_scatter_move_exactly_the_rows(world):
+    results = run_on_ranks(_round_trip_worker, world, timeout=120)
+    owners = results[0][0]
+    assert all(r[0] == owners for r in results), "the ranks disagree on the owners"
+    assert sorted(i for r in results for i in r[1]) == list(range(len(SHAPES)))
+    for rank, (_, mine, gathered, scattered, sent_gather, sent_scatter) in enumerate(results):
+        assert gathered, f"rank {rank}: an owner's whole tensor differs from the original"
+        assert scattered, f"rank {rank}: the rows sent back differ from this rank's rows"
+        # what leaves this rank: its rows of the tensors others own, twice (gradient and param) ...
+        rows_out = sum(row_counts(s[0], world)[rank] * torch.Size(s).numel() // s[0]
+                       for s, o in zip(SHAPES, owners) if o != rank)
+        assert sent_gather == 2 * rows_out * 4
+        # ... and, from the owner, every other rank's rows of the tensors it owns
+        rows_back = sum(torch.Size(s).numel() - row_counts(s[0], world)[rank] * torch.Size(s).numel() // s[0]
+                        for s, o in zip(SHAPES, owners) if o == rank)
+        assert sent_scatter == rows_back * 4
+    # summed over the ranks: 3 m n (W - 1) / W entries per tensor on average; here exactly the rows off their owner
+    total = sum(r[4] + r[5] for r in results) // 4
+    off_owner = sum(torch.Size(s).numel() - row_counts(s[0], world)[o] * torch.Size(s).numel() // s[0]
+                    for s, o in zip(SHAPES, owners))
+    assert total == 3 * off_owner
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 5))
+
+
+def _state_worker(rank, world_size):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from gradkit.registry import get_optimizer
+
+    model = _model()
+    if world_size > 1:
+        fully_shard(model, mesh=init_device_mesh("cpu", (world_size,)))
+    opt = get_optimizer("galore")(model.parameters(), lr=1e-2, rank=2, update_proj_gap=10)
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1))
+    for _ in range(2):
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()
+    keys = [sorted(opt.state[p]) for p in model.parameters()]
+    return opt.state_bytes(), keys
+
+
+def test_state_lives_on_the_owners():
+    (single, single_keys), = run_on_ranks(_state_worker, 1, timeout=120)
+    results = run_on_ranks(_state_worker, 2, timeout=120)
+    assert sum(r[0] for r in results) == single, [r[0] for r in results]
+    for j, want in enumerate(single_keys):
+        # the owner of a sharded matrix holds its whole state, the other rank its step counter alone
+        held = [r[1][j] for r in results]
+        assert want in held and all(k in (want, ["step"]) for k in held), (j, held)
