@@ -13,7 +13,7 @@ from torch import nn
 
 from gradkit.core.redistribute import _cost, assign_owners, row_counts
 
-from dist_harness import run_on_ranks
+from dist_harness import run_once
 
 pytestmark = [pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available"),
               pytest.mark.filterwarnings("ignore::gradkit.grouping.RoutingWarning")]
@@ -39,7 +39,12 @@ def test_owners_balance_the_cost_and_are_deterministic():
         assign_owners(shapes, 0)
 
 
-def _round_trip_worker(rank, world_size):
+def _worker(rank, world_size):
+    """The collectives' round trip and GaLore's state under FSDP2, in one run of the ranks."""
+    return _round_trip(world_size), _galore_state(world_size)
+
+
+def _round_trip(world_size):
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
 
@@ -61,9 +66,14 @@ def _round_trip_worker(rank, world_size):
     return plan.owners, plan.mine, gathered, scattered, sent_gather, plan.sent_bytes - sent_gather
 
 
-@pytest.mark.parametrize("world", [2, 3])
-def test_gather_and_scatter_move_exactly_the_rows(world):
-    results = run_on_ranks(_round_trip_worker, world, timeout=120)
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    return run_once(tmp_path_factory, "redistribute", _worker, 2, timeout=120)
+
+
+def test_gather_and_scatter_move_exactly_the_rows(two_ranks):
+    world = 2
+    results = [r[0] for r in two_ranks]
     owners = results[0][0]
     assert all(r[0] == owners for r in results), "the ranks disagree on the owners"
     assert sorted(i for r in results for i in r[1]) == list(range(len(SHAPES)))
@@ -90,14 +100,14 @@ def _model():
     return nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 5))
 
 
-def _state_worker(rank, world_size):
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
-
+def _galore_state(world_size):
     from gradkit.registry import get_optimizer
 
     model = _model()
     if world_size > 1:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
         fully_shard(model, mesh=init_device_mesh("cpu", (world_size,)))
     opt = get_optimizer("galore")(model.parameters(), lr=1e-2, rank=2, update_proj_gap=10)
     x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1))
@@ -109,9 +119,9 @@ def _state_worker(rank, world_size):
     return opt.state_bytes(), keys
 
 
-def test_state_lives_on_the_owners():
-    (single, single_keys), = run_on_ranks(_state_worker, 1, timeout=120)
-    results = run_on_ranks(_state_worker, 2, timeout=120)
+def test_state_lives_on_the_owners(two_ranks):
+    single, single_keys = _galore_state(1)
+    results = [r[1] for r in two_ranks]
     assert sum(r[0] for r in results) == single, [r[0] for r in results]
     for j, want in enumerate(single_keys):
         # the owner of a sharded matrix holds its whole state, the other rank its step counter alone
