@@ -40,6 +40,8 @@ import torch
 from torch import Tensor
 
 from gradkit.core.context import StepContext
+from gradkit.core.redistribute import owner_plan
+from gradkit.core.sharding import is_sharded
 from gradkit.core.state import as_kind
 
 __all__ = ["LoadedState", "check_state_dict", "expected_state", "dtype_as_text", "from_torch_optim", "group_meta",
@@ -308,8 +310,11 @@ def expected_state(optimizer, groups: list[dict]) -> tuple[dict[Tensor, dict[str
         metas = [torch.empty(p.shape, device="meta", dtype=optimizer.compute_dtype(p)) for p in group["params"]]
         group_state: dict = {}
         state = optimizer.transform.init(metas, StepContext(group, [0] * len(metas), group_state))
+        # sharded params stepped on owner ranks (core/redistribute.py): another rank's matrices keep only a step here
+        plan = owner_plan(optimizer.transform, group["params"]) if is_sharded(group["params"]) else None
+        mine = set(range(len(metas))) if plan is None else set(plan.mine)
         for j, p in enumerate(group["params"]):
-            out[p] = {k: v[j] for k, v in state.items() if v[j] is not None}
+            out[p] = {k: v[j] for k, v in state.items() if v[j] is not None} if j in mine else {}
         group_states.append(group_state)
     return out, group_states
 
