@@ -41,7 +41,7 @@ def test_owners_balance_the_cost_and_are_deterministic():
 
 def _worker(rank, world_size):
     """The collectives' round trip and GaLore's state under FSDP2, in one run of the ranks."""
-    return _round_trip(world_size), _galore_state(world_size)
+    return _round_trip(world_size), _galore_state(world_size), _missing_gradient(world_size)
 
 
 def _round_trip(world_size):
@@ -127,3 +127,31 @@ def test_state_lives_on_the_owners(two_ranks):
         # the owner of a sharded matrix holds its whole state, the other rank its step counter alone
         held = [r[1][j] for r in results]
         assert want in held and all(k in (want, ["step"]) for k in held), (j, held)
+
+
+def _missing_gradient(world_size):
+    """A param of an owner-stepped group without a gradient: refused before anything is written."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from gradkit.registry import get_optimizer
+
+    model = _model()
+    fully_shard(model, mesh=init_device_mesh("cpu", (world_size,)))
+    opt = get_optimizer("galore")(model.named_parameters(), lr=1e-2, rank=2, update_proj_gap=10)
+    model(torch.randn(4, 6)).square().mean().backward()
+    model[2].bias.grad = None
+    before = [p.detach().to_local().clone() for p in model.parameters()]
+    try:
+        opt.step()
+        message = None
+    except ValueError as err:
+        message = str(err)
+    unchanged = all(torch.equal(b, p.detach().to_local()) for b, p in zip(before, model.parameters()))
+    return message, unchanged, len(opt.state)
+
+
+def test_a_param_without_gradient_in_an_owner_stepped_group_is_refused(two_ranks):
+    for rank, (message, unchanged, n_states) in enumerate(r[2] for r in two_ranks):
+        assert message is not None and "'2.bias' has no gradient" in message, f"rank {rank}: {message}"
+        assert unchanged and n_states == 0, f"rank {rank}: the refused step changed params or state"

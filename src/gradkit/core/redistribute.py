@@ -39,7 +39,7 @@ from torch import Tensor
 
 from gradkit.core.sharding import Shards, dtensor_type, local
 
-__all__ = ["assign_owners", "row_counts", "OwnerPlan", "owner_steppable", "owner_plan", "step_on_owners"]
+__all__ = ["assign_owners", "row_counts", "OwnerPlan", "owner_steppable", "owner_plan"]
 
 
 def row_counts(rows: int, world: int) -> list[int]:
@@ -64,7 +64,7 @@ def assign_owners(shapes: list, world: int) -> list[int]:
     Deterministic (ties go to the lower index and the lower rank), so every rank computes the same plan.
 
     >>> assign_owners([(4, 4), (8, 8), (2, 2), (8, 8)], 2)
-    [1, 0, 1, 1]
+    [0, 0, 1, 1]
     """
     if not isinstance(world, int) or world < 1:
         raise ValueError(f"world must be a positive int, got {world!r}")
@@ -82,6 +82,11 @@ class OwnerPlan:
 
     Build with :meth:`of` (``None`` for layouts :class:`~gradkit.core.sharding.Shards` does not cover).
     ``owners[i]`` is the owner's rank in the mesh, or ``None`` for a replicated tensor (whole everywhere).
+    Every rank must build it from the same params and call ``gather``/``scatter`` in the same order.
+
+    >>> import torch
+    >>> OwnerPlan.of([torch.zeros(2, 2)]) is None  # no DTensor: nothing to redistribute
+    True
     """
 
     def __init__(self, shards: Shards):
@@ -169,7 +174,14 @@ def _walk(transform):
 
 def owner_steppable(transform) -> bool:
     """True when every transform in the chain that is not elementwise declares ``owner_steppable``: it
-    computes each param's update from that param alone, so the params can be stepped on different ranks."""
+    computes each param's update from that param alone, so the params can be stepped on different ranks.
+
+    >>> import gradkit
+    >>> owner_steppable(gradkit.chain(gradkit.scale_by_trust_region("spectral"), gradkit.scale_by_learning_rate()))
+    True
+    >>> owner_steppable(gradkit.scale_by_trust_region("l2"))  # normalized over the whole group
+    False
+    """
     from gradkit.core.state import ELEMENTWISE
 
     return all(t.kind == ELEMENTWISE or getattr(t, "owner_steppable", False) for t in _walk(transform))
@@ -178,7 +190,12 @@ def owner_steppable(transform) -> bool:
 def owner_plan(transform, params: list[Tensor]) -> OwnerPlan | None:
     """The plan to step these (some sharded) params on owners, or ``None`` when the chain runs on the local
     shards (cheaper: no rows move) or cannot be stepped on owners (not :func:`owner_steppable`, or a layout
-    :class:`~gradkit.core.sharding.Shards` does not cover)."""
+    :class:`~gradkit.core.sharding.Shards` does not cover).
+
+    >>> import torch, gradkit
+    >>> owner_plan(gradkit.scale_by_trust_region("spectral"), [torch.zeros(3, 3)]) is None  # not sharded
+    True
+    """
     from gradkit.core.sharding import chain_reach, runs_on_shards
     from gradkit.core.state import ELEMENTWISE
 

@@ -311,10 +311,12 @@ def expected_state(optimizer, groups: list[dict]) -> tuple[dict[Tensor, dict[str
         group_state: dict = {}
         state = optimizer.transform.init(metas, StepContext(group, [0] * len(metas), group_state))
         # sharded params stepped on owner ranks (core/redistribute.py): another rank's matrices keep only a step here
-        plan = owner_plan(optimizer.transform, group["params"]) if is_sharded(group["params"]) else None
-        mine = set(range(len(metas))) if plan is None else set(plan.mine)
+        stepping = [p for p in group["params"] if p.numel()]  # the params a step hands to the owners' plan
+        plan = owner_plan(optimizer.transform, stepping) if is_sharded(stepping) else None
+        mine = None if plan is None else {id(stepping[k]) for k in plan.mine}
         for j, p in enumerate(group["params"]):
-            out[p] = {k: v[j] for k, v in state.items() if v[j] is not None} if j in mine else {}
+            held = mine is None or id(p) in mine
+            out[p] = {k: v[j] for k, v in state.items() if v[j] is not None} if held else {}
         group_states.append(group_state)
     return out, group_states
 
