@@ -51,10 +51,14 @@ OPTIMIZERS = {
     "gradkit AdEMAMix": ("ademamix", {"lr": 1e-3}),
     "gradkit Adan": ("adan", {"lr": 1e-3}),
     "gradkit AdamP": ("adamp", {"lr": 1e-3}),
-    "gradkit Muon (fp32 Newton-Schulz)": ("muon", {"lr": 0.02, "ns_dtype": torch.float32}),
+    "gradkit Muon (fp32 Newton-Schulz), owner-based": ("muon", {"lr": 0.02, "ns_dtype": torch.float32}),
+    "gradkit Muon (fp32 Newton-Schulz), every matrix on every rank": ("muon", {"lr": 0.02, "ns_dtype": torch.float32}),
     "gradkit FRUGAL (block projector)": ("frugal", {"lr": 1e-3, "projector": "block", "density": 0.25}),
-    "gradkit GaLore": ("galore", {"lr": 1e-3, "rank": 32}),
+    "gradkit GaLore, owner-based": ("galore", {"lr": 1e-3, "rank": 32}),
 }
+# Labels run through the scheme the owner-based one replaces: every rank gathers every whole matrix (DTensor's
+# implicit redistribution) and repeats every Newton-Schulz iteration.
+EVERYWHERE = {"gradkit Muon (fp32 Newton-Schulz), every matrix on every rank"}
 
 ALL_GATHER = ("allgather", "all_gather")
 REDUCE_SCATTER = ("reduce_scatter",)
@@ -112,6 +116,10 @@ class CommunicationCounter(TorchDispatchMode):
             size, factor = _bytes(args[1] if func.namespace == "c10d" else args[0]), (w - 1) / w
         elif any(k in op for k in ALL_REDUCE):
             size, factor = _bytes(args[0]), 2 * (w - 1) / w
+        elif any(k in op for k in ALL_TO_ALL) and func.namespace == "c10d" and op == "alltoall_base_" and args[3]:
+            # uneven splits (the owner-based scheme): exactly what leaves this rank
+            splits, rank = list(args[3]), dist.get_rank(args[4]) if isinstance(args[4], dist.ProcessGroup) else dist.get_rank()
+            size, factor = (sum(splits) - splits[rank]) * args[1].element_size(), 1.0
         elif any(k in op for k in ALL_TO_ALL):
             size, factor = _bytes(args[1] if func.namespace == "c10d" else args[0]), (w - 1) / w
         elif any(k in op for k in BROADCAST):
@@ -185,7 +193,27 @@ def measure(label, args, mesh, device, world_size):
             opt.step()
     except Exception:  # a compiled (fused=True) step cannot run under a dispatch mode
         counter = None
+    if counter is not None:  # the owners send unevenly: the mean and the largest over the ranks
+        sent = torch.tensor([counter.sent_bytes], dtype=torch.float64)
+        gathered = [torch.zeros_like(sent) for _ in range(world_size)]
+        dist.all_gather(gathered, sent)
+        counter.mean_bytes = float(torch.cat(gathered).mean())
+        counter.max_bytes = float(torch.cat(gathered).max())
     return times, counter
+
+
+def measure_scheme(label, args, mesh, device, world_size):
+    """``measure``, through the scheme the label names (EVERYWHERE: whole-matrix work on the DTensors)."""
+    if label not in EVERYWHERE:
+        return measure(label, args, mesh, device, world_size)
+    from gradkit.transforms.trust_region import ScaleByTrustRegion
+
+    owner = ScaleByTrustRegion.__dict__["owner_steppable"]
+    ScaleByTrustRegion.owner_steppable = False
+    try:
+        return measure(label, args, mesh, device, world_size)
+    finally:
+        ScaleByTrustRegion.owner_steppable = owner
 
 
 def fwd_bwd_counter(args, mesh, device, world_size):
@@ -197,6 +225,12 @@ def fwd_bwd_counter(args, mesh, device, world_size):
     with counter:
         nn.functional.cross_entropy(model(x), y).backward()
     return model, counter
+
+
+def _sent_text(counter) -> str:
+    if counter is None:
+        return "-"
+    return f"{counter.mean_bytes / 2**20:.3f} ({counter.max_bytes / 2**20:.3f})"
 
 
 def calls_text(counter) -> str:
@@ -238,13 +272,14 @@ def main() -> None:
               f"batch {args.batch} per rank")
         print(f"forward + backward: {calls_text(fb)}; {fb.sent_bytes / 2**20:.2f} MiB sent per rank")
         print()
-        print("| optimizer | step ms, median (25-75%) | / torch AdamW | collectives in step() | MiB sent per rank per step |")
+        print("| optimizer | step ms, median (25-75%) | / torch AdamW | collectives in step() | "
+              "MiB sent per rank per step, mean (largest) |")
         print("|---|---|---|---|---|")
     labels = [lbl for lbl in OPTIMIZERS if args.only is None or any(s.lower() in lbl.lower() for s in args.only)]
     baseline = None
     for label in labels:
         try:
-            times, counter = measure(label, args, mesh, device, world_size)
+            times, counter = measure_scheme(label, args, mesh, device, world_size)
         except Exception as err:  # the same error on every rank: report it as the row
             if rank == 0:
                 first = f"{type(err).__name__}: {err}".splitlines()[0]
@@ -257,7 +292,7 @@ def main() -> None:
         ratio = f"{median / baseline:.2f}" if baseline else "-"
         if rank == 0:
             print(f"| {label} | {median * 1e3:.2f} ({q[0] * 1e3:.2f}-{q[2] * 1e3:.2f}) | {ratio} | "
-                  f"{calls_text(counter)} | {'-' if counter is None else f'{counter.sent_bytes / 2**20:.3f}'} |", flush=True)
+                  f"{calls_text(counter)} | {_sent_text(counter)} |", flush=True)
     dist.destroy_process_group()
 
 

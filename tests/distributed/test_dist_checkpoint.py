@@ -141,7 +141,11 @@ def test_every_optimizer_round_trips_through_dcp(round_trips):
 
 
 # -- resharding: FSDP2 on two ranks writes, one process reads ------------------------------------------
-RESHARD_OPTIMIZERS = [("adamw", {"lr": 1e-2}), ("lion", {"lr": 1e-3}), ("adam", {"lr": 1e-2, "amsgrad": True})]
+RESHARD_OPTIMIZERS = [("adamw", {"lr": 1e-2}), ("lion", {"lr": 1e-3}), ("adam", {"lr": 1e-2, "amsgrad": True}),
+                      # whole-matrix methods: their state lives on each matrix's owner rank (core/redistribute.py)
+                      ("galore", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
+                      ("frugal", {"lr": 1e-2, "density": 0.5, "update_freq": 10, "projector": "random"}),
+                      ("muon", {"lr": 0.02, "ns_dtype": torch.float32})]
 
 
 def _fsdp_write(rank, world_size, root):

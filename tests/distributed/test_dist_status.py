@@ -61,20 +61,10 @@ OPTIMIZERS = {
 }
 DDP_METHODS = ["adamw", "adamp", "adan", "lion", "muon"]
 FSDP_METHODS = list(OPTIMIZERS)
-# method -> (a fragment of the error it stops with today under FSDP2, the reason shown)
-_REFUSED = ("cannot step it exactly",
-          "TypeError: refused on sharded params: the low-rank projectors and subset norms need each matrix whole "
-          "(no owner-based redistribution yet)")
-FSDP_KNOWN_FAILURES = {
-    "frugal": _REFUSED,
-    "frugal_random": _REFUSED,
-    "galore": _REFUSED,
-    "fira": _REFUSED,
-    "svdfree": _REFUSED,
-    "subset_norm": _REFUSED,
-    "snsm": _REFUSED,
-    "dct": _REFUSED,
-}
+# method -> (a fragment of the error it stops with today under FSDP2, the reason shown). Empty: the
+# whole-matrix methods (Muon, the low-rank projectors, the subset norms) step each matrix on an owner rank
+# (gradkit/core/redistribute.py).
+FSDP_KNOWN_FAILURES: dict[str, tuple[str, str]] = {}
 
 
 class FailsDifferently(Exception):
@@ -219,3 +209,16 @@ def test_fsdp2_inf_in_one_shard_is_seen_by_every_rank(policy, expected):
     results = run_on_ranks(_nonfinite_worker, 2, policy, timeout=120, collective_timeout=10)
     for rank, outcome in enumerate(results):
         assert outcome == expected, f"rank {rank} with nonfinite={policy!r}: (raised, params unchanged) = {outcome}"
+
+
+@pytest.fixture(scope="module")
+def fsdp4_results(tmp_path_factory):
+    return run_once(tmp_path_factory, "status-fsdp2-4", _fsdp_worker, 4, FSDP_METHODS, timeout=600)
+
+
+# Four ranks: the output layer's 5 rows split 2, 2, 1, 0 (one rank holds an empty shard of it); owners of
+# the whole-matrix methods' matrices spread over the ranks. About a minute on two cores.
+@pytest.mark.slow
+@pytest.mark.parametrize("method", FSDP_METHODS)
+def test_fsdp2_four_ranks_equal_full_batch(fsdp4_results, method):
+    _check(fsdp4_results, method)

@@ -34,6 +34,7 @@ from gradkit.core.accounting import state_bytes
 from gradkit.core.context import StepContext
 from gradkit.core.fused import FusedGroup, FusedStep
 from gradkit.core.prediction import predicted_weights
+from gradkit.core.redistribute import owner_plan, step_on_owners
 from gradkit.core.sharding import (Shards, chain_reach, check_shardable, dtensor_type, is_sharded, local, rewrap,
                                    runs_on_shards)
 from gradkit.core.state import ELEMENTWISE
@@ -269,6 +270,9 @@ class Optimizer(torch.optim.Optimizer):
                 params_c[i] = params[i].to(dtype)
                 grads_c[i] = grads[i].to(dtype)
 
+        if is_sharded(params) and (plan := owner_plan(self.transform, params)) is not None:
+            # whole matrices stepped on owner ranks (core/redistribute.py), their state held by the owner
+            return step_on_owners(self, group, group_state, params, params_c, grads_c, plan)
         states, lists = self._state_lists(group, group_state, params, params_c)
         # plain ints: a foreach op over 0-dim tensors costs more than the loop
         ctx = StepContext(group, [s["step"] + 1 for s in states], group_state)

@@ -124,6 +124,22 @@ def check_shardable(transform, group_index: int, group: dict, params: list[Tenso
     DTensor's operators, e.g. Muon's Newton-Schulz)."""
     if runs_on_shards(transform) and (chain_reach(transform) == ELEMENTWISE or Shards.of(params) is not None):
         return
+    from gradkit.core.redistribute import owner_steppable
+
+    if owner_steppable(transform) and Shards.of(params) is not None:
+        # each matrix is stepped whole on an owner rank (core/redistribute.py); the owners are assigned over
+        # the whole group, so every param of it must step (a param without a gradient would move the owners)
+        stepping = {id(p) for p in params}
+        missing = [i for i, q in enumerate(group["params"]) if q.numel() and id(q) not in stepping]
+        if missing:
+            names = group.get("param_names")
+            i = missing[0]
+            label = f"{names[i]!r}" if names else f"{i} {tuple(group['params'][i].shape)}"
+            raise ValueError(f"param group {group_index}: param {label} has no gradient, and this group's sharded params "
+                             "are stepped on owner ranks, assigned over every param of the group: give every param "
+                             "a gradient (e.g. zeros) or put the params that may lack one in another group; params "
+                             "and state are unchanged")
+        return
     refusing = [t for t in _walk(transform) if t.kind != ELEMENTWISE and not getattr(t, "runs_on_dtensors", False)]
     if not refusing:
         return

@@ -40,6 +40,8 @@ import torch
 from torch import Tensor
 
 from gradkit.core.context import StepContext
+from gradkit.core.redistribute import owner_plan
+from gradkit.core.sharding import is_sharded
 from gradkit.core.state import as_kind
 
 __all__ = ["LoadedState", "check_state_dict", "expected_state", "dtype_as_text", "from_torch_optim", "group_meta",
@@ -308,8 +310,13 @@ def expected_state(optimizer, groups: list[dict]) -> tuple[dict[Tensor, dict[str
         metas = [torch.empty(p.shape, device="meta", dtype=optimizer.compute_dtype(p)) for p in group["params"]]
         group_state: dict = {}
         state = optimizer.transform.init(metas, StepContext(group, [0] * len(metas), group_state))
+        # sharded params stepped on owner ranks (core/redistribute.py): another rank's matrices keep only a step here
+        stepping = [p for p in group["params"] if p.numel()]  # the params a step hands to the owners' plan
+        plan = owner_plan(optimizer.transform, stepping) if is_sharded(stepping) else None
+        mine = None if plan is None else {id(stepping[k]) for k in plan.mine}
         for j, p in enumerate(group["params"]):
-            out[p] = {k: v[j] for k, v in state.items() if v[j] is not None}
+            held = mine is None or id(p) in mine
+            out[p] = {k: v[j] for k, v in state.items() if v[j] is not None} if held else {}
         group_states.append(group_state)
     return out, group_states
 

@@ -70,6 +70,7 @@ class SubsetNormSubspaceMomentum(GradientTransform):
 
     name = "snsm"
     kind = PER_TENSOR
+    owner_steppable = True  # each tensor's subset sums need that tensor alone (core/redistribute.py)
     state_kinds = {"subset_sq": SECOND_MOMENT}
 
     def __init__(self, betas=hp("betas"), eps=hp("eps"), *, rank=128, update_freq=hp("update_proj_gap"),

@@ -113,6 +113,8 @@ class ProjectedSplit(GradientTransform):
         # On sharded (DTensor) params only the block projector, which takes params whole, is exact; the
         # others build a basis from each whole matrix, so the optimizer refuses them there (core/sharding.py).
         self.runs_on_dtensors = self.projector.whole_params
+        # the other projectors step each matrix whole on an owner rank (core/redistribute.py)
+        self.owner_steppable = not self.projector.whole_params
         if complement not in COMPLEMENTS:
             raise ValueError(f"complement must be one of {COMPLEMENTS}, got {complement!r}")
         if rank is not None and not (isinstance(rank, int) and not isinstance(rank, bool) and rank >= 0):

@@ -44,6 +44,7 @@ def subset_shape(shape) -> tuple[int, ...]:
 class ScaleBySubsetNorm(GradientTransform):
     name = "subset_norm"
     kind = PER_TENSOR
+    owner_steppable = True  # each tensor's subset sums need that tensor alone (core/redistribute.py)
     state_kinds = {"exp_avg": FIRST_MOMENT, "subset_sq": SECOND_MOMENT}
 
     def __init__(self, betas=(0.9, 0.999), eps=1e-8):

@@ -101,6 +101,11 @@ class ScaleByTrustRegion(GradientTransform):
     name = "trust_region"
     kind = WHOLE_MATRIX
     runs_on_dtensors = True  # exact through DTensor's implicit redistribution (tests/distributed/test_dist_status.py)
+
+    @property
+    def owner_steppable(self) -> bool:
+        """Each tensor's step needs that tensor alone (core/redistribute.py), except the group-normalized "l2"."""
+        return self.norm != "l2"
     state_kinds = {"momentum_buffer": FIRST_MOMENT}
 
     def __init__(self, norm="spectral", momentum=0.95, nesterov=True, ns_steps=5, ns_coefficients=MUON_COEFFICIENTS,
