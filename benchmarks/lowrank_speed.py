@@ -9,8 +9,10 @@ backward pass, and only ``optimizer.step()`` is timed. The low-rank methods proj
 rank d/4 (SNSM at d/2, as it keeps one subspace moment instead of two) with the same subspace update
 interval ``--period``; embeddings, head and norms keep full AdamW state in every implementation. A round
 times ``--period`` consecutive steps of each optimizer in turn (so every timed window holds exactly one
-subspace refresh); rounds are interleaved and the best round is reported (the median beside it), with ratios to torch AdamW
-and to pytorch-optimizer's GaLore measured in the same run. Not a test: nothing here is asserted.
+subspace refresh); rounds are interleaved, and the ratios to torch AdamW and to pytorch-optimizer's GaLore are the
+median over rounds of each round's own ratio (the rows of one round ran seconds apart, so load from other
+processes on a shared machine disturbs both sides of a ratio alike). The best and the median round's ms/step
+are printed beside them. Not a test: nothing here is asserted.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import gradkit.lowrank  # noqa: F401  (registers the optimizers)
+from gradkit.bench.measure import device_name
 from gradkit.models import TinyLM
 from gradkit.registry import get_optimizer
 
@@ -119,18 +122,21 @@ def measure(dim: int, depth: int, period: int, rounds: int, only: list[str]) -> 
             for _ in range(period):
                 opt.step()
             times.append((time.perf_counter() - start) * 1e3 / period)
-    # the best round: on a shared machine other processes only ever add time, so the minimum is the estimate
-    # least disturbed by them; the median is printed beside it
-    ms = {label: min(times) for label, _, times in runs}
-    adamw = ms.get("torch AdamW")
-    galore = ms.get("pytorch-optimizer GaLore")
+    per_round = {label: times for label, _, times in runs}
+
+    def ratio(label, ref):  # the median of the per-round ratios: both sides of each ratio saw the same load
+        if ref not in per_round:
+            return "-"
+        return f"{statistics.median(a / b for a, b in zip(per_round[label], per_round[ref])):.2f}"
+
     print(f"\nTinyLM d={dim} depth={depth} ({n / 1e6:.2f}M params), rank d/4={dim // 4}, update interval {period}, "
           f"{rounds} rounds of {period} steps")
-    print(f"{'optimizer':<28}{'ms/step':>9}{'median':>9}{'/ AdamW':>9}{'/ po GaLore':>13}")
+    print(f"{'optimizer':<28}{'best ms':>9}{'median':>9}{'/ AdamW':>9}{'/ po GaLore':>13}")
     for label, _, times in runs:
-        r1 = f"{ms[label] / adamw:.2f}" if adamw else "-"
-        r2 = f"{ms[label] / galore:.2f}" if galore else "-"
-        print(f"{label:<28}{ms[label]:>9.2f}{statistics.median(times):>9.2f}{r1:>9}{r2:>13}", flush=True)
+        print(f"{label:<28}{min(times):>9.2f}{statistics.median(times):>9.2f}{ratio(label, 'torch AdamW'):>9}"
+              f"{ratio(label, 'pytorch-optimizer GaLore'):>13}", flush=True)
+    if "pytorch-optimizer Fira" in per_round and "gradkit Fira" in per_round:
+        print(f"gradkit Fira / pytorch-optimizer Fira: {ratio('gradkit Fira', 'pytorch-optimizer Fira')}")
 
 
 def main() -> None:
@@ -138,12 +144,12 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[128, 384])
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--period", type=int, default=20, help="subspace update interval of every method")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds")
     parser.add_argument("--only", nargs="*", default=[], help="substrings of the rows to run")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch={torch.__version__} threads={torch.get_num_threads()}")
+    print(f"{device_name()}, torch={torch.__version__} threads={torch.get_num_threads()}")
     for dim in args.dims:
         measure(dim, args.depth, args.period, args.rounds, args.only)
 
