@@ -7,7 +7,9 @@ Every optimizer gets its own copy of ``gradkit.models.TinyLM`` (byte-level LLaMA
 sizes, 2 layers: d=128 is 0.5M parameters, d=384 about 10x that) holding the same gradients from one
 backward pass, and only ``optimizer.step()`` is timed. The low-rank methods project the block matrices at
 rank d/4 (SNSM at d/2, as it keeps one subspace moment instead of two) with the same subspace update
-interval ``--period``; embeddings, head and norms keep full AdamW state in every implementation. A round
+interval ``--period``; embeddings, head and norms keep full AdamW state in every implementation. Two "floor"
+rows time the unavoidable arithmetic alone (see ``_Floor``): one projection matmul pass over the block matrices and
+the SVD refresh's share of a step; GaLore does at least two passes plus the refresh, FRUGAL three. A round
 times ``--period`` consecutive steps of each optimizer in turn (so every timed window holds exactly one
 subspace refresh); rounds are interleaved, and the ratios to torch AdamW and to pytorch-optimizer's GaLore are the
 median over rounds of each round's own ratio (the rows of one round ran seconds apart, so load from other
@@ -101,6 +103,28 @@ def candidates(dim: int, period: int):
     return out
 
 
+class _Floor:
+    """Not an optimizer: a lower bound on every low-rank step, timed like one. ``"pass"``: one projection matmul
+    per block matrix (``G Q^T`` or ``P^T G`` at rank ``r``; GaLore needs two such passes per step, FRUGAL and Fira
+    three); ``"svd"``: the SVD of every block matrix's gradient once per ``period`` steps (the subspace refresh
+    of GaLore, Fira and FRUGAL svd), so its per-step time is the refresh's share of a step."""
+
+    def __init__(self, model, kind: str, rank: int, period: int):
+        self.grads = [p.grad for n, p in model.named_parameters() if n.startswith(PROJECTED) and p.dim() == 2]
+        self.bases = [torch.randn(rank, g.shape[1]) if g.shape[0] >= g.shape[1] else torch.randn(g.shape[0], rank)
+                      for g in self.grads]
+        self.kind, self.period, self.calls = kind, period, 0
+
+    def step(self):
+        if self.kind == "pass":
+            for g, q in zip(self.grads, self.bases):
+                g @ q.T if g.shape[0] >= g.shape[1] else q.T @ g
+        elif self.calls % self.period == 0:
+            for g in self.grads:
+                torch.linalg.svd(g, full_matrices=False)
+        self.calls += 1
+
+
 def measure(dim: int, depth: int, period: int, rounds: int, only: list[str]) -> None:
     torch.manual_seed(0)
     source = TinyLM(dim=dim, depth=depth, context=128)
@@ -115,6 +139,9 @@ def measure(dim: int, depth: int, period: int, rounds: int, only: list[str]) -> 
         for p, q in zip(model.parameters(), source.parameters()):
             p.grad = q.grad.clone()
         runs.append((label, make(model), []))
+    for label, kind in (("floor: one projection pass", "pass"), ("floor: SVD refresh share", "svd")):
+        if not only or any(s.lower() in label.lower() for s in only):
+            runs.append((label, _Floor(source, kind, dim // 4, period), []))
     n = sum(p.numel() for p in source.parameters())
     for _ in range(rounds):
         for label, opt, times in runs:
