@@ -226,6 +226,13 @@ class SVDProjector(_MatrixProjector):
 
     Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection", ICML 2024,
     arXiv:2403.03507; https://github.com/jiaweizzhao/GaLore.
+
+    ``fit`` takes them from ``torch.linalg.svd`` (the official code's choice, signs included). When the caller
+    says the signs do not matter (``fit_many(..., sign_free=True)``: the inner state is reset or mapped at a
+    subspace change, as FRUGAL does), they are the top eigenvectors of the smaller Gram matrix ``G^T G`` (or
+    ``G G^T``), which spans the same subspace at about a third of the SVD's cost on the CPU; as the Gram
+    matrix squares the singular values, directions whose ``s^2`` differ by less than float32 precision
+    relative to ``s_1^2`` are not told apart.
     """
 
     name = "svd"
