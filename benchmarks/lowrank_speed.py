@@ -7,10 +7,14 @@ Every optimizer gets its own copy of ``gradkit.models.TinyLM`` (byte-level LLaMA
 sizes, 2 layers: d=128 is 0.5M parameters, d=384 about 10x that) holding the same gradients from one
 backward pass, and only ``optimizer.step()`` is timed. The low-rank methods project the block matrices at
 rank d/4 (SNSM at d/2, as it keeps one subspace moment instead of two) with the same subspace update
-interval ``--period``; embeddings, head and norms keep full AdamW state in every implementation. A round
+interval ``--period``; embeddings, head and norms keep full AdamW state in every implementation. Two "floor"
+rows time the unavoidable arithmetic alone (see ``_Floor``): one projection matmul pass over the block matrices and
+the SVD refresh's share of a step; GaLore does at least two passes plus the refresh, FRUGAL three. A round
 times ``--period`` consecutive steps of each optimizer in turn (so every timed window holds exactly one
-subspace refresh); rounds are interleaved and the best round is reported (the median beside it), with ratios to torch AdamW
-and to pytorch-optimizer's GaLore measured in the same run. Not a test: nothing here is asserted.
+subspace refresh); rounds are interleaved, and the ratios to torch AdamW and to pytorch-optimizer's GaLore are the
+median over rounds of each round's own ratio (the rows of one round ran seconds apart, so load from other
+processes on a shared machine disturbs both sides of a ratio alike). The best and the median round's ms/step
+are printed beside them. Not a test: nothing here is asserted.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 import gradkit.lowrank  # noqa: F401  (registers the optimizers)
+from gradkit.bench.measure import device_name
 from gradkit.models import TinyLM
 from gradkit.registry import get_optimizer
 
@@ -98,6 +103,28 @@ def candidates(dim: int, period: int):
     return out
 
 
+class _Floor:
+    """Not an optimizer: a lower bound on every low-rank step, timed like one. ``"pass"``: one projection matmul
+    per block matrix (``G Q^T`` or ``P^T G`` at rank ``r``; GaLore needs two such passes per step, FRUGAL and Fira
+    three); ``"svd"``: the SVD of every block matrix's gradient once per ``period`` steps (the subspace refresh
+    of GaLore, Fira and FRUGAL svd), so its per-step time is the refresh's share of a step."""
+
+    def __init__(self, model, kind: str, rank: int, period: int):
+        self.grads = [p.grad for n, p in model.named_parameters() if n.startswith(PROJECTED) and p.dim() == 2]
+        self.bases = [torch.randn(rank, g.shape[1]) if g.shape[0] >= g.shape[1] else torch.randn(g.shape[0], rank)
+                      for g in self.grads]
+        self.kind, self.period, self.calls = kind, period, 0
+
+    def step(self):
+        if self.kind == "pass":
+            for g, q in zip(self.grads, self.bases):
+                g @ q.T if g.shape[0] >= g.shape[1] else q.T @ g
+        elif self.calls % self.period == 0:
+            for g in self.grads:
+                torch.linalg.svd(g, full_matrices=False)
+        self.calls += 1
+
+
 def measure(dim: int, depth: int, period: int, rounds: int, only: list[str]) -> None:
     torch.manual_seed(0)
     source = TinyLM(dim=dim, depth=depth, context=128)
@@ -112,6 +139,9 @@ def measure(dim: int, depth: int, period: int, rounds: int, only: list[str]) -> 
         for p, q in zip(model.parameters(), source.parameters()):
             p.grad = q.grad.clone()
         runs.append((label, make(model), []))
+    for label, kind in (("floor: one projection pass", "pass"), ("floor: SVD refresh share", "svd")):
+        if not only or any(s.lower() in label.lower() for s in only):
+            runs.append((label, _Floor(source, kind, dim // 4, period), []))
     n = sum(p.numel() for p in source.parameters())
     for _ in range(rounds):
         for label, opt, times in runs:
@@ -119,18 +149,21 @@ def measure(dim: int, depth: int, period: int, rounds: int, only: list[str]) -> 
             for _ in range(period):
                 opt.step()
             times.append((time.perf_counter() - start) * 1e3 / period)
-    # the best round: on a shared machine other processes only ever add time, so the minimum is the estimate
-    # least disturbed by them; the median is printed beside it
-    ms = {label: min(times) for label, _, times in runs}
-    adamw = ms.get("torch AdamW")
-    galore = ms.get("pytorch-optimizer GaLore")
+    per_round = {label: times for label, _, times in runs}
+
+    def ratio(label, ref):  # the median of the per-round ratios: both sides of each ratio saw the same load
+        if ref not in per_round:
+            return "-"
+        return f"{statistics.median(a / b for a, b in zip(per_round[label], per_round[ref])):.2f}"
+
     print(f"\nTinyLM d={dim} depth={depth} ({n / 1e6:.2f}M params), rank d/4={dim // 4}, update interval {period}, "
           f"{rounds} rounds of {period} steps")
-    print(f"{'optimizer':<28}{'ms/step':>9}{'median':>9}{'/ AdamW':>9}{'/ po GaLore':>13}")
+    print(f"{'optimizer':<28}{'best ms':>9}{'median':>9}{'/ AdamW':>9}{'/ po GaLore':>13}")
     for label, _, times in runs:
-        r1 = f"{ms[label] / adamw:.2f}" if adamw else "-"
-        r2 = f"{ms[label] / galore:.2f}" if galore else "-"
-        print(f"{label:<28}{ms[label]:>9.2f}{statistics.median(times):>9.2f}{r1:>9}{r2:>13}", flush=True)
+        print(f"{label:<28}{min(times):>9.2f}{statistics.median(times):>9.2f}{ratio(label, 'torch AdamW'):>9}"
+              f"{ratio(label, 'pytorch-optimizer GaLore'):>13}", flush=True)
+    if "pytorch-optimizer Fira" in per_round and "gradkit Fira" in per_round:
+        print(f"gradkit Fira / pytorch-optimizer Fira: {ratio('gradkit Fira', 'pytorch-optimizer Fira')}")
 
 
 def main() -> None:
@@ -138,12 +171,12 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[128, 384])
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--period", type=int, default=20, help="subspace update interval of every method")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds")
     parser.add_argument("--only", nargs="*", default=[], help="substrings of the rows to run")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch={torch.__version__} threads={torch.get_num_threads()}")
+    print(f"{device_name()}, torch={torch.__version__} threads={torch.get_num_threads()}")
     for dim in args.dims:
         measure(dim, args.depth, args.period, args.rounds, args.only)
 

@@ -179,3 +179,36 @@ def test_multi_tensor_fit_scale_add_and_complement_equal_the_per_tensor_forms(cl
 @pytest.mark.parametrize("cls", MATRIX)
 def test_stacked_bmm_path_equals_the_per_tensor_forms(cls):
     _check_multi_tensor_forms(cls, "cuda")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sign_free_svd_fit_is_the_same_subspace_up_to_signs(dtype):
+    # the Gram eigendecomposition route: the same singular vectors, largest first, each up to its sign
+    torch.manual_seed(0)
+    grads = [torch.randn(s, dtype=dtype) for s in [(12, 7), (12, 7), (5, 9), (6, 3, 2)]]
+    proj = SVDProjector()
+    tol = dict(rtol=0, atol=1e-9 if dtype == torch.float64 else 1e-4)
+    exact = [proj.state(g, 3) for g in grads]
+    fast = [proj.state(g, 3) for g in grads]
+    proj.fit_many(grads, exact, [None] * len(grads))
+    proj.fit_many(grads, fast, [None] * len(grads), sign_free=True)
+    for g, a, b in zip(grads, exact, fast):
+        qa, qb = _basis(proj, a, g.shape), _basis(proj, b, g.shape)
+        signs = (qa * qb).sum(0).sign()
+        assert signs.abs().min() == 1  # every vector matched, column by column (same order)
+        torch.testing.assert_close(qb * signs, qa, **tol)
+
+
+def test_back_many_into_add_writes_into_the_addends():
+    torch.manual_seed(0)
+    grads = [torch.randn(9, 4, dtype=torch.float64), torch.randn(4, 9, dtype=torch.float64)]
+    proj = SVDProjector()
+    states = [proj.state(g, 2) for g in grads]
+    proj.fit_many(grads, states, [None, None])
+    lows = proj.project_many(grads, states)
+    adds = [torch.randn_like(g) for g in grads]
+    expected = [a + 0.25 * proj.back(low, st, a.shape) for a, low, st in zip(adds, lows, states)]
+    out = proj.back_many(lows, states, [g.shape for g in grads], scale=0.25, add=adds, into_add=True)
+    for o, a, e in zip(out, adds, expected):
+        assert o.data_ptr() == a.data_ptr()  # the same memory: no new full-size tensor
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)

@@ -15,7 +15,9 @@ changes the inner state is reset (``state_policy="reset"``, the paper's default)
 the state-free learning rate is given as a scale of ``lr`` (``free_scale``); blockwise selection cycles
 through the parameters in group order (the paper also offers random and descending orders); at density 1
 a matrix's subspace is the whole space and the inner optimizer runs on the unprojected gradient, so
-``rho=1`` is exactly the inner optimizer and ``rho=0`` exactly the state-free one.
+``rho=1`` is exactly the inner optimizer and ``rho=0`` exactly the state-free one; with the "reset" and
+"project" policies the SVD projector takes the top singular vectors from the eigendecomposition of the small
+Gram matrix (the same subspace, cheaper; see :class:`gradkit.lowrank.SVDProjector`).
 """
 from __future__ import annotations
 

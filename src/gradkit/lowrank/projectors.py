@@ -85,12 +85,16 @@ class Projector:
         return [self.project(g, st) for g, st in zip(grads, states)]
 
     def back_many(self, lows: list[Tensor], states: list[dict[str, Tensor]], shapes: list, *, scale: float = 1.0,
-                  add: list[Tensor] | None = None) -> list[Tensor]:
-        """``add[j] + scale * back(lows[j])`` for every j (``add`` None: no addend); new tensors."""
+                  add: list[Tensor] | None = None, into_add: bool = False) -> list[Tensor]:
+        """``add[j] + scale * back(lows[j])`` for every j (``add`` None: no addend); new tensors, or with
+        ``into_add`` the tensors of ``add`` themselves, written in place (no full-size temporary)."""
         out = [self.back(low, st, shape) for low, st, shape in zip(lows, states, shapes)]
         if out and scale != 1.0:
             torch._foreach_mul_(out, scale)
         if out and add is not None:
+            if into_add:
+                torch._foreach_add_(add, out)
+                return list(add)
             torch._foreach_add_(out, add)
         return out
 
@@ -99,8 +103,11 @@ class Projector:
         restored = self.back_many(lows, states, [g.shape for g in grads])
         return torch._foreach_sub(grads, restored)
 
-    def fit_many(self, grads: list[Tensor], states: list[dict[str, Tensor]], generators: list) -> None:
-        """``fit`` for several parameters at once (projectors may batch same-shape matrices)."""
+    def fit_many(self, grads: list[Tensor], states: list[dict[str, Tensor]], generators: list, *,
+                 sign_free: bool = False) -> None:
+        """``fit`` for several parameters at once (projectors may batch same-shape matrices). ``sign_free``:
+        the caller's result does not depend on the signs of the basis vectors (only on the subspace and the
+        directions), so a projector may take a cheaper route to the same subspace."""
         for g, st, gen in zip(grads, states, generators):
             self.fit(g, st, gen)
 
@@ -144,22 +151,26 @@ class _MatrixProjector(Projector):
         return groups.values()
 
     @staticmethod
-    def _products(left, right, scale=1.0, addends=None):
-        """``addends[j] + scale * left[j] @ right[j]`` for every j (``addends`` None: no addend)."""
-        if left[0].device.type == "cpu" or len(left) == 1:
-            if addends is None:
-                out = [a @ b for a, b in zip(left, right)]
-                if scale != 1.0:
-                    torch._foreach_mul_(out, scale)
-                return out
-            return [torch.addmm(c, a, b, alpha=scale) for a, b, c in zip(left, right, addends)]
-        a, b = torch.stack(left), torch.stack(right)
+    def _products(left, right, scale=1.0, addends=None, into=False):
+        """``addends[j] + scale * left[j] @ right[j]`` for every j (``addends`` None: no addend); with ``into``
+        written into the addends in place. Without addends, ``scale`` multiplies the smaller factor."""
+        cpu = left[0].device.type == "cpu" or len(left) == 1
         if addends is None:
-            full = torch.bmm(a, b)
-            if scale != 1.0:
-                full.mul_(scale)
-        else:
-            full = torch.baddbmm(torch.stack(addends), a, b, alpha=scale)
+            if scale != 1.0:  # scale the small (r-sized) factor instead of the full-size product
+                if left[0].numel() <= right[0].numel():
+                    left = torch._foreach_mul(left, scale)
+                else:
+                    right = torch._foreach_mul(right, scale)
+            if cpu:
+                return [a @ b for a, b in zip(left, right)]
+            return list(torch.bmm(torch.stack(left), torch.stack(right)).unbind(0))
+        if into:  # one in-place GEMM per matrix (beta = 1): no full-size temporary, no copy
+            for a, b, c in zip(left, right, addends):
+                c.addmm_(a, b, alpha=scale)
+            return list(addends)
+        if cpu:
+            return [torch.addmm(c, a, b, alpha=scale) for a, b, c in zip(left, right, addends)]
+        full = torch.baddbmm(torch.stack(addends), torch.stack(left), torch.stack(right), alpha=scale)
         return list(full.unbind(0))
 
     def project_many(self, grads, states):
@@ -173,7 +184,7 @@ class _MatrixProjector(Projector):
                 out[j] = value
         return out
 
-    def _back_batched(self, lows, states, shapes, scale, addends):
+    def _back_batched(self, lows, states, shapes, scale, addends, into=False):
         out: list = [None] * len(lows)
         for idx in self._batches(lows, shapes):
             shape = tuple(shapes[idx[0]])
@@ -181,22 +192,24 @@ class _MatrixProjector(Projector):
             low = [lows[j] for j in idx]
             q = [self.basis(states[j]) for j in idx]
             base = None if addends is None else [as_matrix(addends[j]) for j in idx]
-            full = self._products(low, q, scale, base) if m >= n else self._products(q, low, scale, base)
+            full = (self._products(low, q, scale, base, into) if m >= n else
+                    self._products(q, low, scale, base, into))
             for j, value in zip(idx, full):
                 out[j] = value.reshape(shape)
         return out
 
-    def back_many(self, lows, states, shapes, *, scale=1.0, add=None):
-        return self._back_batched(lows, states, shapes, scale, add)
+    def back_many(self, lows, states, shapes, *, scale=1.0, add=None, into_add=False):
+        return self._back_batched(lows, states, shapes, scale, add, into_add and add is not None)
 
     def complement_many(self, grads, lows, states):
         return self._back_batched(lows, states, [g.shape for g in grads], -1.0, grads)
 
-    def fit_many(self, grads, states, generators):
+    def fit_many(self, grads, states, generators, *, sign_free=False):
         for idx in self._batches(grads, [g.shape for g in grads]):
-            self._fit_batch([grads[j] for j in idx], [states[j] for j in idx], [generators[j] for j in idx])
+            self._fit_batch([grads[j] for j in idx], [states[j] for j in idx], [generators[j] for j in idx],
+                            sign_free=sign_free)
 
-    def _fit_batch(self, grads, states, generators):
+    def _fit_batch(self, grads, states, generators, sign_free=False):
         for g, st, gen in zip(grads, states, generators):
             self.fit(g, st, gen)
 
@@ -213,6 +226,13 @@ class SVDProjector(_MatrixProjector):
 
     Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection", ICML 2024,
     arXiv:2403.03507; https://github.com/jiaweizzhao/GaLore.
+
+    ``fit`` takes them from ``torch.linalg.svd`` (the official code's choice, signs included). When the caller
+    says the signs do not matter (``fit_many(..., sign_free=True)``: the inner state is reset or mapped at a
+    subspace change, as FRUGAL does), they are the top eigenvectors of the smaller Gram matrix ``G^T G`` (or
+    ``G G^T``), which spans the same subspace at about a third of the SVD's cost on the CPU; as the Gram
+    matrix squares the singular values, directions whose ``s^2`` differ by less than float32 precision
+    relative to ``s_1^2`` are not told apart.
     """
 
     name = "svd"
@@ -220,12 +240,23 @@ class SVDProjector(_MatrixProjector):
     def fit(self, grad, state, generator):
         self._fit_batch([grad], [state], [generator])
 
-    def _fit_batch(self, grads, states, generators):
-        # same-shape matrices share one batched SVD call
+    def _fit_batch(self, grads, states, generators, sign_free=False):
+        # same-shape matrices share one batched SVD (or eigendecomposition) call
         g = _stack([as_matrix(grad) for grad in grads])
         g = g if g.dtype in (torch.float32, torch.float64) else g.float()  # no SVD in half precision
-        u, _, vh = torch.linalg.svd(g, full_matrices=False)
         right = g.shape[1] >= g.shape[2]
+        if sign_free:
+            # the singular vectors on the smaller side are the eigenvectors of the small Gram matrix
+            # (G^T G or G G^T, ascending eigenvalues s^2): the same subspace at a fraction of the SVD's cost
+            # (no vectors of the larger side are formed), with signs of LAPACK's choosing, not the SVD's
+            _, vecs = torch.linalg.eigh(g.mT @ g if right else g @ g.mT)
+            for j, state in enumerate(states):
+                target = state["matrix"]
+                r = target.shape[0] if right else target.shape[1]
+                top = vecs[j, :, vecs.shape[-1] - r:].flip(-1)  # largest first, as the SVD orders them
+                target.copy_(top.T if right else top)
+            return
+        u, _, vh = torch.linalg.svd(g, full_matrices=False)
         for j, state in enumerate(states):
             target = state["matrix"]
             r = target.shape[0] if right else target.shape[1]
@@ -244,7 +275,7 @@ class RandomProjector(_MatrixProjector):
     def fit(self, grad, state, generator):
         self._fit_batch([grad], [state], [generator])
 
-    def _fit_batch(self, grads, states, generators):
+    def _fit_batch(self, grads, states, generators, sign_free=False):
         target = states[0]["matrix"]
         right = target.shape[0] < target.shape[1] or target.shape[0] == target.shape[1] == 0
         long, r = (target.shape[1], target.shape[0]) if right else target.shape
@@ -291,8 +322,8 @@ class DCTProjector(_MatrixProjector):
     def project_many(self, grads, states):
         return Projector.project_many(self, grads, states)
 
-    def back_many(self, lows, states, shapes, *, scale=1.0, add=None):
-        return Projector.back_many(self, lows, states, shapes, scale=scale, add=add)
+    def back_many(self, lows, states, shapes, *, scale=1.0, add=None, into_add=False):
+        return Projector.back_many(self, lows, states, shapes, scale=scale, add=add, into_add=into_add)
 
     def complement_many(self, grads, lows, states):
         return Projector.complement_many(self, grads, lows, states)

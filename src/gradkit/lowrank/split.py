@@ -258,8 +258,9 @@ class ProjectedSplit(GradientTransform):
         if refits:  # one multi-tensor fit (same-shape matrices share one batched SVD/QR), then the state policy
             olds = [{k: v.clone() for k, v in proj_state(i).items()}
                     if (policy == "project" and ctx.steps[i] != 1) else None for i in refits]
+            # only "keep" carries state across a change of basis, so only it depends on the basis vectors' signs
             self.projector.fit_many([updates[i] for i in refits], [proj_state(i) for i in refits],
-                                    [self._generator(state, i, ctx) for i in refits])
+                                    [self._generator(state, i, ctx) for i in refits], sign_free=policy != "keep")
             for i, old in zip(refits, olds):
                 self._refit(i, updates[i], old, proj_state(i), state, inner_keys, policy, ctx)
 
@@ -318,8 +319,10 @@ class ProjectedSplit(GradientTransform):
                 self._fira_residuals(low, residuals, [projected[i] for i in low], [inner_out[i] for i in low],
                                      state, ctx)
             else:
-                residuals = self._free_rule(residuals, ctx)
-        backs = self.projector.back_many([inner_out[i] for i in low], low_states, shapes, scale=scale, add=residuals)
+                residuals = self._free_rule(residuals, ctx, owned=True)
+        # the residuals are this step's own tensors: the back-projection accumulates into them in place
+        backs = self.projector.back_many([inner_out[i] for i in low], low_states, shapes, scale=scale, add=residuals,
+                                         into_add=True)
         for i, b in zip(low, backs):
             result[i] = b
         # parameters with no state-full part this step: the complement rule on the whole gradient
@@ -334,8 +337,15 @@ class ProjectedSplit(GradientTransform):
                 result[i] = m
         return result  # borrowed: entries may alias gradients or inner state
 
-    def _free_rule(self, tensors: list[Tensor], ctx) -> list[Tensor]:
+    def _free_rule(self, tensors: list[Tensor], ctx, owned: bool = False) -> list[Tensor]:
+        """sign / identity times ``free_scale``; ``owned``: the tensors are temporaries, rewritten in place."""
         factor = float(ctx.value(self.free_scale))
+        if owned:
+            if self.complement == "sign":
+                torch._foreach_sign_(tensors)
+            if factor != 1.0:
+                torch._foreach_mul_(tensors, factor)
+            return tensors
         out = torch._foreach_sign(tensors) if self.complement == "sign" else list(tensors)
         if factor != 1.0:
             out = torch._foreach_mul(out, factor)
