@@ -154,6 +154,13 @@ class Optimizer(torch.optim.Optimizer):
     # -- the step -----------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        if torch.compiler.is_compiling():
+            # Traced by torch.compile, every changed float hyperparameter (an LR scheduler's lr) would
+            # compile the step again; the step runs eagerly instead, and fused=True is the compiled step.
+            return _eager_step(self, closure)
+        return self._step(closure)
+
+    def _step(self, closure: Callable[[], Any] | None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -447,6 +454,16 @@ class Optimizer(torch.optim.Optimizer):
     def _expected_state(self, groups: list[dict]) -> dict[Tensor, dict[str, Any]]:
         """What ``init`` would create for each param, computed on the meta device (no memory)."""
         return expected_state(self, groups)[0]
+
+
+@torch.compiler.disable
+def _eager_step(optimizer: Optimizer, closure: Callable[[], Any] | None) -> Any:
+    """``optimizer.step`` called from code that ``torch.compile`` traces: run eagerly (a graph break)."""
+    if optimizer.fused:
+        raise RuntimeError("this optimizer was built with fused=True, which compiles its step itself: call "
+                           "optimizer.step() outside torch.compile")
+    with torch.no_grad():
+        return optimizer._step(closure)
 
 
 def _check_params(params: list) -> None:
