@@ -58,13 +58,37 @@ OPTIMIZERS = {
     "adamomentum": ("adamomentum", {"lr": 1e-2}),
     "grams": ("grams", {"lr": 1e-2}),
     "trust_region_momentum": ("trust_region_momentum", {"lr": 0.02, "ns_dtype": torch.float32}),
+    "adopt": ("adopt", {"lr": 1e-2}),
+    "cautious_adamw": ("cautious_adamw", {"lr": 1e-2, "weight_decay": 0.1}),
+    "cautious_lion": ("cautious_lion", {"lr": 1e-3}),
+    "dadapt_adam": ("dadapt_adam", {"lr": 1.0}),
+    "prodigy": ("prodigy", {"lr": 1.0}),
+    "laprop": ("laprop", {"lr": 1e-2}),
+    "mars": ("mars", {"lr": 1e-2}),
+    "multi_momentum_sgd": ("multi_momentum_sgd", {"lr": 0.05}),
+    "optimistic_amsgrad": ("optimistic_amsgrad", {"lr": 1e-2}),
+    "perp_adamw": ("perp_adamw", {"lr": 1e-2}),
+    "schedule_free_adamw": ("schedule_free_adamw", {"lr": 1e-2}),
+    "schedule_free_sgd": ("schedule_free_sgd", {"lr": 0.05}),
+    "shampoo": ("shampoo", {"lr": 1e-2, "precondition_frequency": 5}),
+    "soap": ("soap", {"lr": 1e-2, "precondition_frequency": 5}),
+    "psgd_kron": ("psgd_kron", {"lr": 1e-2}),
 }
 DDP_METHODS = ["adamw", "adamp", "adan", "lion", "muon"]
 FSDP_METHODS = list(OPTIMIZERS)
-# method -> (a fragment of the error it stops with today under FSDP2, the reason shown). Empty: the
-# whole-matrix methods (Muon, the low-rank projectors, the subset norms) step each matrix on an owner rank
-# (gradkit/core/redistribute.py).
-FSDP_KNOWN_FAILURES: dict[str, tuple[str, str]] = {}
+# method -> (a fragment of the error it stops with today under FSDP2, the reason shown). The whole-matrix
+# methods (Muon, the low-rank projectors, the subset norms, PSGD Kron) and the per-tensor ones (Cautious, MARS,
+# the orthogonal gradient) step each matrix on an owner rank (gradkit/core/redistribute.py).
+_GROUP_SUM = "refused on sharded params: it sums statistics over every param of the group and does not all-reduce them"
+_OWNER_INEXACT = ("refused on sharded params: needs each matrix whole, and stepping its matrices on owner ranks did "
+                  "not reproduce one process yet")
+FSDP_KNOWN_FAILURES: dict[str, tuple[str, str]] = {
+    "dadapt_adam": ("cannot step it exactly", _GROUP_SUM),
+    "prodigy": ("cannot step it exactly", _GROUP_SUM),
+    "optimistic_amsgrad": ("cannot step it exactly", _GROUP_SUM + " (the RMPE predictor's Gram matrix)"),
+    "shampoo": ("cannot step it exactly", _OWNER_INEXACT),
+    "soap": ("cannot step it exactly", _OWNER_INEXACT),
+}
 
 
 class FailsDifferently(Exception):

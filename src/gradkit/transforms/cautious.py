@@ -67,6 +67,7 @@ class Cautious(GradientTransform):
 
     name = "cautious"
     kind = PER_TENSOR  # the mask's count is a reduction over each tensor
+    owner_steppable = True  # the mask's count is over one tensor: sharded params step on owner ranks (core/redistribute.py)
 
     def __init__(self, inner: GradientTransform):
         self.inner = as_inner(inner)

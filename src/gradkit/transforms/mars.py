@@ -46,6 +46,7 @@ class MarsCorrection(GradientTransform):
 
     name = "mars"
     kind = PER_TENSOR
+    owner_steppable = True  # the clipping norm is over one tensor: sharded params step on owner ranks (core/redistribute.py)
     state_kinds = {"last_grad": GRADIENT}
 
     def __init__(self, gamma=0.025, betas=(0.95, 0.99), optimize_1d=False):

@@ -93,7 +93,9 @@ class MultiMomentum(GradientTransform):
 
     def init(self, params, ctx):
         k = int(ctx.value(self.clusters))
-        return {"cluster_momenta": [p.new_zeros((k, *p.shape)) for p in params],
+        # the cluster is the last dim, so that the buffers shard with their param's rows (FSDP2's Shard(0))
+        # (stacked from zeros_like, which keeps a DTensor's placement: new_zeros would replicate it)
+        return {"cluster_momenta": [torch.stack([torch.zeros_like(p)] * k, dim=-1) for p in params],
                 "mean_momentum": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]}
 
     def scalars(self, group, step):
@@ -104,7 +106,7 @@ class MultiMomentum(GradientTransform):
     def update(self, updates, state, params, ctx):
         s = ctx.scalars(self)
         k = int(ctx.value(self.cluster))
-        buffers = [b[k] for b in state["cluster_momenta"]]
+        buffers = [b[..., k] for b in state["cluster_momenta"]]
         mean = state["mean_momentum"]
         # mean += (m_k^new - m_k^old) / K, with m_k^new - m_k^old = (1 - beta) (g - m_k^old)
         delta = torch._foreach_sub(updates, buffers)

@@ -66,6 +66,7 @@ class OrthogonalGrad(GradientTransform):
 
     name = "orthogonal_grad"
     kind = PER_TENSOR
+    owner_steppable = True  # the projection on the weights is per tensor: sharded params step on owner ranks (core/redistribute.py)
     fusable = True
 
     def __init__(self, renormalize=False, eps=1e-30):

@@ -188,6 +188,7 @@ class ScaleByPSGDKron(GradientTransform):
 
     name = "psgd"
     kind = WHOLE_MATRIX
+    owner_steppable = True  # each tensor's factors and probes are its own; the update schedule is counted per group: sharded params step on owner ranks (core/redistribute.py)
     state_kinds = {"momentum": FIRST_MOMENT, "seed": RNG, **{f"factor{i}": PRECONDITIONER for i in range(MAX_ORDER)}}
 
     def __init__(self, b1=0.9, weight_decay=0.0, update_probability=None, max_size_triangular=8192,
