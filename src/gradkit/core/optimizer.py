@@ -119,9 +119,7 @@ class Optimizer(torch.optim.Optimizer):
         if state_dtype is not None and not (isinstance(state_dtype, torch.dtype) and state_dtype.is_floating_point):
             raise ValueError(f"state_dtype must be None, a floating-point torch.dtype or one of {MODES}, "
                              f"got {state_dtype!r}")
-        self.rounding = Rounding.of(param_rounding, seed)
-        if self.rounding is not None and fused:
-            raise ValueError("param_rounding='stochastic' is applied by the unfused step only; use fused=False")
+        self.set_param_rounding(param_rounding, seed)
         if not isinstance(fused, bool):
             raise ValueError(f"fused must be True or False, got {fused!r}")
         self.transform = transform if isinstance(transform, Chain) else Chain(transform)
@@ -162,6 +160,14 @@ class Optimizer(torch.optim.Optimizer):
         if not isinstance(value, bool):
             raise ValueError(f"transactional must be True or False, got {value!r}")
         self._transactional = value
+
+    def set_param_rounding(self, mode: str, seed: int = 0) -> None:
+        """How updates are written into float16/bfloat16 params, on any recipe: ``"nearest"`` or
+        ``"stochastic"`` (seeded by ``seed`` and the step counts, :mod:`gradkit.core.rounding`)."""
+        rounding = Rounding.of(mode, seed)
+        if rounding is not None and getattr(self, "_fused_step", None) is not None:
+            raise ValueError("param_rounding='stochastic' is applied by the unfused step only; use fused=False")
+        self.rounding = rounding
 
     @property
     def fused(self) -> bool:

@@ -42,6 +42,8 @@ from torch import Tensor
 
 __all__ = ["MAPS", "encode", "decode", "error_bound", "code_shape", "encode_ecc", "decode_ecc", "check_finite"]
 
+_TINY = torch.finfo(torch.float32).tiny * torch.finfo(torch.float32).eps  # the smallest positive float32
+
 #: map name -> (bits, signed)
 MAPS = {"signed8": (8, True), "signed4": (4, True), "sqrt8": (8, False), "sqrt4": (4, False)}
 
@@ -103,11 +105,12 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x") -> tuple[
     if signed:
         absmax = xb.abs().amax(1)
         check_finite(absmax, what)
-        inv = torch.where(absmax > 0, 1.0 / absmax, torch.zeros_like(absmax)).unsqueeze(1)
+        # divide (not multiply by 1/absmax, which overflows for blocks of denormals); all-zero blocks give 0
+        y = xb / absmax.clamp_min(_TINY).unsqueeze(1)
         if bits == 8:
-            codes = (xb * (127.0 * inv)).round_().to(torch.int8)
+            codes = y.mul_(127.0).round_().to(torch.int8)
         else:
-            k = (xb.abs() * inv).sqrt_().mul_(7.0).round_()
+            k = y.abs().sqrt_().mul_(7.0).round_()
             codes = (k.copysign_(xb) + 7.0).to(torch.uint8)
     else:
         absmax = xb.amax(1)
@@ -117,8 +120,7 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x") -> tuple[
         s = xb.sqrt()
         smax = s.amax(1)
         levels = float(1 << bits)
-        inv = torch.where(smax > 0, levels / smax, torch.zeros_like(smax)).unsqueeze(1)
-        c = (s * inv).round_().sub_(1.0).clamp_(0.0, levels - 1)
+        c = s.div_(smax.clamp_min(_TINY).unsqueeze(1)).mul_(levels).round_().sub_(1.0).clamp_(0.0, levels - 1)
         codes = (c - 128.0).to(torch.int8) if bits == 8 else c.to(torch.uint8)
         absmax = smax
     if bits == 4:
