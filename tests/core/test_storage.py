@@ -143,3 +143,19 @@ def test_stochastic_rounding_resumes_bit_identically():
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
     with pytest.raises(ValueError, match="param_rounding"):
         opt_a.set_param_rounding("up")
+
+
+def test_fused_step_with_int8_state_agrees_with_unfused():
+    torch.manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(64, 128)) for _ in range(2)]
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    fused = gradkit.optim.AdamW(ps, state_dtype="int8", fused=True)
+    plain = gradkit.optim.AdamW(qs, state_dtype="int8")
+    for _ in range(3):
+        for p, q in zip(ps, qs):
+            p.grad = torch.randn(64, 128)
+            q.grad = p.grad.clone()
+        fused.step()
+        plain.step()
+    assert max((p - q).abs().max().item() for p, q in zip(ps, qs)) < 1e-6
+    assert set(fused.state[ps[0]]) == set(plain.state[qs[0]])

@@ -83,11 +83,16 @@ class StateStorage:
 
     @classmethod
     def of(cls, value: Any) -> "StateStorage | None":
-        """A storage from ``state_dtype``'s text form or a :class:`StateStorage`; ``None`` for anything else."""
+        """A storage from ``state_dtype``'s text form, a tuple ``(mode, block_size, min_size)`` (the spec
+        grammar's ``state_dtype=int8/256/0``) or a :class:`StateStorage`; ``None`` for anything else."""
         if isinstance(value, StateStorage):
             return value
         if isinstance(value, str):
             return cls(value)
+        if isinstance(value, (tuple, list)) and value and isinstance(value[0], str):
+            if len(value) > 3:
+                raise ValueError(f"state_dtype as a tuple is (mode, block_size, min_size), got {value!r}")
+            return cls(value[0], **dict(zip(("block_size", "min_size"), value[1:])))
         return None
 
     def __repr__(self) -> str:
