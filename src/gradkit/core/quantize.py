@@ -17,7 +17,8 @@ Maps (``y = |x| / absmax`` in [0, 1] per block):
   Error <= absmax * (2/L + 1/L^2).
 
 ``bfloat16+ecc`` keeps ``hi = bf16(x)`` and an int8 correction ``e = round(254 (x - hi) / ulp(hi))``;
-``hi + e ulp / 254`` is within ``ulp(hi) / 508`` of ``x`` (about 16 significant bits).
+``hi + e ulp / 254`` is within ``ulp(hi) / 508`` of ``x`` (about 16 significant bits; for
+``|x| < 2^-119`` within ``2^-126 / 508``).
 
 References: Dettmers et al., "8-bit Optimizers via Block-wise Quantization", ICLR 2022, arXiv:2110.02861
 (https://github.com/bitsandbytes-foundation/bitsandbytes); Li et al., "Memory Efficient Optimizers with
@@ -121,7 +122,7 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x") -> tuple[
         smax = s.amax(1)
         levels = float(1 << bits)
         c = s.div_(smax.clamp_min(_TINY).unsqueeze(1)).mul_(levels).round_().sub_(1.0).clamp_(0.0, levels - 1)
-        codes = (c - 128.0).to(torch.int8) if bits == 8 else c.to(torch.uint8)
+        codes = c.sub_(128.0).to(torch.int8) if bits == 8 else c.to(torch.uint8)
         absmax = smax
     if bits == 4:
         codes = codes[:, 0::2] | (codes[:, 1::2] << 4)
@@ -167,8 +168,10 @@ def error_bound(name: str) -> float:
 
 
 def _ulp(hi: Tensor) -> Tensor:
-    exponent = torch.frexp(hi.float()).exponent
-    return torch.ldexp(torch.ones_like(hi, dtype=torch.float32), (exponent - 8).clamp_(min=-133))
+    """The spacing of bfloat16 numbers at ``hi`` (a power of two, built from the exponent bits: no frexp);
+    below 2^-119 it is taken as 2^-126, the smallest normal float32."""
+    exponent = hi.view(torch.int16).to(torch.int32).bitwise_right_shift_(7).bitwise_and_(0xFF)
+    return exponent.clamp_(min=8).sub_(7).bitwise_left_shift_(23).view(torch.float32)
 
 
 def encode_ecc(x: Tensor, *, what: str = "x") -> tuple[Tensor, Tensor]:

@@ -60,7 +60,8 @@ class StateStorage:
     """How an optimizer keeps its floating-point state between steps.
 
     Args:
-        mode: one of ``"float32" | "bfloat16" | "bfloat16+ecc" | "int8" | "int4"``.
+        mode: one of ``"float32" | "bfloat16" | "bfloat16+ecc" | "int8" | "int4"`` (``"bfloat16-ecc"`` is
+            read as ``"bfloat16+ecc"``: specs such as ``adamw:state_dtype=bfloat16-ecc`` cannot hold a ``+``).
         block_size: elements per quantization block (int8/int4; an even int >= 2, default 256).
         min_size: states with fewer elements stay as computed (default 4096).
         kinds: the state kinds (roles) that are stored compressed (default first and second moments).
@@ -71,6 +72,7 @@ class StateStorage:
 
     def __init__(self, mode: str = "int8", *, block_size: int = 256, min_size: int = 4096,
                  kinds: tuple[str, ...] = ("first_moment", "second_moment")):
+        mode = "bfloat16+ecc" if mode == "bfloat16-ecc" else mode  # the spelling the spec grammar can carry
         if mode not in MODES:
             raise ValueError(f"state_dtype must be None, a floating torch.dtype or one of {MODES}, got {mode!r}")
         if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 2 or block_size % 2:
