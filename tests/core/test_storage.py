@@ -116,7 +116,7 @@ def test_stochastic_rounding_is_unbiased():
         x = torch.full((10_000,), 1.0 + 2 ** -11) * torch.tensor(3.3)
         y = stochastic_round(x, dtype, g).float()
         se = y.std() / 100
-        assert set(y.unique().tolist()) == {x.to(dtype).float()[0].item(), *[v for v in y.unique().tolist()]}
+        assert len(y.unique()) == 2 and x.to(dtype).float()[0].item() in y.unique().tolist()  # the two neighbours
         assert (y.mean() - x[0]).abs() <= 3 * se
         assert (y.mean() - x[0]).abs() < (x.to(dtype).float()[0] - x[0]).abs()  # nearest is biased
 
