@@ -81,7 +81,7 @@ def _blocks(x: Tensor, block: int) -> Tensor:
     return flat.view(-1, block)
 
 
-def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x") -> tuple[Tensor, Tensor]:
+def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: bool = False) -> tuple[Tensor, Tensor]:
     """Code ``x`` (any shape, read flat) blockwise with map ``name``: ``(codes, scales)``.
 
     Args:
@@ -89,6 +89,7 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x") -> tuple[
             ``x >= 0`` (negative values raise ``ValueError``).
         name: ``"signed8" | "signed4" | "sqrt8" | "sqrt4"``.
         block: elements per block (even, >= 2).
+        consume: ``x`` may be overwritten (a temporary the caller no longer needs): saves a pass.
     Returns:
         codes ``(blocks, block * bits / 8)`` (int8 for 8-bit maps, uint8 nibbles for 4-bit maps) and
         float32 scales ``(blocks,)`` (the block's absmax, of ``sqrt(x)`` for ``sqrt`` maps).
@@ -104,10 +105,11 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x") -> tuple[
         raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
     xb = _blocks(x, block)
     if signed:
-        absmax = xb.abs().amax(1)
+        low, high = xb.aminmax(dim=1)
+        absmax = torch.maximum(high, low.neg_())
         check_finite(absmax, what)
         # divide (not multiply by 1/absmax, which overflows for blocks of denormals); all-zero blocks give 0
-        y = xb / absmax.clamp_min(_TINY).unsqueeze(1)
+        y = (xb.div_ if consume else xb.div)(absmax.clamp_min(_TINY).unsqueeze(1))
         if bits == 8:
             codes = y.mul_(127.0).round_().to(torch.int8)
         else:
@@ -118,7 +120,7 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x") -> tuple[
         check_finite(absmax, what)
         if bool((xb.amin(1) < 0).any()):
             raise ValueError(f"{what} holds negative values, which the non-negative map {name!r} cannot code")
-        s = xb.sqrt()
+        s = xb.sqrt_() if consume else xb.sqrt()
         smax = s.amax(1)
         levels = float(1 << bits)
         c = s.div_(smax.clamp_min(_TINY).unsqueeze(1)).mul_(levels).round_().sub_(1.0).clamp_(0.0, levels - 1)

@@ -203,7 +203,7 @@ class StateStorage:
                         pieces.append(flat)
                         if (-flat.numel()) % block:
                             pieces.append(flat.new_zeros((-flat.numel()) % block))
-                    codes, scales = encode(torch.cat(pieces), form, block, what=what)
+                    codes, scales = encode(torch.cat(pieces), form, block, what=what, consume=True)
                     blocks = [-(-values[i].numel() // block) for i in idx]
                     writes.append((key, idx, {
                         key + "#codes": list(codes.split(blocks)), key + "#scales": list(scales.split(blocks)),
