@@ -159,3 +159,13 @@ def test_fused_step_with_int8_state_agrees_with_unfused():
         plain.step()
     assert max((p - q).abs().max().item() for p, q in zip(ps, qs)) < 1e-6
     assert set(fused.state[ps[0]]) == set(plain.state[qs[0]])
+
+
+def test_weight_prediction_refuses_compressed_state():
+    w = torch.nn.Parameter(torch.randn(64, 64))
+    opt = gradkit.optim.AdamW([w], state_dtype="int8")
+    w.grad = torch.randn(64, 64)
+    opt.step()
+    with pytest.raises(TypeError, match="state_dtype='int8'"):
+        with opt.predicted_weights():
+            pass
