@@ -405,6 +405,9 @@ class Optimizer(torch.optim.Optimizer):
         """Context manager: inside it the params hold the weights ``steps`` updates ahead, as the chain's
         current state predicts them (:mod:`gradkit.core.prediction`; XGrad); the real weights are
         restored exactly on exit. Raises ``TypeError`` for a chain that cannot predict its update."""
+        if self.storage is not None and self.storage.mode != "float32":
+            raise TypeError(f"weight prediction reads the state as computed; state_dtype={self.storage.mode!r} keeps "
+                            "it compressed (use state_dtype=None or 'float32')")
         return predicted_weights(self.transform, self.param_groups, self.state, steps, self.compute_dtype)
 
     # -- accounting ---------------------------------------------------------------------------
