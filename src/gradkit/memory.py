@@ -80,6 +80,10 @@ def estimate(model, optimizer_spec: str | tuple | dict | Callable[..., Any], *, 
             if extra is not None:
                 ctx.namespace = ns
                 state.update({f"{ns}.{key}": values for key, values in extra(metas, ctx).items()})
+        storage = getattr(opt, "storage", None)
         for j, p in enumerate(params):
-            opt.state[p] = {"step": 1, **{k: v[j] for k, v in state.items() if v[j] is not None}}
+            entry = {k: v[j] for k, v in state.items() if v[j] is not None}
+            if storage is not None:  # compressed state: codes, scales and shapes (core/storage.py)
+                entry = storage.layout(entry, transform.kind_of)
+            opt.state[p] = {"step": 1, **entry}
     return opt.state_bytes(by=by)

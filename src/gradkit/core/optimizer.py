@@ -38,6 +38,8 @@ from gradkit.core.redistribute import owner_plan, step_on_owners
 from gradkit.core.sharding import (Shards, chain_reach, check_shardable, dtensor_type, is_sharded, local, rewrap,
                                    runs_on_shards)
 from gradkit.core.state import ELEMENTWISE
+from gradkit.core.rounding import Rounding
+from gradkit.core.storage import MODES, StateStorage
 from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, dtype_as_text, expected_state, group_meta
 from gradkit.core.transform import Chain, GradientTransform
 from gradkit.core.hyper import is_number
@@ -64,7 +66,13 @@ class Optimizer(torch.optim.Optimizer):
             ``FloatingPointError``; ``"skip"`` leaves params and state exactly as they were and counts
             the step in ``skipped_steps``; ``"ignore"`` does not check (no extra pass, no host sync).
         state_dtype: dtype of floating-point state. ``None`` (default) keeps float32 state (and does the
-            arithmetic in float32) for float16/bfloat16 params and the param's dtype otherwise.
+            arithmetic in float32) for float16/bfloat16 params and the param's dtype otherwise. A text
+            ``"float32" | "bfloat16" | "bfloat16+ecc" | "int8" | "int4"`` (or a
+            :class:`~gradkit.core.storage.StateStorage` for block size, minimum size and kinds) keeps the
+            arithmetic as for ``None`` but stores first and second moments compressed between steps
+            (:mod:`gradkit.core.storage`).
+        param_rounding: ``"nearest"`` (default) or ``"stochastic"``: how the update is written into
+            float16/bfloat16 params (:mod:`gradkit.core.rounding`; ``seed`` seeds it).
         fused: ``True`` compiles the whole step (every param group) into one program with
             ``torch.compile`` (:mod:`gradkit.core.fused`): each tensor's update is one loop over memory
             instead of one pass per op. Needs a fused form in every transform of the chain
@@ -99,13 +107,20 @@ class Optimizer(torch.optim.Optimizer):
         state_dtype: torch.dtype | None = None,
         fused: bool = False,
         transactional: bool = False,
+        param_rounding: str = "nearest",
+        seed: int = 0,
     ):
         if not isinstance(transform, GradientTransform):
             raise TypeError(f"transform must be a GradientTransform (e.g. gradkit.chain(...)), got {type(transform).__name__}")
         if nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+        self.storage = StateStorage.of(state_dtype)
+        if self.storage is not None:
+            state_dtype = None
         if state_dtype is not None and not (isinstance(state_dtype, torch.dtype) and state_dtype.is_floating_point):
-            raise ValueError(f"state_dtype must be None or a floating-point torch.dtype, got {state_dtype!r}")
+            raise ValueError(f"state_dtype must be None, a floating-point torch.dtype or one of {MODES}, "
+                             f"got {state_dtype!r}")
+        self.set_param_rounding(param_rounding, seed)
         if not isinstance(fused, bool):
             raise ValueError(f"fused must be True or False, got {fused!r}")
         self.transform = transform if isinstance(transform, Chain) else Chain(transform)
@@ -146,6 +161,14 @@ class Optimizer(torch.optim.Optimizer):
         if not isinstance(value, bool):
             raise ValueError(f"transactional must be True or False, got {value!r}")
         self._transactional = value
+
+    def set_param_rounding(self, mode: str, seed: int = 0) -> None:
+        """How updates are written into float16/bfloat16 params, on any recipe: ``"nearest"`` or
+        ``"stochastic"`` (seeded by ``seed`` and the step counts, :mod:`gradkit.core.rounding`)."""
+        rounding = Rounding.of(mode, seed)
+        if rounding is not None and getattr(self, "_fused_step", None) is not None:
+            raise ValueError("param_rounding='stochastic' is applied by the unfused step only; use fused=False")
+        self.rounding = rounding
 
     @property
     def fused(self) -> bool:
@@ -213,6 +236,9 @@ class Optimizer(torch.optim.Optimizer):
                     f"{g.device}, param {tuple(p.shape)} {p.dtype} on {p.device}); params and state are unchanged")
             if is_sharded(params):
                 check_shardable(self.transform, index, group, params)
+                if self.storage is not None:
+                    raise ValueError(f"param group {index}: state_dtype={self.storage.mode!r} (compressed state) is "
+                                     "not supported for sharded (DTensor) params; params and state are unchanged")
             work.append((index, plain, params, grads))
         return work
 
@@ -289,6 +315,9 @@ class Optimizer(torch.optim.Optimizer):
             params, params_c, grads_c = local(params), local(params_c), local(grads_c)
             sharded_lists, lists = lists, {k: local(values) for k, values in lists.items()}
         updates = self.transform.update(grads_c, lists, params_c, ctx)
+        if self.storage is not None:  # encode the working state (core/storage.py)
+            self.storage.pack(states, lists, self.transform.kind_of)
+            lists = {}
         for k, values in lists.items():  # transforms may replace state tensors in their lists
             if sharded_lists is not None:
                 originals = sharded_lists[k]
@@ -300,7 +329,11 @@ class Optimizer(torch.optim.Optimizer):
         def apply() -> None:
             ctx.apply(params_c, updates)
             if upcast:
-                torch._foreach_copy_(local([params[i] for i in upcast]), local([params_c[i] for i in upcast]))
+                targets = local([params[i] for i in upcast])
+                sources = local([params_c[i] for i in upcast])
+                if self.rounding is not None:
+                    sources = self.rounding.round(sources, targets[0].dtype, [states[i]["step"] for i in upcast])
+                torch._foreach_copy_(targets, sources)
 
         return apply
 
@@ -315,12 +348,16 @@ class Optimizer(torch.optim.Optimizer):
 
     def _step_fused(self, work: list) -> None:
         """Every group's step in one compiled program (:mod:`gradkit.core.fused`)."""
-        groups = []
+        groups, stored = [], []
         for index, group, params, grads in work:
             dtypes = [self.compute_dtype(p) for p in params]
             states, lists = self._state_lists(group, self.group_states[index], params)
             groups.append(FusedGroup(group, params, grads, lists, [s["step"] + 1 for s in states], dtypes))
+            stored.append((states, lists))
         self._fused_step(groups)
+        if self.storage is not None:  # the program updated the decoded working state in place
+            for states, lists in stored:
+                self.storage.pack(states, lists, self.transform.kind_of)
 
     def _save(self, work: list):
         """What a transactional step may change: the params it steps, their state, the group states."""
@@ -347,6 +384,8 @@ class Optimizer(torch.optim.Optimizer):
         if new:
             init = [params_c[i] if params_c is not None else params[i].to(self.compute_dtype(params[i])) for i in new]
             self._init_state(group, group_state, init, [states[i] for i in new])
+        if self.storage is not None:  # decode the stored state into working tensors (core/storage.py)
+            return states, self.storage.unpack(states, self.transform.kind_of, [self.compute_dtype(p) for p in params])
         keys = sorted(set().union(*states) - {"step"})
         return states, {k: [s.get(k) for s in states] for k in keys}
 
@@ -365,12 +404,15 @@ class Optimizer(torch.optim.Optimizer):
         # A fused optimizer is rebuilt with fresh (uncompiled) programs.
         return {**super().__getstate__(), "transform": self.transform, "nonfinite": self.nonfinite,
                 "state_dtype": self.state_dtype, "skipped_steps": self.skipped_steps,
-                "group_states": self.group_states, "fused": self.fused, "_transactional": self.transactional}
+                "group_states": self.group_states, "fused": self.fused, "_transactional": self.transactional,
+                "storage": self.storage, "rounding": self.rounding}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         fused = state.pop("fused", False)
         state.setdefault("_transactional", False)
+        state.setdefault("storage", None)
+        state.setdefault("rounding", None)
         super().__setstate__(state)
         self._fused_step = FusedStep(self.transform) if fused else None
         self._checked = {}
@@ -380,6 +422,9 @@ class Optimizer(torch.optim.Optimizer):
         """Context manager: inside it the params hold the weights ``steps`` updates ahead, as the chain's
         current state predicts them (:mod:`gradkit.core.prediction`; XGrad); the real weights are
         restored exactly on exit. Raises ``TypeError`` for a chain that cannot predict its update."""
+        if self.storage is not None and self.storage.mode != "float32":
+            raise TypeError(f"weight prediction reads the state as computed; state_dtype={self.storage.mode!r} keeps "
+                            "it compressed (use state_dtype=None or 'float32')")
         return predicted_weights(self.transform, self.param_groups, self.state, steps, self.compute_dtype)
 
     # -- accounting ---------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from gradkit.core.context import StepContext
 from gradkit.core.redistribute import owner_plan
 from gradkit.core.sharding import is_sharded
 from gradkit.core.state import as_kind
+from gradkit.core.storage import convert_entry
 
 __all__ = ["LoadedState", "check_state_dict", "expected_state", "dtype_as_text", "from_torch_optim", "group_meta",
            "META_KEY", "FORMAT"]
@@ -314,9 +315,12 @@ def expected_state(optimizer, groups: list[dict]) -> tuple[dict[Tensor, dict[str
         stepping = [p for p in group["params"] if p.numel()]  # the params a step hands to the owners' plan
         plan = owner_plan(optimizer.transform, stepping) if is_sharded(stepping) else None
         mine = None if plan is None else {id(stepping[k]) for k in plan.mine}
+        storage = getattr(optimizer, "storage", None)
         for j, p in enumerate(group["params"]):
             held = mine is None or id(p) in mine
             out[p] = {k: v[j] for k, v in state.items() if v[j] is not None} if held else {}
+            if storage is not None:  # compressed between steps (core/storage.py)
+                out[p] = storage.layout(out[p], optimizer.transform.kind_of)
         group_states.append(group_state)
     return out, group_states
 
@@ -335,6 +339,8 @@ def _check_state(optimizer, saved_state: Any, id_map: dict, expected: dict) -> d
             continue  # an empty entry is a param that has not been stepped yet
         p = id_map[pid]
         layout = expected[p]
+        entry = convert_entry(getattr(optimizer, "storage", None), path, entry, layout, optimizer.transform.kind_of,
+                              optimizer.compute_dtype(p))
         if "step" not in entry:
             _fail(ValueError, path, f"holds {sorted(map(str, entry))} but no 'step': a state without its step "
                                     "count cannot be resumed")

@@ -88,7 +88,9 @@ class GradientTransform:
         return {}
 
     def kind_of(self, key: str) -> StateKind:
-        """The declared kind of a state key (nested keys are resolved through :meth:`children`)."""
+        """The declared kind of a state key (nested keys are resolved through :meth:`children`); a stored
+        form of a state (``"adam.exp_avg#codes"``, :mod:`gradkit.core.storage`) has the state's kind."""
+        key = key.split("#", 1)[0]
         if key in self.state_kinds:
             return as_kind(self.state_kinds[key])
         label, rest = split_key(key)

@@ -75,7 +75,9 @@ class AdamW(Optimizer):
     Args:
         lr, betas, eps, weight_decay, amsgrad, maximize: as ``torch.optim.AdamW``.
         nonfinite: ``"raise"`` (default), ``"skip"`` or ``"ignore"`` a step whose gradients are not finite.
-        state_dtype: dtype of the moments (default: float32 for low-precision params, else the param's).
+        state_dtype: dtype of the moments (default: float32 for low-precision params, else the param's), or
+            how they are stored between steps: ``"bfloat16" | "bfloat16+ecc" | "int8" | "int4"``
+            (:mod:`gradkit.core.storage`).
         fused: compile the whole step into one program (:mod:`gradkit.core.fused`).
 
     Example:

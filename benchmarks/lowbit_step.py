@@ -1,0 +1,75 @@
+"""Step time of AdamW with compressed state (state_dtype=...), as ratios to float32 AdamW from one run.
+
+For 2^20 and 2^22 parameters in 8 square matrices, the step time of gradkit's AdamW unfused and fused
+(``fused=True``, compiled) with each storage, divided by the float32 step of the same path; and, where
+they install on this machine, the 8-bit/4-bit AdamW of torchao and bitsandbytes beside it (ratio to
+gradkit's float32 unfused step). No assertions: the numbers go into the README.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/lowbit_step.py
+"""
+from __future__ import annotations
+
+import torch
+
+import gradkit
+from gradkit.bench.measure import device_name
+from _timing import best_of
+
+MODES = ("float32", "bfloat16", "bfloat16+ecc", "int8", "int4")
+
+
+def params_of(total: int, tensors: int = 8) -> list[torch.nn.Parameter]:
+    torch.manual_seed(0)
+    side = int((total / tensors) ** 0.5)
+    params = [torch.nn.Parameter(torch.randn(side, side)) for _ in range(tensors)]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    return params
+
+
+def step_time(make, total: int) -> float:
+    opt = make(params_of(total))
+    opt.step()  # state and (fused) the compiled program
+    return best_of(opt.step, repeat=5, number=3)
+
+
+def peers() -> dict:
+    found = {}
+    try:
+        from torchao.optim import AdamW4bit, AdamW8bit
+        found["torchao AdamW8bit"] = AdamW8bit
+        found["torchao AdamW4bit"] = AdamW4bit
+    except Exception as error:  # not installed, or no CPU kernels in this build
+        print(f"torchao: not available ({type(error).__name__}: {error})")
+    try:
+        import bitsandbytes as bnb
+        found["bitsandbytes AdamW8bit"] = bnb.optim.AdamW8bit
+    except Exception as error:
+        print(f"bitsandbytes: not available ({type(error).__name__}: {error})")
+    return found
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    print(f"machine: {device_name()}, torch {torch.__version__}, 1 thread")
+    print(f"{'params':>9} {'state':<14} {'unfused ms':>11} {'/fp32':>6} {'fused ms':>9} {'/fp32':>6}")
+    others = peers()
+    for total in (2**20, 2**22):
+        base = {}
+        for mode in MODES:
+            unfused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode), total) * 1e3
+            fused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode, fused=True), total) * 1e3
+            base.setdefault("unfused", unfused)
+            base.setdefault("fused", fused)
+            print(f"{total:>9} {mode:<14} {unfused:>11.2f} {unfused / base['unfused']:>6.2f} {fused:>9.2f} "
+                  f"{fused / base['fused']:>6.2f}")
+        for name, make in others.items():
+            try:
+                ms = step_time(make, total) * 1e3
+                print(f"{total:>9} {name:<14} {ms:>11.2f} {ms / base['unfused']:>6.2f}")
+            except Exception as error:
+                print(f"{total:>9} {name:<14} failed: {type(error).__name__}: {str(error)[:80]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Blockwise codecs for low-bit optimizer state: quantization maps and their encode/decode passes.
+
+A flat float tensor is padded to a whole number of blocks of ``block`` elements, viewed as
+``(blocks, block)`` and each block is coded against its own absolute maximum (the scale). The codes are
+a 2-D tensor ``(blocks, bytes per block)`` and the scales a float32 vector ``(blocks,)``, so a stored
+state describes its own block size (``codes.shape[1]``, doubled for 4-bit codes that pack two per byte).
+
+Maps (``y = |x| / absmax`` in [0, 1] per block):
+
+- ``"signed8"``: linear, ``code = round(127 x / absmax)`` in [-127, 127] (int8). Error <= absmax / 254.
+- ``"signed4"``: companded (a dynamic map with finer levels near zero), levels ``+-(k/7)^2``, k = 0..7,
+  ``k = round(7 sqrt(y))``; stored as ``sign * k + 7`` in a nibble. Error <= absmax / 7.
+- ``"sqrt8"`` / ``"sqrt4"`` (non-negative values, second moments): linear in the square-root domain with
+  zero excluded, ``sqrt(x) ~ (c + 1) / L * max sqrt(x)``, c = 0..L-1 (L = 256 / 16): the denominator
+  ``sqrt(v)`` of an Adam-type update is what is coded, and a coded second moment is never 0 inside a
+  block that holds a non-zero value, so an update cannot blow up through a value rounded to zero.
+  Error <= absmax * (2/L + 1/L^2).
+
+``bfloat16+ecc`` keeps ``hi = bf16(x)`` and an int8 correction ``e = round(254 (x - hi) / ulp(hi))``;
+``hi + e ulp / 254`` is within ``ulp(hi) / 508`` of ``x`` (about 16 significant bits; for
+``|x| < 2^-119`` within ``2^-126 / 508``).
+
+References: Dettmers et al., "8-bit Optimizers via Block-wise Quantization", ICLR 2022, arXiv:2110.02861
+(https://github.com/bitsandbytes-foundation/bitsandbytes); Li et al., "Memory Efficient Optimizers with
+4-bit States", NeurIPS 2023, arXiv:2309.01507 (https://github.com/thu-ml/low-bit-optimizers; the
+zero-excluded linear map for second moments). Deviations: the signed 8-bit map is linear rather than
+the dynamic tree map (one multiply and round instead of a search), and the 4-bit signed map is the
+power-2 compander above rather than a searched table; both have the closed-form bounds stated.
+
+>>> x = torch.tensor([0.5, -1.0, 0.25, 0.0])
+>>> codes, scales = encode(x, "signed8", block=4)
+>>> decode(codes, scales, "signed8", 4)
+tensor([ 0.5039, -1.0000,  0.2520,  0.0000])
+>>> codes.dtype, tuple(codes.shape), tuple(scales.shape)
+(torch.int8, (1, 4), (1,))
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["MAPS", "encode", "decode", "error_bound", "code_shape", "encode_ecc", "decode_ecc", "check_finite"]
+
+_TINY = torch.finfo(torch.float32).tiny * torch.finfo(torch.float32).eps  # the smallest positive float32
+
+#: map name -> (bits, signed)
+MAPS = {"signed8": (8, True), "signed4": (4, True), "sqrt8": (8, False), "sqrt4": (4, False)}
+
+
+def _check_map(name: str) -> tuple[int, bool]:
+    if name not in MAPS:
+        raise ValueError(f"map must be one of {sorted(MAPS)}, got {name!r}")
+    return MAPS[name]
+
+
+def code_shape(numel: int, name: str, block: int) -> tuple[tuple[int, int], tuple[int]]:
+    """Shapes of the codes and the scales that code ``numel`` values: ``((blocks, bytes), (blocks,))``.
+
+    >>> code_shape(1000, "sqrt4", 256)
+    ((4, 128), (4,))
+    """
+    bits, _ = _check_map(name)
+    blocks = max(1, math.ceil(numel / block))
+    return (blocks, block * bits // 8), (blocks,)
+
+
+def check_finite(absmax: Tensor, what: str = "x") -> None:
+    """Raise ``ValueError`` when a block maximum is inf or nan (one host sync)."""
+    if absmax.numel() and not bool(torch.isfinite(absmax).all()):
+        raise ValueError(f"{what} holds inf or nan, which a quantized state cannot represent; the stored state "
+                         "is unchanged")
+
+
+def _blocks(x: Tensor, block: int) -> Tensor:
+    flat = x.reshape(-1).float()
+    pad = (-flat.numel()) % block if flat.numel() else block
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    return flat.view(-1, block)
+
+
+def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: bool = False) -> tuple[Tensor, Tensor]:
+    """Code ``x`` (any shape, read flat) blockwise with map ``name``: ``(codes, scales)``.
+
+    Args:
+        x: floating tensor; non-finite values raise ``ValueError`` naming ``what``; ``sqrt`` maps need
+            ``x >= 0`` (negative values raise ``ValueError``).
+        name: ``"signed8" | "signed4" | "sqrt8" | "sqrt4"``.
+        block: elements per block (even, >= 2).
+        consume: ``x`` may be overwritten (a temporary the caller no longer needs): saves a pass.
+    Returns:
+        codes ``(blocks, block * bits / 8)`` (int8 for 8-bit maps, uint8 nibbles for 4-bit maps) and
+        float32 scales ``(blocks,)`` (the block's absmax, of ``sqrt(x)`` for ``sqrt`` maps).
+
+    >>> codes, scales = encode(torch.tensor([4.0, 1.0, 0.0, 0.0]), "sqrt4", block=4)
+    >>> decode(codes, scales, "sqrt4", 4)
+    tensor([4.0000, 1.0000, 0.0156, 0.0156])
+    """
+    bits, signed = _check_map(name)
+    if not isinstance(block, int) or block < 2 or block % 2:
+        raise ValueError(f"block must be an even int >= 2, got {block!r}")
+    if not x.is_floating_point():
+        raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
+    xb = _blocks(x, block)
+    if signed:
+        low, high = xb.aminmax(dim=1)
+        absmax = torch.maximum(high, low.neg_())
+        check_finite(absmax, what)
+        # divide (not multiply by 1/absmax, which overflows for blocks of denormals); all-zero blocks give 0
+        y = (xb.div_ if consume else xb.div)(absmax.clamp_min(_TINY).unsqueeze(1))
+        if bits == 8:
+            codes = y.mul_(127.0).round_().to(torch.int8)
+        else:
+            k = y.abs().sqrt_().mul_(7.0).round_()
+            codes = (k.copysign_(xb) + 7.0).to(torch.uint8)
+    else:
+        absmax = xb.amax(1)
+        check_finite(absmax, what)
+        if bool((xb.amin(1) < 0).any()):
+            raise ValueError(f"{what} holds negative values, which the non-negative map {name!r} cannot code")
+        s = xb.sqrt_() if consume else xb.sqrt()
+        smax = s.amax(1)
+        levels = float(1 << bits)
+        c = s.div_(smax.clamp_min(_TINY).unsqueeze(1)).mul_(levels).round_().sub_(1.0).clamp_(0.0, levels - 1)
+        codes = c.sub_(128.0).to(torch.int8) if bits == 8 else c.to(torch.uint8)
+        absmax = smax
+    if bits == 4:
+        codes = codes[:, 0::2] | (codes[:, 1::2] << 4)
+    return codes, absmax
+
+
+def decode(codes: Tensor, scales: Tensor, name: str, numel: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The flat values of ``numel`` elements that ``(codes, scales)`` code with map ``name`` (see :func:`encode`).
+
+    >>> codes, scales = encode(torch.tensor([0.3, -0.6]), "signed4", block=2)
+    >>> decode(codes, scales, "signed4", 2)
+    tensor([ 0.3061, -0.6000])
+    """
+    bits, signed = _check_map(name)
+    if bits == 4:
+        codes = torch.stack([codes & 15, codes >> 4], dim=2).view(codes.shape[0], -1)
+    c = codes.to(dtype)
+    if signed and bits == 8:
+        out = c.mul_(scales.to(dtype).unsqueeze(1) / 127.0)
+    elif signed:
+        c = c.sub_(7.0)
+        out = (c * c.abs()).mul_(scales.to(dtype).unsqueeze(1) / 49.0)
+    else:
+        levels = float(1 << bits)
+        if bits == 8:
+            c = c.add_(128.0)
+        s = c.add_(1.0).mul_(scales.to(dtype).unsqueeze(1) / levels)
+        out = s.mul_(s)
+    return out.view(-1)[:numel]
+
+
+def error_bound(name: str) -> float:
+    """Largest ``|x - decode(encode(x))|`` of a block, as a fraction of the block's ``absmax(|x|)``.
+
+    >>> round(error_bound("signed8"), 6)
+    0.003937
+    """
+    bits, signed = _check_map(name)
+    if signed:
+        return 0.5 / 127 if bits == 8 else 1 / 7
+    levels = float(1 << bits)
+    return 2 / levels + 1 / levels ** 2
+
+
+def _ulp(hi: Tensor) -> Tensor:
+    """The spacing of bfloat16 numbers at ``hi`` (a power of two, built from the exponent bits: no frexp);
+    below 2^-119 it is taken as 2^-126, the smallest normal float32."""
+    exponent = hi.view(torch.int16).to(torch.int32).bitwise_right_shift_(7).bitwise_and_(0xFF)
+    return exponent.clamp_(min=8).sub_(7).bitwise_left_shift_(23).view(torch.float32)
+
+
+def encode_ecc(x: Tensor, *, what: str = "x") -> tuple[Tensor, Tensor]:
+    """``(hi, correction)``: ``x`` rounded to bfloat16 and an int8 code of what the rounding lost.
+
+    >>> hi, e = encode_ecc(torch.tensor([1.0 + 2 ** -10]))
+    >>> hi, e, decode_ecc(hi, e) - 1.0
+    (tensor([1.], dtype=torch.bfloat16), tensor([32], dtype=torch.int8), tensor([0.0010]))
+    """
+    if not x.is_floating_point():
+        raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
+    hi = x.to(torch.bfloat16)
+    rest = x.float() - hi.float()
+    if rest.numel() and not bool(torch.isfinite(rest).all()):
+        raise ValueError(f"{what} holds inf or nan (or values beyond bfloat16's range), which a bfloat16+ecc state "
+                         "cannot represent; the stored state is unchanged")
+    code = rest.div_(_ulp(hi)).mul_(254.0).round_().clamp_(-127.0, 127.0).to(torch.int8)
+    return hi, code
+
+
+def decode_ecc(hi: Tensor, code: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``hi + code * ulp(hi) / 254`` in ``dtype`` (see :func:`encode_ecc`)."""
+    return hi.to(dtype).add_(code.to(dtype).mul_(_ulp(hi).to(dtype)).div_(254.0))

@@ -1,0 +1,288 @@
+"""Low-bit storage of optimizer state: ``gradkit.Optimizer(..., state_dtype="int8")`` for every recipe.
+
+The transforms always compute in float32 (the compute dtype). Between steps, the state tensors of the
+chosen kinds (first and second moments by default, :mod:`gradkit.core.state`) are kept compressed in the
+optimizer's state under their own key with a suffix, so that ``state_dict``, deepcopy and DCP see plain
+tensors:
+
+======================  ====================================================================  ===============
+``state_dtype``          stored entries of a state ``k``                                        bytes / value
+======================  ====================================================================  ===============
+``"float32"``            ``k`` as computed                                                      4
+``"bfloat16"``           ``k`` in bfloat16                                                      2
+``"bfloat16+ecc"``       ``k`` in bfloat16, ``k#ecc`` int8 correction (:func:`~.encode_ecc`)    3
+``"int8"``               ``k#codes`` int8 ``(blocks, B)``, ``k#scales`` float32, ``k#shape``    1 + 4 / B
+``"int4"``               ``k#codes`` uint8 ``(blocks, B/2)``, ``k#scales``, ``k#shape``         0.5 + 4 / B
+======================  ====================================================================  ===============
+
+Signed kinds (first moments) use the ``signed8`` / ``signed4`` maps, non-negative kinds (second moments)
+``sqrt8`` / ``sqrt4`` (:mod:`gradkit.core.quantize`). States with fewer than ``min_size`` elements,
+kinds not chosen (counters, projections, histories, indices, iterates, ...) and list-valued state stay as
+computed. A step decodes each group's stored states into float32 working tensors (one vectorized pass
+per state key over all the group's tensors: their codes are concatenated), runs the chain once, and
+encodes the result (one pass per key) before the params are written; a non-finite value then raises
+``ValueError`` with the stored state unchanged. The fused step decodes and encodes around its compiled
+program (not inside it).
+
+>>> import torch, gradkit
+>>> w = torch.nn.Parameter(torch.randn(64, 64))
+>>> opt = gradkit.optim.AdamW([w], state_dtype="int8")
+>>> w.grad = torch.randn(64, 64); opt.step()
+>>> sorted(opt.state[w])
+['adam.exp_avg#codes', 'adam.exp_avg#scales', 'adam.exp_avg#shape', 'adam.exp_avg_sq#codes', 'adam.exp_avg_sq#scales', 'adam.exp_avg_sq#shape', 'step']
+>>> round(opt.state_bytes() / w.numel(), 3)
+2.039
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from gradkit.core.quantize import code_shape, decode, decode_ecc, encode, encode_ecc
+from gradkit.core.state import StateKind
+
+__all__ = ["StateStorage", "MODES", "SUFFIXES", "base_key"]
+
+MODES = ("float32", "bfloat16", "bfloat16+ecc", "int8", "int4")
+SUFFIXES = ("#codes", "#scales", "#shape", "#ecc")
+_BITS = {"int8": 8, "int4": 4}
+
+
+def base_key(key: str) -> str:
+    """The state key a stored entry belongs to: ``"adam.exp_avg#codes"`` -> ``"adam.exp_avg"``."""
+    return key.split("#", 1)[0]
+
+
+class StateStorage:
+    """How an optimizer keeps its floating-point state between steps.
+
+    Args:
+        mode: one of ``"float32" | "bfloat16" | "bfloat16+ecc" | "int8" | "int4"`` (``"bfloat16-ecc"`` is
+            read as ``"bfloat16+ecc"``: specs such as ``adamw:state_dtype=bfloat16-ecc`` cannot hold a ``+``).
+        block_size: elements per quantization block (int8/int4; an even int >= 2, default 256).
+        min_size: states with fewer elements stay as computed (default 4096).
+        kinds: the state kinds (roles) that are stored compressed (default first and second moments).
+
+    >>> StateStorage.of("int4")
+    StateStorage('int4', block_size=256, min_size=4096, kinds=('first_moment', 'second_moment'))
+    """
+
+    def __init__(self, mode: str = "int8", *, block_size: int = 256, min_size: int = 4096,
+                 kinds: tuple[str, ...] = ("first_moment", "second_moment")):
+        mode = "bfloat16+ecc" if mode == "bfloat16-ecc" else mode  # the spelling the spec grammar can carry
+        if mode not in MODES:
+            raise ValueError(f"state_dtype must be None, a floating torch.dtype or one of {MODES}, got {mode!r}")
+        if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 2 or block_size % 2:
+            raise ValueError(f"block_size must be an even int >= 2, got {block_size!r}")
+        if not isinstance(min_size, int) or isinstance(min_size, bool) or min_size < 0:
+            raise ValueError(f"min_size must be an int >= 0, got {min_size!r}")
+        if isinstance(kinds, str) or not all(isinstance(k, str) for k in kinds):
+            raise ValueError(f"kinds must be a tuple of state kind roles such as 'first_moment', got {kinds!r}")
+        self.mode, self.block_size, self.min_size, self.kinds = mode, block_size, min_size, tuple(kinds)
+
+    @classmethod
+    def of(cls, value: Any) -> "StateStorage | None":
+        """A storage from ``state_dtype``'s text form, a tuple ``(mode, block_size, min_size)`` (the spec
+        grammar's ``state_dtype=int8/256/0``) or a :class:`StateStorage`; ``None`` for anything else."""
+        if isinstance(value, StateStorage):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, (tuple, list)) and value and isinstance(value[0], str):
+            if len(value) > 3:
+                raise ValueError(f"state_dtype as a tuple is (mode, block_size, min_size), got {value!r}")
+            return cls(value[0], **dict(zip(("block_size", "min_size"), value[1:])))
+        return None
+
+    def __repr__(self) -> str:
+        return (f"StateStorage({self.mode!r}, block_size={self.block_size}, min_size={self.min_size}, "
+                f"kinds={self.kinds})")
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, StateStorage) and repr(self) == repr(other)
+
+    # -- which form a state takes -------------------------------------------------------------------
+    def form(self, kind: StateKind, value: Any) -> str | None:
+        """``None`` (kept as computed), ``"bf16"``, ``"ecc"`` or a map name of :mod:`gradkit.core.quantize`."""
+        if (self.mode == "float32" or not isinstance(value, Tensor) or not value.is_floating_point()
+                or kind.role not in self.kinds or not kind.per_element or value.numel() < max(self.min_size, 1)):
+            return None
+        if self.mode == "bfloat16":
+            return "bf16"
+        if self.mode == "bfloat16+ecc":
+            return "ecc"
+        return ("sqrt" if kind.non_negative else "signed") + str(_BITS[self.mode])
+
+    def layout(self, state: dict[str, Any], kind_of: Callable[[str], StateKind]) -> dict[str, Any]:
+        """The stored entries (meta tensors) of a state laid out as ``init`` builds it."""
+        out = {}
+        for key, value in state.items():
+            form = self.form(kind_of(key), value)
+            if form is None:
+                out[key] = value
+            elif form == "bf16":
+                out[key] = torch.empty(value.shape, dtype=torch.bfloat16, device="meta")
+            elif form == "ecc":
+                out[key] = torch.empty(value.shape, dtype=torch.bfloat16, device="meta")
+                out[key + "#ecc"] = torch.empty(value.shape, dtype=torch.int8, device="meta")
+            else:
+                codes, scales = code_shape(value.numel(), form, self.block_size)
+                out[key + "#codes"] = torch.empty(codes, dtype=torch.int8 if form.endswith("8") else torch.uint8,
+                                                  device="meta")
+                out[key + "#scales"] = torch.empty(scales, dtype=torch.float32, device="meta")
+                out[key + "#shape"] = torch.empty(value.dim(), dtype=torch.int64, device="meta")
+        return out
+
+    # -- a step: decode before the chain, encode after it -------------------------------------------
+    def unpack(self, states: list[dict], kind_of: Callable[[str], StateKind], dtypes: list[torch.dtype]) -> dict:
+        """``{key: [working tensor or None per param]}``: the stored states decoded to the compute dtypes."""
+        keys = sorted({base_key(k) for s in states for k in s} - {"step"})
+        lists = {}
+        for key in keys:
+            values = [s.get(key) for s in states]
+            coded = [i for i, s in enumerate(states) if key + "#codes" in s]
+            if coded:
+                kind = kind_of(key)
+                codes = [states[i][key + "#codes"] for i in coded]
+                form = ("sqrt" if kind.non_negative else "signed") + ("8" if codes[0].dtype == torch.int8 else "4")
+                flat = decode(torch.cat(codes), torch.cat([states[i][key + "#scales"] for i in coded]), form,
+                              sum(c.shape[0] for c in codes) * self.block_size, torch.float32)
+                parts = flat.split([c.shape[0] * (c.shape[1] * (8 // int(form[-1]))) for c in codes])
+                for i, part in zip(coded, parts):
+                    shape = torch.Size(states[i][key + "#shape"].tolist())
+                    values[i] = part[:shape.numel()].view(shape).to(dtypes[i])
+            hi = [i for i, v in enumerate(values) if isinstance(v, Tensor) and v.is_floating_point()
+                  and v.dtype != dtypes[i]]
+            if hi:
+                ecc = [i for i in hi if key + "#ecc" in states[i]]
+                plain = [i for i in hi if key + "#ecc" not in states[i]]
+                if ecc:
+                    flat = decode_ecc(torch.cat([values[i].reshape(-1) for i in ecc]),
+                                      torch.cat([states[i][key + "#ecc"].reshape(-1) for i in ecc]))
+                    self._scatter(values, ecc, flat, dtypes)
+                if plain:
+                    self._scatter(values, plain, torch.cat([values[i].reshape(-1) for i in plain]).float(), dtypes)
+            lists[key] = values
+        return lists
+
+    @staticmethod
+    def _scatter(values: list, indices: list[int], flat: Tensor, dtypes: list) -> None:
+        parts = flat.split([values[i].numel() for i in indices])
+        for i, part in zip(indices, parts):
+            values[i] = part.view(values[i].shape).to(dtypes[i])
+
+    def pack(self, states: list[dict], lists: dict, kind_of: Callable[[str], StateKind]) -> None:
+        """Encode the working tensors of ``lists`` into ``states`` (all keys are encoded before any is
+        written, so a non-finite value leaves the stored state unchanged)."""
+        writes = []
+        for key, values in lists.items():
+            kind = kind_of(key)
+            forms: dict[str, list[int]] = {}
+            for i, v in enumerate(values):
+                form = self.form(kind, v)
+                if form is not None:
+                    forms.setdefault(form, []).append(i)
+            for form, idx in forms.items():
+                what = f"state {key!r}"
+                if form == "bf16":
+                    writes.append((key, idx, {key: [values[i].to(torch.bfloat16) for i in idx]}))
+                elif form == "ecc":
+                    hi, code = encode_ecc(torch.cat([values[i].reshape(-1) for i in idx]), what=what)
+                    sizes = [values[i].numel() for i in idx]
+                    writes.append((key, idx, {
+                        key: [h.view(values[i].shape) for h, i in zip(hi.split(sizes), idx)],
+                        key + "#ecc": [c.view(values[i].shape) for c, i in zip(code.split(sizes), idx)]}))
+                else:
+                    block = self.block_size
+                    pieces = []
+                    for i in idx:
+                        flat = values[i].reshape(-1)
+                        pieces.append(flat)
+                        if (-flat.numel()) % block:
+                            pieces.append(flat.new_zeros((-flat.numel()) % block))
+                    codes, scales = encode(torch.cat(pieces), form, block, what=what, consume=True)
+                    blocks = [-(-values[i].numel() // block) for i in idx]
+                    writes.append((key, idx, {
+                        key + "#codes": list(codes.split(blocks)), key + "#scales": list(scales.split(blocks)),
+                        key + "#shape": [_shape_entry(states[i].get(key + "#shape"), values[i].shape) for i in idx]}))
+        for key, idx, entries in writes:
+            for name, new in entries.items():
+                old = [states[i].get(name) for i in idx]
+                same = {j for j, o in enumerate(old) if isinstance(o, Tensor) and o.shape == new[j].shape
+                        and o.dtype == new[j].dtype}
+                if name.endswith("#shape"):
+                    same = {j for j in same if old[j] is new[j]}
+                elif same:  # rewrite the stored tensors in place: one foreach copy, no new allocation kept
+                    torch._foreach_copy_([old[j] for j in sorted(same)], [new[j] for j in sorted(same)])
+                for j, i in enumerate(idx):
+                    if j not in same:
+                        states[i][name] = new[j].clone()
+            if key + "#codes" in entries or key + "#ecc" in entries:
+                for i in idx:
+                    if key + "#codes" in entries:
+                        states[i].pop(key, None)
+        for key, values in lists.items():  # states that left a stored form (e.g. a state that shrank)
+            for s, v in zip(states, values):
+                if v is not None and self.form(kind_of(key), v) is None:
+                    for suffix in SUFFIXES:
+                        s.pop(key + suffix, None)
+                    s[key] = v
+
+    # -- loading a state_dict saved with another storage ----------------------------------------------
+    def convert(self, path: str, entry: dict, layout: dict, kind_of: Callable[[str], StateKind],
+                dtype: torch.dtype) -> dict:
+        """``entry`` (a saved param state) in this storage's form where it was saved in another one."""
+        return convert_entry(self, path, entry, layout, kind_of, dtype)
+
+
+def _shape_entry(old: Any, shape: torch.Size) -> Tensor:
+    """The stored shape entry: the one already stored when it still holds ``shape``."""
+    if isinstance(old, Tensor) and tuple(old.tolist()) == tuple(shape):
+        return old
+    return torch.tensor(shape, dtype=torch.int64)
+
+
+def _stored_forms(entry: dict) -> set[str]:
+    return {base_key(k) for k in entry if "#" in k}
+
+
+def convert_entry(storage: "StateStorage | None", path: str, entry: dict, layout: dict,
+                  kind_of: Callable[[str], StateKind], dtype: torch.dtype) -> dict:
+    """A saved param state converted to the stored form ``layout`` asks for (decoded where the loading
+    optimizer keeps full precision, encoded where it quantizes), with a warning saying so; unchanged when
+    the forms already agree."""
+    if not isinstance(entry, dict) or (all(k in layout for k in entry if k != "step")
+                                       and all(k in entry for k in layout if "#" in k)):
+        return entry
+    decoded = {}
+    for key in _stored_forms(entry) | {k for k in entry if k != "step" and "#" not in k}:
+        if key + "#codes" in entry:
+            codes, scales, shape = entry[key + "#codes"], entry.get(key + "#scales"), entry.get(key + "#shape")
+            if not isinstance(codes, Tensor) or not isinstance(scales, Tensor) or not isinstance(shape, Tensor):
+                raise TypeError(f"state_dict {path}[{key!r}] is stored quantized but its codes, scales or shape "
+                                "entry is missing or not a tensor")
+            kind = kind_of(key)
+            form = ("sqrt" if kind.non_negative else "signed") + ("8" if codes.dtype == torch.int8 else "4")
+            numel = int(torch.Size(shape.tolist()).numel())
+            per = codes.shape[1] * (8 // int(form[-1]))
+            decoded[key] = decode(codes, scales, form, codes.shape[0] * per).narrow(0, 0, numel).view(
+                torch.Size(shape.tolist())).to(dtype)
+        elif key + "#ecc" in entry:
+            decoded[key] = decode_ecc(entry[key], entry[key + "#ecc"]).to(dtype)
+        elif key in entry:
+            decoded[key] = entry[key]
+    if "step" in entry:
+        decoded["step"] = entry["step"]
+    mine = storage.mode if storage is not None else "float32"
+    warnings.warn(f"state_dict {path} was saved with another state storage: its state is converted to this "
+                  f"optimizer's ({mine}), which may lose precision", UserWarning, stacklevel=4)
+    if storage is None:
+        return decoded
+    lists = {k: [v] for k, v in decoded.items() if k != "step"}
+    state = {"step": decoded.get("step")} if "step" in decoded else {}
+    storage.pack([state], {k: [v.to(dtype) if isinstance(v, Tensor) and v.is_floating_point() else v]
+                           for k, (v,) in lists.items()}, kind_of)
+    return state

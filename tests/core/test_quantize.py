@@ -1,0 +1,67 @@
+"""Blockwise codecs (gradkit.core.quantize): round-trip error within each map's bound."""
+import pytest
+import torch
+
+from gradkit.core.quantize import MAPS, decode, decode_ecc, encode, encode_ecc, error_bound
+
+
+def _cases(signed: bool):
+    g = torch.Generator().manual_seed(0)
+    for size in (1, 7, 256, 1000):
+        for scale in (1e-30, 1e-3, 1.0, 1e20):
+            x = torch.randn(size, generator=g) * scale
+            yield x if signed else x.abs()
+    yield torch.zeros(600)  # all-zero blocks
+    spike = torch.full((512,), 1e-3)
+    spike[100] = 1e4  # a single outlier in its block
+    yield spike if not signed else spike * torch.sign(torch.randn(512, generator=g))
+    yield torch.full((300,), 1e-40)  # denormals
+    yield torch.randn(64, generator=g).exp() ** 3
+
+
+@pytest.mark.parametrize("name", sorted(MAPS))
+@pytest.mark.parametrize("block", [2, 64, 256])
+def test_round_trip_error_within_the_bound_of_every_block(name, block):
+    signed = MAPS[name][1]
+    for x in _cases(signed):
+        codes, scales = encode(x, name, block)
+        y = decode(codes, scales, name, x.numel())
+        pad = (-x.numel()) % block
+        xb = torch.cat([x, x.new_zeros(pad)]).view(-1, block)
+        yb = torch.cat([y, y.new_zeros(pad)]).view(-1, block)
+        bound = xb.abs().amax(1, keepdim=True) * error_bound(name) * (1 + 1e-5) + 1e-45
+        assert ((xb - yb).abs() <= bound).all(), (name, block, x[:4])
+        assert (yb[xb.abs().amax(1) == 0] == 0).all()  # an all-zero block decodes to zeros
+        if not signed:
+            assert (y >= 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(MAPS))
+def test_non_finite_values_are_refused_by_name(name):
+    for bad in (float("nan"), float("inf")):
+        x = torch.ones(10)
+        x[3] = bad
+        with pytest.raises(ValueError, match="exp_avg holds inf or nan"):
+            encode(x, name, 4, what="exp_avg")
+    with pytest.raises(ValueError, match="map must be one of"):
+        encode(torch.ones(4), "int3", 4)
+    with pytest.raises(ValueError, match="block must be"):
+        encode(torch.ones(4), name, 3)
+
+
+def test_sqrt_maps_refuse_negative_values():
+    with pytest.raises(ValueError, match="negative"):
+        encode(torch.tensor([1.0, -1.0]), "sqrt8", 2)
+
+
+def test_ecc_is_within_a_bf16_rounding_of_its_correction():
+    g = torch.Generator().manual_seed(1)
+    for scale in (1e-30, 1e-3, 1.0, 1e30):
+        x = torch.randn(4096, generator=g) * scale
+        hi, code = encode_ecc(x)
+        y = decode_ecc(hi, code)
+        ulp = torch.ldexp(torch.ones(hi.shape), torch.frexp(hi.float()).exponent - 8).clamp(min=2.0 ** -126)
+        assert ((x - y).abs() <= ulp / 508 * (1 + 1e-3)).all()
+        assert (x - y).abs().max() < (x - hi.float()).abs().max() / 64  # far better than bf16 alone
+    with pytest.raises(ValueError, match="inf or nan"):
+        encode_ecc(torch.tensor([float("nan")]))
