@@ -13,22 +13,13 @@ import torch
 
 import gradkit
 from gradkit.bench.measure import device_name
-from _timing import best_of
+from _timing import best_of, square_params
 
 MODES = ("float32", "bfloat16", "bfloat16+ecc", "int8", "int4")
 
 
-def params_of(total: int, tensors: int = 8) -> list[torch.nn.Parameter]:
-    torch.manual_seed(0)
-    side = int((total / tensors) ** 0.5)
-    params = [torch.nn.Parameter(torch.randn(side, side)) for _ in range(tensors)]
-    for p in params:
-        p.grad = torch.randn_like(p) * 1e-3
-    return params
-
-
 def step_time(make, total: int) -> float:
-    opt = make(params_of(total))
+    opt = make(square_params(total))
     opt.step()  # state and (fused) the compiled program
     return best_of(opt.step, repeat=5, number=3)
 

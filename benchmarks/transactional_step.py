@@ -14,20 +14,11 @@ import torch
 
 import gradkit
 from gradkit.bench.measure import device_name
-from _timing import best_of
-
-
-def params_of(total: int, tensors: int = 8) -> list[torch.nn.Parameter]:
-    torch.manual_seed(0)
-    side = int((total / tensors) ** 0.5)
-    params = [torch.nn.Parameter(torch.randn(side, side)) for _ in range(tensors)]
-    for p in params:
-        p.grad = torch.randn_like(p) * 1e-3
-    return params
+from _timing import best_of, square_params
 
 
 def step_time(make, total: int, transactional: bool | None) -> float:
-    params = params_of(total)
+    params = square_params(total)
     opt = make(params)
     if transactional is not None:
         opt.transactional = transactional

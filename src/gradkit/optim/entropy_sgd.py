@@ -28,11 +28,12 @@ import math
 from typing import Callable
 
 import torch
+from gradkit.optim._wrapped import WrappedOptimizer
 
 __all__ = ["EntropySGD"]
 
 
-class EntropySGD:
+class EntropySGD(WrappedOptimizer):
     """Entropy-SGD around an outer optimizer; ``step(closure)`` runs the inner SGLD loop then the outer step.
 
     Args:
@@ -75,17 +76,6 @@ class EntropySGD:
         self.optimizer = optimizer
         self.langevin_steps, self.gamma, self.gamma_growth = langevin_steps, float(gamma), float(gamma_growth)
         self.inner_lr, self.noise, self.alpha, self.generator = float(inner_lr), float(noise), float(alpha), generator
-
-    @property
-    def param_groups(self):
-        return self.optimizer.param_groups
-
-    @property
-    def state(self):
-        return self.optimizer.state
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def step(self, closure: Callable[[], torch.Tensor]):
         """``L`` closure calls at the SGLD iterates, then the outer step on ``gamma (x - mu)``; returns the

@@ -24,11 +24,12 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 import torch
+from gradkit.optim._wrapped import WrappedOptimizer
 
 __all__ = ["GradES"]
 
 
-class GradES:
+class GradES(WrappedOptimizer):
     """Wrap any ``torch.optim.Optimizer``: after each ``step``, freeze the matrices whose gradient converged.
 
     Args:
@@ -77,19 +78,8 @@ class GradES:
         self.frozen_at: dict[int, int] = {}  # index in the optimizer's param order -> step it froze after
 
     @property
-    def param_groups(self):
-        return self.optimizer.param_groups
-
-    @property
-    def state(self):
-        return self.optimizer.state
-
-    @property
     def frozen_count(self) -> int:
         return len(self.frozen_at)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """The wrapped optimizer's step, then the convergence check of every matrix still training."""

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from gradkit.optim._wrapped import WrappedOptimizer
 
 __all__ = ["MKOR", "sherman_morrison"]
 
@@ -49,7 +50,7 @@ def sherman_morrison(inverse: torch.Tensor, v: torch.Tensor, beta: float) -> tor
     return inverse
 
 
-class MKOR:
+class MKOR(WrappedOptimizer):
     """Precondition the ``nn.Linear`` gradients of ``model`` with MKOR, then run ``optimizer``.
 
     Args:
@@ -112,17 +113,6 @@ class MKOR:
         self._stats[module]["g"] = g.detach().reshape(-1, g.shape[-1]).float().mean(0)
 
     # -- public ----------------------------------------------------------------------------------
-    @property
-    def param_groups(self):
-        return self.optimizer.param_groups
-
-    @property
-    def state(self):
-        return self.optimizer.state
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-
     def inverses(self, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L^{-1}, R^{-1})`` of one ``nn.Linear`` layer."""
         s = self._stats[module]
