@@ -143,6 +143,7 @@ class ScaleByShampoo(GradientTransform):
 
     name = "shampoo"
     kind = WHOLE_MATRIX
+    owner_steppable = True  # each tensor's blocks and factors are its own: sharded params step on owner ranks (core/redistribute.py)
     state_kinds = {"filtered": FIRST_MOMENT, "graft": SECOND_MOMENT,
                    **{f"factor{i}": PRECONDITIONER for i in range(MAX_ORDER)},
                    **{f"root{i}": PRECONDITIONER for i in range(MAX_ORDER)}}

@@ -70,6 +70,7 @@ class ScaleBySOAP(GradientTransform):
 
     name = "soap"
     kind = WHOLE_MATRIX
+    owner_steppable = True  # each tensor's factors and eigenbases are its own: sharded params step on owner ranks (core/redistribute.py)
     state_kinds = {"exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT,
                    **{f"factor{i}": PRECONDITIONER for i in range(MAX_DIMS)},
                    **{f"basis{i}": PRECONDITIONER for i in range(MAX_DIMS)}}
