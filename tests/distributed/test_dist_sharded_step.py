@@ -178,9 +178,9 @@ def _refusal_worker(rank, world_size):
     mesh = init_device_mesh("cpu", (world_size,))
     x, y = _data()
     model = _sharded(mesh)
-    # Prodigy's step-size estimate sums over every param of the group and is not completed over the shards
-    # (it is neither shard_aware nor owner_steppable): refused
-    opt = get_optimizer("prodigy")(model.named_parameters(), lr=1.0)
+    # Optimistic AMSGrad's RMPE predictor solves with a Gram matrix summed over every param of the group, not
+    # completed over the shards (it is neither shard_aware nor owner_steppable): refused
+    opt = get_optimizer("optimistic_amsgrad")(model.named_parameters(), lr=1e-2)
     nn.functional.mse_loss(model(x), y).backward()
     before = [p.detach().to_local().clone() for p in model.parameters()]
     try:
@@ -195,7 +195,7 @@ def _refusal_worker(rank, world_size):
 def test_a_method_that_cannot_step_shards_exactly_names_the_param():
     names = [n for n, _ in _model().named_parameters()]
     for rank, (message, unchanged, n_states) in enumerate(run_on_ranks(_refusal_worker, 2, timeout=120)):
-        assert message is not None, f"rank {rank}: Prodigy stepped sharded params without an error"
+        assert message is not None, f"rank {rank}: Optimistic AMSGrad stepped sharded params without an error"
         assert "is sharded" in message and "cannot step it exactly" in message, message
         assert any(f"'{n}'" in message for n in names), f"the error names no param: {message}"
         assert unchanged and n_states == 0, f"rank {rank}: the refused step changed params or state"

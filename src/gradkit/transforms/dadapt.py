@@ -17,7 +17,8 @@ Deviations from the official code: there the lr is inside the momentum (``m += (
 step with lr 0 still moves the params by the old momentum; here ``m`` carries ``d bc`` and the lr
 multiplies the whole step (``scale_by_learning_rate``), which is the same for a constant lr and makes a
 step with lr 0 a no-op. The estimate is per param group (the official code shares one across groups);
-``layer_scale`` and the FSDP all-reduce are not provided. When every gradient is zero the step leaves
+``layer_scale`` is not provided; under FSDP2 the group sums are completed over the mesh
+(``shard_aware``). When every gradient is zero the step leaves
 the params and the estimate unchanged, as in the official code.
 """
 from __future__ import annotations
@@ -57,6 +58,7 @@ class ScaleByDAdaptAdam(GradientTransform):
 
     name = "dadapt"
     kind = PER_TENSOR
+    shard_aware = True  # its group sums over local shards are completed over the mesh (ctx.shards)
     state_kinds = {"s": FIRST_MOMENT, "exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT}
 
     def __init__(self, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decouple=True, d0=1e-6, growth_rate=math.inf,
@@ -100,17 +102,17 @@ class ScaleByDAdaptAdam(GradientTransform):
         if lr > 0.0:
             denom = torch._foreach_sqrt(exp_avg_sq)
             torch._foreach_add_(denom, eps)
-            numerator = dot_sum(updates, torch._foreach_div(s, denom))
+            numerator = dot_sum(updates, torch._foreach_div(s, denom), ctx.shards)
             torch._foreach_mul_(exp_avg, b1)
             torch._foreach_add_(exp_avg, updates, alpha=d * bc * (1 - b1))
             torch._foreach_mul_(exp_avg_sq, b2)
             torch._foreach_addcmul_(exp_avg_sq, updates, updates, 1 - b2)
             torch._foreach_mul_(s, sqrt_b2)
             torch._foreach_add_(s, updates, alpha=dlr * (1 - sqrt_b2))
-            numerator, sk_l1 = torch.stack([numerator, l1_sum(s)]).tolist()
+            numerator, sk_l1 = torch.stack([numerator, l1_sum(s, ctx.shards)]).tolist()
             numerator *= dlr
         else:
-            numerator, sk_l1 = 0.0, l1_sum(s).item()
+            numerator, sk_l1 = 0.0, l1_sum(s, ctx.shards).item()
         numerator_weighted = sqrt_b2 * est["numerator_weighted"] + (1 - sqrt_b2) * numerator
         if sk_l1 == 0.0:  # no gradient so far: nothing moves, nothing is estimated
             ctx.multiply(0.0)

@@ -17,9 +17,9 @@ b3 defaults to sqrt(b2). As in the official code, when every gradient is zero (s
 step leaves the params and the estimate unchanged. The estimate d, its maximum, r and the step count k
 are group-level state (saved in the state_dict). Deviations: the official code shares one d across
 all param groups (and allows only lr 0 besides the common lr); here each param group has its own
-estimate, which is the same for one group. ``slice_p`` (estimating on every p-th element) and the
-FSDP all-reduce are not provided. The lr multiplies the whole step through ``scale_by_learning_rate``,
-so the update handed on is ``d_k bc_k (m / denom + wd x)`` and a step with lr 0 moves nothing.
+estimate, which is the same for one group. ``slice_p`` (estimating on every p-th element) is not
+provided; under FSDP2 the group sums are completed over the mesh (``shard_aware``). The lr multiplies
+the whole step through ``scale_by_learning_rate``, so the update handed on is ``d_k bc_k (m / denom + wd x)`` and a step with lr 0 moves nothing.
 """
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ class ScaleByProdigy(GradientTransform):
 
     name = "prodigy"
     kind = PER_TENSOR
+    shard_aware = True  # its group sums over local shards are completed over the mesh (ctx.shards)
     state_kinds = {"s": FIRST_MOMENT, "p0": ITERATE, "exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT}
 
     def __init__(self, lr, betas=(0.9, 0.999), beta3=None, eps=1e-8, weight_decay=0.0, decouple=True, d0=1e-6, d_coef=1.0,
@@ -122,7 +123,7 @@ class ScaleByProdigy(GradientTransform):
         d_numerator = est["d_numerator"] * b3
         if lr > 0.0:
             to_start = torch._foreach_sub(state["p0"], params)
-            delta = dot_sum(updates, to_start)
+            delta = dot_sum(updates, to_start, ctx.shards)
             if b1 > 0:
                 torch._foreach_mul_(state["exp_avg"], b1)
                 torch._foreach_add_(state["exp_avg"], updates, alpha=d * (1 - b1))
@@ -131,10 +132,10 @@ class ScaleByProdigy(GradientTransform):
             torch._foreach_mul_(state["s"], b3)
             weight = (d / d0) * (d if ctx.value(self.safeguard_warmup) else dlr)
             torch._foreach_add_(state["s"], updates, alpha=weight)
-            delta, d_denom = torch.stack([delta, l1_sum(state["s"])]).tolist()
+            delta, d_denom = torch.stack([delta, l1_sum(state["s"], ctx.shards)]).tolist()
             delta *= (d / d0) * dlr
         else:
-            delta, d_denom = 0.0, l1_sum(state["s"]).item()
+            delta, d_denom = 0.0, l1_sum(state["s"], ctx.shards).item()
         if d_denom == 0.0:  # no gradient so far: nothing moves, nothing is estimated
             ctx.multiply(0.0)
             return updates
