@@ -1,9 +1,10 @@
 """GradES: freeze each weight matrix once its gradient has converged (gradient-based early stopping).
 
-"GradES: Significantly Faster Training in Transformers with Gradient-Based Early Stopping", 2025
-(arXiv id and official code not recorded here). Instead of stopping all training on the validation loss,
-each matrix (attention projections, feed-forward matrices) is excluded from further updates once the
-magnitude of its gradient falls below a threshold ``tau``; slowly converging matrices keep learning.
+Wen, Zeng, Zhou, Liu, Hosseinzadeh & Rawassizadeh, "GradES: Significantly Faster Training in Transformers
+with Gradient-Based Early Stopping", 2025, arXiv:2509.01842 (no official package on the registry). Instead of
+stopping all training on the validation loss, each matrix (attention projections, feed-forward matrices) is
+excluded from further updates once the element-wise L1 norm of its gradient falls below a threshold ``tau``;
+slowly converging matrices keep learning. The paper fine-tunes pretrained models.
 
 Per tracked matrix ``W`` after every step ``t > grace``::
 
