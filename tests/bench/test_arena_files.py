@@ -26,9 +26,17 @@ SLOW_BENCH = ["--task", "quadratic:steps=300,eval_every=100", "--opt", "torch:SG
               "--opt", "sgd:lr=0.1", "--opt", "adam:lr=0.1", "--seeds", "40", "--no-progress", "--no-plots"]
 
 
+# The bench starts as from a terminal: SIGINT at its default and unblocked. A child inherits its parent's
+# disposition and mask, and a test process may have had SIGINT ignored or blocked by whatever ran in it before
+# (a bench started with SIGINT ignored, as under nohup, rightly ignores Ctrl-C).
+_AS_FROM_A_TERMINAL = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                       "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM}); "
+                       "os.execv(sys.executable, [sys.executable, '-m', 'gradkit.cli', *sys.argv[1:]])")
+
+
 def _gradkit(*argv, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "gradkit.cli", *argv], env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-c", _AS_FROM_A_TERMINAL, *argv], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
