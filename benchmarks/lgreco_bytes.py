@@ -29,18 +29,24 @@ from gradkit.datasets import digits, stdlib_text
 from gradkit.models import TinyLM
 
 
-def train_lm(mode: str, steps: int, rank: int, world: int, error_factor: float):
-    data = stdlib_text("train", max_bytes=2_000_000)
-    val = stdlib_text("val", max_bytes=200_000)
-    torch.manual_seed(0)
-    model = TinyLM(dim=64, depth=2, heads=4, context=64)
+def _wrap(model: nn.Module, mode: str, error_factor: float):
+    """DDP around ``model`` with the compression hook of ``mode`` ("none", "uniform" or "lgreco"), the hook's
+    state (None without one) and the bytes one uncompressed step sends."""
     ddp = DDP(model)
     state = None
     if mode != "none":
         state = LGreCo(model, ranks=(1, 2, 4, 8, 16, 32), default_rank=4, adaptive=(mode == "lgreco"),
                        warmup_steps=20, update_every=100, error_factor=error_factor)
         ddp.register_comm_hook(state, lgreco_hook)
-    per_step_plain = sum(p.numel() * p.element_size() for p in model.parameters())
+    return ddp, state, sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def train_lm(mode: str, steps: int, rank: int, world: int, error_factor: float):
+    data = stdlib_text("train", max_bytes=2_000_000)
+    val = stdlib_text("val", max_bytes=200_000)
+    torch.manual_seed(0)
+    model = TinyLM(dim=64, depth=2, heads=4, context=64)
+    ddp, state, per_step_plain = _wrap(model, mode, error_factor)
     opt = torch.optim.Adam(ddp.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(1)
     losses, sent = [], []
@@ -65,13 +71,7 @@ def train(mode: str, steps: int, rank: int, world: int, error_factor: float):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 64),
                           nn.ReLU(), nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 10))
-    ddp = DDP(model)
-    state = None
-    if mode != "none":
-        state = LGreCo(model, ranks=(1, 2, 4, 8, 16, 32), default_rank=4, adaptive=(mode == "lgreco"),
-                       warmup_steps=20, update_every=100, error_factor=error_factor)
-        ddp.register_comm_hook(state, lgreco_hook)
-    per_step_plain = sum(p.numel() * p.element_size() for p in model.parameters())
+    ddp, state, per_step_plain = _wrap(model, mode, error_factor)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
     gen = torch.Generator().manual_seed(1)
     losses, sent = [], []
