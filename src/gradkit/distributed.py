@@ -12,6 +12,7 @@ calls them must be called on all ranks of the group (as ``loss.backward()`` is u
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ __all__ = [
     "broadcast_from_first",
     "check_same_on_ranks",
     "rank_slice",
+    "check_groups_kept",
 ]
 
 
@@ -151,3 +153,39 @@ def rank_slice(total: int, rank: int, num_ranks: int) -> slice:
     base, extra = divmod(total, num_ranks)
     start = rank * base + min(rank, extra)
     return slice(start, start + base + (1 if rank < extra else 0))
+
+
+def _built_by_zero_redundancy_optimizer() -> bool:
+    """Whether the optimizer being constructed is the local optimizer of torch's ZeroRedundancyOptimizer.
+
+    A look at the calling frames (for the code object of ``ZeroRedundancyOptimizer._init_local_optimizer``,
+    not a name): torch hands its local optimizer plain param-group dicts with no mark of where they came
+    from, and its own check fails only after construction, with an ``AssertionError`` about group counts."""
+    zero = sys.modules.get("torch.distributed.optim.zero_redundancy_optimizer")
+    if zero is None:
+        return False
+    target = zero.ZeroRedundancyOptimizer._init_local_optimizer.__code__
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is target:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def check_groups_kept(optimizer: str, flag: str, example: str, given: list, groups: list) -> None:
+    """Refuse, before anything is built, to split param groups under ``ZeroRedundancyOptimizer``.
+
+    An optimizer that splits each param group by parameter shape (Muon's ``use_muon``, the low-rank
+    family's ``project``) has more groups than it was given; ``ZeroRedundancyOptimizer`` needs its local
+    optimizer to keep the groups it passes (it copies hyperparameters and state between the two group by
+    group). Groups that already carry ``flag`` are kept as given, so those work."""
+    given_groups = sum(1 for g in given if isinstance(g, dict)) or 1
+    if len(groups) == given_groups or not _built_by_zero_redundancy_optimizer():
+        return
+    raise ValueError(
+        f"{optimizer} splits each param group by parameter shape into groups with a {flag!r} flag ({given_groups} "
+        f"given, {len(groups)} after the split), but ZeroRedundancyOptimizer needs its local optimizer to keep "
+        f"the param groups it passes. Give ZeroRedundancyOptimizer param groups that already set {flag!r} "
+        f"(e.g. {example}, with plain tensors as params), or shard with FSDP2 (fully_shard) and save with "
+        f"torch.distributed.checkpoint, or use {optimizer} itself under DDP")

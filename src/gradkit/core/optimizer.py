@@ -40,7 +40,8 @@ from gradkit.core.sharding import (Shards, chain_reach, check_shardable, dtensor
 from gradkit.core.state import ELEMENTWISE
 from gradkit.core.rounding import Rounding
 from gradkit.core.storage import MODES, StateStorage
-from gradkit.core.state_dict import FORMAT, META_KEY, check_state_dict, dtype_as_text, expected_state, group_meta
+from gradkit.core.state_dict import (FORMAT, META_KEY, check_group_states, check_state_dict, dtype_as_text,
+                                     expected_state, fixed_lists, group_meta)
 from gradkit.core.transform import Chain, GradientTransform
 from gradkit.core.hyper import is_number
 
@@ -48,7 +49,7 @@ __all__ = ["Optimizer", "NONFINITE_POLICIES"]
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-_GROUP_ONLY = ("params", "param_names")
+_GROUP_ONLY = ("params", "param_names", META_KEY)
 _PARTIAL_NOTE = ("gradkit: the step failed inside the optimizer's chain. Params and step counters are unchanged; "
                  "state tensors the chain updates in place may already hold this step's values. Construct the "
                  "optimizer with transactional=True to have a failed step restore them too.")
@@ -149,6 +150,27 @@ class Optimizer(torch.optim.Optimizer):
         self.validate_group(candidate)  # before the group is added: a bad group leaves nothing behind
         super().add_param_group(param_group)
         self.group_states.append({})
+        self._link_group_states()  # a "gradkit" key the caller's dict carried (another optimizer's groups) is replaced
+
+    def _link_group_states(self) -> None:
+        """Each live param group carries its group-level state under ``"gradkit"`` (the same dict as
+        ``group_states[i]``): code that copies param-group keys from one optimizer to another, as
+        ``ZeroRedundancyOptimizer`` does between itself and its local optimizer (and so into and out of
+        its state_dict), carries the group-level state with the hyperparameters."""
+        for group, group_state in zip(self.param_groups, self.group_states):
+            group[META_KEY] = group_state
+
+    def _adopt_group_states(self) -> None:
+        """Take over group-level state put into ``param_groups[i]["gradkit"]`` from outside (a
+        ``ZeroRedundancyOptimizer.load_state_dict``), checked like a loaded state_dict's and copied so that
+        the state_dict it came from is not changed by later steps; nothing changes if it is refused."""
+        given = [group.get(META_KEY, own) for group, own in zip(self.param_groups, self.group_states)]
+        if all(g is own for g, own in zip(given, self.group_states)):
+            for group, own in zip(self.param_groups, self.group_states):
+                group.setdefault(META_KEY, own)  # a group dict rebuilt without it keeps its state
+            return
+        self.group_states = check_group_states(self, given, "param_groups[{}]['gradkit']")
+        self._link_group_states()
 
     @property
     def transactional(self) -> bool:
@@ -188,6 +210,7 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._adopt_group_states()
         work = self._gather()
         if not work:
             return loss
@@ -375,6 +398,7 @@ class Optimizer(torch.optim.Optimizer):
             else:
                 self.state[p] = state
         self.group_states = group_states
+        self._link_group_states()
 
     def _state_lists(self, group: dict, group_state: dict, params: list[Tensor], params_c: list[Tensor] | None = None):
         """Each param's state dict (initialised on the first step from the param in its compute dtype:
@@ -416,6 +440,7 @@ class Optimizer(torch.optim.Optimizer):
         super().__setstate__(state)
         self._fused_step = FusedStep(self.transform) if fused else None
         self._checked = {}
+        self._link_group_states()
 
     # -- weight prediction ----------------------------------------------------------------------
     def predicted_weights(self, steps: float = 1):
@@ -460,6 +485,7 @@ class Optimizer(torch.optim.Optimizer):
         for group, group_state in zip(sd["param_groups"], self.group_states):
             group.update({k: dtype_as_text(v) for k, v in group.items()})
             group[META_KEY] = group_meta(sd[META_KEY], group_state)
+        fixed_lists(self, sd["state"])
         for hook in post.values():
             result = hook(self, sd)
             if result is not None:
@@ -491,6 +517,7 @@ class Optimizer(torch.optim.Optimizer):
         self.param_groups = loaded.param_groups
         self.state = defaultdict(dict, loaded.state)
         self.group_states = loaded.group_states
+        self._link_group_states()
         self.skipped_steps = loaded.skipped_steps
         self._checked = {}
         for hook in self._optimizer_load_state_dict_post_hooks.values():

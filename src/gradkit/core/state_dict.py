@@ -45,14 +45,15 @@ from gradkit.core.sharding import is_sharded
 from gradkit.core.state import as_kind
 from gradkit.core.storage import convert_entry
 
-__all__ = ["LoadedState", "check_state_dict", "expected_state", "dtype_as_text", "from_torch_optim", "group_meta",
-           "META_KEY", "FORMAT"]
+__all__ = ["LoadedState", "check_state_dict", "check_group_states", "expected_state", "dtype_as_text", "fixed_lists",
+           "from_torch_optim", "group_meta", "META_KEY", "FORMAT", "HELD"]
 
 META_KEY = "gradkit"
 FORMAT = 1
 _META_FIELDS = ("format", "recipe", "transform", "group_states", "skipped_steps")
 _GROUP_ONLY = ("params", "param_names", META_KEY)
 _LEAVES = (int, float, bool, str, type(None), Tensor, torch.dtype)
+HELD = "gradkit.held."  # + a list-valued state key: how many tensors that list holds (fixed_lists)
 
 
 class LoadedState(NamedTuple):
@@ -302,6 +303,60 @@ def _check_groups(optimizer, saved_groups: Any) -> tuple[list[dict], dict[Any, T
 
 
 # -- per-parameter state --------------------------------------------------------------------------------
+def fixed_lists(optimizer, state: dict) -> None:
+    """A state_dict's per-param lists in a form whose keys and shapes do not change as training goes on
+    (in place on ``state``, keyed by param index as torch.optim's state_dict).
+
+    FRUGAL's block state is a list per param: one tensor while the param is in the state-full block, none
+    otherwise. ``torch.distributed.checkpoint`` loads into a template built by a fresh optimizer, whose
+    active block is another one, and refuses a checkpoint without the keys the template has. So each such
+    list (of at most one tensor) is written as a tensor shaped like its param (zeros while the list is
+    empty) and ``gradkit.held.<key>`` says how many tensors the list holds; a load turns it back into the
+    list. The zeros cost a checkpoint as much as the state of a param in the block would."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    on_shards = set()  # sharded params whose state stays sharded (not stepped whole on an owner)
+    for group in optimizer.param_groups:
+        stepping = [p for p in group["params"] if p.numel()]
+        if is_sharded(stepping) and owner_plan(optimizer.transform, stepping) is None:
+            on_shards.update(id(p) for p in stepping)
+    for pid, entry in list(state.items()):
+        keys = [k for k, v in entry.items()
+                if isinstance(v, list) and len(v) <= 1 and all(isinstance(t, Tensor) for t in v)]
+        if not keys:
+            continue
+        entry = state[pid] = dict(entry)  # torch.optim's state_dict hands out the live per-param dicts
+        for key in keys:
+            value = entry[key]
+            if value:
+                entry[key] = value[0]
+            else:
+                p = params[pid]
+                dtype = optimizer.compute_dtype(p)
+                entry[key] = (torch.zeros_like(p, dtype=dtype) if id(p) in on_shards
+                              else torch.zeros(p.shape, dtype=dtype, device=p.device))
+            entry[HELD + key] = len(value)
+
+
+def _lists_from_fixed(path: str, entry: dict) -> dict:
+    """``entry`` with the lists that :func:`fixed_lists` wrote as tensors back in list form."""
+    held = {k[len(HELD):]: v for k, v in entry.items() if isinstance(k, str) and k.startswith(HELD)}
+    if not held:
+        return entry
+    entry = {k: v for k, v in entry.items() if not (isinstance(k, str) and k.startswith(HELD))}
+    for key, count in held.items():
+        if isinstance(count, Tensor) and count.numel() == 1 and not count.is_floating_point():
+            count = int(count.item())
+        if not _is_int(count) or count not in (0, 1):
+            _fail(ValueError, f"{path}[{HELD + key!r}]", f"must be 0 or 1 (tensors held in {key!r}), got {count!r}")
+        if key not in entry:
+            _fail(ValueError, path, f"has {HELD + key!r} but no {key!r}")
+        value = entry[key]
+        if not isinstance(value, Tensor):
+            _fail(TypeError, f"{path}[{key!r}]", f"must be a tensor (with {HELD + key!r}), got {type(value).__name__}")
+        entry[key] = [value] if count else []
+    return entry
+
+
 def expected_state(optimizer, groups: list[dict]) -> tuple[dict[Tensor, dict[str, Any]], list[dict]]:
     """What ``init`` builds for each param of ``groups`` (on the meta device: no memory), and the
     group-level state it leaves."""
@@ -337,6 +392,7 @@ def _check_state(optimizer, saved_state: Any, id_map: dict, expected: dict) -> d
             _fail(TypeError, path, f"must be a dict, got {type(entry).__name__}")
         if not entry:
             continue  # an empty entry is a param that has not been stepped yet
+        entry = _lists_from_fixed(path, entry)
         p = id_map[pid]
         layout = expected[p]
         entry = convert_entry(getattr(optimizer, "storage", None), path, entry, layout, optimizer.transform.kind_of,
@@ -403,7 +459,13 @@ def _check_tensor(optimizer, path: str, value: Any, want: Tensor, p: Tensor, kin
 
 
 # -- group-level state ----------------------------------------------------------------------------------
-def _check_group_states(optimizer, saved: Any, init_states: list[dict]) -> list[dict]:
+def check_group_states(optimizer, saved: Any, where: str) -> list[dict]:
+    """``saved`` (one group-level state per param group of ``optimizer``), checked as a loaded state_dict's
+    and copied; ``where`` formats each group's index into the path an error names."""
+    return _check_group_states(optimizer, saved, expected_state(optimizer, optimizer.param_groups)[1], where)
+
+
+def _check_group_states(optimizer, saved: Any, init_states: list[dict], where: str | None = None) -> list[dict]:
     path = "['gradkit']['group_states']"
     n = len(optimizer.param_groups)
     if not isinstance(saved, (list, tuple)):
@@ -412,7 +474,7 @@ def _check_group_states(optimizer, saved: Any, init_states: list[dict]) -> list[
         _fail(ValueError, path, f"has {len(saved)} entries, expected one per param group ({n})")
     namespaces = set(optimizer.transform.namespaces)
     for i, (state, init) in enumerate(zip(saved, init_states)):
-        here = f"{path}[{i}]"
+        here = f"{path}[{i}]" if where is None else where.format(i)
         if not isinstance(state, dict):
             _fail(TypeError, here, f"must be a dict, got {type(state).__name__}")
         for key, value in state.items():

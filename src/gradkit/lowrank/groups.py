@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 from torch import Tensor
 
 from gradkit.core.optimizer import Optimizer
+from gradkit.distributed import check_groups_kept
 from gradkit.grouping import RoutingWarning, check_kind
 
 __all__ = ["DEFAULT_FULL_STATE", "split_param_groups", "LowRankOptimizer"]
@@ -165,5 +166,9 @@ class LowRankOptimizer(Optimizer):
     """
 
     def __init__(self, params, transform, defaults, *, full_state=None, nonfinite="raise", state_dtype=None):
-        super().__init__(split_param_groups(params, full_state), transform, {"project": True, **defaults},
-                         nonfinite=nonfinite, state_dtype=state_dtype)
+        params = list(params) if not isinstance(params, Tensor) else params
+        groups = split_param_groups(params, full_state)
+        check_groups_kept(type(self).__name__, "project", "gradkit.lowrank.split_param_groups(model.parameters())",
+                          params, groups)
+        super().__init__(groups, transform, {"project": True, **defaults}, nonfinite=nonfinite,
+                         state_dtype=state_dtype)

@@ -26,6 +26,7 @@ import torch
 
 from gradkit.core.hyper import hp
 from gradkit.core.optimizer import Optimizer
+from gradkit.distributed import check_groups_kept
 from gradkit.core.transform import chain
 from gradkit.grouping import RoutingWarning, check_kind
 from gradkit.registry import register_optimizer
@@ -191,8 +192,10 @@ class Muon(Optimizer):
                  adamw_lr=3e-4, adamw_betas=(0.9, 0.95), adamw_eps=1e-10, adamw_weight_decay=0.0, ns_steps=5,
                  ns_coefficients=MUON_COEFFICIENTS, ns_dtype="auto", shape_scale="muon", maximize=False,
                  nonfinite="raise", state_dtype=None):
+        params = list(params) if not isinstance(params, torch.Tensor) else params
         groups = split_muon_groups(params, adamw, adamw_lr=adamw_lr, adamw_betas=adamw_betas, adamw_eps=adamw_eps,
                                    adamw_weight_decay=adamw_weight_decay)
+        check_groups_kept("Muon", "use_muon", "gradkit.optim.muon.split_muon_groups(model.parameters())", params, groups)
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, ns_steps=ns_steps,
                         ns_coefficients=ns_coefficients, ns_dtype=ns_dtype, shape_scale=shape_scale,
                         betas=adamw_betas, eps=adamw_eps, maximize=maximize, use_muon=True)
