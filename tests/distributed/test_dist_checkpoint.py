@@ -384,6 +384,7 @@ def test_zero_redundancy_optimizer_round_trips_or_refuses(round_trips):
     assert refused == SPLITS_GROUPS
     for name in refused:
         message, untouched, presplit_gap = zero[name]
+        assert type(get_optimizer(name)(_model().parameters())).__name__ in message, message
         assert all(words in message for words in ("splits each param group by parameter shape", "FSDP2",
                                                    "ZeroRedundancyOptimizer", "DDP")), message
         assert untouched, name
@@ -396,8 +397,13 @@ def test_zero_redundancy_optimizer_round_trips_or_refuses(round_trips):
 
 # -- ZeroRedundancyOptimizer on two ranks -------------------------------------------------------------
 # AdamW, and Schedule-Free AdamW for group-level state (its averaging weights depend on the step and lr only,
-# so every rank's local optimizer holds the same); each rank steps its share of the params under DDP
-ZERO_OPTIMIZERS = {"adamw": {"lr": 1e-2, "weight_decay": 0.1}, "schedule_free_adamw": {"lr": 1e-2}}
+# so every rank's local optimizer holds the same); each rank steps its share of the params under DDP.
+# SGD-SaI's group-level statistic (the max gSNR over the group's params) is taken over the rank's share only:
+# a known gap, held by a strict xfail so that a fix shows up.
+ZERO_OPTIMIZERS = {"adamw": {"lr": 1e-2, "weight_decay": 0.1}, "schedule_free_adamw": {"lr": 1e-2}, "sgdsai": {"lr": 1e-2}}
+_SHARE_ONLY = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "under ZeroRedundancyOptimizer a reduction over a group's params (SGD-SaI's max gSNR, Prodigy's and D-Adapt "
+    "Adam's sums) covers only the params of the rank's share"))
 ZERO_STEPS = 10
 
 
@@ -430,7 +436,7 @@ def _zero_worker(rank, world_size):
     return out
 
 
-@pytest.mark.parametrize("name", list(ZERO_OPTIMIZERS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[_SHARE_ONLY] if n == "sgdsai" else []) for n in ZERO_OPTIMIZERS])
 def test_zero_redundancy_optimizer_on_two_ranks_equals_one_process(two_ranks, name):
     x, y = _data()
     single = _model()
