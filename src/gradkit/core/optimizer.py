@@ -464,8 +464,10 @@ class Optimizer(torch.optim.Optimizer):
         The gradkit state is written twice: as the top-level ``"gradkit"`` entry, and inside each param
         group's entry (``param_groups[i]["gradkit"]``, that group's share), because
         ``torch.distributed.checkpoint`` and ``ZeroRedundancyOptimizer`` rebuild a state_dict from
-        ``state`` and ``param_groups`` only. State-dict pre- and post-hooks run as in torch.optim; post
-        hooks see the complete dict.
+        ``state`` and ``param_groups`` only. A per-param list of state (FRUGAL's block state) is written as
+        a tensor and its length (:func:`gradkit.core.state_dict.fixed_lists`), so that the keys and shapes
+        do not depend on the step. State-dict pre- and post-hooks run as in torch.optim; post hooks see
+        the complete dict.
         """
         pre, post = self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks
         for hook in pre.values():

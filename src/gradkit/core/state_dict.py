@@ -30,6 +30,11 @@ Two other forms are accepted, and turned into the one above before any check:
   matched to params by position, as torch.optim matches them.
 - a ``torch.optim.Adam``, ``AdamW`` or ``SGD`` state_dict loaded into gradkit's optimizer of the same
   name (:func:`from_torch_optim`).
+
+A per-param list of state is saved as one tensor and ``gradkit.held.<key>`` (:func:`fixed_lists`), and
+read back as the list; a list in list form (or dropped by DCP because it was empty) is read as well.
+:func:`check_group_states` checks group-level state that reaches a live param group from outside
+(``ZeroRedundancyOptimizer.load_state_dict`` puts it in ``param_groups[i]['gradkit']``).
 """
 from __future__ import annotations
 
