@@ -75,6 +75,8 @@ OPTIMIZERS = {
     "psgd_kron": ("psgd_kron", {"lr": 1e-2}),
 }
 DDP_METHODS = ["adamw", "adamp", "adan", "lion", "muon"]
+# every registered optimizer with all its defaults too (e.g. Muon's bfloat16 Newton-Schulz), as "<name>:defaults"
+DEFAULTS = ":defaults"
 FSDP_METHODS = list(OPTIMIZERS)
 # method -> (a fragment of the error it stops with today under FSDP2, the reason shown). The whole-matrix
 # methods (Muon, the low-rank projectors, the subset norms, PSGD Kron, SOAP, Shampoo) and the per-tensor ones (Cautious, MARS,
@@ -117,7 +119,7 @@ def _data():
 
 
 def _optimizer(method, model):
-    name, kwargs = OPTIMIZERS[method]
+    name, kwargs = OPTIMIZERS[method] if method in OPTIMIZERS else (method.removesuffix(DEFAULTS), {})
     params = model.named_parameters() if name == "muon" else model.parameters()
     return get_optimizer(name)(params, **kwargs)
 
@@ -262,6 +264,33 @@ def test_fsdp2_inf_in_one_shard_is_seen_by_every_rank(policy, expected):
     results = run_on_ranks(_nonfinite_worker, 2, policy, timeout=120, collective_timeout=10)
     for rank, outcome in enumerate(results):
         assert outcome == expected, f"rank {rank} with nonfinite={policy!r}: (raised, params unchanged) = {outcome}"
+
+
+def _registered_defaults():
+    from gradkit.registry import list_entries
+
+    return [entry.name + DEFAULTS for entry in list_entries("optimizer")]
+
+
+@pytest.fixture(scope="module")
+def fsdp_defaults_results(tmp_path_factory):
+    return run_once(tmp_path_factory, "status-fsdp2-defaults", _fsdp_worker, 2, _registered_defaults(), timeout=300)
+
+
+def _defaults_params():
+    for method in _registered_defaults():
+        known = FSDP_KNOWN_FAILURES.get(method.removesuffix(DEFAULTS))
+        marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=known[1])] if known else []
+        yield pytest.param(method, marks=marks)
+
+
+# Each optimizer's defaults, against one process that accumulates the ranks' micro-batches (the defaults
+# include low-precision and rounding-amplifying settings, such as Muon's bfloat16 Newton-Schulz, which would
+# turn the reduce-scatter's rounding into more than 1e-5 from a whole-batch backward; see AMPLIFIES_ROUNDING).
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(_defaults_params()))
+def test_fsdp2_defaults_equal_accumulated_batch(fsdp_defaults_results, method):
+    _check(fsdp_defaults_results, method, micro_batches=2)
 
 
 @pytest.fixture(scope="module")
