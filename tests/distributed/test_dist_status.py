@@ -89,12 +89,13 @@ FSDP_METHODS = list(OPTIMIZERS)
 # them: both then see the same gradient bits, and the parameters agree exactly. (Exact from identical
 # gradients on any number of ranks: test_dist_redistribute.py.)
 AMPLIFIES_ROUNDING = {"dadapt_adam", "prodigy", "shampoo", "soap"}
-# With four ranks gloo's ring reduction sums each chunk in its own rank order, which a single process does
-# not reproduce, so the amplified rounding remains; Prodigy's (about 1e-5 from one perturbed process, 3e-6
+# With four ranks gloo's reduce-scatter sums the pieces of each rank's chunk in orders that depend on the
+# buffer's size (measured: no single order per chunk when a chunk's length is odd), which a single process
+# does not reproduce, so the amplified rounding remains; Prodigy's (about 1e-5 from one perturbed process, 3e-6
 # measured on four ranks) stays within the bar there.
 _DRIFT_PAST_THE_BAR = AMPLIFIES_ROUNDING - {"prodigy"}
-_RING_ORDER = ("amplifies rounding (see AMPLIFIES_ROUNDING) and gloo's four-rank ring reduction sums each chunk "
-               "in an order a single process does not reproduce; exact from identical gradients "
+_RING_ORDER = ("amplifies rounding (see AMPLIFIES_ROUNDING) and gloo's four-rank reduce-scatter sums pieces of "
+               "each chunk in orders a single process does not reproduce; exact from identical gradients "
                "(test_dist_redistribute.py) and on two ranks")
 _GROUP_SUM = "refused on sharded params: it sums statistics over every param of the group and does not all-reduce them"
 FSDP_KNOWN_FAILURES: dict[str, tuple[str, str]] = {
