@@ -18,6 +18,7 @@ def dot_sum(a: list[Tensor], b: list[Tensor], shards=None) -> Tensor:
 
 
 def l1_sum(tensors: list[Tensor], shards=None) -> Tensor:
-    """sum over tensors of ||t_i||_1 as a 0-dim float64 tensor."""
-    norms = torch.stack([n.to(torch.float64) for n in torch._foreach_norm(tensors, ord=1)])
+    """sum over tensors of ||t_i||_1 as a 0-dim float64 tensor (accumulated in float64, so that sums over
+    different partitions of the same values agree to float64 rounding)."""
+    norms = torch.stack(torch._foreach_norm(tensors, ord=1, dtype=torch.float64))
     return (norms if shards is None else shards.sum(norms)).sum()
