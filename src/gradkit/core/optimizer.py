@@ -41,7 +41,7 @@ from gradkit.core.state import ELEMENTWISE
 from gradkit.core.rounding import Rounding
 from gradkit.core.storage import MODES, StateStorage
 from gradkit.core.state_dict import (FORMAT, META_KEY, check_group_states, check_state_dict, dtype_as_text,
-                                     expected_state, fixed_lists, group_meta)
+                                     expected_state, fixed_lists, group_meta, lists_from_fixed)
 from gradkit.core.transform import Chain, GradientTransform
 from gradkit.core.hyper import is_number
 
@@ -163,14 +163,20 @@ class Optimizer(torch.optim.Optimizer):
     def _adopt_group_states(self) -> None:
         """Take over group-level state put into ``param_groups[i]["gradkit"]`` from outside (a
         ``ZeroRedundancyOptimizer.load_state_dict``), checked like a loaded state_dict's and copied so that
-        the state_dict it came from is not changed by later steps; nothing changes if it is refused."""
+        the state_dict it came from is not changed by later steps; nothing changes if it is refused. The
+        same load puts each param's saved state into ``state`` as it is: per-param lists saved in their
+        fixed form (:func:`~gradkit.core.state_dict.fixed_lists`) are turned back into lists."""
         given = [group.get(META_KEY, own) for group, own in zip(self.param_groups, self.group_states)]
         if all(g is own for g, own in zip(given, self.group_states)):
             for group, own in zip(self.param_groups, self.group_states):
                 group.setdefault(META_KEY, own)  # a group dict rebuilt without it keeps its state
             return
-        self.group_states = check_group_states(self, given, "param_groups[{}]['gradkit']")
+        group_states = check_group_states(self, given, "param_groups[{}]['gradkit']")
+        states = {p: lists_from_fixed(f"state of param {j} of group {i}", self.state[p])
+                  for i, group in enumerate(self.param_groups) for j, p in enumerate(group["params"]) if p in self.state}
+        self.group_states = group_states
         self._link_group_states()
+        self.state.update(states)
 
     @property
     def transactional(self) -> bool:

@@ -51,7 +51,7 @@ from gradkit.core.state import as_kind
 from gradkit.core.storage import convert_entry
 
 __all__ = ["LoadedState", "check_state_dict", "check_group_states", "expected_state", "dtype_as_text", "fixed_lists",
-           "from_torch_optim", "group_meta", "META_KEY", "FORMAT", "HELD"]
+           "from_torch_optim", "group_meta", "lists_from_fixed", "META_KEY", "FORMAT", "HELD"]
 
 META_KEY = "gradkit"
 FORMAT = 1
@@ -342,7 +342,7 @@ def fixed_lists(optimizer, state: dict) -> None:
             entry[HELD + key] = len(value)
 
 
-def _lists_from_fixed(path: str, entry: dict) -> dict:
+def lists_from_fixed(path: str, entry: dict) -> dict:
     """``entry`` with the lists that :func:`fixed_lists` wrote as tensors back in list form."""
     held = {k[len(HELD):]: v for k, v in entry.items() if isinstance(k, str) and k.startswith(HELD)}
     if not held:
@@ -397,7 +397,7 @@ def _check_state(optimizer, saved_state: Any, id_map: dict, expected: dict) -> d
             _fail(TypeError, path, f"must be a dict, got {type(entry).__name__}")
         if not entry:
             continue  # an empty entry is a param that has not been stepped yet
-        entry = _lists_from_fixed(path, entry)
+        entry = lists_from_fixed(path, entry)
         p = id_map[pid]
         layout = expected[p]
         entry = convert_entry(getattr(optimizer, "storage", None), path, entry, layout, optimizer.transform.kind_of,
