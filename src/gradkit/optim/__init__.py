@@ -30,6 +30,7 @@ from gradkit.optim.shampoo import Shampoo
 from gradkit.optim.soap import SOAP
 from gradkit.optim.psgd_kron import PSGDKron
 from gradkit.optim.udog import UDoG
+from gradkit.optim.dog import DoG
 from gradkit.optim.schedule_free import ScheduleFree, ScheduleFreeAdamW, ScheduleFreeSGD, recompute_batchnorm_statistics
 
 __all__ = [
@@ -71,4 +72,5 @@ __all__ = [
     "EntropySGD",
     "MKOR",
     "UDoG",
+    "DoG",
 ]

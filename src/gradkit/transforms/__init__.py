@@ -64,6 +64,7 @@ from gradkit.transforms.prodigy import scale_by_prodigy, ScaleByProdigy
 from gradkit.transforms.psgd_kron import MEMORY_SAVE_MODES, scale_by_psgd_kron, ScaleByPSGDKron
 from gradkit.transforms.rms import scale_by_rms, ScaleByRMS
 from gradkit.transforms.udog import scale_by_udog, ScaleByUDoG
+from gradkit.transforms.dog import scale_by_dog, ScaleByDoG
 from gradkit.transforms.schedule_free import schedule_free, ScheduleFreeTransform
 from gradkit.transforms.shampoo import GRAFTINGS, scale_by_shampoo, ScaleByShampoo
 from gradkit.transforms.soap import scale_by_soap, ScaleBySOAP
@@ -153,6 +154,8 @@ __all__ = [
     "ScaleByLaProp",
     "ScaleByProdigy",
     "scale_by_udog",
+    "scale_by_dog",
+    "ScaleByDoG",
     "ScaleByUDoG",
     "skip_first_step",
     "SkipFirstStep",
