@@ -130,7 +130,7 @@ def main():
         for label in shown:
             key = label.split(" (best")[0]
             metric, acc = rows[key]
-            fmt = (lambda v: f"{v:.2e}") if convex else (lambda v: f"{v:.4f}")
+            fmt = lambda v: f"{v:.2e}"  # noqa: E731
             print(f"| {label} | {summary(metric, fmt)} | {summary(acc, lambda v: f'{v:.3f}')} |")
         print("\nsweep (mean over seeds): " + ", ".join(
             f"{k}: {statistics.mean(rows[k][0]):.3g}" for k in rows if k.startswith(("SGD", "Adam"))) + "\n")

@@ -297,12 +297,13 @@ def test_dog_matches_official(kw):
     a = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh(), torch.nn.Linear(32, 10))
     b = copy.deepcopy(a)
     ours, theirs = DoG(a.parameters(), **kw), official.DoG(b.parameters(), **kw)
-    for x, y in digits_batches(8, 64) * 5:
+    for x, y in digits_batches(8, 64) * 25:  # 200 steps
         for model, opt in ((a, ours), (b, theirs)):
             opt.zero_grad()
             F.cross_entropy(model(x), y).backward()
             opt.step()
-    assert max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters())) <= 1e-5
+    # largest relative difference per tensor (measured 2.8e-6 with weight decay, 5e-7 without)
+    assert max(((p - q).abs().max() / q.abs().max()).item() for p, q in zip(a.parameters(), b.parameters())) <= 1e-5
 
 
 def test_dog_first_step_moves_r_eps_and_reduces_digits_loss():
