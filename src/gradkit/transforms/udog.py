@@ -116,16 +116,16 @@ class ScaleByUDoG(GradientTransform):
     def _norm(tensors, shards) -> float:
         return math.sqrt(max(dot_sum(tensors, tensors, shards).item(), 0.0))
 
-    def _project(self, points, x0, radius, shards):
-        """Pi: pull ``points`` (in place) onto the ball ``||x - x0|| <= radius``; returns ``||x - x0||`` after."""
-        offset = torch._foreach_sub(points, x0)
-        dist = self._norm(offset, shards)
-        if dist > radius:
-            torch._foreach_mul_(offset, radius / dist)
-            torch._foreach_add_(offset, x0)
-            torch._foreach_copy_(points, offset)
-            dist = radius
-        return dist
+    @staticmethod
+    def _pull(points, offset, x0, dist, radius):
+        """Pi: put ``points`` (in place) on the ball ``||x - x0|| <= radius`` given ``offset = points - x0`` and
+        its norm ``dist``; returns the distance after."""
+        if dist <= radius:
+            return dist
+        torch._foreach_mul_(offset, radius / dist)
+        torch._foreach_add_(offset, x0)
+        torch._foreach_copy_(points, offset)
+        return radius
 
     def update(self, updates, state, params, ctx):
         grads = ctx.materialize(updates, params)
@@ -148,7 +148,8 @@ class ScaleByUDoG(GradientTransform):
             W = est["W"] + w
             eta = lr * est["r"] / (math.sqrt(est["G"]) + eps)
             x = torch._foreach_add(y, grads, alpha=-alpha * eta)
-            est["dist_x"] = self._project(x, x0, radius, shards)
+            offset = torch._foreach_sub(x, x0)
+            est["dist_x"] = self._pull(x, offset, x0, self._norm(offset, shards), radius)
             torch._foreach_copy_(m, grads)
             # xb_t - xt_t = (w_t / W_t)(x_t - y_{t-1})
             torch._foreach_sub_(x, y)
@@ -158,9 +159,12 @@ class ScaleByUDoG(GradientTransform):
         # grads = g_t at xb_t: step y, update the estimates, move the params to xt_{t+1}
         eta = est["eta"]
         torch._foreach_add_(y, grads, alpha=-alpha * eta)
-        dist_y = self._project(y, x0, radius, shards)
+        offset = torch._foreach_sub(y, x0)
         diff = torch._foreach_sub(grads, m)
-        G = est["G"] + alpha * alpha * dot_sum(diff, diff, shards).item()
+        # one host sync for both sums
+        dist_sq, diff_sq = torch.stack([dot_sum(offset, offset, shards), dot_sum(diff, diff, shards)]).tolist()
+        dist_y = self._pull(y, offset, x0, math.sqrt(max(dist_sq, 0.0)), radius)
+        G = est["G"] + alpha * alpha * diff_sq
         r = max(est["r"], est["dist_x"], dist_y)
         S = est["S"] + r
         w_next = S
