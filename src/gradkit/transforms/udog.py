@@ -21,8 +21,8 @@ param group taken as one vector, ``Pi`` the projection onto the ball ``||x - x_0
     r_t  = max(r_{t-1}, ||x_t - x_0||, ||y_t - x_0||),     S_t = S_{t-1} + r_t
 
 The output is ``xb_t``, the ``w``-weighted average of the ``x_t``. As UniXGrad, the step-size
-denominator sums the squared differences of the two gradients of an iteration (which vanish on a smooth
-problem without noise, the source of acceleration); as DoG, the numerator is the largest distance from
+denominator sums the squared differences of the two gradients of an iteration (which shrink on a smooth
+problem without noise: the source of acceleration); as DoG, the numerator is the largest distance from
 ``x_0`` seen so far, starting at the tiny ``r_eps = reps_rel (1 + ||x_0||)`` (the official DoG
 convention), and the first query moves ``x_1`` exactly ``lr r_eps`` from ``x_0``. The weights
 ``alpha_t`` follow DoG's distance-weighted averaging (``alpha_t = t`` as UniXGrad when the estimate is
@@ -38,13 +38,13 @@ What is reconstructed rather than copied from the paper's algorithm box (its tex
 to this implementation; the equations above are UniXGrad's with DoG's quantities substituted, and are
 what the tests check):
 
-- the paper's "iterate stabilization" and its theory-only constants (the loose bound on ``d_0`` that
-  sets the projection set and the loose noise bound that enters the step-size denominator) are not
-  reproduced: the projection onto the ball of radius ``max_distance`` around ``x_0`` (the loose bound
-  on ``d_0``) is offered, off by default, and the denominator is seeded with the first gradient's
-  squared norm ``||m_1||^2`` instead of a noise bound;
-- the averaging weights are ``w_t = alpha_t r_{t-1}`` with ``alpha_t = S_{t-1} / r_{t-1}``;
-- one estimate per param group (as the official DoG's default); ``eps`` guards the division as there.
+- the paper's "iterate stabilization" techniques and its use of loose bounds on ``d_0`` and on the noise
+  magnitude (both named in its abstract) are not reproduced. Offered instead: the projection onto the
+  ball of radius ``max_distance`` around ``x_0`` (where a loose bound on ``d_0`` can be given; off by
+  default); the denominator is seeded with the first gradient's squared norm ``||m_1||^2`` and takes no
+  noise bound;
+- the weights: ``alpha_t = S_{t-1} / r_{t-1}`` in the steps, ``w_t = alpha_t r_{t-1}`` in the averages;
+- one estimate per param group (as the official DoG's default); ``eps`` is added to ``sqrt(G)``.
 
 State: ``x0`` (the initial point), ``y`` (UniXGrad's second sequence) and ``m`` (the first gradient of
 the current iteration), per param; the group keeps the iteration count, the phase, ``r``, ``S``,
