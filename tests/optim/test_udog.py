@@ -178,6 +178,20 @@ def test_state_dict_mid_iteration_continues_identically():
     assert all(torch.equal(a, b) for a, b in zip(params_a, params_b))
 
 
+@pytest.mark.parametrize("make, key", [(UDoG, "udog"), (DoG, "dog")])
+def test_a_started_group_state_missing_an_estimate_is_refused_on_load(make, key):
+    params, loss = _quadratic()
+    opt = make(params)
+    for _ in range(3):
+        opt.zero_grad(); loss(*params).backward(); opt.step()
+    sd = copy.deepcopy(opt.state_dict())
+    del sd["gradkit"]["group_states"][0][key]["r"]
+    before = copy.deepcopy(opt.group_states)
+    with pytest.raises(ValueError, match=r"\['%s'\] has no 'r'" % key):
+        opt.load_state_dict(sd)
+    assert opt.group_states == before
+
+
 def test_eval_and_train_move_between_the_query_point_and_the_average():
     params, loss = _quadratic()
     opt = UDoG(params, reps_rel=1e-2)

@@ -49,6 +49,7 @@ class ScaleByDoG(GradientTransform):
     kind = PER_TENSOR
     shard_aware = True  # its group sums over local shards are completed over the mesh (ctx.shards)
     state_kinds = {"x0": ITERATE}
+    group_state_keys = ("r", "G")
 
     def __init__(self, reps_rel=1e-6, eps=1e-8):
         self.reps_rel = reps_rel

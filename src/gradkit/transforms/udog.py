@@ -93,6 +93,7 @@ class ScaleByUDoG(GradientTransform):
     kind = PER_TENSOR
     shard_aware = True  # its group sums over local shards are completed over the mesh (ctx.shards)
     state_kinds = {"x0": ITERATE, "y": ITERATE, "m": GRADIENT}
+    group_state_keys = ("t", "phase", "r", "S", "W", "G", "alpha", "w", "eta", "dist_x")
     applies_lr = True
 
     def __init__(self, lr=1.0, reps_rel=1e-6, max_distance=math.inf, eps=1e-8):
@@ -146,7 +147,7 @@ class ScaleByUDoG(GradientTransform):
             if est["G"] == 0.0:  # the seed G_0 = ||m_1||^2 (and while every gradient so far was zero)
                 est["G"] = dot_sum(grads, grads, shards).item()
             W = est["W"] + w
-            eta = lr * est["r"] / (math.sqrt(est["G"]) + eps)
+            eta = lr * est["r"] / (math.sqrt(max(est["G"], 0.0)) + eps)
             x = torch._foreach_add(y, grads, alpha=-alpha * eta)
             offset = torch._foreach_sub(x, x0)
             est["dist_x"] = self._pull(x, offset, x0, self._norm(offset, shards), radius)
