@@ -253,7 +253,7 @@ def test_a_two_rank_fsdp2_checkpoint_continues_on_four_ranks(two_rank_checkpoint
 
 # the optimizers that split their params into groups at construction, which ZeroRedundancyOptimizer refuses
 SPLITS_GROUPS = {"dct", "fira", "frugal", "galore", "muon", "snsm", "svdfree"}
-KEEPS_GROUP_STATE = {"dadapt_adam", "prodigy", "schedule_free_adamw", "schedule_free_sgd"}
+KEEPS_GROUP_STATE = {"dadapt_adam", "dog", "prodigy", "schedule_free_adamw", "schedule_free_sgd", "udog"}
 
 
 def test_zero_redundancy_optimizer_round_trips_or_refuses(round_trips):

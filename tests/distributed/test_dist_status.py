@@ -63,6 +63,8 @@ OPTIMIZERS = {
     "cautious_lion": ("cautious_lion", {"lr": 1e-3}),
     "dadapt_adam": ("dadapt_adam", {"lr": 1.0}),
     "prodigy": ("prodigy", {"lr": 1.0}),
+    "dog": ("dog", {}),
+    "udog": ("udog", {}),
     "laprop": ("laprop", {"lr": 1e-2}),
     "mars": ("mars", {"lr": 1e-2}),
     "multi_momentum_sgd": ("multi_momentum_sgd", {"lr": 0.05}),
