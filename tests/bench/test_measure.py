@@ -1,5 +1,6 @@
 import torch
 
+import gradkit
 from gradkit.bench.measure import state_bytes, tensor_bytes
 
 
@@ -46,3 +47,4 @@ def test_torchao_quantized_states_count_their_codes_scales_and_maps():
     step = opt.state[w]["step"]
     # two moments: 8192 uint8 codes, 32 float32 block scales, a 256-entry float32 map each
     assert state_bytes(opt) == 2 * (8192 + 32 * 4 + 256 * 4) + step.numel() * step.element_size()
+    assert gradkit.state_bytes(opt) == 2 * (8192 + 32 * 4 + 256 * 4)  # the library counts no step counters
