@@ -303,8 +303,9 @@ class SeededRandomProjector(RandomProjector):
     ``(seed, rows, cols)`` (``"basis_seed"``, an RNG kind) in place of the ``rows x cols`` float matrix. The
     price is one Gaussian draw and one QR per projected matrix and step (``materialize``, once per step:
     the bases live only while the step runs). Flora (Hao, Cao & Mou, "Flora: Low-Rank Adapters Are Secretly
-    Gradient Compressors", ICML 2024, arXiv:2402.03293, https://github.com/BorealisAI/flora-opt) and APOLLO
-    (Zhu et al., arXiv:2412.05270) likewise keep seeds of their random projections rather than the matrices.
+    Gradient Compressors", ICML 2024, arXiv:2402.03293; https://github.com/BorealisAI/flora-opt) likewise
+    keeps a seed per matrix in its state and redraws its projection from it at every step (there a scaled
+    Gaussian matrix, not orthonormalized); here the basis is the orthonormal one of FRUGAL's "random".
     """
 
     name = "random_seeded"
