@@ -141,11 +141,15 @@ def test_every_optimizer_round_trips_through_dcp(round_trips):
 
 
 # -- resharding: FSDP2 on two ranks writes, one process reads ------------------------------------------
-RESHARD_OPTIMIZERS = [("adamw", {"lr": 1e-2}), ("lion", {"lr": 1e-3}), ("adam", {"lr": 1e-2, "amsgrad": True}),
-                      # whole-matrix methods: their state lives on each matrix's owner rank (core/redistribute.py)
-                      ("galore", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
-                      ("frugal", {"lr": 1e-2, "density": 0.5, "update_freq": 10, "projector": "random"}),
-                      ("muon", {"lr": 0.02, "ns_dtype": torch.float32})]
+# label -> (registered optimizer, keyword arguments)
+RESHARD_OPTIMIZERS = {
+    "adamw": ("adamw", {"lr": 1e-2}), "lion": ("lion", {"lr": 1e-3}), "adam": ("adam", {"lr": 1e-2, "amsgrad": True}),
+    # whole-matrix methods: their state lives on each matrix's owner rank (core/redistribute.py)
+    "galore": ("galore", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
+    "frugal": ("frugal", {"lr": 1e-2, "density": 0.5, "update_freq": 10, "projector": "random"}),
+    # the basis rebuilt from a seed kept in state: the checkpoint carries the seeds (int64), not the matrices
+    "frugal_random_seeded": ("frugal", {"lr": 1e-2, "density": 0.5, "update_freq": 10, "projector": "random_seeded"}),
+    "muon": ("muon", {"lr": 0.02, "ns_dtype": torch.float32})}
 
 
 def _fsdp_write(rank, world_size, root):
@@ -159,16 +163,16 @@ def _fsdp_write(rank, world_size, root):
     x, y = _data()
     share = slice(rank * len(x) // world_size, (rank + 1) * len(x) // world_size)
     out = {}
-    for name, kwargs in RESHARD_OPTIMIZERS:
+    for label, (name, kwargs) in RESHARD_OPTIMIZERS.items():
         model = _model()
         for layer in (model[0], model[2], model):
             fully_shard(layer, mesh=mesh)
         opt = get_optimizer(name)(model.parameters(), **kwargs)
         _train(model, opt, 15, x[share], y[share])
         dcp.save({"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)},
-                 checkpoint_id=os.path.join(root, name))
+                 checkpoint_id=os.path.join(root, label))
         _train(model, opt, 15, x[share], y[share])
-        out[name] = [p.full_tensor() for p in model.parameters()]
+        out[label] = [p.full_tensor() for p in model.parameters()]
     return out
 
 
@@ -185,19 +189,19 @@ def _fsdp_read(rank, world_size, root):
     x, y = _data()
     share = slice(rank * len(x) // world_size, (rank + 1) * len(x) // world_size)
     out = {}
-    for name, kwargs in RESHARD_OPTIMIZERS:
+    for label, (name, kwargs) in RESHARD_OPTIMIZERS.items():
         torch.manual_seed(5)  # other weights than the checkpoint's: the load must bring them
         model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
         for layer in (model[0], model[2], model):
             fully_shard(layer, mesh=mesh)
         opt = get_optimizer(name)(model.parameters(), **kwargs)
         target = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)}
-        dcp.load(target, checkpoint_id=os.path.join(root, name))
+        dcp.load(target, checkpoint_id=os.path.join(root, label))
         set_model_state_dict(model, target["model"])
         set_optimizer_state_dict(model, opt, target["optim"])
         steps = {s["step"] for s in opt.state.values()}
         _train(model, opt, 15, x[share], y[share])
-        out[name] = ([p.full_tensor() for p in model.parameters()], steps)
+        out[label] = ([p.full_tensor() for p in model.parameters()], steps)
     return out
 
 
@@ -209,17 +213,17 @@ def _single_read(rank, world_size, root):
 
     x, y = _data()
     out = {}
-    for name, kwargs in RESHARD_OPTIMIZERS:
+    for label, (name, kwargs) in RESHARD_OPTIMIZERS.items():
         torch.manual_seed(5)  # other weights than the checkpoint's: the load must bring them
         model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
         opt = get_optimizer(name)(model.parameters(), **kwargs)
         target = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)}
-        dcp.load(target, checkpoint_id=os.path.join(root, name))
+        dcp.load(target, checkpoint_id=os.path.join(root, label))
         set_model_state_dict(model, target["model"])
         set_optimizer_state_dict(model, opt, target["optim"])
         steps = {s["step"] for s in opt.state.values()}
         _train(model, opt, 15, x, y)
-        out[name] = ([p.detach().clone() for p in model.parameters()], steps)
+        out[label] = ([p.detach().clone() for p in model.parameters()], steps)
     return out
 
 
@@ -230,11 +234,11 @@ def two_rank_checkpoint(tmp_path_factory):
 
 
 def _check_continued(read, written):
-    for name, _ in RESHARD_OPTIMIZERS:
-        params, steps = read[name]
-        assert steps == {15}, name
-        gaps = [float((p.detach() - q.detach()).norm() / q.detach().norm()) for p, q in zip(params, written[name])]
-        assert max(gaps) <= RESHARD_TOL, (name, gaps)
+    for label in RESHARD_OPTIMIZERS:
+        params, steps = read[label]
+        assert steps == {15}, label
+        gaps = [float((p.detach() - q.detach()).norm() / q.detach().norm()) for p, q in zip(params, written[label])]
+        assert max(gaps) <= RESHARD_TOL, (label, gaps)
 
 
 def test_a_two_rank_fsdp2_checkpoint_continues_in_one_process(two_rank_checkpoint):

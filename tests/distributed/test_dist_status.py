@@ -46,6 +46,7 @@ OPTIMIZERS = {
     "sgdsai": ("sgdsai", {"lr": 1e-2}),
     "frugal": ("frugal", {"lr": 1e-2, "density": 0.5, "update_freq": 10}),
     "frugal_random": ("frugal", {"lr": 1e-2, "density": 0.5, "update_freq": 10, "projector": "random"}),
+    "frugal_random_seeded": ("frugal", {"lr": 1e-2, "density": 0.5, "update_freq": 10, "projector": "random_seeded"}),
     "frugal_block": ("frugal", {"lr": 1e-2, "density": 0.5, "update_freq": 10, "projector": "block"}),
     "galore": ("galore", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
     "fira": ("fira", {"lr": 1e-2, "rank": 2, "update_proj_gap": 10}),
