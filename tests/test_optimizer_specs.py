@@ -106,3 +106,26 @@ def test_memory_estimate_speaks_the_same_grammar():
 def test_build_optimizer_rejects_other_types():
     with pytest.raises(TypeError, match="optimizer spec must be a string 'name:key=value,...'"):
         build_optimizer(3, _params())
+
+
+@pytest.mark.parametrize("prefix, module", [("torchao", "torchao.optim"), ("bitsandbytes", "bitsandbytes.optim"),
+                                            ("pytorch_optimizer", "pytorch_optimizer")])
+def test_a_missing_library_is_named_with_its_install_command(monkeypatch, prefix, module):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if the package were absent
+    with pytest.raises(ValueError, match=rf"library '{prefix}' is not installed \(pip install "
+                                         rf"{prefix.replace('_', '-')}\)"):
+        build_optimizer(f"{prefix}:AdamW8bit", [torch.nn.Parameter(torch.zeros(2))])
+
+
+@pytest.mark.parametrize("spec", ["torchao:AdamW8bit", "torchao:AdamW4bit", "bitsandbytes:AdamW8bit"])
+def test_low_bit_peers_build_and_step(spec):
+    library = spec.split(":")[0]
+    pytest.importorskip(f"{library}.optim", reason=f"{library} is not installed (pip install {library})")
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(64, 128))  # 8192 elements: above both libraries' minimum quantized size
+    opt = build_optimizer(f"{spec}:lr=1e-2", [w])
+    before = w.detach().clone()
+    w.grad = torch.randn_like(w)
+    opt.step()
+    assert type(opt).__name__ == spec.split(":")[1] and not torch.equal(w, before)
+    assert (w - before).abs().max() < 0.02  # an Adam step moves each weight by about lr

@@ -25,9 +25,9 @@ _TRANSFORMS = (
     "add_decayed_weights", "autoclip", "cautious", "clip_by_block_rms", "clip_by_global_norm", "clip_by_value",
     "decoupled_decay", "flip_sign", "heavy_ball", "mars_correction", "multi_momentum", "orthogonal_grad", "project_radial", "proximal_decay", "scale",
     "scale_by_adam", "scale_by_adamomentum", "scale_by_adan", "scale_by_ademamix", "scale_by_adopt", "scale_by_belief",
-    "scale_by_dadapt_adam", "scale_by_diffgrad", "scale_by_exadam", "scale_by_grams", "scale_by_gsnr",
+    "scale_by_dadapt_adam", "scale_by_diffgrad", "scale_by_dog", "scale_by_exadam", "scale_by_grams", "scale_by_gsnr",
     "scale_by_laprop", "scale_by_learning_rate", "scale_by_nesterov_adam", "scale_by_optimistic_amsgrad", "scale_by_prodigy", "scale_by_psgd_kron",
-    "scale_by_rms", "scale_by_shampoo", "scale_by_soap", "scale_by_trust_region", "schedule_free", "select_by_group",
+    "scale_by_rms", "scale_by_shampoo", "scale_by_soap", "scale_by_trust_region", "scale_by_udog", "schedule_free", "select_by_group",
     "sign_momentum", "skip_first_step", "trace",
 )
 _HOME = {**{name: "gradkit.core" for name in _CORE}, **{name: "gradkit.transforms" for name in _TRANSFORMS},

@@ -261,7 +261,7 @@ def list_entries(kind: str | None = None) -> list[Entry]:
     """Every registered entry of ``kind`` (one of :data:`KINDS`), or of every kind with ``None``.
 
     >>> [e.name for e in list_entries("projector")]
-    ['block', 'dct', 'randk', 'random', 'svd']
+    ['block', 'dct', 'randk', 'random', 'random_seeded', 'svd']
     """
     if kind is not None and kind not in REGISTRIES:
         raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}{suggestion(kind, KINDS)}")

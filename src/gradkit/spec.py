@@ -14,6 +14,8 @@ an optimizer class from another package, and only from these (no other module is
 
 * ``torch:AdamW`` is ``torch.optim.AdamW``;
 * ``pytorch_optimizer:Adan`` is ``pytorch_optimizer.Adan``;
+* ``torchao:AdamW8bit`` is ``torchao.optim.AdamW8bit`` (also ``AdamW4bit``, ``AdamWFp8``, ...);
+* ``bitsandbytes:AdamW8bit`` is ``bitsandbytes.optim.AdamW8bit``;
 * any package that declares an entry point in the group ``gradkit.optimizers`` (see
   :data:`ENTRY_POINT_GROUP`): the entry point's name is the prefix, its object a module or namespace
   whose attributes are the optimizer classes. In ``pyproject.toml``::
@@ -54,7 +56,8 @@ _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 #: The libraries ``--opt LIBRARY:NAME`` knows without an entry point: prefix -> module.
-LIBRARY_MODULES = {"torch": "torch.optim", "pytorch_optimizer": "pytorch_optimizer"}
+LIBRARY_MODULES = {"torch": "torch.optim", "pytorch_optimizer": "pytorch_optimizer", "torchao": "torchao.optim",
+                   "bitsandbytes": "bitsandbytes.optim"}
 #: Installed packages add libraries by declaring an entry point in this group (name: the prefix).
 ENTRY_POINT_GROUP = "gradkit.optimizers"
 

@@ -1,5 +1,6 @@
 import torch
 
+import gradkit
 from gradkit.bench.measure import state_bytes, tensor_bytes
 
 
@@ -33,3 +34,17 @@ def test_own_state_bytes_method_wins():
             return 1234
 
     assert state_bytes(_trained(Counted, lr=0.1, momentum=0.9)) == 1234
+
+
+def test_torchao_quantized_states_count_their_codes_scales_and_maps():
+    import pytest
+
+    ao = pytest.importorskip("torchao.optim", reason="torchao is not installed (pip install torchao)")
+    w = torch.nn.Parameter(torch.randn(64, 128))  # 8192 elements, quantized (torchao keeps < 4096 in float32)
+    opt = ao.AdamW8bit([w], block_size=256)
+    w.grad = torch.randn_like(w)
+    opt.step()
+    step = opt.state[w]["step"]
+    # two moments: 8192 uint8 codes, 32 float32 block scales, a 256-entry float32 map each
+    assert state_bytes(opt) == 2 * (8192 + 32 * 4 + 256 * 4) + step.numel() * step.element_size()
+    assert gradkit.state_bytes(opt) == 2 * (8192 + 32 * 4 + 256 * 4)  # the library counts no step counters

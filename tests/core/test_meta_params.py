@@ -5,9 +5,9 @@ import torch
 
 from gradkit.registry import get_optimizer, list_entries
 
-# Their step reads a data-dependent number on the host (the step-size estimates of Prodigy and
-# D-Adaptation) or draws random probes on the param's device (PSGD Kron): they need real tensors.
-NEEDS_DATA = {"dadapt_adam", "prodigy", "psgd_kron"}
+# Their step reads a data-dependent number on the host (the step-size estimates of Prodigy,
+# D-Adaptation, DoG and U-DoG) or draws random probes on the param's device (PSGD Kron): they need real tensors.
+NEEDS_DATA = {"dadapt_adam", "prodigy", "psgd_kron", "dog", "udog"}
 NAMES = [e.name for e in list_entries("optimizer") if e.name not in NEEDS_DATA]
 
 pytestmark = pytest.mark.filterwarnings("ignore::gradkit.grouping.RoutingWarning")

@@ -16,6 +16,7 @@ SPECS = [
     ("adamw", {}),
     ("frugal", {}),
     ("frugal", dict(projector="random", density=0.5)),
+    ("frugal", dict(projector="random_seeded", density=0.5, state_dtype=("int8", 256, 0))),
     ("frugal", dict(projector="randk")),
     ("frugal", dict(projector="block")),
     ("frugal", dict(projector="dct", inner="sgd")),

@@ -22,6 +22,7 @@ NAMES = ["frugal", "galore", "fira", "svdfree", "dct", "subset_norm", "snsm"]
 VARIANTS = [
     ("frugal", dict(update_freq=2)),
     ("frugal", dict(update_freq=2, projector="random", state_policy="project")),
+    ("frugal", dict(update_freq=2, projector="random_seeded", state_policy="project")),
     ("frugal", dict(update_freq=2, projector="randk", inner="sgd")),
     ("frugal", dict(update_freq=2, projector="block", density=0.5)),
     ("frugal", dict(update_freq=2, projector="dct", free="sgd", free_scale=0.1)),

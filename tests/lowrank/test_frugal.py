@@ -14,7 +14,7 @@ from lowrank_helpers import Small, train
 # gives is tested in tests/integrations/test_param_groups.py.
 pytestmark = pytest.mark.filterwarnings("ignore::gradkit.grouping.RoutingWarning")
 
-PROJECTORS = ["svd", "random", "randk", "block", "dct"]
+PROJECTORS = ["svd", "random", "random_seeded", "randk", "block", "dct"]
 
 
 def _params(model):
@@ -198,3 +198,36 @@ def test_any_gradkit_transform_can_be_the_state_full_rule():
     st = opt.state[model.up.weight]
     assert st["lowrank.inner.momentum.momentum_buffer"].shape == (48,)  # half of the 96 coordinates
     assert opt.state_bytes(by="kind")["index"] == 8 * (48 + 36 + 36)
+
+
+@pytest.mark.parametrize("policy", ["reset", "project"])
+@pytest.mark.parametrize("state_dtype", [None, ("int8", 256, 0)])
+def test_seeded_random_projector_is_random_without_its_matrices(policy, state_dtype):
+    # the same updates as projector="random" (bit for bit, across subspace refreshes), with only an int64
+    # seed triple per projected matrix in place of the float32 basis; a run resumed from its state_dict
+    # at a step between refreshes continues identically
+    runs = {}
+    for projector in ("random", "random_seeded"):
+        torch.manual_seed(0)
+        model = Small()
+        opt = FRUGAL(model.named_parameters(), lr=1e-2, density=0.5, projector=projector, update_freq=3,
+                     state_policy=policy, state_dtype=state_dtype)
+        train(model, opt, 4)
+        runs[projector] = (model, opt)
+    (model_r, opt_r), (model_s, opt_s) = runs["random"], runs["random_seeded"]
+    twin = Small()
+    twin.load_state_dict(model_s.state_dict())
+    twin_opt = FRUGAL(twin.named_parameters(), lr=1e-2, density=0.5, projector="random_seeded", update_freq=3,
+                      state_policy=policy, state_dtype=state_dtype)
+    twin_opt.load_state_dict(opt_s.state_dict())
+    for model, opt in ((model_r, opt_r), (model_s, opt_s), (twin, twin_opt)):
+        train(model, opt, 4, start=4)
+    for a, b, c in zip(model_r.parameters(), model_s.parameters(), twin.parameters()):
+        assert torch.equal(a, b) and torch.equal(b, c)
+    kinds_r, kinds_s = opt_r.state_bytes(by="kind"), opt_s.state_bytes(by="kind")
+    projected = [p for p in model_s.parameters() if "lowrank.proj.basis_seed" in opt_s.state[p]]
+    assert len(projected) == 3 and "projection" not in kinds_s  # up, down and conv: seeds only
+    assert kinds_s["rng"] == 24 * len(projected) and kinds_s["moment"] == kinds_r["moment"]
+    assert opt_s.state_bytes() == opt_r.state_bytes() - kinds_r["projection"] + 24 * len(projected)
+    assert gradkit.memory.estimate(twin, "frugal", density=0.5, projector="random_seeded", update_freq=3,
+                                   state_policy=policy, state_dtype=state_dtype) == twin_opt.state_bytes()

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradkit.lowrank import DCTProjector, RandKProjector, RandomProjector, SVDProjector, dct_basis, get_projector
+from gradkit.lowrank import (DCTProjector, RandKProjector, RandomProjector, SeededRandomProjector, SVDProjector,
+                             dct_basis, get_projector)
 
-MATRIX = [SVDProjector, RandomProjector, DCTProjector]
+MATRIX = [SVDProjector, RandomProjector, SeededRandomProjector, DCTProjector]
 SHAPES = [(12, 7), (5, 9), (6, 3, 2)]  # tall (right projection), wide (left), 3-D viewed as 6 x 6
 
 
@@ -23,7 +24,7 @@ def _basis(proj, st, shape):
     """The columns spanning the subspace, as an (n or m) x r matrix."""
     if isinstance(proj, DCTProjector):
         return proj._columns(st, shape, torch.float64)
-    q = st["matrix"]
+    q = proj.basis(st)
     return q.T if q.shape[0] < q.shape[1] else q
 
 
@@ -104,7 +105,7 @@ def test_randk_keeps_exactly_the_selected_coordinates():
     assert torch.equal(back[mask], g.reshape(-1)[mask]) and torch.all(back[~mask] == 0)
 
 
-@pytest.mark.parametrize("cls", [RandomProjector, RandKProjector])
+@pytest.mark.parametrize("cls", [RandomProjector, SeededRandomProjector, RandKProjector])
 def test_random_projectors_are_determined_by_the_seed(cls):
     g = torch.randn(9, 6)
     a, b, c = cls(), cls(), cls()
@@ -212,3 +213,21 @@ def test_back_many_into_add_writes_into_the_addends():
     for o, a, e in zip(out, adds, expected):
         assert o.data_ptr() == a.data_ptr()  # the same memory: no new full-size tensor
         torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(9, 6), (5, 12), (4, 3, 2)])
+def test_seeded_random_basis_is_the_stored_random_basis(shape, dtype):
+    # the same seed gives bit for bit the matrix "random" stores; only the seed triple is kept
+    g = torch.randn(shape, dtype=dtype)
+    stored, seeded = RandomProjector(), SeededRandomProjector()
+    a, b = stored.state(g, 2), seeded.state(g, 2)
+    stored.fit(g, a, torch.Generator().manual_seed(11))
+    seeded.fit(g, b, torch.Generator().manual_seed(11))
+    assert list(b) == ["basis_seed"] and b["basis_seed"].dtype == torch.int64 and b["basis_seed"].numel() == 3
+    q = seeded.basis(b)
+    assert q.dtype == a["matrix"].dtype and torch.equal(q, a["matrix"])
+    # several at once (one QR per shape) give each one's own basis
+    many = seeded.materialize([b, seeded.state(g, 2), b])
+    assert torch.equal(many[0]["matrix"], q) and torch.equal(many[2]["matrix"], q)
+    assert not torch.equal(many[1]["matrix"], q)  # seed 0, never fitted: another basis

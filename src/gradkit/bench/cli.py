@@ -15,7 +15,7 @@ __all__ = ["register"]
 _EPILOG = """\
 specs: NAME[:key=value,...]; values are int, float, true/false, none, tuples with '/'
 (betas=0.9/0.999) or words. Optimizers from other libraries by prefix: torch:AdamW,
-pytorch_optimizer:Adan, adamp:AdamP. Example:
+pytorch_optimizer:Adan, torchao:AdamW8bit, bitsandbytes:AdamW8bit, adamp:AdamP. Example:
   gradkit bench --task digits-cnn --opt adamw:weight_decay=0.1 --opt torch:SGD:momentum=0.9 \\
       --sweep lr=3e-4,1e-3,3e-3 --seeds 3 --name cnn
 """

@@ -30,13 +30,18 @@ def device_name(device: torch.device | str = "cpu") -> str:
 def tensor_bytes(obj: Any, _seen: set[int] | None = None) -> int:
     """Bytes of every tensor reachable from ``obj`` through dicts, lists, tuples and sets.
 
-    Each tensor counts once, however often it is referenced.
+    Each tensor counts once, however often it is referenced. A tensor subclass that wraps other tensors
+    (``__tensor_flatten__``, e.g. torchao's 8-bit and 4-bit optimizer states, whose reported dtype is the
+    dequantized one) counts the bytes of the tensors it wraps.
     """
     seen = set() if _seen is None else _seen
     if isinstance(obj, torch.Tensor):
         if id(obj) in seen:
             return 0
         seen.add(id(obj))
+        flatten = getattr(obj, "__tensor_flatten__", None)
+        if flatten is not None:  # a wrapper subclass (torchao's quantized states): its inner tensors hold the bytes
+            return sum(tensor_bytes(getattr(obj, name), seen) for name in flatten()[0])
         return obj.numel() * obj.element_size()
     if isinstance(obj, dict):
         return sum(tensor_bytes(v, seen) for v in obj.values())

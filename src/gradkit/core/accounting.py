@@ -12,8 +12,12 @@ BY = (None, "param", "key", "kind")
 
 
 def tensor_bytes(obj: Any) -> int:
-    """Bytes of all tensors in a (nested) container."""
+    """Bytes of all tensors in a (nested) container; a wrapper tensor subclass (``__tensor_flatten__``, such as
+    torchao's 8-bit and 4-bit optimizer states, which report the dequantized dtype) counts the tensors it wraps."""
     if isinstance(obj, torch.Tensor):
+        flatten = getattr(obj, "__tensor_flatten__", None)
+        if flatten is not None:
+            return sum(tensor_bytes(getattr(obj, name)) for name in flatten()[0])
         return obj.numel() * obj.element_size()
     if isinstance(obj, dict):
         return sum(tensor_bytes(v) for v in obj.values())

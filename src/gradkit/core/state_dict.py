@@ -19,7 +19,8 @@ group-level state, counters) without touching the optimizer, or raises one ``Val
   value into the state, so such a state was not saved under them);
 - the ``gradkit`` entry: ``format`` 1, ``skipped_steps`` an int >= 0, ``group_states`` a list of one dict
   per group keyed by the chain's namespaces, holding only numbers, strings, tensors and containers of
-  them, with the types ``init`` gives, or else the optimizer holds now, where there is one.
+  them, with the types ``init`` gives, or else the optimizer holds now, where there is one; a started
+  (non-empty) group state of a transform that declares ``group_state_keys`` holds all of them.
 
 Two other forms are accepted, and turned into the one above before any check:
 
@@ -478,6 +479,7 @@ def _check_group_states(optimizer, saved: Any, init_states: list[dict], where: s
     if len(saved) != n:
         _fail(ValueError, path, f"has {len(saved)} entries, expected one per param group ({n})")
     namespaces = set(optimizer.transform.namespaces)
+    owners = dict(zip(optimizer.transform.namespaces, optimizer.transform.transforms))
     for i, (state, init) in enumerate(zip(saved, init_states)):
         here = f"{path}[{i}]" if where is None else where.format(i)
         if not isinstance(state, dict):
@@ -487,6 +489,11 @@ def _check_group_states(optimizer, saved: Any, init_states: list[dict], where: s
                 _fail(ValueError, f"{here}[{key!r}]", f"is not a namespace of this optimizer's transforms {sorted(namespaces)}")
             if not isinstance(value, dict):
                 _fail(TypeError, f"{here}[{key!r}]", f"must be a dict, got {type(value).__name__}")
+            needed = getattr(owners[key], "group_state_keys", ())
+            missing = [k for k in needed if k not in value]
+            if value and missing:  # an empty group state is one not started yet: the next step starts it
+                _fail(ValueError, f"{here}[{key!r}]", f"has no {missing[0]!r}, which this transform keeps once it "
+                                                      f"has stepped ({', '.join(needed)})")
         current = optimizer.group_states[i] if i < len(optimizer.group_states) else {}
         _check_tree(here, state, _merged(init, current))
     return copy.deepcopy(list(saved))

@@ -17,7 +17,9 @@ What a transform declares (class attributes the core, accounting, wrappers and t
   step can trace it (:mod:`gradkit.core.fused`). The math is written once: the unfused step runs the
   same ``update`` with multi-tensor ops and Python-float scalars;
 - ``applies_lr``: it scales the update by the group's learning rate;
-- ``must_follow``: transform classes that must come earlier in a chain (checked when it is built).
+- ``must_follow``: transform classes that must come earlier in a chain (checked when it is built);
+- ``group_state_keys``: the keys its group-level state holds once it has stepped (a loaded state_dict
+  whose started group state lacks one is refused).
 
 Step-dependent numbers (bias corrections, warm-ups, the learning rate) come from ``scalars(group,
 step) -> {name: float}``, read in ``update`` through ``ctx.scalars(self)``.
@@ -63,6 +65,8 @@ class GradientTransform:
     applies_lr = False
     #: Transform classes of which one must come earlier in any chain holding this transform.
     must_follow: tuple = ()
+    #: The keys of its group-level state (``ctx.group_state``) once it has stepped; checked on load.
+    group_state_keys: tuple = ()
 
     def init(self, params: list[Tensor], ctx: StepContext) -> StateLists:
         return {}

@@ -62,7 +62,9 @@ class FRUGAL(LowRankOptimizer):
         lr, betas, eps, weight_decay: the inner AdamW's (decoupled decay).
         density: the fraction ``rho`` of each projected matrix (or of the group, blockwise) that is state-full.
         update_freq: steps between subspace refreshes ``T``.
-        projector: ``"svd"``, ``"random"``, ``"randk"``, ``"dct"``, ``"block"`` or a ``Projector``.
+        projector: ``"svd"``, ``"random"``, ``"random_seeded"`` (the random basis rebuilt from a seed each
+            step instead of stored: same updates, no projection state), ``"randk"``, ``"dct"``, ``"block"`` or
+            a ``Projector``.
         inner: the state-full rule: ``"adamw"``, ``"sgd"`` (momentum) or any gradkit transform.
         free: the state-free rule on the complement: ``"sign"``, ``"sgd"`` or ``"none"``.
         free_scale: the state-free rule's learning rate as a multiple of ``lr``.

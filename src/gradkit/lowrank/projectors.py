@@ -7,7 +7,9 @@ tensors are viewed as ``shape[0] x rest``):
 * ``fit(grad, state, generator)``: choose a new subspace from a gradient, writing into ``state``;
 * ``project(grad, state)`` -> the low-dimensional coordinates; ``back(low, state)`` -> a full-shape tensor;
 * ``transition(old, new)``: the matrix mapping coordinates in the old subspace to the new one (``None``
-  when the projector maps state by projecting back and forth instead).
+  when the projector maps state by projecting back and forth instead);
+* ``materialize(states)``: the states one step works from (the stored ones, or the basis rebuilt from a
+  stored seed, ``"random_seeded"``).
 
 ``size`` is the subspace size: the rank ``r`` for matrix projectors (the basis is taken on the smaller
 side, as GaLore does: ``m >= n`` projects from the right, ``G Q^T`` with ``Q`` of shape ``r x n``; otherwise
@@ -26,7 +28,7 @@ from torch import Tensor
 
 from gradkit.registry import PROJECTORS, suggestion
 
-__all__ = ["Projector", "SVDProjector", "RandomProjector", "RandKProjector", "DCTProjector", "BlockProjector",
+__all__ = ["Projector", "SVDProjector", "RandomProjector", "SeededRandomProjector", "RandKProjector", "DCTProjector", "BlockProjector",
            "PROJECTORS", "get_projector", "dct_basis"]
 
 
@@ -79,6 +81,11 @@ class Projector:
 
     def transition(self, old: dict[str, Tensor], new: dict[str, Tensor]) -> Tensor | None:
         return None
+
+    def materialize(self, states: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+        """The states ``project``/``back`` work from during one step: the stored ones, or (for a projector
+        that stores only how to rebuild its basis) new ones holding the basis, dropped after the step."""
+        return states
 
     # multi-tensor forms: one call for all parameters of a group (projectors may batch them)
     def project_many(self, grads: list[Tensor], states: list[dict[str, Tensor]]) -> list[Tensor]:
@@ -288,6 +295,57 @@ class RandomProjector(_MatrixProjector):
             state["matrix"].copy_(q[j].T if right else q[j])
 
 
+class SeededRandomProjector(RandomProjector):
+    """:class:`RandomProjector`'s basis, regenerated from its seed at every step instead of stored.
+
+    The same construction from the same per-parameter, per-refresh seed (the Q factor of a CPU-drawn
+    Gaussian matrix), so the updates are those of ``"random"``; the state per matrix is one int64 triple
+    ``(seed, rows, cols)`` (``"basis_seed"``, an RNG kind) in place of the ``rows x cols`` float matrix. The
+    price is one Gaussian draw and one QR per projected matrix and step (``materialize``, once per step:
+    the bases live only while the step runs). Flora (Hao, Cao & Mou, "Flora: Low-Rank Adapters Are Secretly
+    Gradient Compressors", ICML 2024, arXiv:2402.03293; https://github.com/BorealisAI/flora-opt) likewise
+    keeps a seed per matrix in its state and redraws its projection from it at every step (there a scaled
+    Gaussian matrix, not orthonormalized); here the basis is the orthonormal one of FRUGAL's "random".
+    """
+
+    name = "random_seeded"
+    state_kinds = {"basis_seed": "rng"}
+
+    def state(self, p, size):
+        m, n = matrix_shape(p.shape)
+        rows, cols = (size, n) if m >= n else (m, size)
+        # float64 params get a float64 basis, as "random" stores one in the param's dtype (the sign carries it)
+        sign = -1 if p.dtype == torch.float64 else 1
+        return {"basis_seed": torch.tensor([0, sign * rows, cols], dtype=torch.int64, device=p.device)}
+
+    def _fit_batch(self, grads, states, generators, sign_free=False):
+        for state, gen in zip(states, generators):
+            state["basis_seed"][0] = gen.initial_seed()  # the seed "random" would draw its matrix from
+
+    def materialize(self, states):
+        entries = [st["basis_seed"].tolist() for st in states]
+        out: list = [None] * len(states)
+        groups: dict = {}
+        for j, (_, rows, cols) in enumerate(entries):
+            groups.setdefault((rows, cols), []).append(j)
+        for (rows, cols), idx in groups.items():
+            dtype = torch.float64 if rows < 0 else torch.float32
+            rows = abs(rows)
+            right = rows < cols or rows == cols == 0
+            long, r = (cols, rows) if right else (rows, cols)
+            # drawn and factored exactly as RandomProjector._fit_batch does (CPU generator, float32 draw)
+            gauss = _stack([torch.randn(long, r, generator=torch.Generator().manual_seed(entries[j][0]),
+                                        dtype=torch.float32) for j in idx])
+            q, _ = torch.linalg.qr(gauss.double() if dtype == torch.float64 else gauss)
+            q = q.to(states[idx[0]]["basis_seed"].device)
+            for k, j in enumerate(idx):
+                out[j] = {"matrix": q[k].T if right else q[k]}
+        return out
+
+    def basis(self, state):
+        return state["matrix"] if "matrix" in state else self.materialize([state])[0]["matrix"]
+
+
 @functools.lru_cache(maxsize=32)
 def _dct_basis_cached(n: int, dtype: torch.dtype, device: str) -> Tensor:
     k = torch.arange(n, dtype=torch.float64)
@@ -405,7 +463,7 @@ class BlockProjector(Projector):
     applies_to = "any"
 
 
-for _cls in (SVDProjector, RandomProjector, RandKProjector, DCTProjector, BlockProjector):
+for _cls in (SVDProjector, RandomProjector, SeededRandomProjector, RandKProjector, DCTProjector, BlockProjector):
     PROJECTORS.register(_cls.name, _cls)
 
 

@@ -273,7 +273,7 @@ class ProjectedSplit(GradientTransform):
 
         # the inner (state-full) update over every parameter that has inner state, in one multi-tensor call
         stateful = [i for i, r in enumerate(roles) if r in ("full", "low")] + active
-        low_states = [proj_state(i) for i in low]
+        low_states = self.projector.materialize([proj_state(i) for i in low])
         shapes = [params[i].shape for i in low]
         projected = dict(zip(low, self.projector.project_many([updates[i] for i in low], low_states)))
         inputs = [projected[i] if i in projected else updates[i] for i in stateful]

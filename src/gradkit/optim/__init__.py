@@ -29,6 +29,8 @@ from gradkit.optim.prodigy import Prodigy
 from gradkit.optim.shampoo import Shampoo
 from gradkit.optim.soap import SOAP
 from gradkit.optim.psgd_kron import PSGDKron
+from gradkit.optim.udog import UDoG
+from gradkit.optim.dog import DoG
 from gradkit.optim.schedule_free import ScheduleFree, ScheduleFreeAdamW, ScheduleFreeSGD, recompute_batchnorm_statistics
 
 __all__ = [
@@ -69,4 +71,6 @@ __all__ = [
     "GradES",
     "EntropySGD",
     "MKOR",
+    "UDoG",
+    "DoG",
 ]

@@ -63,6 +63,8 @@ from gradkit.transforms.mars import mars_correction, MarsCorrection
 from gradkit.transforms.prodigy import scale_by_prodigy, ScaleByProdigy
 from gradkit.transforms.psgd_kron import MEMORY_SAVE_MODES, scale_by_psgd_kron, ScaleByPSGDKron
 from gradkit.transforms.rms import scale_by_rms, ScaleByRMS
+from gradkit.transforms.udog import scale_by_udog, ScaleByUDoG
+from gradkit.transforms.dog import scale_by_dog, ScaleByDoG
 from gradkit.transforms.schedule_free import schedule_free, ScheduleFreeTransform
 from gradkit.transforms.shampoo import GRAFTINGS, scale_by_shampoo, ScaleByShampoo
 from gradkit.transforms.soap import scale_by_soap, ScaleBySOAP
@@ -151,6 +153,10 @@ __all__ = [
     "ScaleByDAdaptAdam",
     "ScaleByLaProp",
     "ScaleByProdigy",
+    "scale_by_udog",
+    "scale_by_dog",
+    "ScaleByDoG",
+    "ScaleByUDoG",
     "skip_first_step",
     "SkipFirstStep",
     "schedule_free",
