@@ -12,12 +12,13 @@ calls them must be called on all ranks of the group (as ``loss.backward()`` is u
 """
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from gradkit.core.sharding import zero_redundancy_optimizer_building
 
 __all__ = [
     "LOCAL",
@@ -156,21 +157,8 @@ def rank_slice(total: int, rank: int, num_ranks: int) -> slice:
 
 
 def _built_by_zero_redundancy_optimizer() -> bool:
-    """Whether the optimizer being constructed is the local optimizer of torch's ZeroRedundancyOptimizer.
-
-    A look at the calling frames (for the code object of ``ZeroRedundancyOptimizer._init_local_optimizer``,
-    not a name): torch hands its local optimizer plain param-group dicts with no mark of where they came
-    from, and its own check fails only after construction, with an ``AssertionError`` about group counts."""
-    zero = sys.modules.get("torch.distributed.optim.zero_redundancy_optimizer")
-    if zero is None:
-        return False
-    target = zero.ZeroRedundancyOptimizer._init_local_optimizer.__code__
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is target:
-            return True
-        frame = frame.f_back
-    return False
+    """Whether the optimizer being constructed is the local optimizer of torch's ZeroRedundancyOptimizer."""
+    return zero_redundancy_optimizer_building() is not None
 
 
 def check_groups_kept(optimizer: str, flag: str, example: str, given: list, groups: list) -> None:

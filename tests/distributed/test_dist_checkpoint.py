@@ -326,9 +326,10 @@ def _selected(request, test: str) -> list[str]:
     return [m for m in RESHARD_OPTIMIZERS if m in chosen]
 
 
-_ONE, _FOUR, _ZERO = ("test_a_two_rank_fsdp2_checkpoint_continues_in_one_process",
-                      "test_a_two_rank_fsdp2_checkpoint_continues_on_four_ranks",
-                      "test_zero_redundancy_optimizer_on_two_ranks_equals_one_process")
+_ONE, _FOUR = ("test_a_two_rank_fsdp2_checkpoint_continues_in_one_process",
+               "test_a_two_rank_fsdp2_checkpoint_continues_on_four_ranks")
+_ZERO = ("test_zero_redundancy_optimizer_on_two_ranks_equals_one_process",
+         "test_zero_redundancy_optimizer_on_two_ranks_refuses_statistics_over_a_group")
 
 
 @pytest.fixture(scope="module")
@@ -336,7 +337,7 @@ def two_ranks(request, tmp_path_factory):
     """Each rank's (checkpoint directory, parameters at step 30 per configuration, ZeRO results)."""
     root = str(tmp_path_factory.mktemp("fsdp2"))
     methods = [m for m in RESHARD_OPTIMIZERS if m in {*_selected(request, _ONE), *_selected(request, _FOUR)}]
-    zero = any(getattr(item, "originalname", None) == _ZERO and getattr(item, "module", None) is request.module
+    zero = any(getattr(item, "originalname", None) in _ZERO and getattr(item, "module", None) is request.module
                for item in request.session.items)
     # the first xdist worker to get here writes; the others read its directory from the result
     return run_once(tmp_path_factory, "checkpoint-two-ranks", _two_ranks, 2, root, methods, zero,
@@ -407,12 +408,11 @@ def test_zero_redundancy_optimizer_round_trips_or_refuses(round_trips):
 # -- ZeroRedundancyOptimizer on two ranks -------------------------------------------------------------
 # AdamW, and Schedule-Free AdamW for group-level state (its averaging weights depend on the step and lr only,
 # so every rank's local optimizer holds the same); each rank steps its share of the params under DDP.
-# SGD-SaI's group-level statistic (the max gSNR over the group's params) is taken over the rank's share only:
-# a known gap, held by a strict xfail so that a fix shows up.
-ZERO_OPTIMIZERS = {"adamw": {"lr": 1e-2, "weight_decay": 0.1}, "schedule_free_adamw": {"lr": 1e-2}, "sgdsai": {"lr": 1e-2}}
-_SHARE_ONLY = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "under ZeroRedundancyOptimizer a reduction over a group's params (SGD-SaI's max gSNR, Prodigy's and D-Adapt "
-    "Adam's sums) covers only the params of the rank's share"))
+ZERO_OPTIMIZERS = {"adamw": {"lr": 1e-2, "weight_decay": 0.1}, "schedule_free_adamw": {"lr": 1e-2}}
+# With their defaults, these compute statistics over every param of a group (a group-wide sum, norm or
+# maximum), which a rank's share of the params under ZeroRedundancyOptimizer would cover only in part: on
+# more than one rank they refuse at construction (the group-splitting optimizers refuse for their own reason)
+SPANS_PARAMS = {"dadapt_adam", "dog", "optimistic_amsgrad", "prodigy", "sgdsai", "udog"}
 ZERO_STEPS = 10
 
 
@@ -442,10 +442,28 @@ def _zero_worker(rank, world_size):
         _train(resumed, resumed_opt, ZERO_STEPS - ZERO_STEPS // 2, x[share], y[share])
         out[name] = ([p.detach().clone() for p in model.module.parameters()],
                      [p.detach().clone() for p in resumed.module.parameters()])
+    out["refusals"] = _zero_refusals()
     return out
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[_SHARE_ONLY] if n == "sgdsai" else []) for n in ZERO_OPTIMIZERS])
+def _zero_refusals():
+    """Each registered optimizer (defaults) as ZeroRedundancyOptimizer's local optimizer on these ranks: the
+    error it refuses with, or None."""
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    from gradkit.registry import list_entries
+
+    refusals = {}
+    for entry in list_entries("optimizer"):
+        cls = type(get_optimizer(entry.name)(_model().parameters()))
+        try:
+            ZeroRedundancyOptimizer(_model().parameters(), optimizer_class=cls)
+            refusals[entry.name] = None
+        except ValueError as error:
+            refusals[entry.name] = str(error)
+    return refusals
+
+
+@pytest.mark.parametrize("name", list(ZERO_OPTIMIZERS))
 def test_zero_redundancy_optimizer_on_two_ranks_equals_one_process(two_ranks, name):
     x, y = _data()
     single = _model()
@@ -456,3 +474,16 @@ def test_zero_redundancy_optimizer_on_two_ranks_equals_one_process(two_ranks, na
         assert max(gaps) <= RESHARD_TOL, (rank, gaps)
         # the consolidated checkpoint loaded into another ZeroRedundancyOptimizer continues exactly
         assert all(torch.equal(p, q) for p, q in zip(resumed, params)), rank
+
+
+def test_zero_redundancy_optimizer_on_two_ranks_refuses_statistics_over_a_group(two_ranks):
+    for rank, (_, _, result) in enumerate(two_ranks):
+        refusals = result["refusals"]
+        spanning = {name for name, error in refusals.items() if error and "statistics over every param" in error}
+        assert spanning == SPANS_PARAMS, (rank, spanning)
+        assert all("ZeroRedundancyOptimizer on 2 ranks" in refusals[name] and "DDP" in refusals[name]
+                   for name in spanning), rank
+        # the group-splitting optimizers refuse when the rank's share of the params needs a split
+        assert all(error is None or "splits each param group" in error
+                   for name, error in refusals.items() if name in SPLITS_GROUPS), rank
+        assert {name for name, error in refusals.items() if error is None} >= set(refusals) - SPANS_PARAMS - SPLITS_GROUPS

@@ -35,8 +35,8 @@ from gradkit.core.context import StepContext
 from gradkit.core.fused import FusedGroup, FusedStep
 from gradkit.core.prediction import predicted_weights
 from gradkit.core.redistribute import owner_plan, step_on_owners
-from gradkit.core.sharding import (Shards, chain_reach, check_shardable, dtensor_type, is_sharded, local, rewrap,
-                                   runs_on_shards)
+from gradkit.core.sharding import (Shards, chain_reach, check_shardable, check_zero_redundancy, dtensor_type,
+                                   is_sharded, local, rewrap, runs_on_shards)
 from gradkit.core.state import ELEMENTWISE
 from gradkit.core.rounding import Rounding
 from gradkit.core.storage import MODES, StateStorage
@@ -133,6 +133,7 @@ class Optimizer(torch.optim.Optimizer):
         self.group_states: list[dict] = []
         self._checked: dict[int, tuple] = {}  # id(group) -> (group, hyperparameters last validated, plain group)
         super().__init__(params, dict(defaults or {}))
+        check_zero_redundancy(self.transform, self.param_groups)
 
     # -- groups ------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:

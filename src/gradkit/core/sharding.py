@@ -22,6 +22,7 @@ What a chain needs from a sharded parameter depends on the widest kind any of it
 """
 from __future__ import annotations
 
+import sys
 from functools import cache
 from typing import Any, Iterable
 
@@ -113,6 +114,42 @@ class Shards:
         """The element counts of the whole tensors."""
         shapes = self.shapes if indices is None else [self.shapes[i] for i in indices]
         return [s.numel() for s in shapes]
+
+
+def zero_redundancy_optimizer_building():
+    """The ``ZeroRedundancyOptimizer`` whose local optimizer is being constructed, or ``None``.
+
+    A look at the calling frames (for the code object of ``ZeroRedundancyOptimizer._init_local_optimizer``,
+    not a name): torch hands its local optimizer plain param-group dicts with no mark of where they came
+    from, and its own checks fail only after construction."""
+    zero = sys.modules.get("torch.distributed.optim.zero_redundancy_optimizer")
+    if zero is None:
+        return None
+    target = zero.ZeroRedundancyOptimizer._init_local_optimizer.__code__
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is target:
+            return frame.f_locals.get("self")
+        frame = frame.f_back
+    return None
+
+
+def check_zero_redundancy(transform, param_groups: list[dict]) -> None:
+    """Refuse, at construction, to be ``ZeroRedundancyOptimizer``'s local optimizer on more than one rank when
+    a transform's statistics span a group's params (:meth:`GradientTransform.spans_params`): each rank's local
+    optimizer holds only its share of the params, so those statistics would cover the share only."""
+    zero = zero_redundancy_optimizer_building()
+    if zero is None or getattr(zero, "world_size", 1) <= 1:
+        return
+    for index, group in enumerate(param_groups):
+        spanning = [t for t in _walk(transform) if t.spans_params(group)]
+        if spanning:
+            raise ValueError(
+                f"param group {index}: {type(spanning[0]).__name__} computes statistics over every param of the "
+                f"group, but under ZeroRedundancyOptimizer on {zero.world_size} ranks each rank's local optimizer "
+                "holds only its share of the params, so they would cover that share only and the step would not "
+                "be the one-process step. Use DDP (every rank steps every param) or FSDP2 (fully_shard), where "
+                "gradkit completes these statistics over the ranks")
 
 
 def check_shardable(transform, group_index: int, group: dict, params: list[Tensor]) -> None:

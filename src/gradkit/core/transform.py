@@ -68,6 +68,11 @@ class GradientTransform:
     #: The keys of its group-level state (``ctx.group_state``) once it has stepped; checked on load.
     group_state_keys: tuple = ()
 
+    def spans_params(self, group: dict) -> bool:
+        """True when, with ``group``'s hyperparameters, its statistics span every param of the group (a global
+        norm, a group-wide sum or maximum): it is then exact only where one process steps the whole group."""
+        return False
+
     def init(self, params: list[Tensor], ctx: StepContext) -> StateLists:
         return {}
 

@@ -59,6 +59,9 @@ class AutoClip(GradientTransform):
     kind = PER_TENSOR
     shard_aware = True  # the global norm of local shards is completed over the mesh (ctx.shards)
 
+    def spans_params(self, group):
+        return True  # the global norm of the group
+
     def __init__(self, percentile=10.0, history_size=1000):
         self.percentile = percentile
         self.history_size = history_size

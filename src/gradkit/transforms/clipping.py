@@ -62,6 +62,9 @@ class ClipByGlobalNorm(GradientTransform):
     kind = PER_TENSOR
     shard_aware = True  # norms of local shards are completed over the mesh (ctx.shards)
 
+    def spans_params(self, group):
+        return True  # the norm of the whole group
+
     def __init__(self, max_norm: float = 1.0):
         self.max_norm = max_norm
 

@@ -61,6 +61,9 @@ class ScaleByDAdaptAdam(GradientTransform):
     shard_aware = True  # its group sums over local shards are completed over the mesh (ctx.shards)
     state_kinds = {"s": FIRST_MOMENT, "exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT}
 
+    def spans_params(self, group):
+        return True  # its estimate sums over the whole group
+
     def __init__(self, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decouple=True, d0=1e-6, growth_rate=math.inf,
                  use_bias_correction=False):
         self.lr = lr

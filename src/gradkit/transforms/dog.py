@@ -51,6 +51,9 @@ class ScaleByDoG(GradientTransform):
     state_kinds = {"x0": ITERATE}
     group_state_keys = ("r", "G")
 
+    def spans_params(self, group):
+        return True  # its distance and gradient sums cover the whole group
+
     def __init__(self, reps_rel=1e-6, eps=1e-8):
         self.reps_rel = reps_rel
         self.eps = eps

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from gradkit.core.hyper import check_hyper
+from gradkit.core.hyper import check_hyper, resolve
 from gradkit.core.state import PER_TENSOR, SCALE
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -102,6 +102,9 @@ class ScaleByGSNR(GradientTransform):
         self.eps = eps
         self.normalize = normalize
         self.estimator = estimator
+
+    def spans_params(self, group):
+        return bool(resolve(self.normalize, group))  # the group's largest g-SNR
 
     def validate(self, group):
         non_negative(self.eps, group, "eps")

@@ -118,6 +118,9 @@ class ScaleByOptimisticAMSGrad(GradientTransform):
     state_kinds = {"exp_avg": FIRST_MOMENT, "prev_exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT,
                    "max_exp_avg_sq": SECOND_MOMENT, "offset": OPTIMISTIC_OFFSET, "history": HISTORY}
 
+    def spans_params(self, group):
+        return True  # the RMPE predictor's Gram matrix covers the whole group
+
     def __init__(self, betas=(0.9, 0.999), eps=1e-8, history=5, lam=1e-8, predictor="rmpe"):
         self.betas = betas
         self.eps = eps

@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from gradkit.core.hyper import check_hyper
+from gradkit.core.hyper import check_hyper, resolve
 from gradkit.core.state import FIRST_MOMENT, WHOLE_MATRIX
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -140,6 +140,9 @@ class ScaleByTrustRegion(GradientTransform):
         if float(ctx.value(self.momentum)) == 0:
             return {}
         return {"momentum_buffer": [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]}
+
+    def spans_params(self, group):
+        return resolve(self.norm, group) == "l2"  # the l2 trust region is the whole group's norm
 
     def update(self, updates, state, params, ctx):
         beta = float(ctx.value(self.momentum))

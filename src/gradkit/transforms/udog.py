@@ -96,6 +96,9 @@ class ScaleByUDoG(GradientTransform):
     group_state_keys = ("t", "phase", "r", "S", "W", "G", "alpha", "w", "eta", "dist_x")
     applies_lr = True
 
+    def spans_params(self, group):
+        return True  # its distance and gradient sums cover the whole group
+
     def __init__(self, lr=1.0, reps_rel=1e-6, max_distance=math.inf, eps=1e-8):
         self.lr = lr
         self.reps_rel = reps_rel
