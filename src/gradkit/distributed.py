@@ -31,6 +31,7 @@ __all__ = [
     "check_same_on_ranks",
     "rank_slice",
     "check_groups_kept",
+    "RankOrderReduceScatter",
 ]
 
 
@@ -177,3 +178,36 @@ def check_groups_kept(optimizer: str, flag: str, example: str, given: list, grou
         f"the param groups it passes. Give ZeroRedundancyOptimizer param groups that already set {flag!r} "
         f"(e.g. {example}, with plain tensors as params), or shard with FSDP2 (fully_shard) and save with "
         f"torch.distributed.checkpoint, or use {optimizer} itself under DDP")
+
+
+class RankOrderReduceScatter:
+    """A reduce-scatter for FSDP2 that sums the ranks' gradients in rank order, ``((g_0 + g_1) + g_2) + ...``.
+
+    Install it with ``module.set_custom_reduce_scatter(RankOrderReduceScatter())`` on each ``fully_shard``-ed
+    module (torch >= 2.8). One ``all_to_all`` moves each rank's chunk of every rank's gradient to it, the
+    bytes a ring reduce-scatter moves, and the rank sums them in rank order. A backend's own reduce-scatter
+    may sum in an order of its choosing (gloo's four-rank one sums pieces of a chunk in orders that depend on
+    the buffer's size), which one process cannot reproduce; in rank order, a single process that accumulates
+    the ranks' micro-batch gradients one after another sees the same gradient bits. That matters for methods
+    that amplify rounding (SOAP's and Shampoo's eigenbases, D-Adapt's estimate: a 1e-7 difference in the
+    gradient grows to 1e-3 or more), whose runs can then be compared with one process exactly.
+
+    ``ReduceOp.SUM`` and ``ReduceOp.AVG`` (the sum divided by the world size) are supported.
+    """
+
+    def allocate(self, size, *, dtype: torch.dtype, device: torch.device) -> Tensor:
+        return torch.empty(*size, dtype=dtype, device=device)
+
+    def __call__(self, output_tensor: Tensor, input_tensor: Tensor, group, op, async_op: bool = False):
+        if op not in (dist.ReduceOp.SUM, dist.ReduceOp.AVG):
+            raise ValueError(f"RankOrderReduceScatter: op must be ReduceOp.SUM or ReduceOp.AVG, got {op!r}")
+        ranks = dist.get_world_size(group)
+        received = torch.empty((ranks, output_tensor.numel()), dtype=input_tensor.dtype, device=input_tensor.device)
+        dist.all_to_all_single(received, input_tensor.reshape(ranks, -1), group=group)
+        total = received[0].clone()
+        for part in received[1:]:  # one add per rank, in rank order
+            total.add_(part)
+        if op == dist.ReduceOp.AVG:
+            total.div_(ranks)
+        output_tensor.copy_(total.reshape(output_tensor.shape))
+        return None
