@@ -81,7 +81,8 @@ def _blocks(x: Tensor, block: int) -> Tensor:
     return flat.view(-1, block)
 
 
-def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: bool = False) -> tuple[Tensor, Tensor]:
+def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: bool = False,
+           check: bool = True) -> tuple[Tensor, Tensor]:
     """Code ``x`` (any shape, read flat) blockwise with map ``name``: ``(codes, scales)``.
 
     Args:
@@ -90,6 +91,9 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
         name: ``"signed8" | "signed4" | "sqrt8" | "sqrt4"``.
         block: elements per block (even, >= 2).
         consume: ``x`` may be overwritten (a temporary the caller no longer needs): saves a pass.
+        check: ``False`` skips the checks (no host sync, so the fused step can trace it): a block holding
+            inf or nan (or, for ``sqrt`` maps, a negative value) then has a non-finite scale, which the
+            caller tests.
     Returns:
         codes ``(blocks, block * bits / 8)`` (int8 for 8-bit maps, uint8 nibbles for 4-bit maps) and
         float32 scales ``(blocks,)`` (the block's absmax, of ``sqrt(x)`` for ``sqrt`` maps).
@@ -104,10 +108,24 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
     if not x.is_floating_point():
         raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
     xb = _blocks(x, block)
+    if check and not signed and not consume and xb.numel() and bool((xb.amin(1) < 0).any()):
+        raise ValueError(f"{what} holds negative values, which the non-negative map {name!r} cannot code")
+    # a padded or converted copy is ours to overwrite
+    copied = x.dtype != torch.float32 or x.numel() % block != 0 or x.numel() == 0
+    codes, scales = _encode_blocks(xb, bits, signed, consume or copied)
+    if check and scales.numel() and not bool(torch.isfinite(scales).all()):
+        detail = "" if signed or not consume else f" (or negative values, which the map {name!r} cannot code)"
+        raise ValueError(f"{what} holds inf or nan{detail}, which a quantized state cannot represent; the stored "
+                         "state is unchanged")
+    return codes, scales
+
+
+def _encode_blocks(xb: Tensor, bits: int, signed: bool, consume: bool) -> tuple[Tensor, Tensor]:
+    """Codes and scales of the float32 blocks ``xb`` (no checks: a non-finite or, for sqrt maps, negative
+    value makes its block's scale non-finite; plain tensor ops, which the fused step traces)."""
     if signed:
-        low, high = xb.aminmax(dim=1)
-        absmax = torch.maximum(high, low.neg_())
-        check_finite(absmax, what)
+        # two plain reductions: aminmax(dim=1) on CPU is an order of magnitude slower than amax + amin
+        absmax = torch.maximum(xb.amax(1), xb.amin(1).neg_())
         # divide (not multiply by 1/absmax, which overflows for blocks of denormals); all-zero blocks give 0
         y = (xb.div_ if consume else xb.div)(absmax.clamp_min(_TINY).unsqueeze(1))
         if bits == 8:
@@ -116,16 +134,13 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
             k = y.abs().sqrt_().mul_(7.0).round_()
             codes = (k.copysign_(xb) + 7.0).to(torch.uint8)
     else:
-        absmax = xb.amax(1)
-        check_finite(absmax, what)
-        if bool((xb.amin(1) < 0).any()):
-            raise ValueError(f"{what} holds negative values, which the non-negative map {name!r} cannot code")
-        s = xb.sqrt_() if consume else xb.sqrt()
-        smax = s.amax(1)
+        s = xb.sqrt_() if consume else xb.sqrt()  # a negative value gives nan, which the scale carries
+        absmax = s.amax(1)
         levels = float(1 << bits)
-        c = s.div_(smax.clamp_min(_TINY).unsqueeze(1)).mul_(levels).round_().sub_(1.0).clamp_(0.0, levels - 1)
-        codes = c.sub_(128.0).to(torch.int8) if bits == 8 else c.to(torch.uint8)
-        absmax = smax
+        # code c = round(L s / smax) - 1 in [0, L - 1] (offset by -128 for int8): one clamp and one shift
+        offset = 1.0 + (128.0 if bits == 8 else 0.0)
+        c = s.div_(absmax.clamp_min(_TINY).unsqueeze(1)).mul_(levels).round_().clamp_(1.0, levels).sub_(offset)
+        codes = c.to(torch.int8 if bits == 8 else torch.uint8)
     if bits == 4:
         codes = codes[:, 0::2] | (codes[:, 1::2] << 4)
     return codes, absmax
@@ -176,8 +191,11 @@ def _ulp(hi: Tensor) -> Tensor:
     return exponent.clamp_(min=8).sub_(7).bitwise_left_shift_(23).view(torch.float32)
 
 
-def encode_ecc(x: Tensor, *, what: str = "x") -> tuple[Tensor, Tensor]:
+def encode_ecc(x: Tensor, *, what: str = "x", check: bool = True) -> tuple[Tensor, Tensor]:
     """``(hi, correction)``: ``x`` rounded to bfloat16 and an int8 code of what the rounding lost.
+
+    ``check=False`` skips the finiteness check (no host sync, for the fused step): the caller then tests
+    that ``x`` and ``hi`` are finite.
 
     >>> hi, e = encode_ecc(torch.tensor([1.0 + 2 ** -10]))
     >>> hi, e, decode_ecc(hi, e) - 1.0
@@ -187,7 +205,7 @@ def encode_ecc(x: Tensor, *, what: str = "x") -> tuple[Tensor, Tensor]:
         raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
     hi = x.to(torch.bfloat16)
     rest = x.float() - hi.float()
-    if rest.numel() and not bool(torch.isfinite(rest).all()):
+    if check and rest.numel() and not bool(torch.isfinite(rest).all()):
         raise ValueError(f"{what} holds inf or nan (or values beyond bfloat16's range), which a bfloat16+ecc state "
                          "cannot represent; the stored state is unchanged")
     code = rest.div_(_ulp(hi)).mul_(254.0).round_().clamp_(-127.0, 127.0).to(torch.int8)
