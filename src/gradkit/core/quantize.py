@@ -156,17 +156,16 @@ def decode(codes: Tensor, scales: Tensor, name: str, numel: int, dtype: torch.dt
     bits, signed = _check_map(name)
     if bits == 4:
         codes = torch.stack([codes & 15, codes >> 4], dim=2).view(codes.shape[0], -1)
-    c = codes.to(dtype)
+    # the first op reads the integer codes and writes floats (type promotion): no separate conversion pass
+    step = scales.to(dtype).unsqueeze(1)
     if signed and bits == 8:
-        out = c.mul_(scales.to(dtype).unsqueeze(1) / 127.0)
+        out = codes * (step / 127.0)
     elif signed:
-        c = c.sub_(7.0)
-        out = (c * c.abs()).mul_(scales.to(dtype).unsqueeze(1) / 49.0)
+        c = codes - torch.tensor(7.0, dtype=dtype)
+        out = (c * c.abs()).mul_(step / 49.0)
     else:
-        levels = float(1 << bits)
-        if bits == 8:
-            c = c.add_(128.0)
-        s = c.add_(1.0).mul_(scales.to(dtype).unsqueeze(1) / levels)
+        # (c + 1) levels (c + 129 for int8 codes, offset by -128), squared; integer sums are exact in float
+        s = (codes + torch.tensor(129.0 if bits == 8 else 1.0, dtype=dtype)).mul_(step / float(1 << bits))
         out = s.mul_(s)
     return out.view(-1)[:numel]
 
@@ -185,10 +184,18 @@ def error_bound(name: str) -> float:
 
 
 def _ulp(hi: Tensor) -> Tensor:
-    """The spacing of bfloat16 numbers at ``hi`` (a power of two, built from the exponent bits: no frexp);
-    below 2^-119 it is taken as 2^-126, the smallest normal float32."""
-    exponent = hi.view(torch.int16).to(torch.int32).bitwise_right_shift_(7).bitwise_and_(0xFF)
+    """The spacing of bfloat16 numbers at ``hi`` (float32 holding bfloat16 values; a power of two built from
+    the exponent bits: no frexp); below 2^-119 it is taken as 2^-126, the smallest normal float32."""
+    exponent = hi.view(torch.int32).bitwise_right_shift(23).bitwise_and_(0xFF)
     return exponent.clamp_(min=8).sub_(7).bitwise_left_shift_(23).view(torch.float32)
+
+
+def _round_bf16(x: Tensor) -> Tensor:
+    """float32 ``x`` rounded to the nearest bfloat16 (ties to even, as ``x.to(torch.bfloat16)``), kept in
+    float32. Done on the bits, so that a compiler cannot drop the rounding of a ``bfloat16`` round trip
+    (Inductor elides such casts inside a program unless told to emulate them)."""
+    bits = x.view(torch.int32)
+    return bits.bitwise_right_shift(16).bitwise_and_(1).add_(0x7FFF).add_(bits).bitwise_and_(-65536).view(torch.float32)
 
 
 def encode_ecc(x: Tensor, *, what: str = "x", check: bool = True) -> tuple[Tensor, Tensor]:
@@ -203,15 +210,17 @@ def encode_ecc(x: Tensor, *, what: str = "x", check: bool = True) -> tuple[Tenso
     """
     if not x.is_floating_point():
         raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
-    hi = x.to(torch.bfloat16)
-    rest = x.float() - hi.float()
+    x = x.float()
+    hi = _round_bf16(x)
+    rest = x - hi
     if check and rest.numel() and not bool(torch.isfinite(rest).all()):
         raise ValueError(f"{what} holds inf or nan (or values beyond bfloat16's range), which a bfloat16+ecc state "
                          "cannot represent; the stored state is unchanged")
     code = rest.div_(_ulp(hi)).mul_(254.0).round_().clamp_(-127.0, 127.0).to(torch.int8)
-    return hi, code
+    return hi.to(torch.bfloat16), code
 
 
 def decode_ecc(hi: Tensor, code: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     """``hi + code * ulp(hi) / 254`` in ``dtype`` (see :func:`encode_ecc`)."""
-    return hi.to(dtype).add_(code.to(dtype).mul_(_ulp(hi).to(dtype)).div_(254.0))
+    hi = hi.float()
+    return (code * _ulp(hi)).div_(254.0).add_(hi).to(dtype)
