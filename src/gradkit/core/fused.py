@@ -22,6 +22,11 @@ unchanged) instead of running uncompiled.
 
 Low-precision params are read and written in their own dtype and computed in the state dtype inside
 the program, so no full-precision copy of them is kept.
+
+Compressed state (``state_dtype="int8"`` etc., :mod:`gradkit.core.storage`) is decoded, stepped and
+re-encoded inside the program: it reads the codes and scales (not a decoded float32 copy), and writes
+them only when every compressed value is finite; the program returns one finiteness flag per state,
+which the optimizer checks (one host sync) to raise ``ValueError`` naming the state.
 """
 from __future__ import annotations
 

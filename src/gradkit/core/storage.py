@@ -18,11 +18,17 @@ tensors:
 Signed kinds (first moments) use the ``signed8`` / ``signed4`` maps, non-negative kinds (second moments)
 ``sqrt8`` / ``sqrt4`` (:mod:`gradkit.core.quantize`). States with fewer than ``min_size`` elements,
 kinds not chosen (counters, projections, histories, indices, iterates, ...) and list-valued state stay as
-computed. A step decodes each group's stored states into float32 working tensors (one vectorized pass
-per state key over all the group's tensors: their codes are concatenated), runs the chain once, and
-encodes the result (one pass per key) before the params are written; a non-finite value then raises
-``ValueError`` with the stored state unchanged. The fused step decodes and encodes around its compiled
-program (not inside it).
+computed. The state is stored from its init on. An unfused step decodes each group's stored states into
+float32 working tensors (one vectorized pass per state key over all the group's tensors: their codes are
+concatenated), runs the chain once, and encodes the result (one pass per key) before the params are
+written; a non-finite value then raises ``ValueError`` with the stored state unchanged. The working
+tensors are transient (allocated per step, as float32 state would be, and freed after it); nothing but
+the stored entries is kept between steps. The fused step decodes and encodes inside its compiled
+program (:func:`expand_stored`, :func:`encode_entries`): it reads codes and scales, runs the chain and
+writes codes and scales, each stored tensor being overwritten only when every compressed value of the
+step is finite (else ``ValueError``, the stored state unchanged, as unfused). An elementwise chain sees
+each param as its whole blocks ``(n, block)`` and its remainder, so that the compiled loops run over
+blocks with one scale per row.
 
 >>> import torch, gradkit
 >>> w = torch.nn.Parameter(torch.randn(64, 64))
