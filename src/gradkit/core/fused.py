@@ -183,6 +183,9 @@ class FusedStep:
         tensors = g.params + g.grads + [v for values in g.states.values() for v in values if isinstance(v, Tensor)]
         if len(sizes) != 1 or not all(t.is_contiguous() for t in tensors):
             return None
+        if any(isinstance(v, Tensor) and v.numel() != p.numel()  # a state not per element cannot be cut
+               for values in g.states.values() for v, p in zip(values, g.params)):
+            return None
         return sizes.pop()
 
     def scalar_table(self, groups: Sequence[FusedGroup], device: torch.device):
