@@ -22,6 +22,11 @@ unchanged) instead of running uncompiled.
 
 Low-precision params are read and written in their own dtype and computed in the state dtype inside
 the program, so no full-precision copy of them is kept.
+
+Compressed state (``state_dtype="int8"`` etc., :mod:`gradkit.core.storage`) is decoded, stepped and
+re-encoded inside the program: it reads the codes and scales (not a decoded float32 copy), and writes
+them only when every compressed value is finite; the program returns one finiteness flag per state,
+which the optimizer checks (one host sync) to raise ``ValueError`` naming the state.
 """
 from __future__ import annotations
 
@@ -33,6 +38,10 @@ from torch import Tensor
 
 from gradkit.core.context import StepContext
 from gradkit.core.ops import TRACED
+from gradkit.core.quantize import MAPS
+from gradkit.core.sharding import chain_reach
+from gradkit.core.state import ELEMENTWISE
+from gradkit.core.storage import encode_entries, expand_stored, write_back
 from gradkit.core.transform import Chain
 
 __all__ = ["FusedStep", "FusedGroup", "check_fusable"]
@@ -48,16 +57,21 @@ class FusedGroup(NamedTuple):
     states: dict[str, list]
     steps: list[int]
     compute_dtypes: list[torch.dtype]
+    #: compressed states, ``{key: [stored entry or None per param]}`` (``StateStorage.stored_entries``):
+    #: the program decodes them, runs the chain and encodes them back
+    stored: dict | None = None
 
 
 def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor], ...], grads: tuple[list[Tensor], ...],
              states: tuple[dict[str, list], ...], table: Tensor, rows: tuple[tuple[int, ...], ...],
-             paths: tuple[tuple[str, ...], ...], compute_dtypes: tuple[tuple[torch.dtype, ...], ...]) -> None:
+             paths: tuple[tuple[str, ...], ...], compute_dtypes: tuple[tuple[torch.dtype, ...], ...],
+             stored: tuple[dict | None, ...], blocks: tuple[int | None, ...]) -> Tensor | None:
     # One scalar tree per distinct table row, shared by the tensors that use it (usually all of a
     # group's), so that the trace stays small.
     trees: dict = {}
-    for group, group_params, group_grads, group_states, group_rows, dtypes in zip(
-            groups, params, grads, states, rows, compute_dtypes):
+    pending = []
+    for group, group_params, group_grads, group_states, group_rows, dtypes, group_stored, block in zip(
+            groups, params, grads, states, rows, compute_dtypes, stored, blocks):
         params_c = [p if p.dtype == dt else p.to(dt) for p, dt in zip(group_params, dtypes)]
         updates = [g if g.dtype == dt else g.to(dt) for g, dt in zip(group_grads, dtypes)]
         scalars = []
@@ -68,13 +82,23 @@ def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor],
                 # meets a tensor, as a Python scalar is
                 trees[row] = _tree(table[row], paths)
             scalars.append(trees[row])
+        work_params, back, joins = params_c, None, None
+        if group_stored:  # compressed state is decoded here, so that it fuses with the chain
+            work_params, updates, group_states, scalars, back, joins = expand_stored(
+                params_c, updates, group_states, group_stored, dtypes, scalars, block)
         # the same chain and pending form as the unfused step, with per-tensor ops to trace
-        ctx = StepContext(group, [0] * len(group_params), ops=TRACED, scalar_trees=scalars)
-        updates = chain.update(updates, group_states, params_c, ctx)
-        ctx.apply(params_c, updates)
+        ctx = StepContext(group, [0] * len(work_params), ops=TRACED, scalar_trees=scalars)
+        updates = chain.update(updates, group_states, work_params, ctx)
+        ctx.apply(work_params, updates)
+        if joins:
+            write_back(joins, work_params, group_states)
         for p, p_c in zip(group_params, params_c):
             if p_c is not p:
                 p.copy_(p_c)
+        if back:
+            pending += [(entry, [group_states[key][j] for j in pieces]) for key, entry, pieces in back]
+    # after every group's chain: a stored state is written only when every compressed state is finite
+    return encode_entries(pending) if pending else None
 
 
 def _flatten(tree: dict, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], float]]:
@@ -120,23 +144,26 @@ class FusedStep:
     def __init__(self, chain: Chain):
         check_fusable(chain)
         self.chain = chain
+        self.elementwise = chain_reach(chain) == ELEMENTWISE
         # Dynamo keeps its compile cache (and recompile limit) on the code object: give each group its own.
         program = types.FunctionType(_program.__code__.replace(), _program.__globals__, "gradkit_fused_step")
         self._compiled = torch.compile(program, fullgraph=True, options=_inductor_options())
 
-    def __call__(self, groups: Sequence[FusedGroup]) -> None:
+    def __call__(self, groups: Sequence[FusedGroup]) -> Tensor | None:
+        """Run the program; returns the finiteness flags of the compressed states it encoded (or ``None``)."""
         devices = {p.device for g in groups for p in g.params}
         if len(devices) > 1:
             raise ValueError(f"fused=True needs every param on one device, got {sorted(map(str, devices))}: "
                              "use one optimizer per device")
         table, rows, paths = self.scalar_table(groups, next(iter(devices)))
         args = (self.chain, tuple(g.group for g in groups), tuple(g.params for g in groups), tuple(g.grads for g in groups),
-                tuple(g.states for g in groups), table, rows, paths, tuple(tuple(g.compute_dtypes) for g in groups))
+                tuple(g.states for g in groups), table, rows, paths, tuple(tuple(g.compute_dtypes) for g in groups),
+                tuple(g.stored for g in groups), tuple(self._block(g) for g in groups))
         limit_hit = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", None)
         strict = {"fail_on_recompile_limit_hit": True} if limit_hit is not None else {}
         try:
             with torch._dynamo.config.patch(**strict):
-                self._compiled(*args)
+                return self._compiled(*args)
         except Exception as error:
             if limit_hit is None or not isinstance(error, limit_hit):
                 raise
@@ -144,6 +171,22 @@ class FusedStep:
                 f"the fused step was compiled {torch._dynamo.config.recompile_limit} times (each new set of tensors "
                 "with a gradient, shapes, dtypes or flags compiles it again); params and state are unchanged. "
                 "Pass fused=False, or raise torch._dynamo.config.recompile_limit") from error
+
+    def _block(self, g: FusedGroup) -> int | None:
+        """The block size a group's compressed state is stepped in as ``(blocks, block)`` views, or ``None``
+        (one working tensor per param): only an elementwise chain may see a param in pieces, and only
+        contiguous tensors can be viewed so."""
+        if not g.stored or not self.elementwise:
+            return None
+        sizes = {e[1].shape[1] * (8 // MAPS[e[0]][0]) for entries in g.stored.values() for e in entries
+                 if e is not None and e[0] in MAPS}
+        tensors = g.params + g.grads + [v for values in g.states.values() for v in values if isinstance(v, Tensor)]
+        if len(sizes) != 1 or not all(t.is_contiguous() for t in tensors):
+            return None
+        if any(isinstance(v, Tensor) and v.numel() != p.numel()  # a state not per element cannot be cut
+               for values in g.states.values() for v, p in zip(values, g.params)):
+            return None
+        return sizes.pop()
 
     def scalar_table(self, groups: Sequence[FusedGroup], device: torch.device):
         """The distinct rows of scalars as a float64 table on ``device``, the row of every tensor (per

@@ -378,16 +378,18 @@ class Optimizer(torch.optim.Optimizer):
 
     def _step_fused(self, work: list) -> None:
         """Every group's step in one compiled program (:mod:`gradkit.core.fused`)."""
-        groups, stored = [], []
+        groups = []
         for index, group, params, grads in work:
             dtypes = [self.compute_dtype(p) for p in params]
-            states, lists = self._state_lists(group, self.group_states[index], params)
-            groups.append(FusedGroup(group, params, grads, lists, [s["step"] + 1 for s in states], dtypes))
-            stored.append((states, lists))
-        self._fused_step(groups)
-        if self.storage is not None:  # the program updated the decoded working state in place
-            for states, lists in stored:
-                self.storage.pack(states, lists, self.transform.kind_of)
+            states, lists = self._state_lists(group, self.group_states[index], params, decode=False)
+            stored = None
+            if self.storage is not None:  # the program decodes and re-encodes the stored state itself
+                lists, stored = self.storage.stored_entries(states, self.transform.kind_of, dtypes)
+            groups.append(FusedGroup(group, params, grads, lists, [s["step"] + 1 for s in states], dtypes, stored))
+        ok = self._fused_step(groups)
+        if ok is not None:
+            self.storage.check_flags(ok, [key for g in groups for key, entries in g.stored.items()
+                                          for e in entries if e is not None and e[0] != "cast"])
 
     def _save(self, work: list):
         """What a transactional step may change: the params it steps, their state, the group states."""
@@ -407,14 +409,24 @@ class Optimizer(torch.optim.Optimizer):
         self.group_states = group_states
         self._link_group_states()
 
-    def _state_lists(self, group: dict, group_state: dict, params: list[Tensor], params_c: list[Tensor] | None = None):
+    def _state_lists(self, group: dict, group_state: dict, params: list[Tensor], params_c: list[Tensor] | None = None,
+                     decode: bool = True):
         """Each param's state dict (initialised on the first step from the param in its compute dtype:
-        ``params_c`` when the caller has it) and the state as ``{key: [tensor or None per param]}``."""
+        ``params_c`` when the caller has it) and the state as ``{key: [tensor or None per param]}``
+        (``decode=False``: the stored entries undecoded)."""
         states = [self.state[p] for p in params]
         new = [i for i, s in enumerate(states) if "step" not in s]
         if new:
             init = [params_c[i] if params_c is not None else params[i].to(self.compute_dtype(params[i])) for i in new]
             self._init_state(group, group_state, init, [states[i] for i in new])
+            if self.storage is not None:
+                # stored from the start, so that the first step reads the form every later one does (the
+                # fused program is traced once)
+                fresh = [states[i] for i in new]
+                self.storage.pack(fresh, {k: [s.get(k) for s in fresh] for k in set().union(*fresh) - {"step"}},
+                                  self.transform.kind_of)
+        if not decode:
+            return states, {k: [s.get(k) for s in states] for k in sorted(set().union(*states) - {"step"})}
         if self.storage is not None:  # decode the stored state into working tensors (core/storage.py)
             return states, self.storage.unpack(states, self.transform.kind_of, [self.compute_dtype(p) for p in params])
         keys = sorted(set().union(*states) - {"step"})

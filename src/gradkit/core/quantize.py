@@ -81,7 +81,8 @@ def _blocks(x: Tensor, block: int) -> Tensor:
     return flat.view(-1, block)
 
 
-def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: bool = False) -> tuple[Tensor, Tensor]:
+def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: bool = False,
+           check: bool = True) -> tuple[Tensor, Tensor]:
     """Code ``x`` (any shape, read flat) blockwise with map ``name``: ``(codes, scales)``.
 
     Args:
@@ -90,6 +91,9 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
         name: ``"signed8" | "signed4" | "sqrt8" | "sqrt4"``.
         block: elements per block (even, >= 2).
         consume: ``x`` may be overwritten (a temporary the caller no longer needs): saves a pass.
+        check: ``False`` skips the checks (no host sync, so the fused step can trace it): a block holding
+            inf or nan (or, for ``sqrt`` maps, a negative value) then has a non-finite scale, which the
+            caller tests.
     Returns:
         codes ``(blocks, block * bits / 8)`` (int8 for 8-bit maps, uint8 nibbles for 4-bit maps) and
         float32 scales ``(blocks,)`` (the block's absmax, of ``sqrt(x)`` for ``sqrt`` maps).
@@ -104,10 +108,24 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
     if not x.is_floating_point():
         raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
     xb = _blocks(x, block)
+    if check and not signed and not consume and xb.numel() and bool((xb.amin(1) < 0).any()):
+        raise ValueError(f"{what} holds negative values, which the non-negative map {name!r} cannot code")
+    # a padded or converted copy is ours to overwrite
+    copied = x.dtype != torch.float32 or x.numel() % block != 0 or x.numel() == 0
+    codes, scales = _encode_blocks(xb, bits, signed, consume or copied)
+    if check and scales.numel() and not bool(torch.isfinite(scales).all()):
+        detail = "" if signed or not consume else f" (or negative values, which the map {name!r} cannot code)"
+        raise ValueError(f"{what} holds inf or nan{detail}, which a quantized state cannot represent; the stored "
+                         "state is unchanged")
+    return codes, scales
+
+
+def _encode_blocks(xb: Tensor, bits: int, signed: bool, consume: bool) -> tuple[Tensor, Tensor]:
+    """Codes and scales of the float32 blocks ``xb`` (no checks: a non-finite or, for sqrt maps, negative
+    value makes its block's scale non-finite; plain tensor ops, which the fused step traces)."""
     if signed:
-        low, high = xb.aminmax(dim=1)
-        absmax = torch.maximum(high, low.neg_())
-        check_finite(absmax, what)
+        # two plain reductions: aminmax(dim=1) on CPU is an order of magnitude slower than amax + amin
+        absmax = torch.maximum(xb.amax(1), xb.amin(1).neg_())
         # divide (not multiply by 1/absmax, which overflows for blocks of denormals); all-zero blocks give 0
         y = (xb.div_ if consume else xb.div)(absmax.clamp_min(_TINY).unsqueeze(1))
         if bits == 8:
@@ -116,16 +134,13 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
             k = y.abs().sqrt_().mul_(7.0).round_()
             codes = (k.copysign_(xb) + 7.0).to(torch.uint8)
     else:
-        absmax = xb.amax(1)
-        check_finite(absmax, what)
-        if bool((xb.amin(1) < 0).any()):
-            raise ValueError(f"{what} holds negative values, which the non-negative map {name!r} cannot code")
-        s = xb.sqrt_() if consume else xb.sqrt()
-        smax = s.amax(1)
+        s = xb.sqrt_() if consume else xb.sqrt()  # a negative value gives nan, which the scale carries
+        absmax = s.amax(1)
         levels = float(1 << bits)
-        c = s.div_(smax.clamp_min(_TINY).unsqueeze(1)).mul_(levels).round_().sub_(1.0).clamp_(0.0, levels - 1)
-        codes = c.sub_(128.0).to(torch.int8) if bits == 8 else c.to(torch.uint8)
-        absmax = smax
+        # code c = round(L s / smax) - 1 in [0, L - 1] (offset by -128 for int8): one clamp and one shift
+        offset = 1.0 + (128.0 if bits == 8 else 0.0)
+        c = s.div_(absmax.clamp_min(_TINY).unsqueeze(1)).mul_(levels).round_().clamp_(1.0, levels).sub_(offset)
+        codes = c.to(torch.int8 if bits == 8 else torch.uint8)
     if bits == 4:
         codes = codes[:, 0::2] | (codes[:, 1::2] << 4)
     return codes, absmax
@@ -141,17 +156,16 @@ def decode(codes: Tensor, scales: Tensor, name: str, numel: int, dtype: torch.dt
     bits, signed = _check_map(name)
     if bits == 4:
         codes = torch.stack([codes & 15, codes >> 4], dim=2).view(codes.shape[0], -1)
-    c = codes.to(dtype)
+    # the first op reads the integer codes and writes floats (type promotion): no separate conversion pass
+    step = scales.to(dtype).unsqueeze(1)
     if signed and bits == 8:
-        out = c.mul_(scales.to(dtype).unsqueeze(1) / 127.0)
+        out = codes * (step / 127.0)
     elif signed:
-        c = c.sub_(7.0)
-        out = (c * c.abs()).mul_(scales.to(dtype).unsqueeze(1) / 49.0)
+        c = codes - torch.tensor(7.0, dtype=dtype)
+        out = (c * c.abs()).mul_(step / 49.0)
     else:
-        levels = float(1 << bits)
-        if bits == 8:
-            c = c.add_(128.0)
-        s = c.add_(1.0).mul_(scales.to(dtype).unsqueeze(1) / levels)
+        # (c + 1) levels (c + 129 for int8 codes, offset by -128), squared; integer sums are exact in float
+        s = (codes + torch.tensor(129.0 if bits == 8 else 1.0, dtype=dtype)).mul_(step / float(1 << bits))
         out = s.mul_(s)
     return out.view(-1)[:numel]
 
@@ -170,14 +184,25 @@ def error_bound(name: str) -> float:
 
 
 def _ulp(hi: Tensor) -> Tensor:
-    """The spacing of bfloat16 numbers at ``hi`` (a power of two, built from the exponent bits: no frexp);
-    below 2^-119 it is taken as 2^-126, the smallest normal float32."""
-    exponent = hi.view(torch.int16).to(torch.int32).bitwise_right_shift_(7).bitwise_and_(0xFF)
+    """The spacing of bfloat16 numbers at ``hi`` (float32 holding bfloat16 values; a power of two built from
+    the exponent bits: no frexp); below 2^-119 it is taken as 2^-126, the smallest normal float32."""
+    exponent = hi.view(torch.int32).bitwise_right_shift(23).bitwise_and_(0xFF)
     return exponent.clamp_(min=8).sub_(7).bitwise_left_shift_(23).view(torch.float32)
 
 
-def encode_ecc(x: Tensor, *, what: str = "x") -> tuple[Tensor, Tensor]:
+def _round_bf16(x: Tensor) -> Tensor:
+    """float32 ``x`` rounded to the nearest bfloat16 (ties to even, as ``x.to(torch.bfloat16)``), kept in
+    float32. Done on the bits, so that a compiler cannot drop the rounding of a ``bfloat16`` round trip
+    (Inductor elides such casts inside a program unless told to emulate them)."""
+    bits = x.view(torch.int32)
+    return bits.bitwise_right_shift(16).bitwise_and_(1).add_(0x7FFF).add_(bits).bitwise_and_(-65536).view(torch.float32)
+
+
+def encode_ecc(x: Tensor, *, what: str = "x", check: bool = True) -> tuple[Tensor, Tensor]:
     """``(hi, correction)``: ``x`` rounded to bfloat16 and an int8 code of what the rounding lost.
+
+    ``check=False`` skips the finiteness check (no host sync, for the fused step): the caller then tests
+    that ``x`` and ``hi`` are finite.
 
     >>> hi, e = encode_ecc(torch.tensor([1.0 + 2 ** -10]))
     >>> hi, e, decode_ecc(hi, e) - 1.0
@@ -185,15 +210,17 @@ def encode_ecc(x: Tensor, *, what: str = "x") -> tuple[Tensor, Tensor]:
     """
     if not x.is_floating_point():
         raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
-    hi = x.to(torch.bfloat16)
-    rest = x.float() - hi.float()
-    if rest.numel() and not bool(torch.isfinite(rest).all()):
+    x = x.float()
+    hi = _round_bf16(x)
+    rest = x - hi
+    if check and rest.numel() and not bool(torch.isfinite(rest).all()):
         raise ValueError(f"{what} holds inf or nan (or values beyond bfloat16's range), which a bfloat16+ecc state "
                          "cannot represent; the stored state is unchanged")
     code = rest.div_(_ulp(hi)).mul_(254.0).round_().clamp_(-127.0, 127.0).to(torch.int8)
-    return hi, code
+    return hi.to(torch.bfloat16), code
 
 
 def decode_ecc(hi: Tensor, code: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     """``hi + code * ulp(hi) / 254`` in ``dtype`` (see :func:`encode_ecc`)."""
-    return hi.to(dtype).add_(code.to(dtype).mul_(_ulp(hi).to(dtype)).div_(254.0))
+    hi = hi.float()
+    return (code * _ulp(hi)).div_(254.0).add_(hi).to(dtype)

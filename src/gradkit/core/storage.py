@@ -18,11 +18,17 @@ tensors:
 Signed kinds (first moments) use the ``signed8`` / ``signed4`` maps, non-negative kinds (second moments)
 ``sqrt8`` / ``sqrt4`` (:mod:`gradkit.core.quantize`). States with fewer than ``min_size`` elements,
 kinds not chosen (counters, projections, histories, indices, iterates, ...) and list-valued state stay as
-computed. A step decodes each group's stored states into float32 working tensors (one vectorized pass
-per state key over all the group's tensors: their codes are concatenated), runs the chain once, and
-encodes the result (one pass per key) before the params are written; a non-finite value then raises
-``ValueError`` with the stored state unchanged. The fused step decodes and encodes around its compiled
-program (not inside it).
+computed. The state is stored from its init on. An unfused step decodes each group's stored states into
+float32 working tensors (one vectorized pass per state key over all the group's tensors: their codes are
+concatenated), runs the chain once, and encodes the result (one pass per key) before the params are
+written; a non-finite value then raises ``ValueError`` with the stored state unchanged. The working
+tensors are transient (allocated per step, as float32 state would be, and freed after it); nothing but
+the stored entries is kept between steps. The fused step decodes and encodes inside its compiled
+program (:func:`expand_stored`, :func:`encode_entries`): it reads codes and scales, runs the chain and
+writes codes and scales, each stored tensor being overwritten only when every compressed value of the
+step is finite (else ``ValueError``, the stored state unchanged, as unfused). An elementwise chain sees
+each param as its whole blocks ``(n, block)`` and its remainder, so that the compiled loops run over
+blocks with one scale per row.
 
 >>> import torch, gradkit
 >>> w = torch.nn.Parameter(torch.randn(64, 64))
@@ -41,7 +47,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from gradkit.core.quantize import code_shape, decode, decode_ecc, encode, encode_ecc
+from gradkit.core.quantize import MAPS, code_shape, decode, decode_ecc, encode, encode_ecc
 from gradkit.core.state import StateKind
 
 __all__ = ["StateStorage", "MODES", "SUFFIXES", "base_key"]
@@ -231,11 +237,182 @@ class StateStorage:
                         s.pop(key + suffix, None)
                     s[key] = v
 
+    # -- the fused step: decode and encode inside the compiled program (core/fused.py) -------------------
+    def stored_entries(self, states: list[dict], kind_of: Callable[[str], StateKind],
+                       dtypes: list[torch.dtype]) -> tuple[dict, dict]:
+        """``(lists, stored)``: the state lists as :meth:`unpack` returns them but ``None`` where a state is
+        stored compressed, and ``{key: [entry or None per param]}`` for those, an entry being the stored
+        tensors with how to read them (:func:`decode_entry`), which the fused program decodes itself."""
+        keys = sorted({base_key(k) for s in states for k in s} - {"step"})
+        lists, stored = {}, {}
+        for key in keys:
+            values = [s.get(key) for s in states]
+            entries: list = [None] * len(states)
+            for i, s in enumerate(states):
+                if key + "#codes" in s:
+                    codes = s[key + "#codes"]
+                    entries[i] = (_map_name(kind_of(key), codes), codes, s[key + "#scales"],
+                                  torch.Size(s[key + "#shape"].tolist()))
+                elif key + "#ecc" in s:
+                    entries[i] = ("ecc", values[i], s[key + "#ecc"])
+                elif isinstance(values[i], Tensor) and values[i].is_floating_point() and values[i].dtype != dtypes[i]:
+                    entries[i] = ("cast", values[i])
+                else:
+                    continue
+                values[i] = None
+            lists[key] = values
+            if any(e is not None for e in entries):
+                stored[key] = entries
+        return lists, stored
+
+    @staticmethod
+    def check_flags(ok: Tensor, names: list[str]) -> None:
+        """Raise ``ValueError`` naming the first state whose flag in ``ok`` (from :func:`encode_entries`) is
+        false (one host sync); the fused program has then left every stored state as it was."""
+        if ok.numel() and not bool(ok.all()):
+            what = names[int((~ok).nonzero()[0])]
+            raise ValueError(f"state {what!r} holds inf or nan (or a value its map cannot code), which a compressed "
+                             "state cannot represent; the stored state is unchanged")
+
+
     # -- loading a state_dict saved with another storage ----------------------------------------------
     def convert(self, path: str, entry: dict, layout: dict, kind_of: Callable[[str], StateKind],
                 dtype: torch.dtype) -> dict:
         """``entry`` (a saved param state) in this storage's form where it was saved in another one."""
         return convert_entry(self, path, entry, layout, kind_of, dtype)
+
+
+def _map_name(kind: StateKind, codes: Tensor) -> str:
+    return ("sqrt" if kind.non_negative else "signed") + ("8" if codes.dtype == torch.int8 else "4")
+
+
+def decode_entry(entry: tuple, dtype: torch.dtype) -> Tensor:
+    """The working tensor of a stored entry of :meth:`StateStorage.stored_entries` (traceable)."""
+    form = entry[0]
+    if form == "cast":
+        return entry[1].to(dtype)
+    if form == "ecc":
+        return decode_ecc(entry[1], entry[2], dtype)
+    codes, scales, shape = entry[1], entry[2], entry[3]
+    return decode(codes, scales, form, shape.numel(), dtype).view(shape)
+
+
+def _block_of(entry: tuple) -> int:
+    return entry[1].shape[1] * (8 // MAPS[entry[0]][0])
+
+
+def _entry_numel(entry: tuple) -> int:
+    return entry[3].numel() if len(entry) == 4 else entry[1].numel()
+
+
+def _pieces(numel: int, block: int | None) -> list[tuple[int, int, tuple[int, int]]]:
+    """``(start, length, shape)`` of the pieces a flat tensor is stepped in: whole blocks ``(n, block)``
+    and the remainder ``(1, r)``."""
+    whole = numel // block * block
+    out = [(0, whole, (whole // block, block))] if whole else []
+    return out + ([(whole, numel - whole, (1, numel - whole))] if numel > whole else [])
+
+
+def expand_stored(params: list[Tensor], updates: list[Tensor], states: dict[str, list], stored: dict[str, list],
+                  dtypes: list[torch.dtype], extras: list, block: int | None):
+    """The lists the chain runs on inside the fused program, with the stored states decoded.
+
+    ``block=None``: one working tensor per param. ``block=B`` (elementwise chains, contiguous tensors):
+    each param with compressed state is stepped as two pieces, its whole blocks ``(n, B)`` and its
+    remainder ``(1, r)``, so that Inductor loops over the blocks of the codes with one scale per row
+    instead of gathering codes and scales at param-shaped indices. The pieces are fresh tensors (an
+    in-place op on a view of an input would be traced as a scatter over the whole input per op); the
+    caller writes them back with :func:`write_back`. Returns ``(params, updates, states, extras, back,
+    joins)``: ``back`` is ``[(key, entry, [index of each piece])]`` for :func:`encode_entries`, ``joins``
+    ``[(target, key or None, [index of each piece])]`` for :func:`write_back`."""
+    out_p, out_u, out_x = [], [], []
+    out_s: dict[str, list] = {k: [] for k in states}
+    back, joins = [], []
+    for i, p in enumerate(params):
+        mine = {k: e[i] for k, e in stored.items() if e[i] is not None}
+        first = len(out_p)
+        if not mine or block is None:
+            out_p.append(p)
+            out_u.append(updates[i])
+            out_x.append(extras[i])
+            for k in states:
+                out_s[k].append(decode_entry(mine[k], dtypes[i]) if k in mine else states[k][i])
+            back += [(k, e, [first]) for k, e in mine.items()]
+            continue
+        parts = _pieces(p.numel(), block)
+        index = list(range(first, first + len(parts)))
+
+        def cut(t: Tensor) -> list[Tensor]:
+            flat = t.reshape(-1)
+            return [flat.narrow(0, a, n).view(shape).clone() for a, n, shape in parts]
+
+        out_p += cut(p)
+        out_u += cut(updates[i])
+        out_x += [extras[i]] * len(parts)
+        joins.append((p, None, index))
+        for k in states:
+            e, v = mine.get(k), states[k][i]
+            if e is not None and e[0] in MAPS:
+                blocks = e[1].shape[0]
+                decoded = decode(e[1], e[2], e[0], blocks * block, dtypes[i]).view(blocks, block)
+                out_s[k] += [decoded.narrow(0, a // block, shape[0]).narrow(1, 0, shape[1]).clone()
+                             for a, n, shape in parts]
+            elif e is not None:
+                out_s[k] += cut(decode_entry(e, dtypes[i]))
+            elif isinstance(v, Tensor) and v.numel() == p.numel():
+                out_s[k] += cut(v)
+                joins.append((v, k, index))
+            elif isinstance(v, Tensor):
+                raise RuntimeError(f"state {k!r} of an elementwise chain does not have its param's size")
+            else:
+                out_s[k] += [v] * len(parts)
+        back += [(k, e, index) for k, e in mine.items()]
+    return out_p, out_u, out_s, out_x, back, joins
+
+
+def write_back(joins: list, params: list[Tensor], states: dict[str, list]) -> None:
+    """Write the pieces of :func:`expand_stored` back into the tensors they were cut from."""
+    for target, key, index in joins:
+        pieces = [(params if key is None else states[key])[j] for j in index]
+        whole = torch.cat([t.reshape(-1) for t in pieces]) if len(pieces) > 1 else pieces[0].reshape(-1)
+        target.copy_(whole.view(target.shape))
+
+
+def encode_entries(stored: list[tuple[tuple, list[Tensor]]]) -> Tensor | None:
+    """Encode the working tensors of each stored entry, ``[(entry, [working tensor of each piece]), ...]``,
+    inside the fused program: the stored tensors are overwritten only when every compressed value is
+    finite (else each keeps its value); returns one flag per quantized or ecc entry (``None`` when there
+    is none), for :meth:`StateStorage.check_flags`. Plain tensor ops, no host sync."""
+    writes, flags = [], []
+    for entry, pieces in stored:
+        form = entry[0]
+        if form in ("cast", "ecc"):
+            value = torch.cat([v.reshape(-1) for v in pieces]) if len(pieces) > 1 else pieces[0]
+            value = value.reshape(entry[1].shape)
+            if form == "cast":
+                writes.append((entry[1], value.to(entry[1].dtype)))
+                continue
+            hi, code = encode_ecc(value, check=False)
+            flags.append(torch.isfinite(value).all() & torch.isfinite(hi).all())
+            writes += [(entry[1], hi), (entry[2], code)]
+            continue
+        block = _block_of(entry)
+        coded = [encode(v, form, block, check=False) for v in pieces]
+        new_codes = torch.cat([c for c, _ in coded]) if len(coded) > 1 else coded[0][0]
+        new_scales = torch.cat([s for _, s in coded]) if len(coded) > 1 else coded[0][1]
+        flags.append(torch.isfinite(new_scales).all())
+        writes += [(entry[1], new_codes), (entry[2], new_scales)]
+    if not flags:
+        for old, new in writes:
+            old.copy_(new)
+        return None
+    ok = torch.stack(flags)
+    every = ok.all()
+    for old, new in writes:
+        # selected in float32 (exact for codes): a select of 8-bit values under a scalar flag compiles to a
+        # byte-by-byte mask conversion on CPU, a float32 one to a vector blend
+        old.copy_(torch.where(every, new.float(), old.float()))
+    return ok
 
 
 def _shape_entry(old: Any, shape: torch.Size) -> Tensor:
