@@ -184,8 +184,8 @@ class RankOrderReduceScatter:
     """A reduce-scatter for FSDP2 that sums the ranks' gradients in rank order, ``((g_0 + g_1) + g_2) + ...``.
 
     Install it with ``module.set_custom_reduce_scatter(RankOrderReduceScatter())`` on each ``fully_shard``-ed
-    module (torch versions that have it, e.g. 2.13). One ``all_to_all`` moves each rank's chunk of every rank's gradient to it, the
-    bytes a ring reduce-scatter moves, and the rank sums them in rank order. A backend's own reduce-scatter
+    module (torch versions that have that method, e.g. 2.13). One ``all_to_all`` moves each rank's chunk of
+    every rank's gradient to it, the bytes a ring reduce-scatter moves, and the rank sums them in rank order. A backend's own reduce-scatter
     may sum in an order of its choosing (gloo's four-rank one sums pieces of a chunk in orders that depend on
     the buffer's size), which one process cannot reproduce; in rank order, a single process that accumulates
     the ranks' micro-batch gradients one after another sees the same gradient bits. That matters for methods
