@@ -185,9 +185,9 @@ class RankOrderReduceScatter:
 
     Install it with ``module.set_custom_reduce_scatter(RankOrderReduceScatter())`` on each ``fully_shard``-ed
     module (torch versions that have that method, e.g. 2.13). One ``all_to_all`` moves each rank's chunk of
-    every rank's gradient to it, the bytes a ring reduce-scatter moves, and the rank sums them in rank order. A backend's own reduce-scatter
-    may sum in an order of its choosing (gloo's four-rank one sums pieces of a chunk in orders that depend on
-    the buffer's size), which one process cannot reproduce; in rank order, a single process that accumulates
+    every rank's gradient to it, the bytes a ring reduce-scatter moves, and the rank sums them in rank order.
+    A backend's own reduce-scatter may sum in an order of its choosing (gloo's four-rank one sums pieces of a
+    chunk in orders that depend on the buffer's size), which one process cannot reproduce; in rank order, a single process that accumulates
     the ranks' micro-batch gradients one after another sees the same gradient bits. That matters for methods
     that amplify rounding (SOAP's and Shampoo's eigenbases, D-Adapt's estimate: a 1e-7 difference in the
     gradient grows to 1e-3 or more), whose runs can then be compared with one process exactly.
