@@ -15,6 +15,7 @@ from torch import nn
 
 import gradkit
 import gradkit.distributed as gd
+from gradkit.core.state import PER_TENSOR
 from gradkit.registry import get_optimizer
 from gradkit.transforms.radial import CHANNEL, LAYER, radial_modes
 
@@ -172,15 +173,25 @@ def test_fsdp2_four_ranks_with_an_empty_shard_equal_full_batch(four_ranks, metho
     _check(four_ranks, method)
 
 
+class ScaleByOwnNorm(gradkit.GradientTransform):
+    """A user's transform with a statistic of each whole tensor (its norm) and no rule for shards: it is
+    neither ``shard_aware`` nor stepped on owner ranks, so a sharded param is refused rather than stepped
+    on its local rows."""
+
+    kind = PER_TENSOR
+
+    def update(self, updates, state, params, ctx):
+        return ctx.fresh([u / u.norm().clamp_min(1e-12) for u in updates])
+
+
 def _refusal_worker(rank, world_size):
     from torch.distributed.device_mesh import init_device_mesh
 
     mesh = init_device_mesh("cpu", (world_size,))
     x, y = _data()
     model = _sharded(mesh)
-    # Optimistic AMSGrad's RMPE predictor solves with a Gram matrix summed over every param of the group, not
-    # completed over the shards (it is neither shard_aware nor owner_steppable): refused
-    opt = get_optimizer("optimistic_amsgrad")(model.named_parameters(), lr=1e-2)
+    transform = gradkit.chain(ScaleByOwnNorm(), gradkit.trace(0.9), gradkit.scale_by_learning_rate())
+    opt = gradkit.Optimizer(model.named_parameters(), transform, {"lr": 1e-2})
     nn.functional.mse_loss(model(x), y).backward()
     before = [p.detach().to_local().clone() for p in model.parameters()]
     try:
@@ -195,7 +206,8 @@ def _refusal_worker(rank, world_size):
 def test_a_method_that_cannot_step_shards_exactly_names_the_param():
     names = [n for n, _ in _model().named_parameters()]
     for rank, (message, unchanged, n_states) in enumerate(run_on_ranks(_refusal_worker, 2, timeout=120)):
-        assert message is not None, f"rank {rank}: Optimistic AMSGrad stepped sharded params without an error"
+        assert message is not None, f"rank {rank}: ScaleByOwnNorm stepped sharded params without an error"
+        assert "ScaleByOwnNorm" in message, message
         assert "is sharded" in message and "cannot step it exactly" in message, message
         assert any(f"'{n}'" in message for n in names), f"the error names no param: {message}"
         assert unchanged and n_states == 0, f"rank {rank}: the refused step changed params or state"

@@ -100,10 +100,7 @@ _DRIFT_PAST_THE_BAR = AMPLIFIES_ROUNDING - {"prodigy"}
 _RING_ORDER = ("amplifies rounding (see AMPLIFIES_ROUNDING) and gloo's four-rank reduce-scatter sums pieces of "
                "each chunk in orders a single process does not reproduce; exact from identical gradients "
                "(test_dist_redistribute.py) and on two ranks")
-_GROUP_SUM = "refused on sharded params: it sums statistics over every param of the group and does not all-reduce them"
-FSDP_KNOWN_FAILURES: dict[str, tuple[str, str]] = {
-    "optimistic_amsgrad": ("cannot step it exactly", _GROUP_SUM + " (the RMPE predictor's Gram matrix)"),
-}
+FSDP_KNOWN_FAILURES: dict[str, tuple[str, str]] = {}
 FSDP4_KNOWN_FAILURES: dict[str, tuple[str, str]] = {
     **FSDP_KNOWN_FAILURES, **{name: ("relative difference", _RING_ORDER) for name in sorted(_DRIFT_PAST_THE_BAR)}}
 

@@ -97,7 +97,7 @@ def test_history_and_offset_state_and_bytes():
     w.grad = torch.randn(4, 3)
     opt.step()
     state = opt.state[w]
-    assert state["optimistic_amsgrad.history"].shape == (3, 4, 3)
+    assert state["optimistic_amsgrad.history"].shape == (4, 3, 3)
     assert opt.state_bytes() == sum(v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v))
     last = OptimisticAMSGrad([w], predictor="last")
     w.grad = torch.randn(4, 3)

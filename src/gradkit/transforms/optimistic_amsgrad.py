@@ -115,6 +115,7 @@ class ScaleByOptimisticAMSGrad(GradientTransform):
 
     name = "optimistic_amsgrad"
     kind = PER_TENSOR
+    shard_aware = True  # the RMPE Gram matrix's sums over local shards are completed over the mesh (ctx.shards)
     state_kinds = {"exp_avg": FIRST_MOMENT, "prev_exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT,
                    "max_exp_avg_sq": SECOND_MOMENT, "offset": OPTIMISTIC_OFFSET, "history": HISTORY}
 
@@ -149,7 +150,9 @@ class ScaleByOptimisticAMSGrad(GradientTransform):
             state[key] = [torch.full_like(p, eps, memory_format=torch.preserve_format) for p in params]
         if ctx.value(self.predictor) == "rmpe":
             r = int(ctx.value(self.history))
-            state["history"] = [p.new_zeros((r + 1, *p.shape)) for p in params]
+            # the ring of the last r + 1 gradients on a last dim, so that the state shards with its param's rows
+            # (stacked from zeros_like, which keeps a DTensor's placement: new_zeros would replicate it)
+            state["history"] = [torch.stack([torch.zeros_like(p)] * (r + 1), dim=-1) for p in params]
         return state
 
     def scalars(self, group, step):
@@ -182,15 +185,19 @@ class ScaleByOptimisticAMSGrad(GradientTransform):
             return updates
         history = state["history"]
         steps = ctx.steps
-        r1 = history[0].shape[0] if history else 0
-        torch._foreach_copy_([h[(t - 1) % r1] for h, t in zip(history, steps)], updates)  # ring slot of g_t
+        r1 = history[0].shape[-1] if history else 0
+        torch._foreach_copy_([h[..., (t - 1) % r1] for h, t in zip(history, steps)], updates)  # ring slot of g_t
         order = [[(t + j) % r1 for j in range(r1)] for t in steps]  # oldest first
         ready = [i for i, t in enumerate(steps) if t >= r1]
         guess = list(updates)
         if not ready:
             return guess
-        views = [history[i].reshape(r1, -1)[order[i]] for i in ready]
-        gram = sum(_gram(v.double()) for v in views)
+        views = [history[i].reshape(-1, r1).T[order[i]] for i in ready]
+        if ctx.shards is None:
+            gram = sum(_gram(v.double()) for v in views)
+        else:  # each tensor's Gram matrix of its local rows, completed over the mesh, then summed in order
+            partials = ctx.shards.sum(torch.stack([_gram(v.double()) for v in views], dim=-1), ready)
+            gram = sum(partials.unbind(-1))
         c = _coefficients(gram, float(ctx.value(self.lam)))
         for i, v in zip(ready, views):
             guess[i] = _combine(c, v).view_as(updates[i])
