@@ -202,3 +202,54 @@ def test_a_number_default_stays_a_number_where_the_chain_does_not_read_it(value,
     sd = copy.deepcopy(opt.state_dict())
     sd["param_groups"][0]["momentum"] = value
     _refused(opt, model, sd, error, "param_groups[0]", "momentum")
+
+
+def _started_group_states():
+    """(optimizer, namespace, declared keys) for every registered optimizer's started group state whose
+    transform declares its keys; the low-rank family's (nested inner states) declares none."""
+    import warnings
+
+    from gradkit.registry import get_optimizer, list_entries
+
+    out = []
+    for entry in list_entries("optimizer"):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt = get_optimizer(entry.name)(model.named_parameters())
+        x = torch.randn(16, 8)
+        for _ in range(3):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+        owners = dict(zip(opt.transform.namespaces, opt.transform.transforms))
+        for index, state in enumerate(opt.group_states):
+            for namespace, value in state.items():
+                if value and owners[namespace].group_state_keys:
+                    out.append((entry.name, opt, index, namespace, sorted(value)))
+    return out
+
+
+_STARTED = _started_group_states()
+
+
+def test_declared_group_state_keys_are_the_keys_kept():
+    names = {name for name, *_ in _STARTED}
+    assert {"dadapt_adam", "dog", "prodigy", "psgd_kron", "schedule_free_adamw", "schedule_free_sgd", "sgdsai",
+            "udog"} <= names, names
+    for name, opt, index, namespace, kept in _STARTED:
+        owner = dict(zip(opt.transform.namespaces, opt.transform.transforms))[namespace]
+        assert sorted(owner.group_state_keys) == kept, (name, namespace, owner.group_state_keys, kept)
+
+
+# (a group state of one key, SGD-SaI's max gSNR, is empty without it: a state not started yet, which loads)
+@pytest.mark.parametrize("case", [c for c in _STARTED if len(c[4]) > 1], ids=lambda c: f"{c[0]}-{c[2]}-{c[3]}")
+def test_a_started_group_state_missing_a_declared_key_is_refused(case):
+    name, opt, index, namespace, kept = case
+    sd = copy.deepcopy(opt.state_dict())
+    del sd["gradkit"]["group_states"][index][namespace][kept[0]]
+    before = copy.deepcopy(opt.group_states)
+    with pytest.raises(ValueError, match=rf"\['{namespace}'\] has no '{kept[0]}'"):
+        opt.load_state_dict(sd)
+    assert str(opt.group_states) == str(before)

@@ -59,6 +59,7 @@ class ScaleByDAdaptAdam(GradientTransform):
     name = "dadapt"
     kind = PER_TENSOR
     shard_aware = True  # its group sums over local shards are completed over the mesh (ctx.shards)
+    group_state_keys = ("d", "numerator_weighted", "k")
     state_kinds = {"s": FIRST_MOMENT, "exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT}
 
     def spans_params(self, group):

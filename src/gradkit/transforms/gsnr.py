@@ -96,6 +96,7 @@ class ScaleByGSNR(GradientTransform):
     name = "gsnr"
     kind = PER_TENSOR
     shard_aware = True  # the g-SNR's sums are completed over the mesh (ctx.shards)
+    group_state_keys = ("max_gsnr",)
     state_kinds = {"scale": SCALE}
 
     def __init__(self, eps=1e-8, normalize=True, estimator="gsnr"):

@@ -69,6 +69,7 @@ class ScaleByProdigy(GradientTransform):
     name = "prodigy"
     kind = PER_TENSOR
     shard_aware = True  # its group sums over local shards are completed over the mesh (ctx.shards)
+    group_state_keys = ("d", "d_max", "d_numerator", "k")
     state_kinds = {"s": FIRST_MOMENT, "p0": ITERATE, "exp_avg": FIRST_MOMENT, "exp_avg_sq": SECOND_MOMENT}
 
     def spans_params(self, group):

@@ -188,6 +188,7 @@ class ScaleByPSGDKron(GradientTransform):
 
     name = "psgd"
     kind = WHOLE_MATRIX
+    group_state_keys = ("prob_step", "counter", "updates")
     owner_steppable = True  # each tensor's factors and probes are its own; the update schedule is counted per group: sharded params step on owner ranks (core/redistribute.py)
     state_kinds = {"momentum": FIRST_MOMENT, "seed": RNG, **{f"factor{i}": PRECONDITIONER for i in range(MAX_ORDER)}}
 

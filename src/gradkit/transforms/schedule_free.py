@@ -72,6 +72,7 @@ class ScheduleFreeTransform(GradientTransform):
 
     name = "schedule_free"
     kind = ELEMENTWISE  # its own arithmetic; an instance takes the widest of its inner transforms'
+    group_state_keys = ("k", "weight_sum", "lr_max")
     state_kinds = {"z": ITERATE}
     applies_lr = True
 
