@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from gradkit.core.accounting import tensor_bytes as _tensor_bytes
+
 __all__ = ["state_bytes", "tensor_bytes", "current_rss_bytes", "peak_rss_bytes", "StepTimer", "device_name"]
 
 
@@ -27,27 +29,11 @@ def device_name(device: torch.device | str = "cpu") -> str:
     return platform.processor() or platform.machine()
 
 
-def tensor_bytes(obj: Any, _seen: set[int] | None = None) -> int:
-    """Bytes of every tensor reachable from ``obj`` through dicts, lists, tuples and sets.
-
-    Each tensor counts once, however often it is referenced. A tensor subclass that wraps other tensors
-    (``__tensor_flatten__``, e.g. torchao's 8-bit and 4-bit optimizer states, whose reported dtype is the
-    dequantized one) counts the bytes of the tensors it wraps.
-    """
-    seen = set() if _seen is None else _seen
-    if isinstance(obj, torch.Tensor):
-        if id(obj) in seen:
-            return 0
-        seen.add(id(obj))
-        flatten = getattr(obj, "__tensor_flatten__", None)
-        if flatten is not None:  # a wrapper subclass (torchao's quantized states): its inner tensors hold the bytes
-            return sum(tensor_bytes(getattr(obj, name), seen) for name in flatten()[0])
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(v, seen) for v in obj.values())
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return sum(tensor_bytes(v, seen) for v in obj)
-    return 0
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor reachable from ``obj`` through dicts, lists, tuples and sets, each tensor
+    counted once however often it is referenced (a wrapper subclass such as torchao's quantized states by
+    the tensors it wraps: :func:`gradkit.core.accounting.tensor_bytes`)."""
+    return _tensor_bytes(obj, set())
 
 
 def state_bytes(optimizer: Any) -> int:

@@ -11,18 +11,24 @@ __all__ = ["state_bytes", "tensor_bytes"]
 BY = (None, "param", "key", "kind")
 
 
-def tensor_bytes(obj: Any) -> int:
-    """Bytes of all tensors in a (nested) container; a wrapper tensor subclass (``__tensor_flatten__``, such as
-    torchao's 8-bit and 4-bit optimizer states, which report the dequantized dtype) counts the tensors it wraps."""
+def tensor_bytes(obj: Any, seen: set[int] | None = None) -> int:
+    """Bytes of all tensors in a (nested) container of dicts, lists, tuples and sets; with ``seen`` (a set of
+    tensor ids, filled as it goes) each tensor counts once however often it is referenced. A wrapper tensor
+    subclass (``__tensor_flatten__``, such as torchao's 8-bit and 4-bit optimizer states, which report the
+    dequantized dtype) counts the tensors it wraps."""
     if isinstance(obj, torch.Tensor):
+        if seen is not None:
+            if id(obj) in seen:
+                return 0
+            seen.add(id(obj))
         flatten = getattr(obj, "__tensor_flatten__", None)
         if flatten is not None:
-            return sum(tensor_bytes(getattr(obj, name)) for name in flatten()[0])
+            return sum(tensor_bytes(getattr(obj, name), seen) for name in flatten()[0])
         return obj.numel() * obj.element_size()
     if isinstance(obj, dict):
-        return sum(tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(v) for v in obj)
+        return sum(tensor_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return sum(tensor_bytes(v, seen) for v in obj)
     return 0
 
 
