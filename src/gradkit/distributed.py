@@ -18,7 +18,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from gradkit.core.sharding import zero_redundancy_optimizer_building
 
 __all__ = [
     "LOCAL",
@@ -30,7 +29,6 @@ __all__ = [
     "broadcast_from_first",
     "check_same_on_ranks",
     "rank_slice",
-    "check_groups_kept",
     "RankOrderReduceScatter",
 ]
 
@@ -157,29 +155,6 @@ def rank_slice(total: int, rank: int, num_ranks: int) -> slice:
     return slice(start, start + base + (1 if rank < extra else 0))
 
 
-def _built_by_zero_redundancy_optimizer() -> bool:
-    """Whether the optimizer being constructed is the local optimizer of torch's ZeroRedundancyOptimizer."""
-    return zero_redundancy_optimizer_building() is not None
-
-
-def check_groups_kept(optimizer: str, flag: str, example: str, given: list, groups: list) -> None:
-    """Refuse, before anything is built, to split param groups under ``ZeroRedundancyOptimizer``.
-
-    An optimizer that splits each param group by parameter shape (Muon's ``use_muon``, the low-rank
-    family's ``project``) has more groups than it was given; ``ZeroRedundancyOptimizer`` needs its local
-    optimizer to keep the groups it passes (it copies hyperparameters and state between the two group by
-    group). Groups that already carry ``flag`` are kept as given, so those work."""
-    given_groups = sum(1 for g in given if isinstance(g, dict)) or 1
-    if len(groups) == given_groups or not _built_by_zero_redundancy_optimizer():
-        return
-    raise ValueError(
-        f"{optimizer} splits each param group by parameter shape into groups with a {flag!r} flag ({given_groups} "
-        f"given, {len(groups)} after the split), but ZeroRedundancyOptimizer needs its local optimizer to keep "
-        f"the param groups it passes. Give ZeroRedundancyOptimizer param groups that already set {flag!r} "
-        f"(e.g. {example}, with plain tensors as params), or shard with FSDP2 (fully_shard) and save with "
-        f"torch.distributed.checkpoint, or use {optimizer} itself under DDP")
-
-
 class RankOrderReduceScatter:
     """A reduce-scatter for FSDP2 that sums the ranks' gradients in rank order, ``((g_0 + g_1) + g_2) + ...``.
 
@@ -187,8 +162,9 @@ class RankOrderReduceScatter:
     module (torch versions that have that method, e.g. 2.13). One ``all_to_all`` moves each rank's chunk of
     every rank's gradient to it, the bytes a ring reduce-scatter moves, and the rank sums them in rank order.
     A backend's own reduce-scatter may sum in an order of its choosing (gloo's four-rank one sums pieces of a
-    chunk in orders that depend on the buffer's size), which one process cannot reproduce; in rank order, a single process that accumulates
-    the ranks' micro-batch gradients one after another sees the same gradient bits. That matters for methods
+    chunk in orders that depend on the buffer's size), which one process cannot reproduce; in rank order, a
+    single process that accumulates the ranks' micro-batch gradients one after another sees the same
+    gradient bits. That matters for methods
     that amplify rounding (SOAP's and Shampoo's eigenbases, D-Adapt's estimate: a 1e-7 difference in the
     gradient grows to 1e-3 or more), whose runs can then be compared with one process exactly.
 

@@ -152,6 +152,24 @@ def check_zero_redundancy(transform, param_groups: list[dict]) -> None:
                 "gradkit completes these statistics over the ranks")
 
 
+def check_groups_kept(optimizer: str, flag: str, example: str, given: list, groups: list) -> None:
+    """Refuse, before anything is built, to split param groups under ``ZeroRedundancyOptimizer``.
+
+    An optimizer that splits each param group by parameter shape (Muon's ``use_muon``, the low-rank
+    family's ``project``) has more groups than it was given; ``ZeroRedundancyOptimizer`` needs its local
+    optimizer to keep the groups it passes (it copies hyperparameters and state between the two group by
+    group). Groups that already carry ``flag`` are kept as given, so those work."""
+    given_groups = sum(1 for g in given if isinstance(g, dict)) or 1
+    if len(groups) == given_groups or zero_redundancy_optimizer_building() is None:
+        return
+    raise ValueError(
+        f"{optimizer} splits each param group by parameter shape into groups with a {flag!r} flag ({given_groups} "
+        f"given, {len(groups)} after the split), but ZeroRedundancyOptimizer needs its local optimizer to keep "
+        f"the param groups it passes. Give ZeroRedundancyOptimizer param groups that already set {flag!r} "
+        f"(e.g. {example}, with plain tensors as params), or shard with FSDP2 (fully_shard) and save with "
+        f"torch.distributed.checkpoint, or use {optimizer} itself under DDP")
+
+
 def check_shardable(transform, group_index: int, group: dict, params: list[Tensor]) -> None:
     """Raise ``TypeError`` naming the first sharded param and a transform that cannot step it exactly.
 

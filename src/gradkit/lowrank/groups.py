@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable
 from torch import Tensor
 
 from gradkit.core.optimizer import Optimizer
-from gradkit.distributed import check_groups_kept
+from gradkit.core.sharding import check_groups_kept
 from gradkit.grouping import RoutingWarning, check_kind
 
 __all__ = ["DEFAULT_FULL_STATE", "split_param_groups", "LowRankOptimizer"]

@@ -28,8 +28,8 @@ from torch import Tensor
 
 from gradkit.registry import PROJECTORS, suggestion
 
-__all__ = ["Projector", "SVDProjector", "RandomProjector", "SeededRandomProjector", "RandKProjector", "DCTProjector", "BlockProjector",
-           "PROJECTORS", "get_projector", "dct_basis"]
+__all__ = ["Projector", "SVDProjector", "RandomProjector", "SeededRandomProjector", "RandKProjector", "DCTProjector",
+           "BlockProjector", "PROJECTORS", "get_projector", "dct_basis"]
 
 
 def as_matrix(t: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ import torch
 
 from gradkit.core.hyper import hp
 from gradkit.core.optimizer import Optimizer
-from gradkit.distributed import check_groups_kept
+from gradkit.core.sharding import check_groups_kept
 from gradkit.core.transform import chain
 from gradkit.grouping import RoutingWarning, check_kind
 from gradkit.registry import register_optimizer
@@ -195,7 +195,8 @@ class Muon(Optimizer):
         params = list(params) if not isinstance(params, torch.Tensor) else params
         groups = split_muon_groups(params, adamw, adamw_lr=adamw_lr, adamw_betas=adamw_betas, adamw_eps=adamw_eps,
                                    adamw_weight_decay=adamw_weight_decay)
-        check_groups_kept("Muon", "use_muon", "gradkit.optim.muon.split_muon_groups(model.parameters())", params, groups)
+        check_groups_kept("Muon", "use_muon", "gradkit.optim.muon.split_muon_groups(model.parameters())", params,
+                          groups)
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, ns_steps=ns_steps,
                         ns_coefficients=ns_coefficients, ns_dtype=ns_dtype, shape_scale=shape_scale,
                         betas=adamw_betas, eps=adamw_eps, maximize=maximize, use_muon=True)
