@@ -41,7 +41,7 @@ from gradkit.core.ops import TRACED
 from gradkit.core.quantize import MAPS
 from gradkit.core.sharding import chain_reach
 from gradkit.core.state import ELEMENTWISE
-from gradkit.core.storage import encode_entries, expand_stored, write_back
+from gradkit.core.storage import block_of, encode_entries, expand_stored, write_back
 from gradkit.core.transform import Chain
 
 __all__ = ["FusedStep", "FusedGroup", "check_fusable"]
@@ -178,8 +178,7 @@ class FusedStep:
         contiguous tensors can be viewed so."""
         if not g.stored or not self.elementwise:
             return None
-        sizes = {e[1].shape[1] * (8 // MAPS[e[0]][0]) for entries in g.stored.values() for e in entries
-                 if e is not None and e[0] in MAPS}
+        sizes = {block_of(e) for entries in g.stored.values() for e in entries if e is not None and e[0] in MAPS}
         tensors = g.params + g.grads + [v for values in g.states.values() for v in values if isinstance(v, Tensor)]
         if len(sizes) != 1 or not all(t.is_contiguous() for t in tensors):
             return None

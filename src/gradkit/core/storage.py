@@ -151,9 +151,8 @@ class StateStorage:
             values = [s.get(key) for s in states]
             coded = [i for i, s in enumerate(states) if key + "#codes" in s]
             if coded:
-                kind = kind_of(key)
                 codes = [states[i][key + "#codes"] for i in coded]
-                form = ("sqrt" if kind.non_negative else "signed") + ("8" if codes[0].dtype == torch.int8 else "4")
+                form = _map_name(kind_of(key), codes[0])
                 flat = decode(torch.cat(codes), torch.cat([states[i][key + "#scales"] for i in coded]), form,
                               sum(c.shape[0] for c in codes) * self.block_size, torch.float32)
                 parts = flat.split([c.shape[0] * (c.shape[1] * (8 // int(form[-1]))) for c in codes])
@@ -274,7 +273,6 @@ class StateStorage:
             raise ValueError(f"state {what!r} holds inf or nan (or a value its map cannot code), which a compressed "
                              "state cannot represent; the stored state is unchanged")
 
-
     # -- loading a state_dict saved with another storage ----------------------------------------------
     def convert(self, path: str, entry: dict, layout: dict, kind_of: Callable[[str], StateKind],
                 dtype: torch.dtype) -> dict:
@@ -297,7 +295,8 @@ def decode_entry(entry: tuple, dtype: torch.dtype) -> Tensor:
     return decode(codes, scales, form, shape.numel(), dtype).view(shape)
 
 
-def _block_of(entry: tuple) -> int:
+def block_of(entry: tuple) -> int:
+    """The block size of a quantized stored entry (elements per row of its codes)."""
     return entry[1].shape[1] * (8 // MAPS[entry[0]][0])
 
 
@@ -396,7 +395,7 @@ def encode_entries(stored: list[tuple[tuple, list[Tensor]]]) -> Tensor | None:
             flags.append(torch.isfinite(value).all() & torch.isfinite(hi).all())
             writes += [(entry[1], hi), (entry[2], code)]
             continue
-        block = _block_of(entry)
+        block = block_of(entry)
         coded = [encode(v, form, block, check=False) for v in pieces]
         new_codes = torch.cat([c for c, _ in coded]) if len(coded) > 1 else coded[0][0]
         new_scales = torch.cat([s for _, s in coded]) if len(coded) > 1 else coded[0][1]
