@@ -27,7 +27,7 @@ from gradkit.registry import get_optimizer
 
 from dist_harness import run_on_ranks, run_once
 from test_dist_status import AMPLIFIES_ROUNDING, FSDP4_KNOWN_FAILURES, FSDP_KNOWN_FAILURES, OPTIMIZERS
-from test_dist_status import _data as _status_data, _model as _status_model
+from test_dist_status import _data as _status_data, _model as _status_model, _train as _status_train
 
 pytestmark = [pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available"),
               # the low-rank optimizers routed without module kinds; that warning is tested elsewhere
@@ -199,20 +199,6 @@ def _fresh_model():
     return model
 
 
-def _steps(model, opt, steps, x, y, micro_batches=1):
-    """``steps`` steps on the batch ``x, y``; with ``micro_batches`` its gradient is accumulated over that
-    many equal shares in order (the mean of their mean-loss gradients, as FSDP averages the ranks')."""
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        for part in range(micro_batches):
-            share = slice(part * len(x) // micro_batches, (part + 1) * len(x) // micro_batches)
-            F.mse_loss(model(x[share]), y[share]).backward()
-        if micro_batches > 1:
-            for p in model.parameters():
-                p.grad.div_(micro_batches)  # a power of two: exact
-        opt.step()
-
-
 def _shard(model, world_size):
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
@@ -244,10 +230,10 @@ def _fsdp_write(rank, world_size, root, methods):
         try:
             model = _shard(_status_model(), world_size)
             opt = _optimizer(method, model)
-            _steps(model, opt, 15, x[share], y[share])
+            _status_train(model, opt, x[share], y[share], 15)
             dcp.save({"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)},
                      checkpoint_id=os.path.join(root, method))
-            _steps(model, opt, 15, x[share], y[share])
+            _status_train(model, opt, x[share], y[share], 15)
             out[method] = [p.full_tensor() for p in model.parameters()]
         except _failures() as err:  # reported per method (the same on every rank); the test decides
             out[method] = _error(err)
@@ -273,7 +259,7 @@ def _read(method, root, model, x, y, micro_batches=1):
     set_model_state_dict(model, target["model"])
     set_optimizer_state_dict(model, opt, target["optim"])
     steps = {s["step"] for s in opt.state.values() if "step" in s}
-    _steps(model, opt, 15, x, y, micro_batches)
+    _status_train(model, opt, x, y, 15, micro_batches)
     return [(p.full_tensor() if hasattr(p, "full_tensor") else p).detach().clone() for p in model.parameters()], steps
 
 

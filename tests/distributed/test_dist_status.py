@@ -125,28 +125,25 @@ def _optimizer(method, model):
     return get_optimizer(name)(params, **kwargs)
 
 
-def _train(model, opt, x, y):
-    for _ in range(STEPS):
-        opt.zero_grad(set_to_none=True)
-        nn.functional.mse_loss(model(x), y).backward()
-        opt.step()
-
-
-def _reference(method, micro_batches=1):
-    """One process on the whole batch; with ``micro_batches`` its gradient is accumulated over the ranks'
-    shares in rank order (the mean of their mean-loss gradients, as FSDP averages them)."""
-    model = _model()
-    x, y = _data()
-    opt = _optimizer(method, model)
-    for _ in range(STEPS):
+def _train(model, opt, x, y, steps=STEPS, micro_batches=1):
+    """``steps`` steps on ``x, y``; with ``micro_batches`` the gradient is accumulated over that many shares in
+    rank order (the mean of their mean-loss gradients, as FSDP averages the ranks')."""
+    for _ in range(steps):
         opt.zero_grad(set_to_none=True)
         for rank in range(micro_batches):
-            share = gd.rank_slice(GLOBAL_BATCH, rank, micro_batches)
+            share = gd.rank_slice(len(x), rank, micro_batches)
             nn.functional.mse_loss(model(x[share]), y[share]).backward()
         if micro_batches > 1:
             for p in model.parameters():
                 p.grad.div_(micro_batches)  # a power of two: exact
         opt.step()
+
+
+def _reference(method, micro_batches=1):
+    """One process on the whole batch; with ``micro_batches`` its gradient accumulated over the ranks' shares."""
+    model = _model()
+    x, y = _data()
+    _train(model, _optimizer(method, model), x, y, micro_batches=micro_batches)
     return [p.detach().clone() for p in model.parameters()]
 
 
