@@ -31,8 +31,8 @@ __all__ = ["scale_by_dog", "ScaleByDoG"]
 @register_transform(
     "scale_by_dog",
     summary="DoG: scale by the largest distance from the initial point over the root of the summed squared gradients",
-    reference="Ivgi, Hinder & Carmon, DoG is SGD's Best Friend: A Parameter-Free Dynamic Step Size Schedule, ICML 2023, "
-              "arXiv:2302.12022; https://github.com/formll/dog",
+    reference="Ivgi, Hinder & Carmon, DoG is SGD's Best Friend: A Parameter-Free Dynamic Step Size Schedule, "
+              "ICML 2023, arXiv:2302.12022; https://github.com/formll/dog",
 )
 class ScaleByDoG(GradientTransform):
     """DoG's step size (see the module docstring); follow it with ``scale_by_learning_rate``.
@@ -70,13 +70,13 @@ class ScaleByDoG(GradientTransform):
         shards = ctx.shards
         est = ctx.group_state
         x0 = state["x0"]
+        moved = x0 if not est else torch._foreach_sub(params, x0)  # ||x_0|| at the start, else ||x_t - x_0||
+        distance_sq, grad_sq = torch.stack([dot_sum(moved, moved, shards), dot_sum(grads, grads, shards)]).tolist()
         if not est:
-            norm0 = math.sqrt(dot_sum(x0, x0, shards).item())
-            est.update(r=float(ctx.value(self.reps_rel)) * (1.0 + norm0), G=float(ctx.value(self.eps)))
+            est.update(r=float(ctx.value(self.reps_rel)) * (1.0 + math.sqrt(distance_sq)), G=float(ctx.value(self.eps)))
         else:
-            offset = torch._foreach_sub(params, x0)
-            est["r"] = max(est["r"], math.sqrt(dot_sum(offset, offset, shards).item()))
-        est["G"] += dot_sum(grads, grads, shards).item()
+            est["r"] = max(est["r"], math.sqrt(distance_sq))
+        est["G"] += grad_sq  # both sums in one host sync
         if est["G"] <= 0.0:  # no gradient yet (and eps = 0): nothing to scale by
             ctx.multiply(0.0)
             return grads
