@@ -26,7 +26,7 @@ import gradkit.distributed as gd
 from gradkit.registry import get_optimizer
 
 from dist_harness import run_on_ranks, run_once
-from test_dist_status import AMPLIFIES_ROUNDING, FSDP4_KNOWN_FAILURES, FSDP_KNOWN_FAILURES, OPTIMIZERS
+from test_dist_status import AMPLIFIES_ROUNDING, FSDP4_KNOWN_FAILURES, FSDP_KNOWN_FAILURES, OPTIMIZERS, method_params
 from test_dist_status import _data as _status_data, _model as _status_model, _train as _status_train
 
 pytestmark = [pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available"),
@@ -304,11 +304,7 @@ FOUR_RANK_MISSES = set(FSDP4_KNOWN_FAILURES) - {"soap"}
 
 
 def _reshard_params(known, default=frozenset()):
-    for method in RESHARD_OPTIMIZERS:
-        marks = [] if method in default else [pytest.mark.slow]
-        if method in known:
-            marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=known[method][1]))
-        yield pytest.param(method, marks=marks)
+    return method_params(RESHARD_OPTIMIZERS, known, marks=lambda m: [] if m in default else [pytest.mark.slow])
 
 
 def _selected(request, test: str) -> list[str]:

@@ -207,13 +207,17 @@ def test_ddp_equals_full_batch(ddp_results, method):
     _check(ddp_results, method)
 
 
+def method_params(methods, known, *, name_of=lambda method: method, marks=lambda method: []):
+    """``methods`` as pytest params, each known failure (``known``, keyed by ``name_of(method)``) a strict
+    xfail with its reason, with any other ``marks(method)``."""
+    for method in methods:
+        failure = known.get(name_of(method))
+        xfail = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=failure[1])] if failure else []
+        yield pytest.param(method, marks=[*marks(method), *xfail])
+
+
 def _fsdp_params(known=FSDP_KNOWN_FAILURES):
-    for method in FSDP_METHODS:
-        if method in known:
-            reason = known[method][1]
-            yield pytest.param(method, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason))
-        else:
-            yield method
+    return method_params(FSDP_METHODS, known)
 
 
 @pytest.mark.parametrize("method", list(_fsdp_params()))
@@ -278,10 +282,7 @@ def fsdp_defaults_results(tmp_path_factory):
 
 
 def _defaults_params():
-    for method in _registered_defaults():
-        known = FSDP_KNOWN_FAILURES.get(method.removesuffix(DEFAULTS))
-        marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=known[1])] if known else []
-        yield pytest.param(method, marks=marks)
+    return method_params(_registered_defaults(), FSDP_KNOWN_FAILURES, name_of=lambda m: m.removesuffix(DEFAULTS))
 
 
 # Each optimizer's defaults, against one process that accumulates the ranks' micro-batches (the defaults
