@@ -202,3 +202,81 @@ def test_nonfinite_state_is_refused_and_state_unchanged(mode, fused):
     with pytest.raises(ValueError, match="exp_avg.*inf or nan"):
         opt.step()
     assert all(torch.equal(before[k], opt.state[w][k]) for k in before if k != "step")
+
+
+def _chunked(mode, chunk_elements):
+    storage = StateStorage(mode, block_size=16, min_size=0)
+    storage.chunk_elements = chunk_elements  # the tiny model's params (128, 16, 48, 3) in several chunks
+    return storage
+
+
+@pytest.mark.parametrize("mode", ["int8", "bfloat16+ecc"])
+@pytest.mark.parametrize("name", NAMES)
+def test_stepping_in_chunks_changes_nothing(name, mode):
+    """An unfused step decodes, steps and encodes a chunk of params at a time (StateStorage.chunks) where no
+    statistic spans the group and no group state is kept: bit for bit the step of the whole group."""
+    runs = []
+    for chunk_elements in (20, 1 << 30):
+        model = tiny_mlp()
+        opt = make(name, model.parameters(), _chunked(mode, chunk_elements))
+        train(model, opt, 3)
+        runs.append((list(model.parameters()), opt.state_dict()["state"]))
+    (params_a, state_a), (params_b, state_b) = runs
+    assert all(torch.equal(x, y) for x, y in zip(params_a, params_b))
+    for index, entry in state_a.items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, state_b[index][key]), (index, key)
+
+
+def test_chunks_are_whole_params_in_order():
+    storage = _chunked("int8", 100)
+    assert storage.chunks([60, 30, 20, 500, 1, 99]) == [[0, 1], [2], [3], [4, 5]]
+
+
+def test_a_chunk_that_fails_says_which_params_were_stepped_and_transactional_restores_them():
+    def setup(transactional):
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(32, 16)) for _ in range(2)]
+        opt = gradkit.optim.AdamW(params, state_dtype=_chunked("int8", 600))
+        opt.transactional = transactional
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+        # finite gradients whose square overflows float32: the second moment of the second chunk is inf
+        params[1].grad = torch.full_like(params[1], 1e30)
+        return params, opt
+
+    params, opt = setup(transactional=False)
+    before = [p.detach().clone() for p in params]
+    with pytest.raises(ValueError, match="exp_avg_sq.*inf or nan") as caught:
+        opt.step()
+    notes = " ".join(getattr(caught.value, "__notes__", []))
+    assert "params before that chunk" in notes and "transactional" in notes
+    assert not torch.equal(params[0], before[0]) and torch.equal(params[1], before[1])
+
+    params, opt = setup(transactional=True)
+    before = [p.detach().clone() for p in params]
+    state = copy.deepcopy(opt.state_dict()["state"])
+    with pytest.raises(ValueError, match="exp_avg_sq.*inf or nan"):
+        opt.step()
+    assert all(torch.equal(p, b) for p, b in zip(params, before))
+    after = opt.state_dict()["state"]
+    assert all(torch.equal(v, after[i][k]) for i in state for k, v in state[i].items() if isinstance(v, torch.Tensor))
+
+
+def test_nonfinite_ignore_steps_the_group_at_once_so_a_failure_changes_nothing():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(32, 16)) for _ in range(2)]
+    opt = gradkit.optim.AdamW(params, state_dtype=_chunked("int8", 600), nonfinite="ignore")
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()
+    before = [p.detach().clone() for p in params]
+    state = copy.deepcopy(opt.state_dict()["state"])
+    params[1].grad = torch.full_like(params[1], float("inf"))
+    with pytest.raises(ValueError, match="inf or nan"):
+        opt.step()
+    assert all(torch.equal(p, b) for p, b in zip(params, before))
+    after = opt.state_dict()["state"]
+    assert all(torch.equal(v, after[i][k]) for i in state for k, v in state[i].items() if isinstance(v, torch.Tensor))

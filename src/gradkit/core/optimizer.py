@@ -36,7 +36,7 @@ from gradkit.core.fused import FusedGroup, FusedStep
 from gradkit.core.prediction import predicted_weights
 from gradkit.core.redistribute import owner_plan, step_on_owners
 from gradkit.core.sharding import (Shards, chain_reach, check_shardable, check_zero_redundancy, dtensor_type,
-                                   is_sharded, local, rewrap, runs_on_shards)
+                                   is_sharded, local, rewrap, runs_on_shards, walk)
 from gradkit.core.state import ELEMENTWISE
 from gradkit.core.rounding import Rounding
 from gradkit.core.storage import MODES, StateStorage
@@ -50,6 +50,9 @@ __all__ = ["Optimizer", "NONFINITE_POLICIES"]
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _GROUP_ONLY = ("params", "param_names", META_KEY)
+_CHUNKS_NOTE = ("gradkit: the step failed in a chunk of a param group with compressed state; the params before "
+                "that chunk (in group order) were already stepped and their state updated. Set "
+                "optimizer.transactional = True to have a failed step restore them.")
 _PARTIAL_NOTE = ("gradkit: the step failed inside the optimizer's chain. Params and step counters are unchanged; "
                  "state tensors the chain updates in place may already hold this step's values. Construct the "
                  "optimizer with transactional=True to have a failed step restore them too.")
@@ -238,7 +241,7 @@ class Optimizer(torch.optim.Optimizer):
         except BaseException as error:
             if saved is not None:
                 self._restore(saved)
-            elif hasattr(error, "add_note"):
+            elif hasattr(error, "add_note") and not self.__dict__.pop("_partial", False):
                 error.add_note(_PARTIAL_NOTE)
             raise
         for _, _, params, _ in work:  # counters advance once the whole step has succeeded
@@ -336,6 +339,9 @@ class Optimizer(torch.optim.Optimizer):
         if is_sharded(params) and (plan := owner_plan(self.transform, params)) is not None:
             # whole matrices stepped on owner ranks (core/redistribute.py), their state held by the owner
             return step_on_owners(self, group, group_state, params, params_c, grads_c, plan)
+        if self._in_chunks(group, params):
+            self._run_chunks(group, group_state, params, params_c, grads_c, upcast)
+            return lambda: None
         states, lists = self._state_lists(group, group_state, params, params_c)
         # plain ints: a foreach op over 0-dim tensors costs more than the loop
         ctx = StepContext(group, [s["step"] + 1 for s in states], group_state)
@@ -345,8 +351,9 @@ class Optimizer(torch.optim.Optimizer):
             params, params_c, grads_c = local(params), local(params_c), local(grads_c)
             sharded_lists, lists = lists, {k: local(values) for k, values in lists.items()}
         updates = self.transform.update(grads_c, lists, params_c, ctx)
-        if self.storage is not None:  # encode the working state (core/storage.py)
-            self.storage.pack(states, lists, self.transform.kind_of)
+        commit = None
+        if self.storage is not None:  # check the working state can be stored, encode it once applied
+            commit = self.storage.prepare(states, lists, self.transform.kind_of)
             lists = {}
         for k, values in lists.items():  # transforms may replace state tensors in their lists
             if sharded_lists is not None:
@@ -357,15 +364,56 @@ class Optimizer(torch.optim.Optimizer):
                     s[k] = v
 
         def apply() -> None:
-            ctx.apply(params_c, updates)
-            if upcast:
-                targets = local([params[i] for i in upcast])
-                sources = local([params_c[i] for i in upcast])
-                if self.rounding is not None:
-                    sources = self.rounding.round(sources, targets[0].dtype, [states[i]["step"] for i in upcast])
-                torch._foreach_copy_(targets, sources)
+            self._apply(ctx, params, params_c, updates, upcast, states)
+            if commit is not None:
+                commit()
 
         return apply
+
+    def _apply(self, ctx: StepContext, params: list[Tensor], params_c: list[Tensor], updates: list[Tensor],
+               upcast: list[int], states: list[dict]) -> None:
+        ctx.apply(params_c, updates)
+        if upcast:
+            targets = local([params[i] for i in upcast])
+            sources = local([params_c[i] for i in upcast])
+            if self.rounding is not None:
+                sources = self.rounding.round(sources, targets[0].dtype, [states[i]["step"] for i in upcast])
+            torch._foreach_copy_(targets, sources)
+
+    def _in_chunks(self, group: dict, params: list[Tensor]) -> bool:
+        """Whether a group with compressed state is stepped a chunk of params at a time
+        (:meth:`StateStorage.chunks`): only where no statistic spans the group's params and no group-level
+        state is kept (each chunk runs the chain once), and where gradients were checked finite (a chunk
+        that fails after others were stepped leaves those stepped; with ``nonfinite="ignore"`` a non-finite
+        gradient is expected input, and the unchunked step keeps all-or-nothing)."""
+        if self.storage is None or self.nonfinite == "ignore" or is_sharded(params):
+            return False
+        if sum(p.numel() for p in params) <= self.storage.chunk_elements:
+            return False
+        return not any(t.group_state_keys or t.spans_params(group) for t in walk(self.transform))
+
+    def _run_chunks(self, group: dict, group_state: dict, params: list[Tensor], params_c: list[Tensor],
+                    grads_c: list[Tensor], upcast: list[int]) -> None:
+        """Decode, step, encode and apply one chunk of params after another: the working state of a chunk
+        (float32, transient) is small enough to stay in cache and to be reused by the next chunk's
+        allocations, where a whole group's would be faulted in afresh at every step."""
+        stepped = False
+        try:
+            for chunk in self.storage.chunks([p.numel() for p in params]):
+                sub_params, sub_params_c = [params[i] for i in chunk], [params_c[i] for i in chunk]
+                states, lists = self._state_lists(group, group_state, sub_params, sub_params_c)
+                ctx = StepContext(group, [s["step"] + 1 for s in states], group_state)
+                updates = self.transform.update([grads_c[i] for i in chunk], lists, sub_params_c, ctx)
+                commit = self.storage.prepare(states, lists, self.transform.kind_of)
+                self._apply(ctx, sub_params, sub_params_c, updates, [j for j, i in enumerate(chunk) if i in upcast],
+                            states)
+                commit()
+                stepped = True
+        except BaseException as error:
+            if stepped and hasattr(error, "add_note"):
+                error.add_note(_CHUNKS_NOTE)
+                self._partial = True
+            raise
 
     def _on_local_shards(self, params: list[Tensor], ctx: StepContext) -> bool:
         """Whether the chain runs on the local shards of these (DTensor) params: elementwise math needs no

@@ -41,7 +41,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["MAPS", "encode", "decode", "error_bound", "code_shape", "encode_ecc", "decode_ecc", "check_finite"]
+__all__ = ["MAPS", "encode", "decode", "error_bound", "code_shape", "encode_ecc", "decode_ecc", "check_finite",
+           "block_scales", "encode_scaled", "integer_codes"]
 
 _TINY = torch.finfo(torch.float32).tiny * torch.finfo(torch.float32).eps  # the smallest positive float32
 
@@ -123,27 +124,49 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
 def _encode_blocks(xb: Tensor, bits: int, signed: bool, consume: bool) -> tuple[Tensor, Tensor]:
     """Codes and scales of the float32 blocks ``xb`` (no checks: a non-finite or, for sqrt maps, negative
     value makes its block's scale non-finite; plain tensor ops, which the fused step traces)."""
+    name = ("signed" if signed else "sqrt") + str(bits)
+    scales = block_scales(xb, name)
+    return integer_codes(encode_scaled(xb, scales, name, consume), bits, signed), scales
+
+
+def block_scales(xb: Tensor, name: str) -> Tensor:
+    """The scale of each block (row) of the float32 blocks ``xb`` under map ``name``: ``max |x|`` for signed
+    maps, ``sqrt(max x)`` (= ``max sqrt(x)``, sqrt being monotone) for sqrt maps; inf or nan where a block
+    holds inf or nan, or (sqrt maps) a negative value. Reads ``xb`` only: two reductions, no per-element
+    square root."""
+    _, signed = _check_map(name)
+    # two plain reductions: aminmax(dim=1) on CPU is an order of magnitude slower than amax + amin
     if signed:
-        # two plain reductions: aminmax(dim=1) on CPU is an order of magnitude slower than amax + amin
-        absmax = torch.maximum(xb.amax(1), xb.amin(1).neg_())
-        # divide (not multiply by 1/absmax, which overflows for blocks of denormals); all-zero blocks give 0
-        y = (xb.div_ if consume else xb.div)(absmax.clamp_min(_TINY).unsqueeze(1))
+        return torch.maximum(xb.amax(1), xb.amin(1).neg_())
+    return torch.where(xb.amin(1) < 0, float("nan"), xb.amax(1)).sqrt_()
+
+
+def encode_scaled(xb: Tensor, scales: Tensor, name: str, consume: bool = False) -> Tensor:
+    """The codes of the float32 blocks ``xb`` against ``scales`` (:func:`block_scales`) as integer-valued
+    floats: ``round(127 x / scale)`` (signed8), the companded nibble level ``sign k + 7`` (signed4), or
+    ``clamp(round(L sqrt(x) / scale), 1, L) - 1`` (sqrt maps; less 128 for int8). ``consume``: ``xb`` is
+    overwritten."""
+    bits, signed = _check_map(name)
+    # divide (not multiply by 1/scale, which overflows for blocks of denormals); all-zero blocks give 0
+    divisor = scales.clamp_min(_TINY).unsqueeze(1)
+    if signed:
+        y = (xb.div_ if consume else xb.div)(divisor)
         if bits == 8:
-            codes = y.mul_(127.0).round_().to(torch.int8)
-        else:
-            k = y.abs().sqrt_().mul_(7.0).round_()
-            codes = (k.copysign_(xb) + 7.0).to(torch.uint8)
-    else:
-        s = xb.sqrt_() if consume else xb.sqrt()  # a negative value gives nan, which the scale carries
-        absmax = s.amax(1)
-        levels = float(1 << bits)
-        # code c = round(L s / smax) - 1 in [0, L - 1] (offset by -128 for int8): one clamp and one shift
-        offset = 1.0 + (128.0 if bits == 8 else 0.0)
-        c = s.div_(absmax.clamp_min(_TINY).unsqueeze(1)).mul_(levels).round_().clamp_(1.0, levels).sub_(offset)
-        codes = c.to(torch.int8 if bits == 8 else torch.uint8)
+            return y.mul_(127.0).round_()
+        k = y.abs().sqrt_().mul_(7.0).round_()
+        return k.copysign_(y).add_(7.0)
+    y = xb.sqrt_() if consume else xb.sqrt()  # a negative value gives nan, which the scale carries
+    levels = float(1 << bits)
+    y.div_(divisor).mul_(levels).round_().clamp_(1.0, levels)
+    return y.sub_(1.0 + (128.0 if bits == 8 else 0.0))
+
+
+def integer_codes(y: Tensor, bits: int, signed: bool) -> Tensor:
+    """The stored codes of :func:`encode_scaled`'s values: int8, or two 4-bit levels per uint8."""
+    codes = y.to(torch.int8 if bits == 8 else torch.uint8)
     if bits == 4:
         codes = codes[:, 0::2] | (codes[:, 1::2] << 4)
-    return codes, absmax
+    return codes
 
 
 def decode(codes: Tensor, scales: Tensor, name: str, numel: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -156,17 +179,19 @@ def decode(codes: Tensor, scales: Tensor, name: str, numel: int, dtype: torch.dt
     bits, signed = _check_map(name)
     if bits == 4:
         codes = torch.stack([codes & 15, codes >> 4], dim=2).view(codes.shape[0], -1)
-    # the first op reads the integer codes and writes floats (type promotion): no separate conversion pass
+    # a plain conversion first, then in-place float ops: on CPU a binary op that promotes int8 to float
+    # is several times slower than the conversion and the float op together
     step = scales.to(dtype).unsqueeze(1)
+    out = codes.to(dtype)
     if signed and bits == 8:
-        out = codes * (step / 127.0)
+        out.mul_(step / 127.0)
     elif signed:
-        c = codes - torch.tensor(7.0, dtype=dtype)
-        out = (c * c.abs()).mul_(step / 49.0)
+        out.sub_(7.0)
+        out.mul_(out.abs()).mul_(step / 49.0)
     else:
         # (c + 1) levels (c + 129 for int8 codes, offset by -128), squared; integer sums are exact in float
-        s = (codes + torch.tensor(129.0 if bits == 8 else 1.0, dtype=dtype)).mul_(step / float(1 << bits))
-        out = s.mul_(s)
+        out.add_(129.0 if bits == 8 else 1.0).mul_(step / float(1 << bits))
+        out.mul_(out)
     return out.view(-1)[:numel]
 
 

@@ -37,7 +37,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from gradkit.core.sharding import Shards, dtensor_type, local
+from gradkit.core.sharding import Shards, dtensor_type, local, walk
 
 __all__ = ["assign_owners", "row_counts", "OwnerPlan", "owner_steppable", "owner_plan"]
 
@@ -166,12 +166,6 @@ class OwnerPlan:
         return out
 
 
-def _walk(transform):
-    yield transform
-    for child in transform.children().values():
-        yield from _walk(child)
-
-
 def owner_steppable(transform) -> bool:
     """True when every transform in the chain that is not elementwise declares ``owner_steppable``: it
     computes each param's update from that param alone, so the params can be stepped on different ranks.
@@ -184,7 +178,7 @@ def owner_steppable(transform) -> bool:
     """
     from gradkit.core.state import ELEMENTWISE
 
-    return all(t.kind == ELEMENTWISE or getattr(t, "owner_steppable", False) for t in _walk(transform))
+    return all(t.kind == ELEMENTWISE or getattr(t, "owner_steppable", False) for t in walk(transform))
 
 
 def owner_plan(transform, params: list[Tensor]) -> OwnerPlan | None:

@@ -53,20 +53,21 @@ def is_sharded(tensors: Iterable[Any]) -> bool:
     return dtensor is not None and any(isinstance(t, dtensor) for t in tensors)
 
 
-def _walk(transform) -> Iterable:
+def walk(transform) -> Iterable:
+    """``transform`` and every transform nested in it (a chain's members, a wrapper's inner transforms)."""
     yield transform
     for child in transform.children().values():
-        yield from _walk(child)
+        yield from walk(child)
 
 
 def chain_reach(transform) -> str:
     """The widest declared kind among ``transform`` and every transform nested in it."""
-    return widest_kind(*(t.kind for t in _walk(transform)))
+    return widest_kind(*(t.kind for t in walk(transform)))
 
 
 def runs_on_shards(transform) -> bool:
     """True when the chain can run on local shards: elementwise, or every reduction in it is ``shard_aware``."""
-    return all(t.kind == ELEMENTWISE or getattr(t, "shard_aware", False) for t in _walk(transform))
+    return all(t.kind == ELEMENTWISE or getattr(t, "shard_aware", False) for t in walk(transform))
 
 
 class Shards:
@@ -142,7 +143,7 @@ def check_zero_redundancy(transform, param_groups: list[dict]) -> None:
     if zero is None or getattr(zero, "world_size", 1) <= 1:
         return
     for index, group in enumerate(param_groups):
-        spanning = [t for t in _walk(transform) if t.spans_params(group)]
+        spanning = [t for t in walk(transform) if t.spans_params(group)]
         if spanning:
             raise ValueError(
                 f"param group {index}: {type(spanning[0]).__name__} computes statistics over every param of the "
@@ -195,7 +196,7 @@ def check_shardable(transform, group_index: int, group: dict, params: list[Tenso
                              "a gradient (e.g. zeros) or put the params that may lack one in another group; params "
                              "and state are unchanged")
         return
-    refusing = [t for t in _walk(transform) if t.kind != ELEMENTWISE and not getattr(t, "runs_on_dtensors", False)]
+    refusing = [t for t in walk(transform) if t.kind != ELEMENTWISE and not getattr(t, "runs_on_dtensors", False)]
     if not refusing:
         return
     dtensor = dtensor_type()

@@ -18,12 +18,17 @@ tensors:
 Signed kinds (first moments) use the ``signed8`` / ``signed4`` maps, non-negative kinds (second moments)
 ``sqrt8`` / ``sqrt4`` (:mod:`gradkit.core.quantize`). States with fewer than ``min_size`` elements,
 kinds not chosen (counters, projections, histories, indices, iterates, ...) and list-valued state stay as
-computed. The state is stored from its init on. An unfused step decodes each group's stored states into
-float32 working tensors (one vectorized pass per state key over all the group's tensors: their codes are
-concatenated), runs the chain once, and encodes the result (one pass per key) before the params are
-written; a non-finite value then raises ``ValueError`` with the stored state unchanged. The working
-tensors are transient (allocated per step, as float32 state would be, and freed after it); nothing but
-the stored entries is kept between steps. The fused step decodes and encodes inside its compiled
+computed. The state is stored from its init on. An unfused step decodes the stored states into float32
+working tensors (one pass per state key over the params' concatenated codes, into one buffer whose views
+the working tensors are), runs the chain, checks that every new block scale is finite
+(:meth:`StateStorage.prepare`: a non-finite value raises ``ValueError`` with params and stored state
+unchanged), applies the update and then encodes the buffer in place (the commit). Where no statistic
+spans the group's params and no group-level state is kept, and gradients were checked finite, it does so
+for one chunk of whole params at a time (:meth:`StateStorage.chunks`, :attr:`~StateStorage.chunk_elements`
+elements): the working tensors are transient and cache-sized, reused from chunk to chunk rather than
+faulted in afresh at every step; a chunk that fails (only an overflow can, gradients being finite) leaves
+the chunks before it stepped, and says so. Nothing but the stored entries is kept between steps. The fused
+step decodes and encodes inside its compiled
 program (:func:`expand_stored`, :func:`encode_entries`): it reads codes and scales, runs the chain and
 writes codes and scales, each stored tensor being overwritten only when every compressed value of the
 step is finite (else ``ValueError``, the stored state unchanged, as unfused). An elementwise chain sees
@@ -47,7 +52,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from gradkit.core.quantize import MAPS, code_shape, decode, decode_ecc, encode, encode_ecc
+from gradkit.core.quantize import (MAPS, block_scales, code_shape, decode, decode_ecc, encode, encode_ecc,
+                                   encode_scaled, integer_codes)
 from gradkit.core.state import StateKind
 
 __all__ = ["StateStorage", "MODES", "SUFFIXES", "base_key"]
@@ -75,6 +81,10 @@ class StateStorage:
     >>> StateStorage.of("int4")
     StateStorage('int4', block_size=256, min_size=4096, kinds=('first_moment', 'second_moment'))
     """
+
+    #: Elements of params an unfused step decodes, steps and encodes at a time (whole params; see
+    #: :meth:`chunks`): 1 MiB of float32 per working tensor, reused from one chunk to the next.
+    chunk_elements = 1 << 18
 
     def __init__(self, mode: str = "int8", *, block_size: int = 256, min_size: int = 4096,
                  kinds: tuple[str, ...] = ("first_moment", "second_moment")):
@@ -143,6 +153,23 @@ class StateStorage:
         return out
 
     # -- a step: decode before the chain, encode after it -------------------------------------------
+    def chunks(self, sizes: list[int]) -> list[list[int]]:
+        """Consecutive runs of param indices of at most :attr:`chunk_elements` elements each (a larger param
+        is a run of its own).
+
+        >>> StateStorage("int8").chunks([1 << 17, 1 << 17, 1 << 17, 1 << 20, 5])
+        [[0, 1], [2], [3], [4]]
+        """
+        runs: list[list[int]] = []
+        total = 0
+        for i, size in enumerate(sizes):
+            if not runs or total + size > self.chunk_elements:
+                runs.append([])
+                total = 0
+            runs[-1].append(i)
+            total += size
+        return runs
+
     def unpack(self, states: list[dict], kind_of: Callable[[str], StateKind], dtypes: list[torch.dtype]) -> dict:
         """``{key: [working tensor or None per param]}``: the stored states decoded to the compute dtypes."""
         keys = sorted({base_key(k) for s in states for k in s} - {"step"})
@@ -152,13 +179,20 @@ class StateStorage:
             coded = [i for i, s in enumerate(states) if key + "#codes" in s]
             if coded:
                 codes = [states[i][key + "#codes"] for i in coded]
+                scales = [states[i][key + "#scales"] for i in coded]
                 form = _map_name(kind_of(key), codes[0])
-                flat = decode(torch.cat(codes), torch.cat([states[i][key + "#scales"] for i in coded]), form,
-                              sum(c.shape[0] for c in codes) * self.block_size, torch.float32)
-                parts = flat.split([c.shape[0] * (c.shape[1] * (8 // int(form[-1]))) for c in codes])
-                for i, part in zip(coded, parts):
+                per = codes[0].shape[1] * (8 // int(form[-1]))
+                flat = decode(_joined(codes), _joined(scales), form, sum(c.shape[0] for c in codes) * per,
+                              torch.float32)
+                start = 0
+                for i, c in zip(coded, codes):
                     shape = torch.Size(states[i][key + "#shape"].tolist())
-                    values[i] = part[:shape.numel()].view(shape).to(dtypes[i])
+                    end = start + c.shape[0] * per
+                    if not MAPS[form][1] and end > start + shape.numel():
+                        # the padding decodes to the smallest level; the encode reads it (pack) as zeros
+                        flat[start + shape.numel():end].zero_()
+                    values[i] = flat[start:start + shape.numel()].view(shape).to(dtypes[i])
+                    start = end
             hi = [i for i, v in enumerate(values) if isinstance(v, Tensor) and v.is_floating_point()
                   and v.dtype != dtypes[i]]
             if hi:
@@ -180,9 +214,15 @@ class StateStorage:
             values[i] = part.view(values[i].shape).to(dtypes[i])
 
     def pack(self, states: list[dict], lists: dict, kind_of: Callable[[str], StateKind]) -> None:
-        """Encode the working tensors of ``lists`` into ``states`` (all keys are encoded before any is
-        written, so a non-finite value leaves the stored state unchanged)."""
-        writes = []
+        """Encode the working tensors of ``lists`` into ``states`` (:meth:`prepare`, then its commit)."""
+        self.prepare(states, lists, kind_of)()
+
+    def prepare(self, states: list[dict], lists: dict, kind_of: Callable[[str], StateKind]) -> Callable[[], None]:
+        """Check that the working tensors of ``lists`` can be stored (raising ``ValueError``, with nothing
+        written, where one holds a value its form cannot code) and return the commit that encodes and
+        writes them into ``states``. The commit may overwrite the working tensors, which the step's update
+        may still read: the optimizer applies the update first."""
+        writes, coded = [], []
         for key, values in lists.items():
             kind = kind_of(key)
             forms: dict[str, list[int]] = {}
@@ -202,17 +242,45 @@ class StateStorage:
                         key + "#ecc": [c.view(values[i].shape) for c, i in zip(code.split(sizes), idx)]}))
                 else:
                     block = self.block_size
-                    pieces = []
-                    for i in idx:
-                        flat = values[i].reshape(-1)
-                        pieces.append(flat)
-                        if (-flat.numel()) % block:
-                            pieces.append(flat.new_zeros((-flat.numel()) % block))
-                    codes, scales = encode(torch.cat(pieces), form, block, what=what, consume=True)
-                    blocks = [-(-values[i].numel() // block) for i in idx]
-                    writes.append((key, idx, {
-                        key + "#codes": list(codes.split(blocks)), key + "#scales": list(scales.split(blocks)),
-                        key + "#shape": [_shape_entry(states[i].get(key + "#shape"), values[i].shape) for i in idx]}))
+                    flat = _decoded_buffer([values[i] for i in idx], block)
+                    if flat is None:  # a fresh state, or the chain replaced a working tensor
+                        pieces = []
+                        for i in idx:
+                            piece = values[i].reshape(-1).float()
+                            pieces.append(piece)
+                            if (-piece.numel()) % block:
+                                pieces.append(piece.new_zeros((-piece.numel()) % block))
+                        flat = torch.cat(pieces)
+                    blocks = flat.view(-1, block)
+                    scales = block_scales(blocks, form)
+                    if scales.numel() and not bool(torch.isfinite(scales).all()):
+                        detail = "" if MAPS[form][1] else f" (or negative values, which the map {form!r} cannot code)"
+                        raise ValueError(f"{what} holds inf or nan{detail}, which a quantized state cannot represent; "
+                                         "the stored state is unchanged")
+                    coded.append((key, idx, form, blocks, scales))
+
+        def commit() -> None:
+            for key, idx, form, blocks, scales in coded:
+                bits, signed = MAPS[form]
+                counts = [-(-lists[key][i].numel() // self.block_size) for i in idx]
+                rows = list(encode_scaled(blocks, scales, form, consume=True).split(counts))
+                entries = {key + "#scales": list(scales.split(counts)),
+                           key + "#shape": [_shape_entry(states[i].get(key + "#shape"), lists[key][i].shape)
+                                            for i in idx]}
+                olds = [states[i].get(key + "#codes") for i in idx]
+                if bits == 8 and all(isinstance(o, Tensor) and o.dtype == torch.int8 and o.shape == r.shape
+                                     for o, r in zip(olds, rows)):
+                    torch._foreach_copy_(olds, rows)  # the integer-valued floats convert exactly in the copy
+                else:
+                    entries[key + "#codes"] = list(integer_codes(torch.cat(rows), bits, signed).split(counts))
+                for i in idx:
+                    states[i].pop(key, None)
+                writes.append((key, idx, entries))
+            self._write(states, lists, kind_of, writes)
+
+        return commit
+
+    def _write(self, states: list[dict], lists: dict, kind_of: Callable[[str], StateKind], writes: list) -> None:
         for key, idx, entries in writes:
             for name, new in entries.items():
                 old = [states[i].get(name) for i in idx]
@@ -225,10 +293,6 @@ class StateStorage:
                 for j, i in enumerate(idx):
                     if j not in same:
                         states[i][name] = new[j].clone()
-            if key + "#codes" in entries or key + "#ecc" in entries:
-                for i in idx:
-                    if key + "#codes" in entries:
-                        states[i].pop(key, None)
         for key, values in lists.items():  # states that left a stored form (e.g. a state that shrank)
             for s, v in zip(states, values):
                 if v is not None and self.form(kind_of(key), v) is None:
@@ -278,6 +342,24 @@ class StateStorage:
                 dtype: torch.dtype) -> dict:
         """``entry`` (a saved param state) in this storage's form where it was saved in another one."""
         return convert_entry(self, path, entry, layout, kind_of, dtype)
+
+
+def _joined(tensors: list[Tensor]) -> Tensor:
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
+def _decoded_buffer(values: list[Tensor], block: int) -> Tensor | None:
+    """The flat float32 buffer :meth:`StateStorage.unpack` decoded ``values`` into, when they are still its
+    views, in order, each starting at a block boundary; else ``None``."""
+    base = values[0]._base
+    if base is None or base.dtype != torch.float32 or not base.is_contiguous() or base.numel() % block:
+        return None
+    offset = base.storage_offset()
+    for v in values:
+        if v._base is not base or v.dtype != torch.float32 or not v.is_contiguous() or v.storage_offset() != offset:
+            return None
+        offset += -(-v.numel() // block) * block
+    return base.view(-1) if offset == base.storage_offset() + base.numel() else None
 
 
 def _map_name(kind: StateKind, codes: Tensor) -> str:
