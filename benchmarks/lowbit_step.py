@@ -1,9 +1,12 @@
 """Step time of AdamW with compressed state (state_dtype=...), as ratios to float32 AdamW from one run.
 
-For 2^20 and 2^22 parameters in 8 square matrices, the step time of gradkit's AdamW unfused and fused
+For 2^20 and 2^22 parameters in 8 square matrices (sides 362 and 724: each param's last block is
+partial), the step time of gradkit's AdamW unfused and fused
 (``fused=True``, compiled) with each storage, divided by the float32 step of the same path; and, where
 they install on this machine, the 8-bit/4-bit AdamW of torchao and bitsandbytes beside it (ratio to
-gradkit's float32 unfused step). Each config is timed on its own (only its optimizer alive, as in a
+gradkit's float32 unfused step). Then float32 and int8 on 4 square matrices of sides 512 and 1024 (whole
+blocks of 256 values, as the layers of most models: the fused program updates such a param in place,
+where a partial last block is stepped through a copy). Each config is timed on its own (only its optimizer alive, as in a
 training run: interleaving configs lets one config's large frees return memory that the next one then
 faults in again). No assertions: the numbers go into the README.
 
@@ -20,8 +23,8 @@ from _timing import best_of, square_params
 MODES = ("float32", "bfloat16", "bfloat16+ecc", "int8", "int4")
 
 
-def step_time(make, total: int) -> float:
-    opt = make(square_params(total))
+def step_time(make, total: int, tensors: int = 8) -> float:
+    opt = make(square_params(total, tensors))
     opt.step()  # state and (fused) the compiled program
     return best_of(opt.step, repeat=12, number=3)  # the best of many rounds: the machine is shared
 
@@ -56,6 +59,13 @@ def main() -> None:
             base.setdefault("fused", fused)
             print(f"{total:>9} {mode:<14} {unfused:>11.2f} {unfused / base['unfused']:>6.2f} {fused:>9.2f} "
                   f"{fused / base['fused']:>6.2f}")
+        for mode in ("float32", "int8"):
+            unfused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode), total, 4) * 1e3
+            fused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode, fused=True), total, 4) * 1e3
+            base.setdefault("whole unfused", unfused)
+            base.setdefault("whole fused", fused)
+            print(f"{total:>9} {mode + ', whole':<14} {unfused:>11.2f} {unfused / base['whole unfused']:>6.2f} "
+                  f"{fused:>9.2f} {fused / base['whole fused']:>6.2f}")
         for name, make in others.items():
             try:
                 ms = step_time(make, total) * 1e3

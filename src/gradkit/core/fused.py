@@ -41,7 +41,7 @@ from gradkit.core.ops import TRACED
 from gradkit.core.quantize import MAPS
 from gradkit.core.sharding import chain_reach
 from gradkit.core.state import ELEMENTWISE
-from gradkit.core.storage import block_of, encode_entries, expand_stored, write_back
+from gradkit.core.storage import block_of, blocked_views, encode_entries, expand_stored, write_back
 from gradkit.core.transform import Chain
 
 __all__ = ["FusedStep", "FusedGroup", "check_fusable"]
@@ -118,7 +118,7 @@ def _tree(row: Tensor, paths: tuple[tuple[str, ...], ...]) -> dict:
     return root
 
 
-def _inductor_options() -> dict:
+def _inductor_options(stored: bool = False) -> dict:
     import torch._inductor.config as inductor
 
     # Dynamo's guards already check every input's sizes and strides; Inductor's own per-call asserts of
@@ -128,6 +128,11 @@ def _inductor_options() -> dict:
     # two paths are meant to agree to float rounding (a memory-bound step has the cycles to spare).
     if hasattr(getattr(inductor, "eager_numerics", None), "division_rounding"):
         options["eager_numerics.division_rounding"] = True
+    if stored:
+        # A new moment read by the block reductions, the encode and the update would be kept in a full-size
+        # float32 buffer under the default thresholds; recomputed from the codes instead, the step is two
+        # passes over the state (block scales, then codes and params) and allocates nothing of its size.
+        options.update(realize_reads_threshold=64, realize_opcount_threshold=1000)
     return options
 
 
@@ -145,9 +150,14 @@ class FusedStep:
         check_fusable(chain)
         self.chain = chain
         self.elementwise = chain_reach(chain) == ELEMENTWISE
-        # Dynamo keeps its compile cache (and recompile limit) on the code object: give each group its own.
+        self._compiled = self._compile(stored=False)
+        self._compiled_stored = None  # compiled at the first step with compressed state
+
+    @staticmethod
+    def _compile(stored: bool):
+        # Dynamo keeps its compile cache (and recompile limit) on the code object: give each program its own.
         program = types.FunctionType(_program.__code__.replace(), _program.__globals__, "gradkit_fused_step")
-        self._compiled = torch.compile(program, fullgraph=True, options=_inductor_options())
+        return torch.compile(program, fullgraph=True, options=_inductor_options(stored))
 
     def __call__(self, groups: Sequence[FusedGroup]) -> Tensor | None:
         """Run the program; returns the finiteness flags of the compressed states it encoded (or ``None``)."""
@@ -156,14 +166,22 @@ class FusedStep:
             raise ValueError(f"fused=True needs every param on one device, got {sorted(map(str, devices))}: "
                              "use one optimizer per device")
         table, rows, paths = self.scalar_table(groups, next(iter(devices)))
+        blocks = tuple(self._block(g) for g in groups)
+        groups = [g if block is None else g._replace(**dict(zip(("params", "grads", "states"), blocked_views(
+            g.params, g.grads, g.states, g.stored, block)))) for g, block in zip(groups, blocks)]
         args = (self.chain, tuple(g.group for g in groups), tuple(g.params for g in groups), tuple(g.grads for g in groups),
                 tuple(g.states for g in groups), table, rows, paths, tuple(tuple(g.compute_dtypes) for g in groups),
-                tuple(g.stored for g in groups), tuple(self._block(g) for g in groups))
+                tuple(g.stored for g in groups), blocks)
         limit_hit = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", None)
         strict = {"fail_on_recompile_limit_hit": True} if limit_hit is not None else {}
+        compiled = self._compiled
+        if any(g.stored for g in groups):
+            if self._compiled_stored is None:
+                self._compiled_stored = self._compile(stored=True)
+            compiled = self._compiled_stored
         try:
             with torch._dynamo.config.patch(**strict):
-                return self._compiled(*args)
+                return compiled(*args)
         except Exception as error:
             if limit_hit is None or not isinstance(error, limit_hit):
                 raise

@@ -33,7 +33,10 @@ program (:func:`expand_stored`, :func:`encode_entries`): it reads codes and scal
 writes codes and scales, each stored tensor being overwritten only when every compressed value of the
 step is finite (else ``ValueError``, the stored state unchanged, as unfused). An elementwise chain sees
 each param as its whole blocks ``(n, block)`` and its remainder, so that the compiled loops run over
-blocks with one scale per row.
+blocks with one scale per row; a param of whole blocks enters the program as that view
+(:func:`blocked_views`) and is updated in place, and the new moments are recomputed where they are read
+rather than kept in full-size buffers, so the step is two passes over the state (block scales; then
+codes and params).
 
 >>> import torch, gradkit
 >>> w = torch.nn.Parameter(torch.randn(64, 64))
@@ -403,7 +406,8 @@ def expand_stored(params: list[Tensor], updates: list[Tensor], states: dict[str,
     remainder ``(1, r)``, so that Inductor loops over the blocks of the codes with one scale per row
     instead of gathering codes and scales at param-shaped indices. The pieces are fresh tensors (an
     in-place op on a view of an input would be traced as a scatter over the whole input per op); the
-    caller writes them back with :func:`write_back`. Returns ``(params, updates, states, extras, back,
+    caller writes them back with :func:`write_back`. A param without remainder, given as its ``(n, B)``
+    view (:func:`blocked_views`), is its own single piece, updated in place. Returns ``(params, updates, states, extras, back,
     joins)``: ``back`` is ``[(key, entry, [index of each piece])]`` for :func:`encode_entries`, ``joins``
     ``[(target, key or None, [index of each piece])]`` for :func:`write_back`."""
     out_p, out_u, out_x = [], [], []
@@ -423,14 +427,19 @@ def expand_stored(params: list[Tensor], updates: list[Tensor], states: dict[str,
         parts = _pieces(p.numel(), block)
         index = list(range(first, first + len(parts)))
 
+        whole = len(parts) == 1  # whole blocks: each tensor is stepped as a view of itself
+
         def cut(t: Tensor) -> list[Tensor]:
+            if whole:  # given in block shape (blocked_views): stepped in place, no write-back
+                return [t if t.shape == parts[0][2] else t.reshape(parts[0][2])]
             flat = t.reshape(-1)
             return [flat.narrow(0, a, n).view(shape).clone() for a, n, shape in parts]
 
         out_p += cut(p)
         out_u += cut(updates[i])
         out_x += [extras[i]] * len(parts)
-        joins.append((p, None, index))
+        if not whole:
+            joins.append((p, None, index))
         for k in states:
             e, v = mine.get(k), states[k][i]
             if e is not None and e[0] in MAPS:
@@ -442,13 +451,33 @@ def expand_stored(params: list[Tensor], updates: list[Tensor], states: dict[str,
                 out_s[k] += cut(decode_entry(e, dtypes[i]))
             elif isinstance(v, Tensor) and v.numel() == p.numel():
                 out_s[k] += cut(v)
-                joins.append((v, k, index))
+                if not whole:
+                    joins.append((v, k, index))
             elif isinstance(v, Tensor):
                 raise RuntimeError(f"state {k!r} of an elementwise chain does not have its param's size")
             else:
                 out_s[k] += [v] * len(parts)
         back += [(k, e, index) for k, e in mine.items()]
     return out_p, out_u, out_s, out_x, back, joins
+
+
+def blocked_views(params: list[Tensor], grads: list[Tensor], states: dict[str, list], stored: dict[str, list],
+                  block: int) -> tuple[list[Tensor], list[Tensor], dict[str, list]]:
+    """``(params, grads, states)`` with each param that has compressed state and whole blocks (with its
+    gradient and its other per-element states) as a ``(blocks, block)`` view, taken before the fused
+    program: its in-place update is then a plain write of a program input (a view taken inside the program
+    would be written back through a reshape, which Inductor does with an extra full-size buffer and copy).
+    """
+    params, grads = list(params), list(grads)
+    states = {k: list(v) for k, v in states.items()}
+    for i, p in enumerate(params):
+        if p.numel() % block or not any(e[i] is not None for e in stored.values()):
+            continue
+        params[i], grads[i] = p.view(-1, block), grads[i].view(-1, block)
+        for values in states.values():
+            if isinstance(values[i], Tensor) and values[i].numel() == p.numel():
+                values[i] = values[i].view(-1, block)
+    return params, grads, states
 
 
 def write_back(joins: list, params: list[Tensor], states: dict[str, list]) -> None:
