@@ -1,7 +1,7 @@
 """How fast a compiled AdamW step with int8 blockwise state can be here, without gradkit's machinery.
 
-Two hand-written programs, compiled with torch.compile (Inductor) and timed on one (16384, 256) float32
-param (2^22 values) with the hyperparameters compiled in as constants: AdamW with float32 moments, and
+Two hand-written programs, compiled with torch.compile (Inductor) and timed on one (rows, 256) float32
+param (by default 16384 rows, 2^22 values) with the hyperparameters compiled in as constants: AdamW with float32 moments, and
 AdamW whose moments are int8 codes with one float32 scale per 256-value block (the linear signed map for
 the first moment, the square-root map for the second, as ``state_dtype="int8"``), decoded, stepped and
 re-encoded in the program (the block scales first, then codes and param in one pass). Their ratio is a
@@ -10,15 +10,18 @@ maxima and the encode are arithmetic the float32 step does not do. No assertions
 README.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/lowbit_floor.py
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/lowbit_floor.py --threads 2 --rows 65536
 """
 from __future__ import annotations
+
+import argparse
 
 import torch
 
 from gradkit.bench.measure import device_name
 from _timing import best_of
 
-ROWS, BLOCK = 16384, 256
+BLOCK = 256
 LR, BETA1, BETA2, EPS, STEP = 1e-3, 0.9, 0.999, 1e-8, 10
 CORRECTION1, CORRECTION2 = 1 - BETA1 ** STEP, 1 - BETA2 ** STEP
 
@@ -51,13 +54,18 @@ def timed(step, *args) -> float:
 
 
 def main() -> None:
-    torch.set_num_threads(1)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--rows", type=int, default=16384, help="blocks of 256 values in the param (default 16384)")
+    args = parser.parse_args()
+    rows = args.rows
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"machine: {device_name()}, torch {torch.__version__}, 1 thread, {ROWS * BLOCK} values")
-    p, g = torch.randn(ROWS, BLOCK), torch.randn(ROWS, BLOCK) * 1e-3
-    base = timed(float32_step, p, g, torch.zeros(ROWS, BLOCK), torch.zeros(ROWS, BLOCK))
-    codes = (torch.zeros(ROWS, BLOCK, dtype=torch.int8), torch.rand(ROWS),
-             torch.full((ROWS, BLOCK), -128, dtype=torch.int8), torch.rand(ROWS))
+    print(f"machine: {device_name()}, torch {torch.__version__}, {args.threads} thread(s), {rows * BLOCK} values")
+    p, g = torch.randn(rows, BLOCK), torch.randn(rows, BLOCK) * 1e-3
+    base = timed(float32_step, p, g, torch.zeros(rows, BLOCK), torch.zeros(rows, BLOCK))
+    codes = (torch.zeros(rows, BLOCK, dtype=torch.int8), torch.rand(rows),
+             torch.full((rows, BLOCK), -128, dtype=torch.int8), torch.rand(rows))
     quantized = timed(int8_step, p, g, *codes)
     print(f"float32 moments: {base * 1e3:.2f} ms   int8 moments: {quantized * 1e3:.2f} ms   "
           f"ratio {quantized / base:.2f}")

@@ -11,8 +11,11 @@ training run: interleaving configs lets one config's large frees return memory t
 faults in again). No assertions: the numbers go into the README.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/lowbit_step.py
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/lowbit_step.py --threads 2 --sizes 22,24 --whole-only
 """
 from __future__ import annotations
+
+import argparse
 
 import torch
 
@@ -46,26 +49,27 @@ def peers() -> dict:
 
 
 def main() -> None:
-    torch.set_num_threads(1)
-    print(f"machine: {device_name()}, torch {torch.__version__}, 1 thread")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--sizes", default="20,22", help="powers of two of the parameter counts (default 20,22)")
+    parser.add_argument("--whole-only", action="store_true",
+                        help="only float32 and int8 on the whole-block shapes (no other storage, no peers)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"machine: {device_name()}, torch {torch.__version__}, {args.threads} thread(s)")
     print(f"{'params':>9} {'state':<14} {'unfused ms':>11} {'/fp32':>6} {'fused ms':>9} {'/fp32':>6}")
-    others = peers()
-    for total in (2**20, 2**22):
+    others = {} if args.whole_only else peers()
+    for total in (2 ** int(k) for k in args.sizes.split(",")):
         base = {}
-        for mode in MODES:
-            unfused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode), total) * 1e3
-            fused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode, fused=True), total) * 1e3
-            base.setdefault("unfused", unfused)
-            base.setdefault("fused", fused)
-            print(f"{total:>9} {mode:<14} {unfused:>11.2f} {unfused / base['unfused']:>6.2f} {fused:>9.2f} "
-                  f"{fused / base['fused']:>6.2f}")
-        for mode in ("float32", "int8"):
-            unfused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode), total, 4) * 1e3
-            fused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode, fused=True), total, 4) * 1e3
-            base.setdefault("whole unfused", unfused)
-            base.setdefault("whole fused", fused)
-            print(f"{total:>9} {mode + ', whole':<14} {unfused:>11.2f} {unfused / base['whole unfused']:>6.2f} "
-                  f"{fused:>9.2f} {fused / base['whole fused']:>6.2f}")
+        rows = [] if args.whole_only else [(mode, 8, "") for mode in MODES]
+        for mode, tensors, label in rows + [("float32", 4, "whole "), ("int8", 4, "whole ")]:
+            unfused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode), total, tensors) * 1e3
+            fused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode, fused=True), total, tensors) * 1e3
+            base.setdefault(label + "unfused", unfused)
+            base.setdefault(label + "fused", fused)
+            name = mode + (", whole" if label else "")
+            print(f"{total:>9} {name:<14} {unfused:>11.2f} {unfused / base[label + 'unfused']:>6.2f} {fused:>9.2f} "
+                  f"{fused / base[label + 'fused']:>6.2f}")
         for name, make in others.items():
             try:
                 ms = step_time(make, total) * 1e3
