@@ -1,13 +1,13 @@
 """How fast a compiled AdamW step with int8 blockwise state can be here, without gradkit's machinery.
 
 Two hand-written programs, compiled with torch.compile (Inductor) and timed on one (rows, 256) float32
-param (by default 16384 rows, 2^22 values) with the hyperparameters compiled in as constants: AdamW with float32 moments, and
-AdamW whose moments are int8 codes with one float32 scale per 256-value block (the linear signed map for
-the first moment, the square-root map for the second, as ``state_dtype="int8"``), decoded, stepped and
-re-encoded in the program (the block scales first, then codes and param in one pass). Their ratio is a
-floor for gradkit's fused int8 step against its fused float32 step on this CPU: decoding, the block
-maxima and the encode are arithmetic the float32 step does not do. No assertions: the ratio goes into the
-README.
+param (by default 16384 rows, 2^22 values) with the hyperparameters compiled in as constants: AdamW
+with float32 moments, and AdamW whose moments are int8 codes with one float32 scale per 256-value block
+(the linear signed map for the first moment, the square-root map for the second, as
+``state_dtype="int8"``), decoded, stepped and re-encoded in the program (the block scales first, then
+codes and param in one pass). Their ratio is a floor for gradkit's fused int8 step against its fused
+float32 step on this CPU: decoding, the block maxima and the encode are arithmetic the float32 step does
+not do. No assertions: the ratio goes into the README.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/lowbit_floor.py
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/lowbit_floor.py --threads 2 --rows 65536

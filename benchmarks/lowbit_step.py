@@ -1,14 +1,14 @@
 """Step time of AdamW with compressed state (state_dtype=...), as ratios to float32 AdamW from one run.
 
 For 2^20 and 2^22 parameters in 8 square matrices (sides 362 and 724: each param's last block is
-partial), the step time of gradkit's AdamW unfused and fused
-(``fused=True``, compiled) with each storage, divided by the float32 step of the same path; and, where
-they install on this machine, the 8-bit/4-bit AdamW of torchao and bitsandbytes beside it (ratio to
-gradkit's float32 unfused step). Then float32 and int8 on 4 square matrices of sides 512 and 1024 (whole
-blocks of 256 values, as the layers of most models: the fused program updates such a param in place,
-where a partial last block is stepped through a copy). Each config is timed on its own (only its optimizer alive, as in a
-training run: interleaving configs lets one config's large frees return memory that the next one then
-faults in again). No assertions: the numbers go into the README.
+partial), the step time of gradkit's AdamW unfused and fused (``fused=True``, compiled) with each storage,
+divided by the float32 step of the same path; where they install on this machine, the 8-bit/4-bit AdamW
+of torchao and bitsandbytes beside it (ratio to gradkit's float32 unfused step); then float32 and int8
+on 4 square matrices of sides 512 and 1024 (whole blocks of 256 values, as the layers of most models: the
+fused program updates such a param in place, where a partial last block is stepped through a copy).
+Each config is timed on its own (only its optimizer alive, as in a training run: interleaving configs
+lets one config's large frees return memory that the next one then faults in again). No assertions: the
+numbers go into the README.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/lowbit_step.py
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/lowbit_step.py --threads 2 --sizes 22,24 --whole-only

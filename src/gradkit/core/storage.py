@@ -407,9 +407,10 @@ def expand_stored(params: list[Tensor], updates: list[Tensor], states: dict[str,
     instead of gathering codes and scales at param-shaped indices. The pieces are fresh tensors (an
     in-place op on a view of an input would be traced as a scatter over the whole input per op); the
     caller writes them back with :func:`write_back`. A param without remainder, given as its ``(n, B)``
-    view (:func:`blocked_views`), is its own single piece, updated in place. Returns ``(params, updates, states, extras, back,
-    joins)``: ``back`` is ``[(key, entry, [index of each piece])]`` for :func:`encode_entries`, ``joins``
-    ``[(target, key or None, [index of each piece])]`` for :func:`write_back`."""
+    view (:func:`blocked_views`), is its own single piece, updated in place. Returns ``(params, updates,
+    states, extras, back, joins)``: ``back`` is ``[(key, entry, [index of each piece])]`` for
+    :func:`encode_entries`, ``joins`` ``[(target, key or None, [index of each piece])]`` for
+    :func:`write_back`."""
     out_p, out_u, out_x = [], [], []
     out_s: dict[str, list] = {k: [] for k in states}
     back, joins = [], []
