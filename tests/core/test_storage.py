@@ -280,3 +280,22 @@ def test_nonfinite_ignore_steps_the_group_at_once_so_a_failure_changes_nothing()
     assert all(torch.equal(p, b) for p, b in zip(params, before))
     after = opt.state_dict()["state"]
     assert all(torch.equal(v, after[i][k]) for i in state for k, v in state[i].items() if isinstance(v, torch.Tensor))
+
+
+def test_fused_program_gets_whole_block_params_as_block_views():
+    """A param of whole blocks with compressed state enters the fused program as its (blocks, block) view
+    (updated in place there); a param with a partial last block, or without compressed state, as it is."""
+    from gradkit.core.storage import blocked_views
+    p, q, r = torch.randn(16, 32), torch.randn(5, 7), torch.randn(64)
+    grads = [torch.randn_like(t) for t in (p, q, r)]
+    moment = torch.zeros_like(p)
+    states = {"a": [moment, torch.zeros_like(q), None], "n": [3, 3, 3]}
+    stored = {"m": [("signed8",), ("signed8",), None]}
+    params, grads_v, states_v = blocked_views([p, q, r], grads, states, stored, 16)
+    assert params[0].shape == (32, 16) and grads_v[0].shape == (32, 16) and states_v["a"][0].shape == (32, 16)
+    assert params[1] is q and params[2] is r  # 35 values: a partial block; no compressed state
+    assert grads_v[1] is grads[1] and states_v["n"] == [3, 3, 3]
+    assert states["a"][0] is moment  # the caller's lists are left as they were
+    params[0].add_(1.0)
+    states_v["a"][0].add_(2.0)
+    assert torch.equal(params[0], p.view(32, 16)) and bool((moment == 2.0).all())  # views: written in place
