@@ -282,20 +282,30 @@ def test_nonfinite_ignore_steps_the_group_at_once_so_a_failure_changes_nothing()
     assert all(torch.equal(v, after[i][k]) for i in state for k, v in state[i].items() if isinstance(v, torch.Tensor))
 
 
-def test_fused_program_gets_whole_block_params_as_block_views():
-    """A param of whole blocks with compressed state enters the fused program as its (blocks, block) view
-    (updated in place there); a param with a partial last block, or without compressed state, as it is."""
+def test_fused_program_gets_params_as_block_views():
+    """A param with compressed state enters the fused program as views, updated in place there: its whole
+    blocks (blocks, block) and, where its last block is partial, that block (1, r) with its own views of the
+    codes and scales; a param smaller than a block, or without compressed state, as it is."""
+    from gradkit.core.quantize import encode
     from gradkit.core.storage import blocked_views
-    p, q, r = torch.randn(16, 32), torch.randn(5, 7), torch.randn(64)
-    grads = [torch.randn_like(t) for t in (p, q, r)]
+    p, q, r, t = torch.randn(16, 32), torch.randn(5, 7), torch.randn(64), torch.randn(3, 3)
+    grads = [torch.randn_like(x) for x in (p, q, r, t)]
     moment = torch.zeros_like(p)
-    states = {"a": [moment, torch.zeros_like(q), None], "n": [3, 3, 3]}
-    stored = {"m": [("signed8",), ("signed8",), None]}
-    params, grads_v, states_v = blocked_views([p, q, r], grads, states, stored, 16)
+    states = {"a": [moment, torch.zeros_like(q), None, None], "n": [3, 3, 3, 3]}
+    entry = lambda x: ("signed8", *encode(x, "signed8", 16), x.shape)  # noqa: E731
+    stored = {"m": [entry(p), entry(q), None, entry(t)]}
+    params, grads_v, stored_v, states_v = blocked_views([p, q, r, t], grads, states, stored, 16)
     assert params[0].shape == (32, 16) and grads_v[0].shape == (32, 16) and states_v["a"][0].shape == (32, 16)
-    assert params[1] is q and params[2] is r  # 35 values: a partial block; no compressed state
-    assert grads_v[1] is grads[1] and states_v["n"] == [3, 3, 3]
-    assert states["a"][0] is moment  # the caller's lists are left as they were
+    assert stored_v["m"][0] is stored["m"][0]  # whole blocks: the stored codes as they are
+    main, rest = params[1]  # 35 values: two whole blocks and 3 values
+    assert main.shape == (2, 16) and rest.shape == (1, 3) and [x.shape for x in states_v["a"][1]] == [(2, 16), (1, 3)]
+    codes, scales = stored_v["m"][1][1], stored_v["m"][1][2]
+    assert [c.shape for c in codes] == [(2, 16), (1, 16)] and [s.shape for s in scales] == [(2,), (1,)]
+    assert params[2] is r and params[3] is t  # no compressed state; smaller than a block
+    assert states_v["n"] == [3, 3, 3, 3] and states["a"][0] is moment  # the caller's lists are left as they were
     params[0].add_(1.0)
+    rest.add_(2.0)
+    codes[1].fill_(5)
     states_v["a"][0].add_(2.0)
     assert torch.equal(params[0], p.view(32, 16)) and bool((moment == 2.0).all())  # views: written in place
+    assert torch.equal(q.view(-1)[32:], rest.view(-1)) and bool((stored["m"][1][1][2] == 5).all())

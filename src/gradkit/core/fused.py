@@ -72,8 +72,8 @@ def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor],
     pending = []
     for group, group_params, group_grads, group_states, group_rows, dtypes, group_stored, block in zip(
             groups, params, grads, states, rows, compute_dtypes, stored, blocks):
-        params_c = [p if p.dtype == dt else p.to(dt) for p, dt in zip(group_params, dtypes)]
-        updates = [g if g.dtype == dt else g.to(dt) for g, dt in zip(group_grads, dtypes)]
+        params_c = [_in_dtype(p, dt) for p, dt in zip(group_params, dtypes)]
+        updates = [_in_dtype(g, dt) for g, dt in zip(group_grads, dtypes)]
         scalars = []
         for row, dt in zip(group_rows, dtypes):
             if row not in trees:
@@ -93,12 +93,21 @@ def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor],
         if joins:
             write_back(joins, work_params, group_states)
         for p, p_c in zip(group_params, params_c):
-            if p_c is not p:
-                p.copy_(p_c)
+            for piece, piece_c in zip(p, p_c) if isinstance(p, tuple) else [(p, p_c)]:
+                if piece_c is not piece:
+                    piece.copy_(piece_c)
         if back:
             pending += [(entry, [group_states[key][j] for j in pieces]) for key, entry, pieces in back]
     # after every group's chain: a stored state is written only when every compressed state is finite
     return encode_entries(pending) if pending else None
+
+
+def _in_dtype(t, dtype: torch.dtype):
+    """``t`` (a tensor, or the pair of views :func:`~gradkit.core.storage.blocked_views` cuts a param into) in
+    ``dtype``."""
+    if isinstance(t, tuple):
+        return tuple(_in_dtype(x, dtype) for x in t)
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _flatten(tree: dict, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], float]]:
@@ -167,7 +176,7 @@ class FusedStep:
                              "use one optimizer per device")
         table, rows, paths = self.scalar_table(groups, next(iter(devices)))
         blocks = tuple(self._block(g) for g in groups)
-        groups = [g if block is None else g._replace(**dict(zip(("params", "grads", "states"), blocked_views(
+        groups = [g if block is None else g._replace(**dict(zip(("params", "grads", "stored", "states"), blocked_views(
             g.params, g.grads, g.states, g.stored, block)))) for g, block in zip(groups, blocks)]
         args = (self.chain, tuple(g.group for g in groups), tuple(g.params for g in groups), tuple(g.grads for g in groups),
                 tuple(g.states for g in groups), table, rows, paths, tuple(tuple(g.compute_dtypes) for g in groups),

@@ -382,11 +382,8 @@ def decode_entry(entry: tuple, dtype: torch.dtype) -> Tensor:
 
 def block_of(entry: tuple) -> int:
     """The block size of a quantized stored entry (elements per row of its codes)."""
-    return entry[1].shape[1] * (8 // MAPS[entry[0]][0])
-
-
-def _entry_numel(entry: tuple) -> int:
-    return entry[3].numel() if len(entry) == 4 else entry[1].numel()
+    codes = entry[1][0] if isinstance(entry[1], tuple) else entry[1]
+    return codes.shape[1] * (8 // MAPS[entry[0]][0])
 
 
 def _pieces(numel: int, block: int | None) -> list[tuple[int, int, tuple[int, int]]]:
@@ -425,13 +422,16 @@ def expand_stored(params: list[Tensor], updates: list[Tensor], states: dict[str,
                 out_s[k].append(decode_entry(mine[k], dtypes[i]) if k in mine else states[k][i])
             back += [(k, e, [first]) for k, e in mine.items()]
             continue
-        parts = _pieces(p.numel(), block)
+        numel = _numel(p)
+        parts = _pieces(numel, block)
         index = list(range(first, first + len(parts)))
+        # given as its pieces (blocked_views), or one piece: stepped in place, no write-back
+        whole = isinstance(p, tuple) or len(parts) == 1
 
-        whole = len(parts) == 1  # whole blocks: each tensor is stepped as a view of itself
-
-        def cut(t: Tensor) -> list[Tensor]:
-            if whole:  # given in block shape (blocked_views): stepped in place, no write-back
+        def cut(t) -> list[Tensor]:
+            if isinstance(t, tuple):
+                return list(t)
+            if len(parts) == 1:
                 return [t if t.shape == parts[0][2] else t.reshape(parts[0][2])]
             flat = t.reshape(-1)
             return [flat.narrow(0, a, n).view(shape).clone() for a, n, shape in parts]
@@ -443,18 +443,21 @@ def expand_stored(params: list[Tensor], updates: list[Tensor], states: dict[str,
             joins.append((p, None, index))
         for k in states:
             e, v = mine.get(k), states[k][i]
-            if e is not None and e[0] in MAPS:
+            if e is not None and e[0] in MAPS and isinstance(e[1], tuple):  # codes given in pieces too
+                out_s[k] += [decode(c, sc, e[0], c.shape[0] * block, dtypes[i]).view(c.shape[0], block)
+                             .narrow(1, 0, shape[1]) for c, sc, (a, n, shape) in zip(e[1], e[2], parts)]
+            elif e is not None and e[0] in MAPS:
                 blocks = e[1].shape[0]
                 decoded = decode(e[1], e[2], e[0], blocks * block, dtypes[i]).view(blocks, block)
                 out_s[k] += [decoded.narrow(0, a // block, shape[0]).narrow(1, 0, shape[1]).clone()
                              for a, n, shape in parts]
             elif e is not None:
                 out_s[k] += cut(decode_entry(e, dtypes[i]))
-            elif isinstance(v, Tensor) and v.numel() == p.numel():
+            elif isinstance(v, (Tensor, tuple)) and _numel(v) == numel:
                 out_s[k] += cut(v)
                 if not whole:
                     joins.append((v, k, index))
-            elif isinstance(v, Tensor):
+            elif isinstance(v, (Tensor, tuple)):
                 raise RuntimeError(f"state {k!r} of an elementwise chain does not have its param's size")
             else:
                 out_s[k] += [v] * len(parts)
@@ -462,23 +465,44 @@ def expand_stored(params: list[Tensor], updates: list[Tensor], states: dict[str,
     return out_p, out_u, out_s, out_x, back, joins
 
 
+def _numel(t) -> int:
+    return sum(x.numel() for x in t) if isinstance(t, tuple) else t.numel()
+
+
 def blocked_views(params: list[Tensor], grads: list[Tensor], states: dict[str, list], stored: dict[str, list],
-                  block: int) -> tuple[list[Tensor], list[Tensor], dict[str, list]]:
-    """``(params, grads, states)`` with each param that has compressed state and whole blocks (with its
-    gradient and its other per-element states) as a ``(blocks, block)`` view, taken before the fused
-    program: its in-place update is then a plain write of a program input (a view taken inside the program
-    would be written back through a reshape, which Inductor does with an extra full-size buffer and copy).
-    """
+                  block: int) -> tuple[list, list, dict[str, list], dict[str, list]]:
+    """``(params, grads, stored, states)`` with each param that has compressed state (with its gradient, its
+    other per-element states and, for a partial last block, its codes and scales) as the views the fused
+    program steps it in, taken before the program: its whole blocks ``(n, block)``, and a partial last
+    block ``(1, r)`` as a second view (a pair). The in-place
+    update of each is then a plain write of a program input (views taken inside the program would be
+    written back through a reshape or a scatter, which Inductor does with an extra full-size buffer and a
+    copy). A param smaller than a block is left as it is."""
     params, grads = list(params), list(grads)
     states = {k: list(v) for k, v in states.items()}
+    stored = {k: list(v) for k, v in stored.items()}
     for i, p in enumerate(params):
-        if p.numel() % block or not any(e[i] is not None for e in stored.values()):
+        numel = p.numel()
+        if numel < block or not any(e[i] is not None for e in stored.values()):
             continue
-        params[i], grads[i] = p.view(-1, block), grads[i].view(-1, block)
+        whole = numel // block * block
+
+        def pieces(t: Tensor):
+            flat = t.view(-1)
+            main = flat[:whole].view(-1, block)
+            return main if whole == numel else (main, flat[whole:].view(1, -1))
+
+        params[i], grads[i] = pieces(p), pieces(grads[i])
         for values in states.values():
-            if isinstance(values[i], Tensor) and values[i].numel() == p.numel():
-                values[i] = values[i].view(-1, block)
-    return params, grads, states
+            if isinstance(values[i], Tensor) and values[i].numel() == numel:
+                values[i] = pieces(values[i])
+        if whole < numel:  # the codes and scales of the partial last block, a view of their own too
+            for entries in stored.values():
+                e = entries[i]
+                if e is not None and e[0] in MAPS and block_of(e) == block:
+                    rows = whole // block
+                    entries[i] = (e[0], (e[1][:rows], e[1][rows:]), (e[2][:rows], e[2][rows:])) + e[3:]
+    return params, grads, stored, states
 
 
 def write_back(joins: list, params: list[Tensor], states: dict[str, list]) -> None:
@@ -509,9 +533,14 @@ def encode_entries(stored: list[tuple[tuple, list[Tensor]]]) -> Tensor | None:
             continue
         block = block_of(entry)
         coded = [encode(v, form, block, check=False) for v in pieces]
+        # one flag per entry (its name is reported), over its pieces' scales
+        flags.append(torch.stack([torch.isfinite(s).all() for _, s in coded]).all() if len(coded) > 1
+                     else torch.isfinite(coded[0][1]).all())
+        if isinstance(entry[1], tuple):  # each piece's codes and scales are a view of the stored ones
+            writes += [w for (c, s), old_c, old_s in zip(coded, entry[1], entry[2]) for w in ((old_c, c), (old_s, s))]
+            continue
         new_codes = torch.cat([c for c, _ in coded]) if len(coded) > 1 else coded[0][0]
         new_scales = torch.cat([s for _, s in coded]) if len(coded) > 1 else coded[0][1]
-        flags.append(torch.isfinite(new_scales).all())
         writes += [(entry[1], new_codes), (entry[2], new_scales)]
     if not flags:
         for old, new in writes:
