@@ -12,6 +12,7 @@ numbers go into the README.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/lowbit_step.py
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/lowbit_step.py --threads 2 --sizes 22,24 --whole-only
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/lowbit_step.py --sizes 22 --modes float32,int4
 """
 from __future__ import annotations
 
@@ -54,15 +55,23 @@ def main() -> None:
     parser.add_argument("--sizes", default="20,22", help="powers of two of the parameter counts (default 20,22)")
     parser.add_argument("--whole-only", action="store_true",
                         help="only float32 and int8 on the whole-block shapes (no other storage, no peers)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="the storages timed on the 8 matrices (default all; peers only with all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {device_name()}, torch {torch.__version__}, {args.threads} thread(s)")
     print(f"{'params':>9} {'state':<14} {'unfused ms':>11} {'/fp32':>6} {'fused ms':>9} {'/fp32':>6}")
-    others = {} if args.whole_only else peers()
+    modes = args.modes.split(",")
+    if modes[0] != "float32" or not set(modes) <= set(MODES):
+        raise SystemExit(f"--modes must start with float32 and name storages of {MODES}, got {args.modes!r}")
+    others = {} if args.whole_only or modes != list(MODES) else peers()
     for total in (2 ** int(k) for k in args.sizes.split(",")):
         base = {}
-        rows = [] if args.whole_only else [(mode, 8, "") for mode in MODES]
-        for mode, tensors, label in rows + [("float32", 4, "whole "), ("int8", 4, "whole ")]:
+        rows = [] if args.whole_only else [(mode, 8, "") for mode in modes]
+        whole = [("float32", 4, "whole "), ("int8", 4, "whole ")]
+        if modes != list(MODES) and not args.whole_only:
+            whole = []
+        for mode, tensors, label in rows + whole:
             unfused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode), total, tensors) * 1e3
             fused = step_time(lambda p: gradkit.optim.AdamW(p, state_dtype=mode, fused=True), total, tensors) * 1e3
             base.setdefault(label + "unfused", unfused)

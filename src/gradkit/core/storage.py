@@ -33,10 +33,10 @@ program (:func:`expand_stored`, :func:`encode_entries`): it reads codes and scal
 writes codes and scales, each stored tensor being overwritten only when every compressed value of the
 step is finite (else ``ValueError``, the stored state unchanged, as unfused). An elementwise chain sees
 each param as its whole blocks ``(n, block)`` and its remainder, so that the compiled loops run over
-blocks with one scale per row; a param of whole blocks enters the program as that view
-(:func:`blocked_views`) and is updated in place, and the new moments are recomputed where they are read
-rather than kept in full-size buffers, so the step is two passes over the state (block scales; then
-codes and params).
+blocks with one scale per row; these pieces (and, for a partial last block, its codes and scales) enter
+the program as views (:func:`blocked_views`) and are updated in place, and the new moments are
+recomputed where they are read rather than kept in full-size buffers, so the step is two passes over the
+state (block scales; then codes and params).
 
 >>> import torch, gradkit
 >>> w = torch.nn.Parameter(torch.randn(64, 64))
@@ -401,13 +401,13 @@ def expand_stored(params: list[Tensor], updates: list[Tensor], states: dict[str,
     ``block=None``: one working tensor per param. ``block=B`` (elementwise chains, contiguous tensors):
     each param with compressed state is stepped as two pieces, its whole blocks ``(n, B)`` and its
     remainder ``(1, r)``, so that Inductor loops over the blocks of the codes with one scale per row
-    instead of gathering codes and scales at param-shaped indices. The pieces are fresh tensors (an
-    in-place op on a view of an input would be traced as a scatter over the whole input per op); the
-    caller writes them back with :func:`write_back`. A param without remainder, given as its ``(n, B)``
-    view (:func:`blocked_views`), is its own single piece, updated in place. Returns ``(params, updates,
-    states, extras, back, joins)``: ``back`` is ``[(key, entry, [index of each piece])]`` for
-    :func:`encode_entries`, ``joins`` ``[(target, key or None, [index of each piece])]`` for
-    :func:`write_back`."""
+    instead of gathering codes and scales at param-shaped indices. A param given as its pieces
+    (:func:`blocked_views`: the ``(n, B)`` view, or a pair of views with the remainder) is stepped in them
+    in place; otherwise the pieces are fresh tensors (an in-place op on a view of an input would be traced
+    as a scatter over the whole input per op), which the caller writes back with :func:`write_back`.
+    Returns ``(params, updates, states, extras, back, joins)``: ``back`` is ``[(key, entry, [index of each
+    piece])]`` for :func:`encode_entries`, ``joins`` ``[(target, key or None, [index of each piece])]``
+    for :func:`write_back`."""
     out_p, out_u, out_x = [], [], []
     out_s: dict[str, list] = {k: [] for k in states}
     back, joins = [], []
