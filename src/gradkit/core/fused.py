@@ -166,7 +166,7 @@ class FusedStep:
     def _compile(stored: bool):
         # Dynamo keeps its compile cache (and recompile limit) on the code object: give each program its own.
         program = types.FunctionType(_program.__code__.replace(), _program.__globals__, "gradkit_fused_step")
-        return torch.compile(program, fullgraph=True, options=_inductor_options(stored))
+        return torch.compile(program, fullgraph=True, dynamic=False, options=_inductor_options(stored))
 
     def __call__(self, groups: Sequence[FusedGroup]) -> Tensor | None:
         """Run the program; returns the finiteness flags of the compressed states it encoded (or ``None``)."""
