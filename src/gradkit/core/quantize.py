@@ -67,11 +67,13 @@ def code_shape(numel: int, name: str, block: int) -> tuple[tuple[int, int], tupl
     return (blocks, block * bits // 8), (blocks,)
 
 
-def check_finite(absmax: Tensor, what: str = "x") -> None:
-    """Raise ``ValueError`` when a block maximum is inf or nan (one host sync)."""
-    if absmax.numel() and not bool(torch.isfinite(absmax).all()):
-        raise ValueError(f"{what} holds inf or nan, which a quantized state cannot represent; the stored state "
-                         "is unchanged")
+def check_finite(scales: Tensor, what: str = "x", negatives: str | None = None) -> None:
+    """Raise ``ValueError`` when a block scale is inf or nan (one host sync); ``negatives``: the name of the
+    non-negative map whose scales a negative value also makes nan (the values were not checked for them)."""
+    if scales.numel() and not bool(torch.isfinite(scales).all()):
+        detail = f" (or negative values, which the map {negatives!r} cannot code)" if negatives else ""
+        raise ValueError(f"{what} holds inf or nan{detail}, which a quantized state cannot represent; the stored "
+                         "state is unchanged")
 
 
 def _blocks(x: Tensor, block: int) -> Tensor:
@@ -114,10 +116,8 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
     # a padded or converted copy is ours to overwrite
     copied = x.dtype != torch.float32 or x.numel() % block != 0 or x.numel() == 0
     codes, scales = _encode_blocks(xb, bits, signed, consume or copied)
-    if check and scales.numel() and not bool(torch.isfinite(scales).all()):
-        detail = "" if signed or not consume else f" (or negative values, which the map {name!r} cannot code)"
-        raise ValueError(f"{what} holds inf or nan{detail}, which a quantized state cannot represent; the stored "
-                         "state is unchanged")
+    if check:
+        check_finite(scales, what, name if consume and not signed else None)
     return codes, scales
 
 

@@ -55,8 +55,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from gradkit.core.quantize import (MAPS, block_scales, code_shape, decode, decode_ecc, encode, encode_ecc,
-                                   encode_scaled, integer_codes)
+from gradkit.core.quantize import (MAPS, block_scales, check_finite, code_shape, decode, decode_ecc, encode,
+                                   encode_ecc, encode_scaled, integer_codes)
 from gradkit.core.state import StateKind
 
 __all__ = ["StateStorage", "MODES", "SUFFIXES", "base_key"]
@@ -133,7 +133,7 @@ class StateStorage:
             return "bf16"
         if self.mode == "bfloat16+ecc":
             return "ecc"
-        return ("sqrt" if kind.non_negative else "signed") + str(_BITS[self.mode])
+        return _map_for(kind, _BITS[self.mode])
 
     def layout(self, state: dict[str, Any], kind_of: Callable[[str], StateKind]) -> dict[str, Any]:
         """The stored entries (meta tensors) of a state laid out as ``init`` builds it."""
@@ -256,10 +256,7 @@ class StateStorage:
                         flat = torch.cat(pieces)
                     blocks = flat.view(-1, block)
                     scales = block_scales(blocks, form)
-                    if scales.numel() and not bool(torch.isfinite(scales).all()):
-                        detail = "" if MAPS[form][1] else f" (or negative values, which the map {form!r} cannot code)"
-                        raise ValueError(f"{what} holds inf or nan{detail}, which a quantized state cannot represent; "
-                                         "the stored state is unchanged")
+                    check_finite(scales, what, None if MAPS[form][1] else form)
                     coded.append((key, idx, form, blocks, scales))
 
         def commit() -> None:
@@ -365,8 +362,14 @@ def _decoded_buffer(values: list[Tensor], block: int) -> Tensor | None:
     return base.view(-1) if offset == base.storage_offset() + base.numel() else None
 
 
+def _map_for(kind: StateKind, bits: int) -> str:
+    """The map (:mod:`gradkit.core.quantize`) a state of ``kind`` is coded with in ``bits`` bits."""
+    return ("sqrt" if kind.non_negative else "signed") + str(bits)
+
+
 def _map_name(kind: StateKind, codes: Tensor) -> str:
-    return ("sqrt" if kind.non_negative else "signed") + ("8" if codes.dtype == torch.int8 else "4")
+    """The map stored ``codes`` of a state of ``kind`` were written with (int8 codes: 8 bits, else 4)."""
+    return _map_for(kind, 8 if codes.dtype == torch.int8 else 4)
 
 
 def decode_entry(entry: tuple, dtype: torch.dtype) -> Tensor:
@@ -581,8 +584,7 @@ def convert_entry(storage: "StateStorage | None", path: str, entry: dict, layout
             if not isinstance(codes, Tensor) or not isinstance(scales, Tensor) or not isinstance(shape, Tensor):
                 raise TypeError(f"state_dict {path}[{key!r}] is stored quantized but its codes, scales or shape "
                                 "entry is missing or not a tensor")
-            kind = kind_of(key)
-            form = ("sqrt" if kind.non_negative else "signed") + ("8" if codes.dtype == torch.int8 else "4")
+            form = _map_name(kind_of(key), codes)
             numel = int(torch.Size(shape.tolist()).numel())
             per = codes.shape[1] * (8 // int(form[-1]))
             decoded[key] = decode(codes, scales, form, codes.shape[0] * per).narrow(0, 0, numel).view(
