@@ -54,6 +54,20 @@ def test_sqrt_maps_refuse_negative_values():
         encode(torch.tensor([1.0, -1.0]), "sqrt8", 2)
 
 
+@pytest.mark.parametrize("name", ["signed8", "sqrt8"])
+def test_float_codes_are_the_stored_codes_as_floats(name):
+    for x in _cases(MAPS[name][1]):
+        codes, scales = encode(x, name, 64)
+        values, same_scales = encode(x, name, 64, integer=False)
+        assert values.dtype == torch.float32 and torch.equal(values, codes.float())
+        assert torch.equal(same_scales, scales)
+
+
+def test_float_codes_need_an_8_bit_map():
+    with pytest.raises(ValueError, match="integer=False needs an 8-bit map"):
+        encode(torch.ones(4), "signed4", 4, integer=False)
+
+
 def test_ecc_is_within_a_bf16_rounding_of_its_correction():
     g = torch.Generator().manual_seed(1)
     for scale in (1e-30, 1e-3, 1.0, 1e30):

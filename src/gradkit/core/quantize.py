@@ -85,7 +85,7 @@ def _blocks(x: Tensor, block: int) -> Tensor:
 
 
 def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: bool = False,
-           check: bool = True) -> tuple[Tensor, Tensor]:
+           check: bool = True, integer: bool = True) -> tuple[Tensor, Tensor]:
     """Code ``x`` (any shape, read flat) blockwise with map ``name``: ``(codes, scales)``.
 
     Args:
@@ -97,6 +97,9 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
         check: ``False`` skips the checks (no host sync, so the fused step can trace it): a block holding
             inf or nan (or, for ``sqrt`` maps, a negative value) then has a non-finite scale, which the
             caller tests.
+        integer: ``False`` returns an 8-bit map's codes as the integer-valued float32 values of
+            :func:`encode_scaled` (for a caller that selects among codes before storing them: one
+            conversion instead of three).
     Returns:
         codes ``(blocks, block * bits / 8)`` (int8 for 8-bit maps, uint8 nibbles for 4-bit maps) and
         float32 scales ``(blocks,)`` (the block's absmax, of ``sqrt(x)`` for ``sqrt`` maps).
@@ -108,6 +111,8 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
     bits, signed = _check_map(name)
     if not isinstance(block, int) or block < 2 or block % 2:
         raise ValueError(f"block must be an even int >= 2, got {block!r}")
+    if not integer and bits != 8:
+        raise ValueError(f"integer=False needs an 8-bit map (signed8 or sqrt8), got {name!r}")
     if not x.is_floating_point():
         raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
     xb = _blocks(x, block)
@@ -115,18 +120,13 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
         raise ValueError(f"{what} holds negative values, which the non-negative map {name!r} cannot code")
     # a padded or converted copy is ours to overwrite
     copied = x.dtype != torch.float32 or x.numel() % block != 0 or x.numel() == 0
-    codes, scales = _encode_blocks(xb, bits, signed, consume or copied)
+    scales = block_scales(xb, name)
+    codes = encode_scaled(xb, scales, name, consume or copied)
+    if integer:
+        codes = integer_codes(codes, bits, signed)
     if check:
         check_finite(scales, what, name if consume and not signed else None)
     return codes, scales
-
-
-def _encode_blocks(xb: Tensor, bits: int, signed: bool, consume: bool) -> tuple[Tensor, Tensor]:
-    """Codes and scales of the float32 blocks ``xb`` (no checks: a non-finite or, for sqrt maps, negative
-    value makes its block's scale non-finite; plain tensor ops, which the fused step traces)."""
-    name = ("signed" if signed else "sqrt") + str(bits)
-    scales = block_scales(xb, name)
-    return integer_codes(encode_scaled(xb, scales, name, consume), bits, signed), scales
 
 
 def block_scales(xb: Tensor, name: str) -> Tensor:

@@ -535,7 +535,8 @@ def encode_entries(stored: list[tuple[tuple, list[Tensor]]]) -> Tensor | None:
             writes += [(entry[1], hi), (entry[2], code)]
             continue
         block = block_of(entry)
-        coded = [encode(v, form, block, check=False) for v in pieces]
+        # 8-bit codes stay integer-valued floats until the select below converts them once
+        coded = [encode(v, form, block, check=False, integer=MAPS[form][0] != 8) for v in pieces]
         # one flag per entry (its name is reported), over its pieces' scales
         flags.append(torch.stack([torch.isfinite(s).all() for _, s in coded]).all() if len(coded) > 1
                      else torch.isfinite(coded[0][1]).all())
@@ -553,7 +554,8 @@ def encode_entries(stored: list[tuple[tuple, list[Tensor]]]) -> Tensor | None:
     every = ok.all()
     for old, new in writes:
         # selected in float32 (exact for codes): a select of 8-bit values under a scalar flag compiles to a
-        # byte-by-byte mask conversion on CPU, a float32 one to a vector blend
+        # byte-by-byte mask conversion on CPU, a float32 one to a vector blend; copy_ converts to the
+        # stored dtype
         old.copy_(torch.where(every, new.float(), old.float()))
     return ok
 
