@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from gradkit.core.quantize import MAPS, decode, decode_ecc, encode, encode_ecc, error_bound
+from gradkit.core.quantize import MAPS, decode, decode_ecc, encode, encode_ecc, encode_flagged, error_bound
 
 
 def _cases(signed: bool):
@@ -54,18 +54,23 @@ def test_sqrt_maps_refuse_negative_values():
         encode(torch.tensor([1.0, -1.0]), "sqrt8", 2)
 
 
-@pytest.mark.parametrize("name", ["signed8", "sqrt8"])
-def test_float_codes_are_the_stored_codes_as_floats(name):
-    for x in _cases(MAPS[name][1]):
+@pytest.mark.parametrize("name", sorted(MAPS))
+def test_flagged_encode_is_the_checked_encode_with_a_flag(name):
+    signed = MAPS[name][1]
+    for x in _cases(signed):
         codes, scales = encode(x, name, 64)
-        values, same_scales = encode(x, name, 64, integer=False)
-        assert values.dtype == torch.float32 and torch.equal(values, codes.float())
-        assert torch.equal(same_scales, scales)
-
-
-def test_float_codes_need_an_8_bit_map():
+        flagged_codes, flagged_scales, ok = encode_flagged(x, name, 64)
+        assert bool(ok) and torch.equal(flagged_codes, codes) and torch.equal(flagged_scales, scales)
+        if MAPS[name][0] == 8:
+            values, _, _ = encode_flagged(x, name, 64, integer=False)
+            assert values.dtype == torch.float32 and torch.equal(values, codes.float())
+    bad = [float("nan"), float("inf")] + ([] if signed else [-1.0])
+    for value in bad:
+        x = torch.ones(300)
+        x[250] = value
+        assert not bool(encode_flagged(x, name, 64)[2]), value
     with pytest.raises(ValueError, match="integer=False needs an 8-bit map"):
-        encode(torch.ones(4), "signed4", 4, integer=False)
+        encode_flagged(torch.ones(4), "signed4", 4, integer=False)
 
 
 def test_ecc_is_within_a_bf16_rounding_of_its_correction():

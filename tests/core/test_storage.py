@@ -198,7 +198,34 @@ def test_nonfinite_state_is_refused_and_state_unchanged(mode, fused):
     w.grad = torch.ones(64, 65)
     opt.step()
     w.grad = torch.full((64, 65), float("inf"))
-    _refused_with_state_unchanged(opt, "exp_avg.*inf or nan")
+    _refused_with_state_unchanged(opt, "exp_avg.*inf or nan", [w])
+
+
+class _Accumulate(gradkit.GradientTransform):
+    """Adds each gradient to a state declared non-negative (a second moment): negative gradients break it."""
+
+    name = "accumulate"
+    fusable = True
+    state_kinds = {"total": "second_moment"}
+
+    def init(self, params, ctx):
+        return {"total": [torch.zeros_like(p) for p in params]}
+
+    def update(self, updates, state, params, ctx):
+        ctx.ops.add_(state["total"], updates)
+        return updates
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_negative_value_in_a_non_negative_state_is_refused_and_state_unchanged(fused):
+    w = torch.nn.Parameter(torch.ones(64, 65))
+    chain = gradkit.chain(_Accumulate(), gradkit.scale_by_learning_rate())
+    opt = gradkit.Optimizer([w], chain, {"lr": 0.1}, state_dtype=StateStorage("int8", min_size=0), fused=fused)
+    w.grad = torch.ones(64, 65)
+    opt.step()
+    w.grad = torch.ones(64, 65)
+    w.grad[10, 3] = -5.0  # one negative total in one block
+    _refused_with_state_unchanged(opt, "accumulate.total", [w])
 
 
 def _refused_with_state_unchanged(opt, match, params=()):

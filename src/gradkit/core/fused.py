@@ -70,6 +70,10 @@ def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor],
     # group's), so that the trace stays small.
     trees: dict = {}
     pending = []
+    # with compressed state the step can be refused (encode_entries' flags): then no param may change either,
+    # so each param piece is written at the end, selected against its value on entry
+    entry_values = [(piece, piece.clone()) for group_params in params for p in group_params
+                    for piece in (p if isinstance(p, tuple) else (p,))] if any(stored) else []
     for group, group_params, group_grads, group_states, group_rows, dtypes, group_stored, block in zip(
             groups, params, grads, states, rows, compute_dtypes, stored, blocks):
         params_c = [_in_dtype(p, dt) for p, dt in zip(group_params, dtypes)]
@@ -99,7 +103,12 @@ def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor],
         if back:
             pending += [(entry, [group_states[key][j] for j in pieces]) for key, entry, pieces in back]
     # after every group's chain: a stored state is written only when every compressed state is finite
-    return encode_entries(pending) if pending else None
+    ok = encode_entries(pending) if pending else None
+    if ok is not None:
+        every = ok.all()
+        for piece, on_entry in entry_values:
+            piece.copy_(torch.where(every, piece, on_entry))
+    return ok
 
 
 def _in_dtype(t, dtype: torch.dtype):

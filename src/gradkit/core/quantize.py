@@ -41,7 +41,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["MAPS", "encode", "decode", "error_bound", "code_shape", "encode_ecc", "decode_ecc", "check_finite",
+__all__ = ["MAPS", "encode", "encode_flagged", "decode", "error_bound", "code_shape", "encode_ecc", "decode_ecc", "check_finite",
            "block_scales", "encode_scaled", "integer_codes"]
 
 _TINY = torch.finfo(torch.float32).tiny * torch.finfo(torch.float32).eps  # the smallest positive float32
@@ -85,7 +85,7 @@ def _blocks(x: Tensor, block: int) -> Tensor:
 
 
 def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: bool = False,
-           check: bool = True, integer: bool = True) -> tuple[Tensor, Tensor]:
+           check: bool = True) -> tuple[Tensor, Tensor]:
     """Code ``x`` (any shape, read flat) blockwise with map ``name``: ``(codes, scales)``.
 
     Args:
@@ -96,10 +96,7 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
         consume: ``x`` may be overwritten (a temporary the caller no longer needs): saves a pass.
         check: ``False`` skips the checks (no host sync, so the fused step can trace it): a block holding
             inf or nan (or, for ``sqrt`` maps, a negative value) then has a non-finite scale, which the
-            caller tests.
-        integer: ``False`` returns an 8-bit map's codes as the integer-valued float32 values of
-            :func:`encode_scaled` (for a caller that selects among codes before storing them: one
-            conversion instead of three).
+            caller tests (:func:`encode_flagged` returns that test as a flag).
     Returns:
         codes ``(blocks, block * bits / 8)`` (int8 for 8-bit maps, uint8 nibbles for 4-bit maps) and
         float32 scales ``(blocks,)`` (the block's absmax, of ``sqrt(x)`` for ``sqrt`` maps).
@@ -111,8 +108,6 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
     bits, signed = _check_map(name)
     if not isinstance(block, int) or block < 2 or block % 2:
         raise ValueError(f"block must be an even int >= 2, got {block!r}")
-    if not integer and bits != 8:
-        raise ValueError(f"integer=False needs an 8-bit map (signed8 or sqrt8), got {name!r}")
     if not x.is_floating_point():
         raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
     xb = _blocks(x, block)
@@ -121,12 +116,41 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
     # a padded or converted copy is ours to overwrite
     copied = x.dtype != torch.float32 or x.numel() % block != 0 or x.numel() == 0
     scales = block_scales(xb, name)
-    codes = encode_scaled(xb, scales, name, consume or copied)
-    if integer:
-        codes = integer_codes(codes, bits, signed)
+    codes = integer_codes(encode_scaled(xb, scales, name, consume or copied), bits, signed)
     if check:
         check_finite(scales, what, name if consume and not signed else None)
     return codes, scales
+
+
+def encode_flagged(x: Tensor, name: str, block: int, *, integer: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`encode` without checks or host syncs, for the fused step to trace: ``(codes, scales, ok)`` with
+    ``ok`` a 0-dim bool tensor, false when ``x`` holds inf or nan or (``sqrt`` maps) a negative value (the
+    codes and scales are then meaningless). ``integer=False`` returns an 8-bit map's codes as the
+    integer-valued float32 values of :func:`encode_scaled`, for a caller that selects among codes before
+    storing them (one conversion instead of three).
+
+    The block reductions are written for a compiled program rather than for eager passes: one reduction
+    of ``|x|`` for signed maps, and for ``sqrt`` maps the negative values tested per tensor instead of being
+    folded into each block's scale, which would cost a select per block inside the compiled loops (same
+    scales as :func:`block_scales` wherever ``ok``).
+
+    >>> codes, scales, ok = encode_flagged(torch.tensor([4.0, -1.0]), "sqrt8", 2)
+    >>> bool(ok)
+    False
+    """
+    bits, signed = _check_map(name)
+    if not integer and bits != 8:
+        raise ValueError(f"integer=False needs an 8-bit map (signed8 or sqrt8), got {name!r}")
+    xb = _blocks(x, block)
+    if signed:
+        scales = xb.abs().amax(1)
+        ok = torch.isfinite(scales).all()
+    else:
+        scales = xb.amax(1).sqrt()
+        ok = torch.isfinite(scales).all() & (xb.amin(1) >= 0).all()
+    copied = x.dtype != torch.float32 or x.numel() % block != 0 or x.numel() == 0
+    codes = encode_scaled(xb, scales, name, consume=copied)
+    return (integer_codes(codes, bits, signed) if integer else codes), scales, ok
 
 
 def block_scales(xb: Tensor, name: str) -> Tensor:

@@ -55,7 +55,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from gradkit.core.quantize import (MAPS, block_scales, check_finite, code_shape, decode, decode_ecc, encode,
+from gradkit.core.quantize import (MAPS, block_scales, check_finite, code_shape, decode, decode_ecc, encode_flagged,
                                    encode_ecc, encode_scaled, integer_codes)
 from gradkit.core.state import StateKind
 
@@ -536,10 +536,10 @@ def encode_entries(stored: list[tuple[tuple, list[Tensor]]]) -> Tensor | None:
             continue
         block = block_of(entry)
         # 8-bit codes stay integer-valued floats until the select below converts them once
-        coded = [encode(v, form, block, check=False, integer=MAPS[form][0] != 8) for v in pieces]
-        # one flag per entry (its name is reported), over its pieces' scales
-        flags.append(torch.stack([torch.isfinite(s).all() for _, s in coded]).all() if len(coded) > 1
-                     else torch.isfinite(coded[0][1]).all())
+        flagged = [encode_flagged(v, form, block, integer=MAPS[form][0] != 8) for v in pieces]
+        # one flag per entry (its name is reported), over its pieces
+        flags.append(torch.stack([ok for _, _, ok in flagged]).all() if len(flagged) > 1 else flagged[0][2])
+        coded = [(c, s) for c, s, _ in flagged]
         if isinstance(entry[1], tuple):  # each piece's codes and scales are a view of the stored ones
             writes += [w for (c, s), old_c, old_s in zip(coded, entry[1], entry[2]) for w in ((old_c, c), (old_s, s))]
             continue
