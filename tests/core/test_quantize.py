@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from gradkit.core.quantize import MAPS, decode, decode_ecc, encode, encode_ecc, encode_flagged, error_bound
+from gradkit.core.quantize import (MAPS, decode, decode_ecc, encode, encode_ecc, encode_with_scales, error_bound,
+                                   flagged_scales)
 
 
 def _cases(signed: bool):
@@ -55,22 +56,18 @@ def test_sqrt_maps_refuse_negative_values():
 
 
 @pytest.mark.parametrize("name", sorted(MAPS))
-def test_flagged_encode_is_the_checked_encode_with_a_flag(name):
+def test_flagged_scales_and_their_codes_are_the_checked_encode(name):
     signed = MAPS[name][1]
     for x in _cases(signed):
         codes, scales = encode(x, name, 64)
-        flagged_codes, flagged_scales, ok = encode_flagged(x, name, 64)
-        assert bool(ok) and torch.equal(flagged_codes, codes) and torch.equal(flagged_scales, scales)
-        if MAPS[name][0] == 8:
-            values, _, _ = encode_flagged(x, name, 64, integer=False)
-            assert values.dtype == torch.float32 and torch.equal(values, codes.float())
+        flagged, ok = flagged_scales(x, name, 64)
+        assert bool(ok) and torch.equal(flagged, scales)
+        assert torch.equal(encode_with_scales(x, flagged, name, 64), codes)
     bad = [float("nan"), float("inf")] + ([] if signed else [-1.0])
     for value in bad:
         x = torch.ones(300)
-        x[250] = value
-        assert not bool(encode_flagged(x, name, 64)[2]), value
-    with pytest.raises(ValueError, match="integer=False needs an 8-bit map"):
-        encode_flagged(torch.ones(4), "signed4", 4, integer=False)
+        x[250] = value  # in the last, partial block
+        assert not bool(flagged_scales(x, name, 64)[1]), value
 
 
 def test_ecc_is_within_a_bf16_rounding_of_its_correction():

@@ -178,7 +178,8 @@ def test_fused_compressed_state_matches_unfused_and_compiles_once(name, mode):
             q.grad = p.grad.clone()
         fused.step()
         plain.step()
-    assert counters["stats"]["unique_graphs"] == 1
+    # once each: the program that checks the compressed states and the one that writes (bfloat16 cannot fail)
+    assert counters["stats"]["unique_graphs"] == (1 if mode == "bfloat16" else 2)
     assert max((p - q).abs().max().item() for p, q in zip(ps, qs)) < 1e-6
     for p, q in zip(ps, qs):
         a, b = fused.state[p], plain.state[q]

@@ -24,14 +24,19 @@ Low-precision params are read and written in their own dtype and computed in the
 the program, so no full-precision copy of them is kept.
 
 Compressed state (``state_dtype="int8"`` etc., :mod:`gradkit.core.storage`) is decoded, stepped and
-re-encoded inside the program: it reads the codes and scales (not a decoded float32 copy), and writes
-them only when every compressed value is finite; the program returns one finiteness flag per state,
-which the optimizer checks (one host sync) to raise ``ValueError`` naming the state.
+re-encoded inside the program: it reads the codes and scales (not a decoded float32 copy). Where a
+compressed value could fail to be stored (inf, nan, or a negative value for a non-negative map), the step
+is two programs compiled from the same trace: the first runs the chain on copies and returns only the new
+block scales and one flag per state; the optimizer checks the flags (one host sync) and raises
+``ValueError`` naming the state, having written nothing, or runs the second, which steps params and state
+and encodes against those scales. The first is one pass over the gradients and codes (Inductor drops all
+it does not return), the second the step's own pass; both together cost less than one program that would
+select every write on the flags.
 """
 from __future__ import annotations
 
 import types
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -41,7 +46,7 @@ from gradkit.core.ops import TRACED
 from gradkit.core.quantize import MAPS
 from gradkit.core.sharding import chain_reach
 from gradkit.core.state import ELEMENTWISE
-from gradkit.core.storage import block_of, blocked_views, encode_entries, expand_stored, write_back
+from gradkit.core.storage import block_of, blocked_views, check_entries, encode_entries, expand_stored, write_back
 from gradkit.core.transform import Chain
 
 __all__ = ["FusedStep", "FusedGroup", "check_fusable"]
@@ -65,17 +70,21 @@ class FusedGroup(NamedTuple):
 def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor], ...], grads: tuple[list[Tensor], ...],
              states: tuple[dict[str, list], ...], table: Tensor, rows: tuple[tuple[int, ...], ...],
              paths: tuple[tuple[str, ...], ...], compute_dtypes: tuple[tuple[torch.dtype, ...], ...],
-             stored: tuple[dict | None, ...], blocks: tuple[int | None, ...]) -> Tensor | None:
+             stored: tuple[dict | None, ...], blocks: tuple[int | None, ...], phase: str = "write",
+             scales: tuple[Tensor, ...] = ()):
+    """The step. ``phase="check"`` (compressed state that can be refused) writes nothing and returns
+    :func:`~gradkit.core.storage.check_entries`' new block scales and flags; ``phase="write"`` writes params,
+    state, codes and, against ``scales``, the quantized states' new codes."""
+    checking = phase == "check"
     # One scalar tree per distinct table row, shared by the tensors that use it (usually all of a
     # group's), so that the trace stays small.
     trees: dict = {}
     pending = []
-    # with compressed state the step can be refused (encode_entries' flags): then no param may change either,
-    # so each param piece is written at the end, selected against its value on entry
-    entry_values = [(piece, piece.clone()) for group_params in params for p in group_params
-                    for piece in (p if isinstance(p, tuple) else (p,))] if any(stored) else []
     for group, group_params, group_grads, group_states, group_rows, dtypes, group_stored, block in zip(
             groups, params, grads, states, rows, compute_dtypes, stored, blocks):
+        if checking:  # the chain steps copies, of which only what the flags read is computed
+            group_params = [_copied(p) for p in group_params]
+            group_states = {k: [_copied(v) for v in values] for k, values in group_states.items()}
         params_c = [_in_dtype(p, dt) for p, dt in zip(group_params, dtypes)]
         updates = [_in_dtype(g, dt) for g, dt in zip(group_grads, dtypes)]
         scalars = []
@@ -102,13 +111,18 @@ def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor],
                     piece.copy_(piece_c)
         if back:
             pending += [(entry, [group_states[key][j] for j in pieces]) for key, entry, pieces in back]
-    # after every group's chain: a stored state is written only when every compressed state is finite
-    ok = encode_entries(pending) if pending else None
-    if ok is not None:
-        every = ok.all()
-        for piece, on_entry in entry_values:
-            piece.copy_(torch.where(every, piece, on_entry))
-    return ok
+    if checking:
+        return check_entries(pending)
+    if pending:  # after every group's chain
+        encode_entries(pending, scales)
+    return None
+
+
+def _copied(value):
+    """A copy of a tensor (or of each tensor of a pair of views), so that the checking phase writes nothing."""
+    if isinstance(value, tuple):
+        return tuple(_copied(v) for v in value)
+    return value.clone() if isinstance(value, Tensor) else value
 
 
 def _in_dtype(t, dtype: torch.dtype):
@@ -169,16 +183,20 @@ class FusedStep:
         self.chain = chain
         self.elementwise = chain_reach(chain) == ELEMENTWISE
         self._compiled = self._compile(stored=False)
-        self._compiled_stored = None  # compiled at the first step with compressed state
+        # compiled at the first step with compressed state: the checking phase and the writing phase
+        self._compiled_stored: dict[str, object] = {}
 
     @staticmethod
     def _compile(stored: bool):
         # Dynamo keeps its compile cache (and recompile limit) on the code object: give each program its own.
-        program = types.FunctionType(_program.__code__.replace(), _program.__globals__, "gradkit_fused_step")
+        program = types.FunctionType(_program.__code__.replace(), _program.__globals__, "gradkit_fused_step",
+                                     _program.__defaults__)
         return torch.compile(program, fullgraph=True, dynamic=False, options=_inductor_options(stored))
 
-    def __call__(self, groups: Sequence[FusedGroup]) -> Tensor | None:
-        """Run the program; returns the finiteness flags of the compressed states it encoded (or ``None``)."""
+    def __call__(self, groups: Sequence[FusedGroup], check: Callable[[Tensor], None] | None = None) -> None:
+        """Run the step. Where a compressed state could be refused (quantized or ecc storage) it runs in two
+        programs: the first writes nothing and returns each such state's flag, which ``check`` is given (it
+        raises to refuse the step), and only then the second writes params, state, codes and scales."""
         devices = {p.device for g in groups for p in g.params}
         if len(devices) > 1:
             raise ValueError(f"fused=True needs every param on one device, got {sorted(map(str, devices))}: "
@@ -190,13 +208,27 @@ class FusedStep:
         args = (self.chain, tuple(g.group for g in groups), tuple(g.params for g in groups), tuple(g.grads for g in groups),
                 tuple(g.states for g in groups), table, rows, paths, tuple(tuple(g.compute_dtypes) for g in groups),
                 tuple(g.stored for g in groups), blocks)
+        if not any(g.stored for g in groups):
+            self._run(self._compiled, args)
+            return
+        refusable = any(e is not None and e[0] != "cast" for g in groups if g.stored
+                        for entries in g.stored.values() for e in entries)
+        scales = ()
+        if refusable:
+            scales, ok = self._run(self._stored("check"), args + ("check",))
+            if check is not None and ok is not None:
+                check(ok)
+        self._run(self._stored("write"), args + ("write", scales))
+
+    def _stored(self, phase: str):
+        if phase not in self._compiled_stored:
+            self._compiled_stored[phase] = self._compile(stored=True)
+        return self._compiled_stored[phase]
+
+    @staticmethod
+    def _run(compiled, args: tuple):
         limit_hit = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", None)
         strict = {"fail_on_recompile_limit_hit": True} if limit_hit is not None else {}
-        compiled = self._compiled
-        if any(g.stored for g in groups):
-            if self._compiled_stored is None:
-                self._compiled_stored = self._compile(stored=True)
-            compiled = self._compiled_stored
         try:
             with torch._dynamo.config.patch(**strict):
                 return compiled(*args)

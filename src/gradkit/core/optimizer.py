@@ -434,10 +434,9 @@ class Optimizer(torch.optim.Optimizer):
             if self.storage is not None:  # the program decodes and re-encodes the stored state itself
                 lists, stored = self.storage.stored_entries(states, self.transform.kind_of, dtypes)
             groups.append(FusedGroup(group, params, grads, lists, [s["step"] + 1 for s in states], dtypes, stored))
-        ok = self._fused_step(groups)
-        if ok is not None:
-            self.storage.check_flags(ok, [key for g in groups for key, entries in g.stored.items()
-                                          for e in entries if e is not None and e[0] != "cast"])
+        names = [key for g in groups if g.stored for key, entries in g.stored.items()
+                 for e in entries if e is not None and e[0] != "cast"]
+        self._fused_step(groups, check=lambda ok: self.storage.check_flags(ok, names))
 
     def _save(self, work: list):
         """What a transactional step may change: the params it steps, their state, the group states."""

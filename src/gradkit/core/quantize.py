@@ -41,7 +41,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["MAPS", "encode", "encode_flagged", "decode", "error_bound", "code_shape", "encode_ecc", "decode_ecc", "check_finite",
+__all__ = ["MAPS", "encode", "flagged_scales", "encode_with_scales", "decode", "error_bound", "code_shape", "encode_ecc", "decode_ecc", "check_finite",
            "block_scales", "encode_scaled", "integer_codes"]
 
 _TINY = torch.finfo(torch.float32).tiny * torch.finfo(torch.float32).eps  # the smallest positive float32
@@ -96,7 +96,7 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
         consume: ``x`` may be overwritten (a temporary the caller no longer needs): saves a pass.
         check: ``False`` skips the checks (no host sync, so the fused step can trace it): a block holding
             inf or nan (or, for ``sqrt`` maps, a negative value) then has a non-finite scale, which the
-            caller tests (:func:`encode_flagged` returns that test as a flag).
+            caller tests (:func:`flagged_scales` returns that test as a flag).
     Returns:
         codes ``(blocks, block * bits / 8)`` (int8 for 8-bit maps, uint8 nibbles for 4-bit maps) and
         float32 scales ``(blocks,)`` (the block's absmax, of ``sqrt(x)`` for ``sqrt`` maps).
@@ -122,35 +122,36 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
     return codes, scales
 
 
-def encode_flagged(x: Tensor, name: str, block: int, *, integer: bool = True) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`encode` without checks or host syncs, for the fused step to trace: ``(codes, scales, ok)`` with
-    ``ok`` a 0-dim bool tensor, false when ``x`` holds inf or nan or (``sqrt`` maps) a negative value (the
-    codes and scales are then meaningless). ``integer=False`` returns an 8-bit map's codes as the
-    integer-valued float32 values of :func:`encode_scaled`, for a caller that selects among codes before
-    storing them (one conversion instead of three).
+def flagged_scales(x: Tensor, name: str, block: int) -> tuple[Tensor, Tensor]:
+    """The block scales :func:`encode` would give ``x`` and a 0-dim bool tensor, false when ``x`` holds inf or
+    nan or (``sqrt`` maps) a negative value: no checks or host syncs, for the fused step to trace (its
+    codes are then :func:`encode_with_scales`).
 
-    The block reductions are written for a compiled program rather than for eager passes: one reduction
-    of ``|x|`` for signed maps, and for ``sqrt`` maps the negative values tested per tensor instead of being
-    folded into each block's scale, which would cost a select per block inside the compiled loops (same
-    scales as :func:`block_scales` wherever ``ok``).
+    Written for a compiled program rather than for eager passes: one reduction of ``|x|`` for signed maps,
+    and for ``sqrt`` maps the negative values tested per tensor instead of being folded into each block's
+    scale, which would cost a select per block inside the compiled loops (same scales as
+    :func:`block_scales` wherever the flag is true).
 
-    >>> codes, scales, ok = encode_flagged(torch.tensor([4.0, -1.0]), "sqrt8", 2)
+    >>> scales, ok = flagged_scales(torch.tensor([4.0, -1.0]), "sqrt8", 2)
     >>> bool(ok)
     False
     """
-    bits, signed = _check_map(name)
-    if not integer and bits != 8:
-        raise ValueError(f"integer=False needs an 8-bit map (signed8 or sqrt8), got {name!r}")
+    _, signed = _check_map(name)
     xb = _blocks(x, block)
     if signed:
         scales = xb.abs().amax(1)
-        ok = torch.isfinite(scales).all()
-    else:
-        scales = xb.amax(1).sqrt()
-        ok = torch.isfinite(scales).all() & (xb.amin(1) >= 0).all()
+        return scales, torch.isfinite(scales).all()
+    scales = xb.amax(1).sqrt()
+    return scales, torch.isfinite(scales).all() & (xb.amin(1) >= 0).all()
+
+
+def encode_with_scales(x: Tensor, scales: Tensor, name: str, block: int) -> Tensor:
+    """The codes of ``x`` (read flat, blockwise) against ``scales`` (:func:`flagged_scales`), as :func:`encode`
+    stores them; no checks."""
+    bits, signed = _check_map(name)
+    xb = _blocks(x, block)
     copied = x.dtype != torch.float32 or x.numel() % block != 0 or x.numel() == 0
-    codes = encode_scaled(xb, scales, name, consume=copied)
-    return (integer_codes(codes, bits, signed) if integer else codes), scales, ok
+    return integer_codes(encode_scaled(xb, scales, name, consume=copied), bits, signed)
 
 
 def block_scales(xb: Tensor, name: str) -> Tensor:

@@ -28,15 +28,15 @@ for one chunk of whole params at a time (:meth:`StateStorage.chunks`, :attr:`~St
 elements): the working tensors are transient and cache-sized, reused from chunk to chunk rather than
 faulted in afresh at every step; a chunk that fails (only an overflow can, gradients being finite) leaves
 the chunks before it stepped, and says so. Nothing but the stored entries is kept between steps. The fused
-step decodes and encodes inside its compiled
-program (:func:`expand_stored`, :func:`encode_entries`): it reads codes and scales, runs the chain and
-writes codes and scales, each stored tensor being overwritten only when every compressed value of the
-step is finite (else ``ValueError``, the stored state unchanged, as unfused). An elementwise chain sees
+step decodes and encodes inside its compiled programs (:func:`expand_stored`, :func:`check_entries`,
+:func:`encode_entries`): they read codes and scales and run the chain; the first writes nothing and returns
+the new block scales and a flag per compressed state, and only when every flag holds does the second
+write params, state, codes and scales (else ``ValueError``, nothing written). An elementwise chain sees
 each param as its whole blocks ``(n, block)`` and its remainder, so that the compiled loops run over
 blocks with one scale per row; these pieces (and, for a partial last block, its codes and scales) enter
 the program as views (:func:`blocked_views`) and are updated in place, and the new moments are
 recomputed where they are read rather than kept in full-size buffers, so the step is two passes over the
-state (block scales; then codes and params).
+state (block scales and flags; then codes and params).
 
 >>> import torch, gradkit
 >>> w = torch.nn.Parameter(torch.randn(64, 64))
@@ -55,8 +55,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from gradkit.core.quantize import (MAPS, block_scales, check_finite, code_shape, decode, decode_ecc, encode_flagged,
-                                   encode_ecc, encode_scaled, integer_codes)
+from gradkit.core.quantize import (MAPS, block_scales, check_finite, code_shape, decode, decode_ecc, encode_ecc,
+                                   encode_scaled, encode_with_scales, flagged_scales, integer_codes)
 from gradkit.core.state import StateKind
 
 __all__ = ["StateStorage", "MODES", "SUFFIXES", "base_key"]
@@ -330,8 +330,8 @@ class StateStorage:
 
     @staticmethod
     def check_flags(ok: Tensor, names: list[str]) -> None:
-        """Raise ``ValueError`` naming the first state whose flag in ``ok`` (from :func:`encode_entries`) is
-        false (one host sync); the fused program has then left every stored state as it was."""
+        """Raise ``ValueError`` naming the first state whose flag in ``ok`` (from :func:`check_entries`) is
+        false (one host sync); the fused step then writes nothing."""
         if ok.numel() and not bool(ok.all()):
             what = names[int((~ok).nonzero()[0])]
             raise ValueError(f"state {what!r} holds inf or nan (or a value its map cannot code), which a compressed "
@@ -516,48 +516,62 @@ def write_back(joins: list, params: list[Tensor], states: dict[str, list]) -> No
         target.copy_(whole.view(target.shape))
 
 
-def encode_entries(stored: list[tuple[tuple, list[Tensor]]]) -> Tensor | None:
+def _value_of(entry: tuple, pieces: list[Tensor]) -> Tensor:
+    """The working value of a cast or ecc entry, in the stored tensor's shape."""
+    value = torch.cat([v.reshape(-1) for v in pieces]) if len(pieces) > 1 else pieces[0]
+    return value.reshape(entry[1].shape)
+
+
+def check_entries(stored: list[tuple[tuple, list[Tensor]]]) -> tuple[tuple[Tensor, ...], Tensor | None]:
+    """The first phase of the fused program's encode, ``[(entry, [working tensor of each piece]), ...]`` as
+    :func:`encode_entries` takes them: the new block scales of every quantized entry's pieces, in order, and one
+    flag per quantized or ecc entry (``None`` when there is none), false where a value cannot be stored, for
+    :meth:`StateStorage.check_flags`. Writes nothing; plain tensor ops, no host sync."""
+    scales, flags = [], []
+    for entry, pieces in stored:
+        form = entry[0]
+        if form == "cast":
+            continue
+        if form == "ecc":
+            value = _value_of(entry, pieces)
+            hi, _ = encode_ecc(value, check=False)
+            flags.append(torch.isfinite(value).all() & torch.isfinite(hi).all())
+            continue
+        flagged = [flagged_scales(v, form, block_of(entry)) for v in pieces]
+        scales += [s for s, _ in flagged]
+        # one flag per entry (its name is reported), over its pieces
+        flags.append(torch.stack([ok for _, ok in flagged]).all() if len(flagged) > 1 else flagged[0][1])
+    return tuple(scales), (torch.stack(flags) if flags else None)
+
+
+def encode_entries(stored: list[tuple[tuple, list[Tensor]]], scales: tuple[Tensor, ...] = ()) -> None:
     """Encode the working tensors of each stored entry, ``[(entry, [working tensor of each piece]), ...]``,
-    inside the fused program: the stored tensors are overwritten only when every compressed value is
-    finite (else each keeps its value); returns one flag per quantized or ecc entry (``None`` when there
-    is none), for :meth:`StateStorage.check_flags`. Plain tensor ops, no host sync."""
-    writes, flags = [], []
+    inside the fused program and overwrite the stored tensors; the quantized entries against ``scales``
+    (:func:`check_entries`, whose flags were found true). Plain tensor ops, no host sync."""
+    given = iter(scales)
     for entry, pieces in stored:
         form = entry[0]
         if form in ("cast", "ecc"):
-            value = torch.cat([v.reshape(-1) for v in pieces]) if len(pieces) > 1 else pieces[0]
-            value = value.reshape(entry[1].shape)
+            value = _value_of(entry, pieces)
             if form == "cast":
-                writes.append((entry[1], value.to(entry[1].dtype)))
-                continue
-            hi, code = encode_ecc(value, check=False)
-            flags.append(torch.isfinite(value).all() & torch.isfinite(hi).all())
-            writes += [(entry[1], hi), (entry[2], code)]
+                entry[1].copy_(value)
+            else:
+                hi, code = encode_ecc(value, check=False)
+                entry[1].copy_(hi)
+                entry[2].copy_(code)
             continue
         block = block_of(entry)
-        # 8-bit codes stay integer-valued floats until the select below converts them once
-        flagged = [encode_flagged(v, form, block, integer=MAPS[form][0] != 8) for v in pieces]
-        # one flag per entry (its name is reported), over its pieces
-        flags.append(torch.stack([ok for _, _, ok in flagged]).all() if len(flagged) > 1 else flagged[0][2])
-        coded = [(c, s) for c, s, _ in flagged]
+        coded = []
+        for v in pieces:
+            piece_scales = next(given)
+            coded.append((encode_with_scales(v, piece_scales, form, block), piece_scales))
         if isinstance(entry[1], tuple):  # each piece's codes and scales are a view of the stored ones
-            writes += [w for (c, s), old_c, old_s in zip(coded, entry[1], entry[2]) for w in ((old_c, c), (old_s, s))]
+            for (c, s), old_c, old_s in zip(coded, entry[1], entry[2]):
+                old_c.copy_(c)
+                old_s.copy_(s)
             continue
-        new_codes = torch.cat([c for c, _ in coded]) if len(coded) > 1 else coded[0][0]
-        new_scales = torch.cat([s for _, s in coded]) if len(coded) > 1 else coded[0][1]
-        writes += [(entry[1], new_codes), (entry[2], new_scales)]
-    if not flags:
-        for old, new in writes:
-            old.copy_(new)
-        return None
-    ok = torch.stack(flags)
-    every = ok.all()
-    for old, new in writes:
-        # selected in float32 (exact for codes): a select of 8-bit values under a scalar flag compiles to a
-        # byte-by-byte mask conversion on CPU, a float32 one to a vector blend; copy_ converts to the
-        # stored dtype
-        old.copy_(torch.where(every, new.float(), old.float()))
-    return ok
+        entry[1].copy_(torch.cat([c for c, _ in coded]) if len(coded) > 1 else coded[0][0])
+        entry[2].copy_(torch.cat([s for _, s in coded]) if len(coded) > 1 else coded[0][1])
 
 
 def _shape_entry(old: Any, shape: torch.Size) -> Tensor:
