@@ -229,6 +229,25 @@ def test_a_negative_value_in_a_non_negative_state_is_refused_and_state_unchanged
     _refused_with_state_unchanged(opt, "accumulate.total", [w])
 
 
+def test_the_fused_ecc_flag_refuses_what_the_ecc_encode_refuses():
+    """check_entries' flag for a bfloat16+ecc state (a bound on |x|, no rounding) against encode_ecc's check at
+    the edge of bfloat16's range."""
+    from gradkit.core.quantize import encode_ecc
+    from gradkit.core.storage import check_entries
+    below, edge = float.fromhex("0x1.fefffep+127"), float.fromhex("0x1.ff0p+127")
+    for value, storable in ((below, True), (-below, True), (edge, False), (-edge, False),
+                            (float("inf"), False), (float("nan"), False)):
+        x = torch.tensor([1.0, value])
+        entry = ("ecc", torch.zeros(2, dtype=torch.bfloat16), torch.zeros(2, dtype=torch.int8))
+        _, flags = check_entries([(entry, [x])])
+        assert bool(flags.all()) == storable, value
+        if storable:
+            encode_ecc(x)
+        else:
+            with pytest.raises(ValueError, match="inf or nan"):
+                encode_ecc(x)
+
+
 def _refused_with_state_unchanged(opt, match, params=()):
     """Step ``opt``, which must raise ``ValueError`` matching ``match`` and leave its state, and ``params``,
     as they were; returns the error."""
