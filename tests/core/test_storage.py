@@ -178,8 +178,9 @@ def test_fused_compressed_state_matches_unfused_and_compiles_once(name, mode):
             q.grad = p.grad.clone()
         fused.step()
         plain.step()
-    # once each: the program that checks the compressed states and the one that writes (bfloat16 cannot fail)
-    assert counters["stats"]["unique_graphs"] == (1 if mode == "bfloat16" else 2)
+    # once each: the program that checks the compressed states and the one that writes (bfloat16 cannot fail;
+    # 4-bit state is checked and written in one program)
+    assert counters["stats"]["unique_graphs"] == (1 if mode in ("bfloat16", "int4") else 2)
     assert max((p - q).abs().max().item() for p, q in zip(ps, qs)) < 1e-6
     for p, q in zip(ps, qs):
         a, b = fused.state[p], plain.state[q]
@@ -192,14 +193,18 @@ def test_fused_compressed_state_matches_unfused_and_compiles_once(name, mode):
 
 
 @pytest.mark.parametrize("fused", [False, True])
-@pytest.mark.parametrize("mode", ["int8", "bfloat16+ecc"])
+@pytest.mark.parametrize("mode", ["int8", "int4", "bfloat16+ecc"])
 def test_nonfinite_state_is_refused_and_state_unchanged(mode, fused):
     w = torch.nn.Parameter(torch.ones(64, 65))
-    opt = gradkit.optim.AdamW([w], state_dtype=StateStorage(mode, min_size=0), nonfinite="ignore", fused=fused)
-    w.grad = torch.ones(64, 65)
+    # fused: a param whose state stays float32, which the chain updates in place, is left unchanged too (the
+    # unfused step updates such state before the encode refuses: transactional=True restores it)
+    params = [w, torch.nn.Parameter(torch.ones(10))] if fused else [w]
+    opt = gradkit.optim.AdamW(params, state_dtype=StateStorage(mode, min_size=100), nonfinite="ignore", fused=fused)
+    for p in params:
+        p.grad = torch.ones_like(p)
     opt.step()
     w.grad = torch.full((64, 65), float("inf"))
-    _refused_with_state_unchanged(opt, "exp_avg.*inf or nan", [w])
+    _refused_with_state_unchanged(opt, "exp_avg.*inf or nan", params)
 
 
 class _Accumulate(gradkit.GradientTransform):
@@ -218,10 +223,11 @@ class _Accumulate(gradkit.GradientTransform):
 
 
 @pytest.mark.parametrize("fused", [False, True])
-def test_a_negative_value_in_a_non_negative_state_is_refused_and_state_unchanged(fused):
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_a_negative_value_in_a_non_negative_state_is_refused_and_state_unchanged(mode, fused):
     w = torch.nn.Parameter(torch.ones(64, 65))
     chain = gradkit.chain(_Accumulate(), gradkit.scale_by_learning_rate())
-    opt = gradkit.Optimizer([w], chain, {"lr": 0.1}, state_dtype=StateStorage("int8", min_size=0), fused=fused)
+    opt = gradkit.Optimizer([w], chain, {"lr": 0.1}, state_dtype=StateStorage(mode, min_size=0), fused=fused)
     w.grad = torch.ones(64, 65)
     opt.step()
     w.grad = torch.ones(64, 65)

@@ -25,13 +25,13 @@ the program, so no full-precision copy of them is kept.
 
 Compressed state (``state_dtype="int8"`` etc., :mod:`gradkit.core.storage`) is decoded, stepped and
 re-encoded inside the program: it reads the codes and scales (not a decoded float32 copy). Where a
-compressed value could fail to be stored (inf, nan, or a negative value for a non-negative map), the step
-is two programs compiled from the same trace: the first runs the chain on copies and returns only the new
-block scales and one flag per state; the optimizer checks the flags (one host sync) and raises
-``ValueError`` naming the state, having written nothing, or runs the second, which steps params and state
-and encodes against those scales. The first is one pass over the gradients and codes (Inductor drops all
-it does not return), the second the step's own pass; both together cost less than one program that would
-select every write on the flags.
+compressed value could fail to be stored (inf, nan, or a negative value for a non-negative map), nothing
+is written unless every such value can be: with 8-bit codes or ecc the step is two programs compiled from
+the same trace, the first running the chain on copies and returning only the new block scales and one
+flag per state, the second (run once the optimizer has checked the flags, one host sync, raising
+``ValueError`` naming the state otherwise) stepping and encoding against those scales; with 4-bit codes it
+is one program that selects every write (params and uncompressed state too) on the flags, as unpacking
+the nibbles a second time costs more than the selects.
 """
 from __future__ import annotations
 
@@ -74,8 +74,10 @@ def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor],
              scales: tuple[Tensor, ...] = ()):
     """The step. ``phase="check"`` (compressed state that can be refused) writes nothing and returns
     :func:`~gradkit.core.storage.check_entries`' new block scales and flags; ``phase="write"`` writes params,
-    state, codes and, against ``scales``, the quantized states' new codes."""
-    checking = phase == "check"
+    state, codes and, against ``scales``, the quantized states' new codes; ``phase="guarded"`` is both in one
+    program, every write (params and uncompressed state too) selected on the flags, which it returns."""
+    checking, guarded = phase == "check", phase == "guarded"
+    on_entry = []  # guarded: each param and state tensor the step may write, with its value on entry
     # One scalar tree per distinct table row, shared by the tensors that use it (usually all of a
     # group's), so that the trace stays small.
     trees: dict = {}
@@ -85,6 +87,9 @@ def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor],
         if checking:  # the chain steps copies, of which only what the flags read is computed
             group_params = [_copied(p) for p in group_params]
             group_states = {k: [_copied(v) for v in values] for k, values in group_states.items()}
+        elif guarded:
+            on_entry += [(t, t.clone()) for t in _tensors(group_params)]
+            on_entry += [(t, t.clone()) for values in group_states.values() for t in _tensors(values)]
         params_c = [_in_dtype(p, dt) for p, dt in zip(group_params, dtypes)]
         updates = [_in_dtype(g, dt) for g, dt in zip(group_grads, dtypes)]
         scalars = []
@@ -113,9 +118,21 @@ def _program(chain: Chain, groups: tuple[dict, ...], params: tuple[list[Tensor],
             pending += [(entry, [group_states[key][j] for j in pieces]) for key, entry, pieces in back]
     if checking:
         return check_entries(pending)
+    ok = every = None
+    if guarded:
+        scales, ok = check_entries(pending)
+        every = None if ok is None else ok.all()
     if pending:  # after every group's chain
-        encode_entries(pending, scales)
-    return None
+        encode_entries(pending, scales, only_if=every)
+    if every is not None:
+        for target, value in on_entry:
+            target.copy_(torch.where(every, target, value))
+    return ok
+
+
+def _tensors(values) -> list[Tensor]:
+    """The tensors of a list of tensors, pairs of views and other values."""
+    return [t for v in values for t in (v if isinstance(v, tuple) else (v,)) if isinstance(t, Tensor)]
 
 
 def _copied(value):
@@ -211,10 +228,17 @@ class FusedStep:
         if not any(g.stored for g in groups):
             self._run(self._compiled, args)
             return
-        refusable = any(e is not None and e[0] != "cast" for g in groups if g.stored
-                        for entries in g.stored.values() for e in entries)
+        forms = {e[0] for g in groups if g.stored for entries in g.stored.values() for e in entries if e is not None}
+        if forms & {"signed4", "sqrt4"}:
+            # 4-bit codes: one program whose writes are selected on the flags; a second program would unpack
+            # the nibbles again, which costs more than the selects (measured; for 8-bit codes and ecc the
+            # other way round)
+            ok = self._run(self._stored("guarded"), args + ("guarded",))
+            if check is not None and ok is not None:
+                check(ok)
+            return
         scales = ()
-        if refusable:
+        if forms - {"cast"}:  # a cast (bfloat16) state cannot fail
             scales, ok = self._run(self._stored("check"), args + ("check",))
             if check is not None and ok is not None:
                 check(ok)

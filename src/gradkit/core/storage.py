@@ -29,9 +29,10 @@ elements): the working tensors are transient and cache-sized, reused from chunk 
 faulted in afresh at every step; a chunk that fails (only an overflow can, gradients being finite) leaves
 the chunks before it stepped, and says so. Nothing but the stored entries is kept between steps. The fused
 step decodes and encodes inside its compiled programs (:func:`expand_stored`, :func:`check_entries`,
-:func:`encode_entries`): they read codes and scales and run the chain; the first writes nothing and returns
-the new block scales and a flag per compressed state, and only when every flag holds does the second
-write params, state, codes and scales (else ``ValueError``, nothing written). An elementwise chain sees
+:func:`encode_entries`): they read codes and scales and run the chain, and nothing is written unless every
+compressed value can be stored (else ``ValueError``): a first program returns the new block scales and a
+flag per state and a second writes params, state, codes and scales, or (4-bit codes) one program selects
+every write on the flags. An elementwise chain sees
 each param as its whole blocks ``(n, block)`` and its remainder, so that the compiled loops run over
 blocks with one scale per row; these pieces (and, for a partial last block, its codes and scales) enter
 the program as views (:func:`blocked_views`) and are updated in place, and the new moments are
@@ -547,21 +548,23 @@ def check_entries(stored: list[tuple[tuple, list[Tensor]]]) -> tuple[tuple[Tenso
     return tuple(scales), (torch.stack(flags) if flags else None)
 
 
-def encode_entries(stored: list[tuple[tuple, list[Tensor]]], scales: tuple[Tensor, ...] = ()) -> None:
+def encode_entries(stored: list[tuple[tuple, list[Tensor]]], scales: tuple[Tensor, ...] = (),
+                   only_if: Tensor | None = None) -> None:
     """Encode the working tensors of each stored entry, ``[(entry, [working tensor of each piece]), ...]``,
     inside the fused program and overwrite the stored tensors; the quantized entries against ``scales``
-    (:func:`check_entries`, whose flags were found true). Plain tensor ops, no host sync."""
+    (:func:`check_entries`). ``only_if`` (a 0-dim bool tensor): each stored tensor keeps its value where it is
+    false. Plain tensor ops, no host sync."""
     given = iter(scales)
     for entry, pieces in stored:
         form = entry[0]
         if form in ("cast", "ecc"):
             value = _value_of(entry, pieces)
             if form == "cast":
-                entry[1].copy_(value)
+                _put(entry[1], value, only_if)
             else:
                 hi, code = encode_ecc(value, check=False)
-                entry[1].copy_(hi)
-                entry[2].copy_(code)
+                _put(entry[1], hi, only_if)
+                _put(entry[2], code, only_if)
             continue
         block = block_of(entry)
         coded = []
@@ -570,11 +573,20 @@ def encode_entries(stored: list[tuple[tuple, list[Tensor]]], scales: tuple[Tenso
             coded.append((encode_with_scales(v, piece_scales, form, block), piece_scales))
         if isinstance(entry[1], tuple):  # each piece's codes and scales are a view of the stored ones
             for (c, s), old_c, old_s in zip(coded, entry[1], entry[2]):
-                old_c.copy_(c)
-                old_s.copy_(s)
+                _put(old_c, c, only_if)
+                _put(old_s, s, only_if)
             continue
-        entry[1].copy_(torch.cat([c for c, _ in coded]) if len(coded) > 1 else coded[0][0])
-        entry[2].copy_(torch.cat([s for _, s in coded]) if len(coded) > 1 else coded[0][1])
+        _put(entry[1], torch.cat([c for c, _ in coded]) if len(coded) > 1 else coded[0][0], only_if)
+        _put(entry[2], torch.cat([s for _, s in coded]) if len(coded) > 1 else coded[0][1], only_if)
+
+
+def _put(target: Tensor, value: Tensor, only_if: Tensor | None) -> None:
+    if only_if is None:
+        target.copy_(value)
+    else:
+        # selected in float32 (exact for codes): a select of 8-bit values under a scalar flag compiles to a
+        # byte-by-byte mask conversion on CPU, a float32 one to a vector blend
+        target.copy_(torch.where(only_if, value.float(), target.float()))
 
 
 def _shape_entry(old: Any, shape: torch.Size) -> Tensor:
