@@ -207,6 +207,18 @@ def test_nonfinite_state_is_refused_and_state_unchanged(mode, fused):
     _refused_with_state_unchanged(opt, "exp_avg.*inf or nan", params)
 
 
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_a_refused_step_names_the_state_that_failed(mode, fused):
+    params = [torch.nn.Parameter(torch.ones(64, 65)) for _ in range(2)]
+    opt = gradkit.optim.AdamW(params, state_dtype=StateStorage(mode, min_size=0), fused=fused)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    params[0].grad = torch.full((64, 65), 1e30)  # finite, but its square overflows: the second moment fails
+    _refused_with_state_unchanged(opt, r"state 'adam\.exp_avg_sq' holds inf", params)
+
+
 class _Accumulate(gradkit.GradientTransform):
     """Adds each gradient to a state declared non-negative (a second moment): negative gradients break it."""
 

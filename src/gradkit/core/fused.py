@@ -211,9 +211,11 @@ class FusedStep:
         return torch.compile(program, fullgraph=True, dynamic=False, options=_inductor_options(stored))
 
     def __call__(self, groups: Sequence[FusedGroup], check: Callable[[Tensor], None] | None = None) -> None:
-        """Run the step. Where a compressed state could be refused (quantized or ecc storage) it runs in two
-        programs: the first writes nothing and returns each such state's flag, which ``check`` is given (it
-        raises to refuse the step), and only then the second writes params, state, codes and scales."""
+        """Run the step. Where a compressed state could be refused (quantized or ecc storage), ``check`` is given
+        one flag per such state (:func:`~gradkit.core.storage.check_entries`) and raises to refuse the step,
+        which then has written nothing: with 8-bit codes or ecc a first program that writes nothing computes
+        the flags and only then a second writes params, state, codes and scales; with 4-bit codes one
+        program selects every write on them."""
         devices = {p.device for g in groups for p in g.params}
         if len(devices) > 1:
             raise ValueError(f"fused=True needs every param on one device, got {sorted(map(str, devices))}: "

@@ -39,7 +39,7 @@ from gradkit.core.sharding import (Shards, chain_reach, check_shardable, check_z
                                    is_sharded, local, rewrap, runs_on_shards, walk)
 from gradkit.core.state import ELEMENTWISE
 from gradkit.core.rounding import Rounding
-from gradkit.core.storage import MODES, StateStorage
+from gradkit.core.storage import MODES, StateStorage, flag_names
 from gradkit.core.state_dict import (FORMAT, META_KEY, check_group_states, check_state_dict, dtype_as_text,
                                      expected_state, fixed_lists, group_meta, lists_from_fixed)
 from gradkit.core.transform import Chain, GradientTransform
@@ -434,8 +434,7 @@ class Optimizer(torch.optim.Optimizer):
             if self.storage is not None:  # the program decodes and re-encodes the stored state itself
                 lists, stored = self.storage.stored_entries(states, self.transform.kind_of, dtypes)
             groups.append(FusedGroup(group, params, grads, lists, [s["step"] + 1 for s in states], dtypes, stored))
-        names = [key for g in groups if g.stored for key, entries in g.stored.items()
-                 for e in entries if e is not None and e[0] != "cast"]
+        names = flag_names([g.stored for g in groups])
         self._fused_step(groups, check=lambda ok: self.storage.check_flags(ok, names))
 
     def _save(self, work: list):

@@ -548,6 +548,17 @@ def check_entries(stored: list[tuple[tuple, list[Tensor]]]) -> tuple[tuple[Tenso
     return tuple(scales), (torch.stack(flags) if flags else None)
 
 
+def flag_names(stored: list[dict | None]) -> list[str]:
+    """The state key of each flag :func:`check_entries` returns, in its order, given each group's stored
+    entries ``{key: [entry or None per param]}``: the fused program meets them param by param
+    (:func:`expand_stored`), each param's in key order."""
+    names = []
+    for entries_of in stored:
+        for i in range(len(next(iter(entries_of.values()))) if entries_of else 0):
+            names += [key for key, entries in entries_of.items() if entries[i] is not None and entries[i][0] != "cast"]
+    return names
+
+
 def encode_entries(stored: list[tuple[tuple, list[Tensor]]], scales: tuple[Tensor, ...] = (),
                    only_if: Tensor | None = None) -> None:
     """Encode the working tensors of each stored entry, ``[(entry, [working tensor of each piece]), ...]``,
