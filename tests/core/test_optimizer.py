@@ -495,8 +495,8 @@ def test_a_fused_transactional_step_restores_what_the_program_wrote():
     before = _snapshot(m, opt)
     program = opt._fused_step
 
-    def run_then_fail(groups):
-        program(groups)  # params and state are written in place by the compiled program
+    def run_then_fail(groups, check=None):
+        program(groups, check=check)  # params and state are written in place by the compiled program
         raise KeyboardInterrupt
 
     opt._fused_step = run_then_fail
