@@ -31,7 +31,8 @@ the same trace, the first running the chain on copies and returning only the new
 flag per state, the second (run once the optimizer has checked the flags, one host sync, raising
 ``ValueError`` naming the state otherwise) stepping and encoding against those scales; with 4-bit codes it
 is one program that selects every write (params and uncompressed state too) on the flags, as unpacking
-the nibbles a second time costs more than the selects.
+the nibbles a second time costs more than the selects. (A transform that drew random numbers, which none of
+gradkit's fusable transforms does, would draw them in both programs.)
 """
 from __future__ import annotations
 
