@@ -41,8 +41,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["MAPS", "encode", "flagged_scales", "encode_with_scales", "decode", "error_bound", "code_shape", "encode_ecc", "decode_ecc", "check_finite",
-           "block_scales", "encode_scaled", "integer_codes"]
+__all__ = ["MAPS", "encode", "flagged_scales", "encode_with_scales", "decode", "error_bound", "code_shape",
+           "encode_ecc", "decode_ecc", "check_finite", "block_scales", "encode_scaled", "integer_codes"]
 
 _TINY = torch.finfo(torch.float32).tiny * torch.finfo(torch.float32).eps  # the smallest positive float32
 
@@ -84,6 +84,11 @@ def _blocks(x: Tensor, block: int) -> Tensor:
     return flat.view(-1, block)
 
 
+def _copied(x: Tensor, block: int) -> bool:
+    """Whether :func:`_blocks` gives a padded or converted copy of ``x``, which the encode may overwrite."""
+    return x.dtype != torch.float32 or x.numel() % block != 0 or x.numel() == 0
+
+
 def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: bool = False,
            check: bool = True) -> tuple[Tensor, Tensor]:
     """Code ``x`` (any shape, read flat) blockwise with map ``name``: ``(codes, scales)``.
@@ -113,10 +118,8 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
     xb = _blocks(x, block)
     if check and not signed and not consume and xb.numel() and bool((xb.amin(1) < 0).any()):
         raise ValueError(f"{what} holds negative values, which the non-negative map {name!r} cannot code")
-    # a padded or converted copy is ours to overwrite
-    copied = x.dtype != torch.float32 or x.numel() % block != 0 or x.numel() == 0
     scales = block_scales(xb, name)
-    codes = integer_codes(encode_scaled(xb, scales, name, consume or copied), bits, signed)
+    codes = integer_codes(encode_scaled(xb, scales, name, consume or _copied(x, block)), bits, signed)
     if check:
         check_finite(scales, what, name if consume and not signed else None)
     return codes, scales
@@ -149,9 +152,7 @@ def encode_with_scales(x: Tensor, scales: Tensor, name: str, block: int) -> Tens
     """The codes of ``x`` (read flat, blockwise) against ``scales`` (:func:`flagged_scales`), as :func:`encode`
     stores them; no checks."""
     bits, signed = _check_map(name)
-    xb = _blocks(x, block)
-    copied = x.dtype != torch.float32 or x.numel() % block != 0 or x.numel() == 0
-    return integer_codes(encode_scaled(xb, scales, name, consume=copied), bits, signed)
+    return integer_codes(encode_scaled(_blocks(x, block), scales, name, consume=_copied(x, block)), bits, signed)
 
 
 def block_scales(xb: Tensor, name: str) -> Tensor:
