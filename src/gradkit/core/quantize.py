@@ -89,19 +89,16 @@ def _copied(x: Tensor, block: int) -> bool:
     return x.dtype != torch.float32 or x.numel() % block != 0 or x.numel() == 0
 
 
-def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: bool = False,
-           check: bool = True) -> tuple[Tensor, Tensor]:
-    """Code ``x`` (any shape, read flat) blockwise with map ``name``: ``(codes, scales)``.
+def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x") -> tuple[Tensor, Tensor]:
+    """Code ``x`` (any shape, read flat) blockwise with map ``name``: ``(codes, scales)``. The steps code
+    their state with the pieces of this function (:func:`block_scales`, :func:`encode_scaled`,
+    :func:`integer_codes`; in the fused program :func:`flagged_scales`, :func:`encode_with_scales`).
 
     Args:
         x: floating tensor; non-finite values raise ``ValueError`` naming ``what``; ``sqrt`` maps need
             ``x >= 0`` (negative values raise ``ValueError``).
         name: ``"signed8" | "signed4" | "sqrt8" | "sqrt4"``.
         block: elements per block (even, >= 2).
-        consume: ``x`` may be overwritten (a temporary the caller no longer needs): saves a pass.
-        check: ``False`` skips the checks (no host sync, so the fused step can trace it): a block holding
-            inf or nan (or, for ``sqrt`` maps, a negative value) then has a non-finite scale, which the
-            caller tests (:func:`flagged_scales` returns that test as a flag).
     Returns:
         codes ``(blocks, block * bits / 8)`` (int8 for 8-bit maps, uint8 nibbles for 4-bit maps) and
         float32 scales ``(blocks,)`` (the block's absmax, of ``sqrt(x)`` for ``sqrt`` maps).
@@ -116,12 +113,11 @@ def encode(x: Tensor, name: str, block: int = 256, *, what: str = "x", consume: 
     if not x.is_floating_point():
         raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
     xb = _blocks(x, block)
-    if check and not signed and not consume and xb.numel() and bool((xb.amin(1) < 0).any()):
+    if not signed and xb.numel() and bool((xb.amin(1) < 0).any()):
         raise ValueError(f"{what} holds negative values, which the non-negative map {name!r} cannot code")
     scales = block_scales(xb, name)
-    codes = integer_codes(encode_scaled(xb, scales, name, consume or _copied(x, block)), bits, signed)
-    if check:
-        check_finite(scales, what, name if consume and not signed else None)
+    codes = integer_codes(encode_scaled(xb, scales, name, _copied(x, block)), bits, signed)
+    check_finite(scales, what)
     return codes, scales
 
 
