@@ -346,6 +346,7 @@ class StateStorage:
 
 
 def _joined(tensors: list[Tensor]) -> Tensor:
+    """The tensors concatenated, or the one tensor itself (no copy)."""
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
 
@@ -513,8 +514,7 @@ def write_back(joins: list, params: list[Tensor], states: dict[str, list]) -> No
     """Write the pieces of :func:`expand_stored` back into the tensors they were cut from."""
     for target, key, index in joins:
         pieces = [(params if key is None else states[key])[j] for j in index]
-        whole = torch.cat([t.reshape(-1) for t in pieces]) if len(pieces) > 1 else pieces[0].reshape(-1)
-        target.copy_(whole.view(target.shape))
+        target.copy_(_joined([t.reshape(-1) for t in pieces]).view(target.shape))
 
 
 _BF16_OVERFLOW = float.fromhex("0x1.ff0p+127")  # halfway between bfloat16's largest finite value and infinity
@@ -522,8 +522,7 @@ _BF16_OVERFLOW = float.fromhex("0x1.ff0p+127")  # halfway between bfloat16's lar
 
 def _value_of(entry: tuple, pieces: list[Tensor]) -> Tensor:
     """The working value of a cast or ecc entry, in the stored tensor's shape."""
-    value = torch.cat([v.reshape(-1) for v in pieces]) if len(pieces) > 1 else pieces[0]
-    return value.reshape(entry[1].shape)
+    return _joined([v.reshape(-1) for v in pieces]).reshape(entry[1].shape)
 
 
 def check_entries(stored: list[tuple[tuple, list[Tensor]]]) -> tuple[tuple[Tensor, ...], Tensor | None]:
@@ -587,8 +586,8 @@ def encode_entries(stored: list[tuple[tuple, list[Tensor]]], scales: tuple[Tenso
                 _put(old_c, c, only_if)
                 _put(old_s, s, only_if)
             continue
-        _put(entry[1], torch.cat([c for c, _ in coded]) if len(coded) > 1 else coded[0][0], only_if)
-        _put(entry[2], torch.cat([s for _, s in coded]) if len(coded) > 1 else coded[0][1], only_if)
+        _put(entry[1], _joined([c for c, _ in coded]), only_if)
+        _put(entry[2], _joined([s for _, s in coded]), only_if)
 
 
 def _put(target: Tensor, value: Tensor, only_if: Tensor | None) -> None:
