@@ -241,7 +241,7 @@ class Optimizer(torch.optim.Optimizer):
         except BaseException as error:
             if saved is not None:
                 self._restore(saved)
-            elif hasattr(error, "add_note") and not self.__dict__.pop("_partial", False):
+            elif hasattr(error, "add_note") and _CHUNKS_NOTE not in getattr(error, "__notes__", ()):
                 error.add_note(_PARTIAL_NOTE)
             raise
         for _, _, params, _ in work:  # counters advance once the whole step has succeeded
@@ -411,8 +411,7 @@ class Optimizer(torch.optim.Optimizer):
                 stepped = True
         except BaseException as error:
             if stepped and hasattr(error, "add_note"):
-                error.add_note(_CHUNKS_NOTE)
-                self._partial = True
+                error.add_note(_CHUNKS_NOTE)  # in place of _PARTIAL_NOTE, which _step adds otherwise
             raise
 
     def _on_local_shards(self, params: list[Tensor], ctx: StepContext) -> bool:
