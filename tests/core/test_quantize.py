@@ -70,14 +70,34 @@ def test_flagged_scales_and_their_codes_are_the_checked_encode(name):
         assert not bool(flagged_scales(x, name, 64)[1]), value
 
 
-def test_ecc_is_within_a_bf16_rounding_of_its_correction():
+def _ecc_unit(hi):
+    return hi.float().abs().clamp(min=2.0 ** -111) * (2.0 ** -8 / 127)
+
+
+def test_ecc_is_within_half_its_unit():
     g = torch.Generator().manual_seed(1)
     for scale in (1e-30, 1e-3, 1.0, 1e30):
         x = torch.randn(4096, generator=g) * scale
         hi, code = encode_ecc(x)
         y = decode_ecc(hi, code)
-        ulp = torch.ldexp(torch.ones(hi.shape), torch.frexp(hi.float()).exponent - 8).clamp(min=2.0 ** -126)
-        assert ((x - y).abs() <= ulp / 508 * (1 + 1e-3)).all()
+        # half a unit, and the float32 rounding of the decoded value
+        assert ((x - y).abs() <= _ecc_unit(hi) / 2 + x.abs() * 2.0 ** -24).all()
         assert (x - y).abs().max() < (x - hi.float()).abs().max() / 64  # far better than bf16 alone
     with pytest.raises(ValueError, match="inf or nan"):
         encode_ecc(torch.tensor([float("nan")]))
+
+
+def test_ecc_codes_fit_int8_at_every_bf16_neighbourhood():
+    """Every finite bfloat16 value and points between it and the next one (ties, which round to even, and
+    their neighbours): the correction stays in [-127, 127] (no clamp guards the int8 conversion) and the
+    decoded value within half a unit, subnormals included."""
+    every = torch.arange(1 << 16, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+    up = torch.nextafter(every, torch.tensor(float("inf"), dtype=torch.bfloat16)).float()
+    a, gap = every.float(), up - every.float()
+    keep = torch.isfinite(a) & torch.isfinite(up)
+    a, gap = a[keep], gap[keep]
+    tie = a + gap / 2
+    x = torch.cat([a, tie, torch.nextafter(tie, a), torch.nextafter(tie, a + gap), a + gap / 4, a + gap * 3 / 4])
+    hi, code = encode_ecc(x)
+    assert int(code.min()) >= -127 and int(code.max()) <= 127
+    assert ((x - decode_ecc(hi, code)).abs() <= _ecc_unit(hi) / 2 + x.abs() * 2.0 ** -24).all()

@@ -183,6 +183,9 @@ def _inductor_options(stored: bool = False) -> dict:
         # float32 buffer under the default thresholds; recomputed from the codes instead, the step is two
         # passes over the state (block scales, then codes and params) and allocates nothing of its size.
         options.update(realize_reads_threshold=64, realize_opcount_threshold=1000)
+        # the bfloat16+ecc encode reads back its own bfloat16 rounding (x - bf16(x)), which Inductor would
+        # otherwise take as exact
+        options["emulate_precision_casts"] = True
     return options
 
 

@@ -16,9 +16,10 @@ Maps (``y = |x| / absmax`` in [0, 1] per block):
   block that holds a non-zero value, so an update cannot blow up through a value rounded to zero.
   Error <= absmax * (2/L + 1/L^2).
 
-``bfloat16+ecc`` keeps ``hi = bf16(x)`` and an int8 correction ``e = round(254 (x - hi) / ulp(hi))``;
-``hi + e ulp / 254`` is within ``ulp(hi) / 508`` of ``x`` (about 16 significant bits; for
-``|x| < 2^-119`` within ``2^-126 / 508``).
+``bfloat16+ecc`` keeps ``hi = bf16(x)`` and an int8 correction ``e = round((x - hi) / u)`` in units
+``u = max(|hi|, 2^-111) 2^-8 / 127``; ``hi + e u`` is within ``u / 2`` of ``x``: ``|hi| 2^-8 / 254`` (about 16
+significant bits), ``2^-120 / 127`` where ``|hi| < 2^-111``. The unit is arithmetic in ``hi``, not its
+exponent bits: the compiled step vectorizes it, where bit casts next to bfloat16 loads run element by element.
 
 References: Dettmers et al., "8-bit Optimizers via Block-wise Quantization", ICLR 2022, arXiv:2110.02861
 (https://github.com/bitsandbytes-foundation/bitsandbytes); Li et al., "Memory Efficient Optimizers with
@@ -42,7 +43,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["MAPS", "encode", "flagged_scales", "encode_with_scales", "decode", "error_bound", "code_shape",
-           "encode_ecc", "decode_ecc", "check_finite", "block_scales", "encode_scaled", "integer_codes"]
+           "encode_ecc", "decode_ecc", "ecc_storable", "check_ecc", "check_finite", "block_scales", "encode_scaled", "integer_codes"]
 
 _TINY = torch.finfo(torch.float32).tiny * torch.finfo(torch.float32).eps  # the smallest positive float32
 
@@ -230,26 +231,35 @@ def error_bound(name: str) -> float:
     return 2 / levels + 1 / levels ** 2
 
 
-def _ulp(hi: Tensor) -> Tensor:
-    """The spacing of bfloat16 numbers at ``hi`` (float32 holding bfloat16 values; a power of two built from
-    the exponent bits: no frexp); below 2^-119 it is taken as 2^-126, the smallest normal float32."""
-    exponent = hi.view(torch.int32).bitwise_right_shift(23).bitwise_and_(0xFF)
-    return exponent.clamp_(min=8).sub_(7).bitwise_left_shift_(23).view(torch.float32)
+_BF16_OVERFLOW = float.fromhex("0x1.ff0p+127")  # halfway between bfloat16's largest finite value and infinity
+_ECC_FLOOR = 2.0 ** -111  # the unit stays a normal float32 below it (2^-119 / 127 > 2^-126)
+_ECC_STEP = 2.0 ** -8 / 127  # |x - bf16(x)| <= |bf16(x)| 2^-8, so |e| <= 127 (the bf16 rounding error is half
+                             # an ulp, and an ulp is at most 2^-7 of the value)
 
 
-def _round_bf16(x: Tensor) -> Tensor:
-    """float32 ``x`` rounded to the nearest bfloat16 (ties to even, as ``x.to(torch.bfloat16)``), kept in
-    float32. Done on the bits, so that a compiler cannot drop the rounding of a ``bfloat16`` round trip
-    (Inductor elides such casts inside a program unless told to emulate them)."""
-    bits = x.view(torch.int32)
-    return bits.bitwise_right_shift(16).bitwise_and_(1).add_(0x7FFF).add_(bits).bitwise_and_(-65536).view(torch.float32)
+def _ecc_unit(hi: Tensor) -> Tensor:
+    """The correction's unit for the float32 values ``hi`` of bfloat16 numbers, in place on ``hi``."""
+    return hi.abs_().clamp_min_(_ECC_FLOOR).mul_(_ECC_STEP)
 
 
-def encode_ecc(x: Tensor, *, what: str = "x", check: bool = True) -> tuple[Tensor, Tensor]:
+def ecc_storable(x: Tensor) -> Tensor:
+    """A 0-dim bool tensor, true when every value of ``x`` is finite and rounds to a finite bfloat16 (two
+    reductions, no host sync: the extremes carry any nan)."""
+    return (torch.stack([x.amax(), x.amin()]).abs() < _BF16_OVERFLOW).all()
+
+
+def check_ecc(x: Tensor, what: str = "x") -> None:
+    """Raise ``ValueError`` naming ``what`` unless ``x`` can be stored as bfloat16+ecc (one host sync)."""
+    if x.numel() and not bool(ecc_storable(x)):
+        raise ValueError(f"{what} holds inf or nan (or values beyond bfloat16's range), which a bfloat16+ecc state "
+                         "cannot represent; the stored state is unchanged")
+
+
+def encode_ecc(x: Tensor, *, what: str = "x", check: bool = True, consume: bool = False) -> tuple[Tensor, Tensor]:
     """``(hi, correction)``: ``x`` rounded to bfloat16 and an int8 code of what the rounding lost.
 
-    ``check=False`` skips the finiteness check (no host sync, for the fused step): the caller then tests
-    that ``x`` and ``hi`` are finite.
+    ``check=False`` skips the check that ``x`` can be stored (:func:`check_ecc`), for a caller that made it; ``consume``: a float32 ``x`` is overwritten. Compiled, ``hi``'s rounding must be kept
+    (Inductor's ``emulate_precision_casts``), else ``x - hi`` is taken as 0.
 
     >>> hi, e = encode_ecc(torch.tensor([1.0 + 2 ** -10]))
     >>> hi, e, decode_ecc(hi, e) - 1.0
@@ -258,16 +268,15 @@ def encode_ecc(x: Tensor, *, what: str = "x", check: bool = True) -> tuple[Tenso
     if not x.is_floating_point():
         raise TypeError(f"{what} must be a floating-point tensor, got {x.dtype}")
     x = x.float()
-    hi = _round_bf16(x)
-    rest = x - hi
-    if check and rest.numel() and not bool(torch.isfinite(rest).all()):
-        raise ValueError(f"{what} holds inf or nan (or values beyond bfloat16's range), which a bfloat16+ecc state "
-                         "cannot represent; the stored state is unchanged")
-    code = rest.div_(_ulp(hi)).mul_(254.0).round_().clamp_(-127.0, 127.0).to(torch.int8)
-    return hi.to(torch.bfloat16), code
+    if check:
+        check_ecc(x, what)
+    hi = x.to(torch.bfloat16)
+    unit = hi.float()
+    rest = x.sub_(unit) if consume else x - unit
+    return hi, rest.div_(_ecc_unit(unit)).round_().to(torch.int8)
 
 
 def decode_ecc(hi: Tensor, code: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """``hi + code * ulp(hi) / 254`` in ``dtype`` (see :func:`encode_ecc`)."""
-    hi = hi.float()
-    return (code * _ulp(hi)).div_(254.0).add_(hi).to(dtype)
+    """``hi + code * u`` in ``dtype`` (see :func:`encode_ecc`)."""
+    out = hi.float()
+    return out.addcmul_(_ecc_unit(out.abs()), code.float()).to(dtype)

@@ -56,8 +56,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from gradkit.core.quantize import (MAPS, block_scales, check_finite, code_shape, decode, decode_ecc, encode_ecc,
-                                   encode_scaled, encode_with_scales, flagged_scales, integer_codes)
+from gradkit.core.quantize import (MAPS, block_scales, check_ecc, check_finite, code_shape, decode, decode_ecc,
+                                   ecc_storable, encode_ecc, encode_scaled, encode_with_scales, flagged_scales,
+                                   integer_codes)
 from gradkit.core.state import StateKind
 
 __all__ = ["StateStorage", "MODES", "SUFFIXES", "base_key"]
@@ -239,11 +240,11 @@ class StateStorage:
                 if form == "bf16":
                     writes.append((key, idx, {key: [values[i].to(torch.bfloat16) for i in idx]}))
                 elif form == "ecc":
-                    hi, code = encode_ecc(torch.cat([values[i].reshape(-1) for i in idx]), what=what)
-                    sizes = [values[i].numel() for i in idx]
-                    writes.append((key, idx, {
-                        key: [h.view(values[i].shape) for h, i in zip(hi.split(sizes), idx)],
-                        key + "#ecc": [c.view(values[i].shape) for c, i in zip(code.split(sizes), idx)]}))
+                    flat = _decoded_buffer([values[i] for i in idx], 1)
+                    if flat is None:
+                        flat = torch.cat([values[i].reshape(-1).float() for i in idx])
+                    check_ecc(flat, what)
+                    coded.append((key, idx, form, flat, None))
                 else:
                     block = self.block_size
                     flat = _decoded_buffer([values[i] for i in idx], block)
@@ -262,6 +263,13 @@ class StateStorage:
 
         def commit() -> None:
             for key, idx, form, blocks, scales in coded:
+                if form == "ecc":
+                    hi, code = encode_ecc(blocks, check=False, consume=True)
+                    sizes = [lists[key][i].numel() for i in idx]
+                    writes.append((key, idx, {
+                        key: [h.view(lists[key][i].shape) for h, i in zip(hi.split(sizes), idx)],
+                        key + "#ecc": [c.view(lists[key][i].shape) for c, i in zip(code.split(sizes), idx)]}))
+                    continue
                 bits, signed = MAPS[form]
                 counts = [-(-lists[key][i].numel() // self.block_size) for i in idx]
                 rows = list(encode_scaled(blocks, scales, form, consume=True).split(counts))
@@ -517,9 +525,6 @@ def write_back(joins: list, params: list[Tensor], states: dict[str, list]) -> No
         target.copy_(_joined([t.reshape(-1) for t in pieces]).view(target.shape))
 
 
-_BF16_OVERFLOW = float.fromhex("0x1.ff0p+127")  # halfway between bfloat16's largest finite value and infinity
-
-
 def _value_of(entry: tuple, pieces: list[Tensor]) -> Tensor:
     """The working value of a cast or ecc entry, in the stored tensor's shape."""
     return _joined([v.reshape(-1) for v in pieces]).reshape(entry[1].shape)
@@ -536,9 +541,7 @@ def check_entries(stored: list[tuple[tuple, list[Tensor]]]) -> tuple[tuple[Tenso
         if form == "cast":
             continue
         if form == "ecc":
-            value = _value_of(entry, pieces)
-            # |x| below the first value that rounds to bfloat16 infinity (nan compares false)
-            flags.append((value.abs() < _BF16_OVERFLOW).all())
+            flags.append(ecc_storable(_value_of(entry, pieces)))
             continue
         flagged = [flagged_scales(v, form, block_of(entry)) for v in pieces]
         scales += [s for s, _ in flagged]
