@@ -122,6 +122,15 @@ class Projector:
         return f"{type(self).__name__}()"
 
 
+def same_shape_batches(tensors, shapes):
+    """The indices of ``tensors`` grouped by (``shapes[j]``, tensor shape, dtype, device): what one batched
+    call (or one stack) can take together."""
+    groups: dict = {}
+    for j, (t, shape) in enumerate(zip(tensors, shapes)):
+        groups.setdefault((tuple(shape), tuple(t.shape), t.dtype, t.device), []).append(j)
+    return groups.values()
+
+
 class _MatrixProjector(Projector):
     """A projector given by a semi-orthogonal matrix stored in state (``"matrix"``)."""
 
@@ -151,12 +160,6 @@ class _MatrixProjector(Projector):
     # the same shape go through one batched call (one launch per shape); on the CPU, where a call costs
     # little and stacking would copy every gradient, each matrix takes its own addmm (stack + bmm measured
     # slower than per-matrix calls on TinyLM's d=128 matrices, one CPU thread).
-    def _batches(self, tensors, shapes):
-        groups: dict = {}
-        for j, (t, shape) in enumerate(zip(tensors, shapes)):
-            groups.setdefault((tuple(shape), tuple(t.shape), t.dtype, t.device), []).append(j)
-        return groups.values()
-
     @staticmethod
     def _products(left, right, scale=1.0, addends=None, into=False):
         """``addends[j] + scale * left[j] @ right[j]`` for every j (``addends`` None: no addend); with ``into``
@@ -182,7 +185,7 @@ class _MatrixProjector(Projector):
 
     def project_many(self, grads, states):
         out: list = [None] * len(grads)
-        for idx in self._batches(grads, [g.shape for g in grads]):
+        for idx in same_shape_batches(grads, [g.shape for g in grads]):
             g = [as_matrix(grads[j]) for j in idx]
             q = [self.basis(states[j]) for j in idx]
             right = g[0].shape[0] >= g[0].shape[1]
@@ -193,7 +196,7 @@ class _MatrixProjector(Projector):
 
     def _back_batched(self, lows, states, shapes, scale, addends, into=False):
         out: list = [None] * len(lows)
-        for idx in self._batches(lows, shapes):
+        for idx in same_shape_batches(lows, shapes):
             shape = tuple(shapes[idx[0]])
             m, n = matrix_shape(shape)
             low = [lows[j] for j in idx]
@@ -212,7 +215,7 @@ class _MatrixProjector(Projector):
         return self._back_batched(lows, states, [g.shape for g in grads], -1.0, grads)
 
     def fit_many(self, grads, states, generators, *, sign_free=False):
-        for idx in self._batches(grads, [g.shape for g in grads]):
+        for idx in same_shape_batches(grads, [g.shape for g in grads]):
             self._fit_batch([grads[j] for j in idx], [states[j] for j in idx], [generators[j] for j in idx],
                             sign_free=sign_free)
 

@@ -31,7 +31,7 @@ from gradkit.core.context import StepContext
 from gradkit.core.hyper import check_hyper, hp
 from gradkit.core.state import COUNTER, NORM, PER_TENSOR, RNG, as_kind, nest, split_key, unnest
 from gradkit.core.transform import GradientTransform, as_inner
-from gradkit.lowrank.projectors import Projector, get_projector, matrix_shape
+from gradkit.lowrank.projectors import Projector, get_projector, matrix_shape, same_shape_batches
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
 
@@ -354,15 +354,22 @@ class ProjectedSplit(GradientTransform):
     def _fira_residuals(self, low, residuals, projected, adapted, state, ctx):
         """Fira: scale the residual by ||psi(R)|| / ||R|| per row/column, then limit its norm growth."""
         gamma = float(ctx.value(self.limiter))
-        for j, (res, r, a) in enumerate(zip(residuals, projected, adapted)):
-            m, n = res.shape[0], res.numel() // max(res.shape[0], 1)
-            if self.projector.applies_to == "any":  # coordinate subspace: one factor for the whole tensor
-                phi = a.norm() / (r.norm() + 1e-8)
-            elif m >= n:  # right projection: R is m x r, one factor per row
-                phi = (a.norm(dim=1) / (r.norm(dim=1) + 1e-8)).reshape((m,) + (1,) * (res.dim() - 1))
-            else:  # left projection: R is r x n, one factor per column
-                phi = (a.norm(dim=0) / (r.norm(dim=0) + 1e-8)).reshape(res.shape[1:])
-            res.mul_(phi)
+        if self.projector.applies_to == "any":  # coordinate subspace: one factor for the whole tensor
+            ratio = torch.stack(torch._foreach_norm(adapted)) / (torch.stack(torch._foreach_norm(projected)) + 1e-8)
+            factors = list(ratio.unbind(0))
+        else:  # one factor per row of R (m x r, right projection) or per column (r x n, left): same-shape
+            factors = [None] * len(residuals)  # matrices share one stacked norm
+            for idx in same_shape_batches(projected, [res.shape for res in residuals]):
+                shape = residuals[idx[0]].shape
+                m, n = shape[0], residuals[idx[0]].numel() // max(shape[0], 1)
+                axis = 2 if m >= n else 1
+                a = torch.stack([adapted[j] for j in idx])
+                r = torch.stack([projected[j] for j in idx])
+                ratio = a.norm(dim=axis) / (r.norm(dim=axis) + 1e-8)
+                target = (m,) + (1,) * (len(shape) - 1) if m >= n else shape[1:]
+                for j, f in zip(idx, ratio.unbind(0)):
+                    factors[j] = f.reshape(target)
+        torch._foreach_mul_(residuals, factors)
         # the limiter on every matrix at once: one vector of norms, no per-matrix scalar ops
         norms = torch.stack(torch._foreach_norm(residuals))
         prev = [state["residual_norm"][i] for i in low]
