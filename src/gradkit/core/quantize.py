@@ -43,7 +43,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["MAPS", "encode", "flagged_scales", "encode_with_scales", "decode", "error_bound", "code_shape",
-           "encode_ecc", "decode_ecc", "ecc_storable", "check_ecc", "check_finite", "block_scales", "encode_scaled", "integer_codes"]
+           "encode_ecc", "decode_ecc", "ecc_storable", "check_ecc", "check_finite", "block_scales", "encode_scaled",
+           "integer_codes"]
 
 _TINY = torch.finfo(torch.float32).tiny * torch.finfo(torch.float32).eps  # the smallest positive float32
 
@@ -233,8 +234,9 @@ def error_bound(name: str) -> float:
 
 _BF16_OVERFLOW = float.fromhex("0x1.ff0p+127")  # halfway between bfloat16's largest finite value and infinity
 _ECC_FLOOR = 2.0 ** -111  # the unit stays a normal float32 below it (2^-119 / 127 > 2^-126)
-_ECC_STEP = 2.0 ** -8 / 127  # |x - bf16(x)| <= |bf16(x)| 2^-8, so |e| <= 127 (the bf16 rounding error is half
-                             # an ulp, and an ulp is at most 2^-7 of the value)
+# bfloat16 rounds to within half an ulp, and an ulp is at most 2^-7 of the value: |x - bf16(x)| <= |bf16(x)| 2^-8,
+# so in these units |e| <= 127 and the int8 conversion needs no clamp
+_ECC_STEP = 2.0 ** -8 / 127
 
 
 def _ecc_unit(hi: Tensor) -> Tensor:
@@ -258,8 +260,9 @@ def check_ecc(x: Tensor, what: str = "x") -> None:
 def encode_ecc(x: Tensor, *, what: str = "x", check: bool = True, consume: bool = False) -> tuple[Tensor, Tensor]:
     """``(hi, correction)``: ``x`` rounded to bfloat16 and an int8 code of what the rounding lost.
 
-    ``check=False`` skips the check that ``x`` can be stored (:func:`check_ecc`), for a caller that made it; ``consume``: a float32 ``x`` is overwritten. Compiled, ``hi``'s rounding must be kept
-    (Inductor's ``emulate_precision_casts``), else ``x - hi`` is taken as 0.
+    ``check=False`` skips the check that ``x`` can be stored (:func:`check_ecc`), for a caller that made it;
+    ``consume``: a float32 ``x`` is overwritten. Compiled, ``hi``'s rounding must be kept (Inductor's
+    ``emulate_precision_casts``), else ``x - hi`` is taken as 0.
 
     >>> hi, e = encode_ecc(torch.tensor([1.0 + 2 ** -10]))
     >>> hi, e, decode_ecc(hi, e) - 1.0
