@@ -101,3 +101,12 @@ def test_ecc_codes_fit_int8_at_every_bf16_neighbourhood():
     hi, code = encode_ecc(x)
     assert int(code.min()) >= -127 and int(code.max()) <= 127
     assert ((x - decode_ecc(hi, code)).abs() <= _ecc_unit(hi) / 2 + x.abs() * 2.0 ** -24).all()
+
+
+def test_4bit_codes_pair_each_element_with_the_one_half_a_block_on():
+    """Byte j of a block holds element j in its low nibble and element j + block/2 in its high one (whole
+    halves, which compiled loops read and write contiguously)."""
+    x = torch.tensor([1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0])  # signed4 levels: +1 -> 14, 0 -> 7, -1 -> 0
+    codes, _ = encode(x, "signed4", block=8)
+    assert codes.tolist() == [[14 | (0 << 4), 7 | (7 << 4), 7 | (7 << 4), 7 | (7 << 4)]]
+    assert torch.equal(decode(codes, torch.ones(1), "signed4", 8), x)

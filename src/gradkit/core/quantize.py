@@ -3,7 +3,9 @@
 A flat float tensor is padded to a whole number of blocks of ``block`` elements, viewed as
 ``(blocks, block)`` and each block is coded against its own absolute maximum (the scale). The codes are
 a 2-D tensor ``(blocks, bytes per block)`` and the scales a float32 vector ``(blocks,)``, so a stored
-state describes its own block size (``codes.shape[1]``, doubled for 4-bit codes that pack two per byte).
+state describes its own block size (``codes.shape[1]``, doubled for 4-bit codes that pack two per byte:
+the low nibble of byte ``j`` codes the block's element ``j``, the high nibble its element ``j + block / 2``,
+so that packing and unpacking read and write whole contiguous halves, which compiled loops vectorize).
 
 Maps (``y = |x| / absmax`` in [0, 1] per block):
 
@@ -186,10 +188,12 @@ def encode_scaled(xb: Tensor, scales: Tensor, name: str, consume: bool = False) 
 
 
 def integer_codes(y: Tensor, bits: int, signed: bool) -> Tensor:
-    """The stored codes of :func:`encode_scaled`'s values: int8, or two 4-bit levels per uint8."""
+    """The stored codes of :func:`encode_scaled`'s values: int8, or two 4-bit levels per uint8 (element ``j``
+    of a block in the low nibble of byte ``j``, element ``j + block / 2`` in the high one)."""
     codes = y.to(torch.int8 if bits == 8 else torch.uint8)
     if bits == 4:
-        codes = codes[:, 0::2] | (codes[:, 1::2] << 4)
+        half = codes.shape[1] // 2
+        codes = codes[:, :half] | (codes[:, half:] << 4)
     return codes
 
 
@@ -202,7 +206,7 @@ def decode(codes: Tensor, scales: Tensor, name: str, numel: int, dtype: torch.dt
     """
     bits, signed = _check_map(name)
     if bits == 4:
-        codes = torch.stack([codes & 15, codes >> 4], dim=2).view(codes.shape[0], -1)
+        codes = torch.cat([codes & 15, codes >> 4], dim=1)
     # a plain conversion first, then in-place float ops: on CPU a binary op that promotes int8 to float
     # is several times slower than the conversion and the float op together
     step = scales.to(dtype).unsqueeze(1)
