@@ -372,3 +372,83 @@ def test_fused_program_gets_params_as_block_views():
     states_v["a"][0].add_(2.0)
     assert torch.equal(params[0], p.view(32, 16)) and bool((moment == 2.0).all())  # views: written in place
     assert torch.equal(q.view(-1)[32:], rest.view(-1)) and bool((stored["m"][1][1][2] == 5).all())
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4", "bfloat16+ecc", "bfloat16"])
+def test_a_large_param_is_stepped_in_row_slices_bit_for_bit(mode, monkeypatch):
+    """Under an elementwise chain, a param larger than a chunk is decoded, stepped and encoded a slice of
+    rows at a time (StateStorage.row_slices): bit for bit the step of the whole param."""
+    sliced = []
+    row_slices = StateStorage.row_slices
+
+    def spy(self, state, shape):
+        bounds = row_slices(self, state, shape)
+        sliced.append((tuple(shape), bounds))
+        return bounds
+
+    monkeypatch.setattr(StateStorage, "row_slices", spy)
+    runs = []
+    for chunk_elements in (200, 1 << 30):
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s)) for s in [(40, 24), (13, 37), (5, 3, 20)]]
+        opt = gradkit.optim.AdamW(params, state_dtype=_chunked(mode, chunk_elements))
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn_like(p)
+            opt.step()
+        runs.append((params, opt.state_dict()["state"]))
+    # slices of about 200 values; quantized codes also need each slice to start on a block of 16 values: a
+    # row of 37 values only every 16 rows (the whole param), rows of 60 every 4 (then a 60-value tail, which
+    # joins the slice before it)
+    expected = {(40, 24): [(0, 8), (8, 16), (16, 24), (24, 32), (32, 40)]}
+    if mode in ("int8", "int4"):
+        expected.update({(13, 37): None, (5, 3, 20): None})
+    else:
+        expected.update({(13, 37): [(0, 5), (5, 10), (10, 13)], (5, 3, 20): [(0, 3), (3, 5)]})
+    assert dict(sliced) == expected
+    (params_a, state_a), (params_b, state_b) = runs
+    assert all(torch.equal(x, y) for x, y in zip(params_a, params_b))
+    for index, entry in state_a.items():
+        assert set(entry) == set(state_b[index])
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, state_b[index][key]), (index, key)
+
+
+def test_row_slices_keep_per_param_state_whole():
+    storage = _chunked("int8", 200)
+    shape = torch.Size([40, 24])
+    codes = {"m#codes": torch.zeros(60, 16, dtype=torch.int8), "m#scales": torch.zeros(60), "m#shape": torch.tensor([40, 24])}
+    assert storage.row_slices({"step": 1, **codes}, shape) == [(0, 8), (8, 16), (16, 24), (24, 32), (32, 40)]
+    # a per-param statistic (a 0-dim tensor), a list, or a state of another shape: stepped whole
+    assert storage.row_slices({"step": 1, **codes, "norm": torch.zeros(())}, shape) is None
+    assert storage.row_slices({"step": 1, **codes, "history": [torch.zeros(3)]}, shape) is None
+    assert storage.row_slices({"step": 1, **codes, "v": torch.zeros(24)}, shape) is None
+    assert storage.row_slices({"step": 1, **codes}, torch.Size([10, 20])) is None  # not larger than a chunk
+
+
+def test_a_slice_that_fails_says_which_rows_were_stepped_and_transactional_restores_them():
+    def setup(transactional):
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(64, 16))]
+        opt = gradkit.optim.AdamW(params, state_dtype=_chunked("int8", 300))
+        opt.transactional = transactional
+        params[0].grad = torch.randn_like(params[0])
+        opt.step()
+        grad = torch.randn_like(params[0])
+        grad[40:] = 1e30  # the second moment of the rows of the last slice overflows
+        params[0].grad = grad
+        return params, opt
+
+    params, opt = setup(transactional=False)
+    before = params[0].detach().clone()
+    with pytest.raises(ValueError, match="exp_avg_sq.*inf or nan") as caught:
+        opt.step()
+    notes = " ".join(getattr(caught.value, "__notes__", []))
+    assert "its rows before that slice" in notes and "transactional" in notes
+    # slices of 18 rows (288 values): rows 0-35 were stepped, the slice of rows 36-53 failed
+    assert opt.storage.row_slices(opt.state[params[0]], params[0].shape)[:3] == [(0, 18), (18, 36), (36, 54)]
+    assert (params[0][:36] != before[:36]).all() and torch.equal(params[0][36:], before[36:])
+
+    params, opt = setup(transactional=True)
+    _refused_with_state_unchanged(opt, "exp_avg_sq.*inf or nan", params)

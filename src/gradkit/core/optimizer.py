@@ -39,7 +39,7 @@ from gradkit.core.sharding import (Shards, chain_reach, check_shardable, check_z
                                    is_sharded, local, rewrap, runs_on_shards, walk)
 from gradkit.core.state import ELEMENTWISE
 from gradkit.core.rounding import Rounding
-from gradkit.core.storage import MODES, StateStorage, flag_names
+from gradkit.core.storage import MODES, StateStorage, flag_names, restore_slice
 from gradkit.core.state_dict import (FORMAT, META_KEY, check_group_states, check_state_dict, dtype_as_text,
                                      expected_state, fixed_lists, group_meta, lists_from_fixed)
 from gradkit.core.transform import Chain, GradientTransform
@@ -51,7 +51,8 @@ NONFINITE_POLICIES = ("raise", "skip", "ignore")
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _GROUP_ONLY = ("params", "param_names", META_KEY)
 _CHUNKS_NOTE = ("gradkit: the step failed in a chunk of a param group with compressed state; the params before "
-                "that chunk (in group order) were already stepped and their state updated. Set "
+                "that chunk (in group order; for a large param, its rows before that slice) were already stepped "
+                "and their state updated. Set "
                 "optimizer.transactional = True to have a failed step restore them.")
 _PARTIAL_NOTE = ("gradkit: the step failed inside the optimizer's chain. Params and step counters are unchanged; "
                  "state tensors the chain updates in place may already hold this step's values. Construct the "
@@ -398,8 +399,16 @@ class Optimizer(torch.optim.Optimizer):
         (float32, transient) is small enough to stay in cache and to be reused by the next chunk's
         allocations, where a whole group's would be faulted in afresh at every step."""
         stepped = False
+        sliceable = chain_reach(self.transform) == ELEMENTWISE and self.rounding is None
         try:
             for chunk in self.storage.chunks([p.numel() for p in params]):
+                slices = (self._slices(group, group_state, params[chunk[0]])
+                          if sliceable and len(chunk) == 1 and chunk[0] not in upcast else None)
+                if slices is not None:
+                    for rows in slices:
+                        self._step_slice(group, group_state, params[chunk[0]], grads_c[chunk[0]], rows)
+                        stepped = True
+                    continue
                 sub_params, sub_params_c = [params[i] for i in chunk], [params_c[i] for i in chunk]
                 states, lists = self._state_lists(group, group_state, sub_params, sub_params_c)
                 ctx = StepContext(group, [s["step"] + 1 for s in states], group_state)
@@ -413,6 +422,26 @@ class Optimizer(torch.optim.Optimizer):
             if stepped and hasattr(error, "add_note"):
                 error.add_note(_CHUNKS_NOTE)  # in place of _PARTIAL_NOTE, which _step adds otherwise
             raise
+
+    def _slices(self, group: dict, group_state: dict, param: Tensor) -> list[tuple[int, int]] | None:
+        """The row slices a param larger than a chunk is stepped in under an elementwise chain
+        (:meth:`StateStorage.row_slices`: the working tensors of one slice stay in cache where the whole
+        param's would not), or None where its state does not allow slicing."""
+        states, _ = self._state_lists(group, group_state, [param], [param], decode=False)
+        return self.storage.row_slices(states[0], param.shape)
+
+    def _step_slice(self, group: dict, group_state: dict, param: Tensor, grad: Tensor, rows: tuple[int, int]) -> None:
+        """Decode, step, encode and apply rows ``[r0, r1)`` of ``param`` and of its state."""
+        views = self.storage.state_slice(self.state[param], param.shape, rows)
+        sliced = dict(views)
+        part, part_grad = param[rows[0]:rows[1]], grad[rows[0]:rows[1]]
+        lists = self.storage.unpack([sliced], self.transform.kind_of, [self.compute_dtype(param)])
+        ctx = StepContext(group, [sliced["step"] + 1], group_state)
+        updates = self.transform.update([part_grad], lists, [part], ctx)
+        commit = self.storage.prepare([sliced], lists, self.transform.kind_of)
+        self._apply(ctx, [part], [part], updates, [], [sliced])
+        commit()
+        restore_slice(views, sliced)
 
     def _on_local_shards(self, params: list[Tensor], ctx: StepContext) -> bool:
         """Whether the chain runs on the local shards of these (DTensor) params: elementwise math needs no

@@ -50,6 +50,7 @@ state (block scales and flags; then codes and params).
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Callable
 
@@ -61,7 +62,7 @@ from gradkit.core.quantize import (MAPS, block_scales, check_ecc, check_finite, 
                                    integer_codes)
 from gradkit.core.state import StateKind
 
-__all__ = ["StateStorage", "MODES", "SUFFIXES", "base_key"]
+__all__ = ["StateStorage", "MODES", "SUFFIXES", "base_key", "restore_slice"]
 
 MODES = ("float32", "bfloat16", "bfloat16+ecc", "int8", "int4")
 SUFFIXES = ("#codes", "#scales", "#shape", "#ecc")
@@ -174,6 +175,61 @@ class StateStorage:
             runs[-1].append(i)
             total += size
         return runs
+
+    def row_slices(self, state: dict, shape: torch.Size) -> list[tuple[int, int]] | None:
+        """Row ranges ``[(r0, r1), ...]`` in which a param of ``shape`` larger than :attr:`chunk_elements`, with
+        ``state``, can be stepped by an elementwise chain one slice at a time, each of about
+        :attr:`chunk_elements` values (the working tensors of a whole large param leave the cache); ``None``
+        where it cannot: every entry but ``step`` must be a compressed one or hold a value per element, and
+        each slice must start on a block boundary of every code and hold at least ``min_size`` values.
+
+        >>> state = {"step": 3, "m#codes": torch.zeros(4096, 256, dtype=torch.int8), "m#scales": torch.zeros(4096),
+        ...          "m#shape": torch.tensor([1024, 1024])}
+        >>> StateStorage("int8").row_slices(state, torch.Size([1024, 1024]))
+        [(0, 256), (256, 512), (512, 768), (768, 1024)]
+        """
+        numel = shape.numel()
+        if len(shape) == 0 or numel <= self.chunk_elements:
+            return None
+        row = numel // shape[0]
+        align = 1  # rows per block boundary of every code
+        for name, value in state.items():
+            if name == "step" or name.endswith(("#scales", "#shape")):
+                continue
+            if not isinstance(value, Tensor):
+                return None
+            if name.endswith("#codes"):
+                block = _block_of_codes(value)
+                align = math.lcm(align, block // math.gcd(row, block))
+            elif value.shape != shape:  # a per-param statistic would be stepped once per slice
+                return None
+        rows = max(align, self.chunk_elements // row // align * align)
+        bounds = list(range(0, shape[0], rows)) + [shape[0]]
+        if len(bounds) > 2 and (bounds[-1] - bounds[-2]) * row < self.chunk_elements // 2:
+            del bounds[-2]  # a short tail joins the slice before it
+        if len(bounds) <= 2 or min(b - a for a, b in zip(bounds, bounds[1:])) * row < max(self.min_size, 1):
+            return None
+        return list(zip(bounds, bounds[1:]))
+
+    @staticmethod
+    def state_slice(state: dict, shape: torch.Size, rows: tuple[int, int]) -> dict:
+        """The state of rows ``[r0, r1)`` of a param of ``shape`` (:meth:`row_slices`): views of its codes,
+        scales and per-element entries, which a step updates in place (:func:`restore_slice` copies back any
+        entry it replaced)."""
+        r0, r1 = rows
+        row = shape.numel() // shape[0]
+        out = {}
+        for name, value in state.items():
+            if name == "step":
+                out[name] = value
+            elif name.endswith(("#codes", "#scales")):
+                block = _block_of_codes(state[base_key(name) + "#codes"])
+                out[name] = value[r0 * row // block:-(-r1 * row // block)]
+            elif name.endswith("#shape"):
+                out[name] = torch.tensor((r1 - r0,) + tuple(shape[1:]), dtype=torch.int64)
+            else:
+                out[name] = value[r0:r1]
+        return out
 
     def unpack(self, states: list[dict], kind_of: Callable[[str], StateKind], dtypes: list[torch.dtype]) -> dict:
         """``{key: [working tensor or None per param]}``: the stored states decoded to the compute dtypes."""
@@ -353,6 +409,23 @@ class StateStorage:
         return convert_entry(self, path, entry, layout, kind_of, dtype)
 
 
+def restore_slice(views: dict, stepped: dict) -> None:
+    """After a step of a :meth:`StateStorage.state_slice`: copy into the param's state any entry the step
+    replaced rather than updated in place."""
+    for name, view in views.items():
+        if name == "step" or name.endswith("#shape"):
+            continue
+        new = stepped.get(name)
+        if new is None:
+            raise RuntimeError(f"a sliced step dropped the state entry {name!r}")
+        if new is not view:
+            view.copy_(new)
+
+
+def _block_of_codes(codes: Tensor) -> int:
+    return codes.shape[1] * (1 if codes.dtype == torch.int8 else 2)
+
+
 def _joined(tensors: list[Tensor]) -> Tensor:
     """The tensors concatenated, or the one tensor itself (no copy)."""
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
@@ -395,8 +468,7 @@ def decode_entry(entry: tuple, dtype: torch.dtype) -> Tensor:
 
 def block_of(entry: tuple) -> int:
     """The block size of a quantized stored entry (elements per row of its codes)."""
-    codes = entry[1][0] if isinstance(entry[1], tuple) else entry[1]
-    return codes.shape[1] * (8 // MAPS[entry[0]][0])
+    return _block_of_codes(entry[1][0] if isinstance(entry[1], tuple) else entry[1])
 
 
 def _pieces(numel: int, block: int | None) -> list[tuple[int, int, tuple[int, int]]]:
