@@ -25,9 +25,11 @@ the working tensors are), runs the chain, checks that every new block scale is f
 unchanged), applies the update and then encodes the buffer in place (the commit). Where no statistic
 spans the group's params and no group-level state is kept, and gradients were checked finite, it does so
 for one chunk of whole params at a time (:meth:`StateStorage.chunks`, :attr:`~StateStorage.chunk_elements`
-elements): the working tensors are transient and cache-sized, reused from chunk to chunk rather than
-faulted in afresh at every step; a chunk that fails (only an overflow can, gradients being finite) leaves
-the chunks before it stepped, and says so. Nothing but the stored entries is kept between steps. The fused
+elements), and under an elementwise chain a param larger than a chunk one slice of rows at a time
+(:meth:`StateStorage.row_slices`, each slice on block boundaries, its state as views): the working tensors
+are transient and cache-sized, reused from chunk to chunk rather than faulted in afresh at every step; a
+chunk that fails (only an overflow can, gradients being finite) leaves the chunks before it stepped, and
+says so. Nothing but the stored entries is kept between steps. The fused
 step decodes and encodes inside its compiled programs (:func:`expand_stored`, :func:`check_entries`,
 :func:`encode_entries`): they read codes and scales and run the chain, and nothing is written unless every
 compressed value can be stored (else ``ValueError``): a first program returns the new block scales and a
