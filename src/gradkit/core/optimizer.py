@@ -402,11 +402,12 @@ class Optimizer(torch.optim.Optimizer):
         sliceable = chain_reach(self.transform) == ELEMENTWISE and self.rounding is None
         try:
             for chunk in self.storage.chunks([p.numel() for p in params]):
-                slices = (self._slices(group, group_state, params[chunk[0]])
-                          if sliceable and len(chunk) == 1 and chunk[0] not in upcast else None)
+                one = chunk[0]
+                slices = (self._slices(group, group_state, params[one]) if sliceable and len(chunk) == 1
+                          and one not in upcast and not grads_c[one].is_sparse else None)
                 if slices is not None:
                     for rows in slices:
-                        self._step_slice(group, group_state, params[chunk[0]], grads_c[chunk[0]], rows)
+                        self._step_slice(group, group_state, params[one], grads_c[one], rows)
                         stepped = True
                     continue
                 sub_params, sub_params_c = [params[i] for i in chunk], [params_c[i] for i in chunk]
