@@ -173,17 +173,18 @@ def encode_scaled(xb: Tensor, scales: Tensor, name: str, consume: bool = False) 
     ``clamp(round(L sqrt(x) / scale), 1, L) - 1`` (sqrt maps; less 128 for int8). ``consume``: ``xb`` is
     overwritten."""
     bits, signed = _check_map(name)
-    # divide (not multiply by 1/scale, which overflows for blocks of denormals); all-zero blocks give 0
-    divisor = scales.clamp_min(_TINY).unsqueeze(1)
     if signed:
-        y = (xb.div_ if consume else xb.div)(divisor)
+        # divide (not multiply by 1/scale, which overflows for blocks of denormals); all-zero blocks give 0
+        y = (xb.div_ if consume else xb.div)(scales.clamp_min(_TINY).unsqueeze(1))
         if bits == 8:
             return y.mul_(127.0).round_()
         k = y.abs().sqrt_().mul_(7.0).round_()
         return k.copysign_(y).add_(7.0)
     y = xb.sqrt_() if consume else xb.sqrt()  # a negative value gives nan, which the scale carries
     levels = float(1 << bits)
-    y.div_(divisor).mul_(levels).round_().clamp_(1.0, levels)
+    # L / scale folded into one divisor: a nonzero scale of a sqrt map is at least 2^-74.5 (the root of the
+    # smallest float32), so scale / L is exact and the quotient is the one dividing and then scaling gives
+    y.div_((scales / levels).clamp_min(_TINY).unsqueeze(1)).round_().clamp_(1.0, levels)
     return y.sub_(1.0 + (128.0 if bits == 8 else 0.0))
 
 
