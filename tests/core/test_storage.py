@@ -452,3 +452,17 @@ def test_a_slice_that_fails_says_which_rows_were_stepped_and_transactional_resto
 
     params, opt = setup(transactional=True)
     _refused_with_state_unchanged(opt, "exp_avg_sq.*inf or nan", params)
+
+
+def test_fused_ecc_is_refused_where_inductor_cannot_keep_the_bf16_rounding(monkeypatch):
+    """Without emulate_precision_casts (torch < 2.5) the compiled ecc encode would take x - bf16(x) as 0."""
+    import gradkit.core.fused as fused
+
+    monkeypatch.setattr(fused, "_keeps_casts", lambda: False)
+    w = torch.nn.Parameter(torch.randn(64, 64))
+    opt = gradkit.optim.AdamW([w], state_dtype=StateStorage("bfloat16+ecc", min_size=0), fused=True)
+    w.grad = torch.randn_like(w)
+    before = w.detach().clone()
+    with pytest.raises(ValueError, match="bfloat16\\+ecc.*torch >= 2.5"):
+        opt.step()
+    assert torch.equal(w, before)

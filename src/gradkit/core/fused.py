@@ -168,6 +168,14 @@ def _tree(row: Tensor, paths: tuple[tuple[str, ...], ...]) -> dict:
     return root
 
 
+def _keeps_casts() -> bool:
+    """Whether Inductor can be told to keep a rounding to bfloat16 that is read back: the bfloat16+ecc encode
+    computes ``x - bf16(x)``, which Inductor otherwise folds to 0 (``emulate_precision_casts``, torch >= 2.5)."""
+    import torch._inductor.config as inductor
+
+    return hasattr(inductor, "emulate_precision_casts")
+
+
 def _inductor_options(stored: bool = False) -> dict:
     import torch._inductor.config as inductor
 
@@ -183,9 +191,8 @@ def _inductor_options(stored: bool = False) -> dict:
         # float32 buffer under the default thresholds; recomputed from the codes instead, the step is two
         # passes over the state (block scales, then codes and params) and allocates nothing of its size.
         options.update(realize_reads_threshold=64, realize_opcount_threshold=1000)
-        # the bfloat16+ecc encode reads back its own bfloat16 rounding (x - bf16(x)), which Inductor would
-        # otherwise take as exact
-        options["emulate_precision_casts"] = True
+        if _keeps_casts():
+            options["emulate_precision_casts"] = True
     return options
 
 
@@ -235,6 +242,10 @@ class FusedStep:
             self._run(self._compiled, args)
             return
         forms = {e[0] for g in groups if g.stored for entries in g.stored.values() for e in entries if e is not None}
+        if "ecc" in forms and not _keeps_casts():
+            raise ValueError(f"fused=True with state_dtype='bfloat16+ecc' needs torch >= 2.5 (Inductor's "
+                             f"emulate_precision_casts), this is torch {torch.__version__}: use fused=False or "
+                             "another state_dtype; params and state are unchanged")
         if forms & {"signed4", "sqrt4"}:
             # 4-bit codes: one program whose writes are selected on the flags; a second program would unpack
             # the nibbles again, which costs more than the selects (measured; for 8-bit codes and ecc the
