@@ -169,6 +169,15 @@ class ProjectedSplit(GradientTransform):
             return "free"
         return "full" if size >= self.projector.full_size(p.shape) else "low"
 
+    def _roles(self, params, ctx) -> list[str]:
+        """:meth:`_role` of each param: a function of its shape and the group's values, so worked out once per
+        distinct shape."""
+        by_shape: dict = {}
+        for p in params:
+            if p.shape not in by_shape:
+                by_shape[p.shape] = self._role(p, ctx)
+        return [by_shape[p.shape] for p in params]
+
     def _shadow(self, p: Tensor, ctx) -> Tensor:
         """An uninitialised tensor with the shape the inner transform sees for ``p`` (allocation only)."""
         if self._role(p, ctx) == "low":
@@ -177,7 +186,7 @@ class ProjectedSplit(GradientTransform):
 
     # -- state --------------------------------------------------------------------------------
     def init(self, params, ctx):
-        roles = [self._role(p, ctx) for p in params]
+        roles = self._roles(params, ctx)
         n = len(params)
         state: dict[str, list] = {"inner_step": [None] * n}
         inner_ctx = StepContext(ctx.group, [0] * n)
@@ -214,7 +223,7 @@ class ProjectedSplit(GradientTransform):
 
     def estimate_state(self, params, ctx):
         """The block state the first step creates (for ``gradkit.memory.estimate``); meta-safe."""
-        roles = [self._role(p, ctx) for p in params]
+        roles = self._roles(params, ctx)
         blocks = [i for i, r in enumerate(roles) if r == "block"]
         if not blocks:
             return {}
@@ -242,7 +251,7 @@ class ProjectedSplit(GradientTransform):
 
     # -- the update -----------------------------------------------------------------------------
     def update(self, updates, state, params, ctx):
-        roles = [self._role(p, ctx) for p in params]
+        roles = self._roles(params, ctx)
         period = int(ctx.value(self.update_freq))
         policy = ctx.value(self.state_policy)
         due = [(s - 1) % period == 0 for s in ctx.steps]
