@@ -282,6 +282,7 @@ def _refused_with_state_unchanged(opt, match, params=()):
 def _chunked(mode, chunk_elements):
     storage = StateStorage(mode, block_size=16, min_size=0)
     storage.chunk_elements = chunk_elements  # the tiny model's params (128, 16, 48, 3) in several chunks
+    storage.slice_elements = chunk_elements  # and a param larger than that in slices of as many values
     return storage
 
 
