@@ -6,8 +6,9 @@ Three sweeps at 2^22 parameters (``--size``), each printing the step time of gra
 int8 state as a ratio to the float32 step on the same params, the optimizers of one sweep timed in
 interleaved rounds (best of 3x3 steps per round, best round reported):
 
-1. 8 square matrices, :attr:`StateStorage.chunk_elements` (values decoded, stepped and encoded at a time:
-   whole params, or slices of rows of a larger param) from 2^18 (the default) to 2^22;
+1. 8 square matrices, :attr:`StateStorage.chunk_elements` (values of whole params decoded, stepped and
+   encoded at a time; a larger param goes in slices of rows, :attr:`StateStorage.slice_elements`) from
+   2^18 (the default) to 2^22;
 2. 64 and 256 square matrices (smaller params, several per chunk), chunks of 2^14 to 2^18 values;
 3. the default, against the same step whose decode, block scales and encode are each compiled on their own
    (``torch.compile``, dynamic shapes) while the chain stays eager: what a compiled codec alone would give.
