@@ -412,12 +412,8 @@ class Optimizer(torch.optim.Optimizer):
                     continue
                 sub_params, sub_params_c = [params[i] for i in chunk], [params_c[i] for i in chunk]
                 states, lists = self._state_lists(group, group_state, sub_params, sub_params_c)
-                ctx = StepContext(group, [s["step"] + 1 for s in states], group_state)
-                updates = self.transform.update([grads_c[i] for i in chunk], lists, sub_params_c, ctx)
-                commit = self.storage.prepare(states, lists, self.transform.kind_of)
-                self._apply(ctx, sub_params, sub_params_c, updates, [j for j, i in enumerate(chunk) if i in upcast],
-                            states)
-                commit()
+                self._step_unit(group, group_state, states, lists, sub_params, sub_params_c,
+                                [grads_c[i] for i in chunk], [j for j, i in enumerate(chunk) if i in upcast])
                 stepped = True
         except BaseException as error:
             if stepped and hasattr(error, "add_note"):
@@ -435,14 +431,19 @@ class Optimizer(torch.optim.Optimizer):
         """Decode, step, encode and apply rows ``[r0, r1)`` of ``param`` and of its state."""
         views = self.storage.state_slice(self.state[param], param.shape, rows)
         sliced = dict(views)
-        part, part_grad = param[rows[0]:rows[1]], grad[rows[0]:rows[1]]
+        part = param[rows[0]:rows[1]]
         lists = self.storage.unpack([sliced], self.transform.kind_of, [self.compute_dtype(param)])
-        ctx = StepContext(group, [sliced["step"] + 1], group_state)
-        updates = self.transform.update([part_grad], lists, [part], ctx)
-        commit = self.storage.prepare([sliced], lists, self.transform.kind_of)
-        self._apply(ctx, [part], [part], updates, [], [sliced])
-        commit()
+        self._step_unit(group, group_state, [sliced], lists, [part], [part], [grad[rows[0]:rows[1]]], [])
         restore_slice(views, sliced)
+
+    def _step_unit(self, group: dict, group_state: dict, states: list[dict], lists: dict, params: list[Tensor],
+                   params_c: list[Tensor], grads_c: list[Tensor], upcast: list[int]) -> None:
+        """Step a chunk (or slice) whose compressed state ``lists`` holds decoded, then encode it once applied."""
+        ctx = StepContext(group, [s["step"] + 1 for s in states], group_state)
+        updates = self.transform.update(grads_c, lists, params_c, ctx)
+        commit = self.storage.prepare(states, lists, self.transform.kind_of)
+        self._apply(ctx, params, params_c, updates, upcast, states)
+        commit()
 
     def _on_local_shards(self, params: list[Tensor], ctx: StepContext) -> bool:
         """Whether the chain runs on the local shards of these (DTensor) params: elementwise math needs no

@@ -304,23 +304,12 @@ class StateStorage:
                 if form == "bf16":
                     writes.append((key, idx, {key: [values[i].to(torch.bfloat16) for i in idx]}))
                 elif form == "ecc":
-                    flat = _decoded_buffer([values[i] for i in idx], 1)
-                    if flat is None:
-                        flat = torch.cat([values[i].reshape(-1).float() for i in idx])
+                    flat = _working_buffer([values[i] for i in idx], 1)
                     check_ecc(flat, what)
                     coded.append((key, idx, form, flat, None))
                 else:
                     block = self.block_size
-                    flat = _decoded_buffer([values[i] for i in idx], block)
-                    if flat is None:  # a fresh state, or the chain replaced a working tensor
-                        pieces = []
-                        for i in idx:
-                            piece = values[i].reshape(-1).float()
-                            pieces.append(piece)
-                            if (-piece.numel()) % block:
-                                pieces.append(piece.new_zeros((-piece.numel()) % block))
-                        flat = torch.cat(pieces)
-                    blocks = flat.view(-1, block)
+                    blocks = _working_buffer([values[i] for i in idx], block).view(-1, block)
                     scales = block_scales(blocks, form)
                     check_finite(scales, what, None if MAPS[form][1] else form)
                     coded.append((key, idx, form, blocks, scales))
@@ -451,6 +440,22 @@ def _decoded_buffer(values: list[Tensor], block: int) -> Tensor | None:
             return None
         offset += -(-v.numel() // block) * block
     return base.view(-1) if offset == base.storage_offset() + base.numel() else None
+
+
+def _working_buffer(values: list[Tensor], block: int) -> Tensor:
+    """One flat float32 buffer of ``values``, each padded with zeros to whole blocks, which the encode may
+    overwrite: the buffer :meth:`StateStorage.unpack` decoded them into, or (a fresh state, or the chain
+    replaced a working tensor) a new one."""
+    flat = _decoded_buffer(values, block)
+    if flat is not None:
+        return flat
+    pieces = []
+    for v in values:
+        piece = v.reshape(-1).float()
+        pieces.append(piece)
+        if (-piece.numel()) % block:
+            pieces.append(piece.new_zeros((-piece.numel()) % block))
+    return torch.cat(pieces)
 
 
 def _map_for(kind: StateKind, bits: int) -> str:
