@@ -231,6 +231,24 @@ def test_huge_finite_gradients_are_not_mistaken_for_nonfinite():
     assert torch.isfinite(p).all()
 
 
+@pytest.mark.parametrize("values", [[float("-inf"), 0.0], [float("inf"), float("-inf")], [1e38, float("nan")]])
+def test_every_kind_of_nonfinite_gradient_is_caught(values):
+    p = nn.Parameter(torch.zeros(2))
+    q = nn.Parameter(torch.zeros(3))
+    opt = gradkit.optim.SGD([p, q], lr=0.1)
+    p.grad, q.grad = torch.ones(2), torch.tensor(values + [0.0])[:3]
+    with pytest.raises(FloatingPointError, match="inf or nan"):
+        opt.step()
+    assert torch.equal(p.detach(), torch.zeros(2)) and torch.equal(q.detach(), torch.zeros(3))
+
+
+def test_half_precision_gradients_whose_sum_overflows_float16_are_finite():
+    p = nn.Parameter(torch.zeros(64, dtype=torch.float16))
+    p.grad = torch.full((64,), 60000.0, dtype=torch.float16)  # the float16 sum would be inf
+    gradkit.optim.SGD([p], lr=1e-6).step()
+    assert torch.isfinite(p).all() and (p < 0).all()
+
+
 def test_sparse_gradients_raise_a_clear_type_error():
     emb = nn.Embedding(10, 3, sparse=True)
     opt = gradkit.optim.AdamW(emb.parameters())

@@ -59,6 +59,23 @@ def test_identity_scalars_cost_no_pass():
     assert [x.data_ptr() for x in xs] == before and all(torch.equal(a, b) for a, b in zip(xs, _lists(0)))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("op,value", [
+    ("mul_", 0.999), ("div_", 0.9486832980505138), ("add_", 1e-8), ("mul", 1 / 3), ("div", 3e-39), ("add", 1e30),
+    ("mul_", -0.25), ("add_", 2.0 ** -130),
+])
+def test_foreach_ops_by_a_number_give_the_bits_of_torchs_number_overloads(op, value, dtype):
+    # on the CPU the unfused ops pass numbers as cached 0-dim tensors (faster); the bits must not move
+    xs, ref = _lists(0), _lists(0)
+    xs, ref = [x.to(dtype) for x in xs], [x.to(dtype) for x in ref]
+    out = getattr(FOREACH, op)(xs, value)
+    expected = getattr(torch, f"_foreach_{op}")(ref, value)
+    got, want = (xs, ref) if op.endswith("_") else (out, expected)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    again = getattr(FOREACH, op)(xs, value)  # the cached tensor is read, never written
+    assert again is None or all(torch.equal(a, b) for a, b in zip(again, getattr(torch, f"_foreach_{op}")(ref, value)))
+
+
 class Halve(gradkit.GradientTransform):
     """A user transform written once in ctx.ops and its scalars: both steps run it."""
 

@@ -175,6 +175,23 @@ def test_multi_tensor_fit_scale_add_and_complement_equal_the_per_tensor_forms(cl
     _check_multi_tensor_forms(cls, "cpu")
 
 
+@pytest.mark.parametrize("sign_free", [False, True])
+@pytest.mark.parametrize("cls", MATRIX)
+def test_a_stacked_fit_equals_one_fit_per_matrix(cls, sign_free):
+    # the CPU fits matrix by matrix (fit_many); the stacked route, taken on accelerators, is checked here on the CPU
+    torch.manual_seed(0)
+    grads = [torch.randn(9, 4, dtype=torch.float64) for _ in range(3)] + [torch.randn(4, 9, dtype=torch.float64)]
+    proj = cls()
+    for batch in (grads[:3], grads[3:]):
+        stacked = [proj.state(g, 2) for g in batch]
+        proj._fit_batch(batch, stacked, [torch.Generator().manual_seed(j) for j in range(len(batch))],
+                        sign_free=sign_free)
+        for j, (g, st) in enumerate(zip(batch, stacked)):
+            alone = proj.state(g, 2)
+            proj._fit_batch([g], [alone], [torch.Generator().manual_seed(j)], sign_free=sign_free)
+            assert st.keys() == alone.keys() and all(torch.equal(st[k], alone[k]) for k in st)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: same-shape matrices are stacked only there")
 @pytest.mark.parametrize("cls", MATRIX)

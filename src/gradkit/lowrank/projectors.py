@@ -26,6 +26,7 @@ import math
 import torch
 from torch import Tensor
 
+from gradkit.core.ops import FOREACH
 from gradkit.registry import PROJECTORS, suggestion
 
 __all__ = ["Projector", "SVDProjector", "RandomProjector", "SeededRandomProjector", "RandKProjector", "DCTProjector",
@@ -168,9 +169,9 @@ class _MatrixProjector(Projector):
         if addends is None:
             if scale != 1.0:  # scale the small (r-sized) factor instead of the full-size product
                 if left[0].numel() <= right[0].numel():
-                    left = torch._foreach_mul(left, scale)
+                    left = FOREACH.mul(left, scale)
                 else:
-                    right = torch._foreach_mul(right, scale)
+                    right = FOREACH.mul(right, scale)
             if cpu:
                 return [a @ b for a, b in zip(left, right)]
             return list(torch.bmm(torch.stack(left), torch.stack(right)).unbind(0))
@@ -216,8 +217,11 @@ class _MatrixProjector(Projector):
 
     def fit_many(self, grads, states, generators, *, sign_free=False):
         for idx in same_shape_batches(grads, [g.shape for g in grads]):
-            self._fit_batch([grads[j] for j in idx], [states[j] for j in idx], [generators[j] for j in idx],
-                            sign_free=sign_free)
+            # on the CPU a batched decomposition loops over the matrices anyway, after copying them into one
+            # stack (an SVD refresh of TinyLM d=384's matrices measured 2.5% slower so): one call per matrix
+            for batch in ([[j] for j in idx] if grads[idx[0]].device.type == "cpu" else [idx]):
+                self._fit_batch([grads[j] for j in batch], [states[j] for j in batch],
+                                [generators[j] for j in batch], sign_free=sign_free)
 
     def _fit_batch(self, grads, states, generators, sign_free=False):
         for g, st, gen in zip(grads, states, generators):

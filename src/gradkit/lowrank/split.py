@@ -169,14 +169,22 @@ class ProjectedSplit(GradientTransform):
             return "free"
         return "full" if size >= self.projector.full_size(p.shape) else "low"
 
-    def _roles(self, params, ctx) -> list[str]:
+    def _roles(self, params, ctx) -> tuple[str, ...]:
         """:meth:`_role` of each param: a function of its shape and the group's values, so worked out once per
-        distinct shape."""
-        by_shape: dict = {}
-        for p in params:
-            if p.shape not in by_shape:
-                by_shape[p.shape] = self._role(p, ctx)
-        return [by_shape[p.shape] for p in params]
+        distinct shape, and remembered for the next steps of the same shapes and values."""
+        density = None if self.rank is not None else ctx.value(self.density)
+        key = (ctx.value(self.project), density, tuple(p.shape for p in params))
+        memo = self.__dict__.setdefault("_role_memo", {})
+        roles = memo.get(key)
+        if roles is None:
+            by_shape: dict = {}
+            for p in params:
+                if p.shape not in by_shape:
+                    by_shape[p.shape] = self._role(p, ctx)
+            if len(memo) >= 64:  # (a group whose density is scheduled would otherwise add a key each step)
+                memo.clear()
+            roles = memo[key] = tuple(by_shape[p.shape] for p in params)
+        return roles
 
     def _shadow(self, p: Tensor, ctx) -> Tensor:
         """An uninitialised tensor with the shape the inner transform sees for ``p`` (allocation only)."""
