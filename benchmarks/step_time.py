@@ -2,6 +2,7 @@
 
     python benchmarks/step_time.py            # gradkit AdamW / torch AdamW(foreach=True), ~10M params
     python benchmarks/step_time.py --all      # also Adam and SGD with momentum
+    python benchmarks/step_time.py --all --nonfinite ignore   # gradkit without its non-finite gradient check
 
 Prints one ratio per optimizer, measured in one run with interleaved repetitions (noise hits both
 sides alike). Not a test: timings never go into assertions.
@@ -49,14 +50,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--all", action="store_true", help="also Adam and SGD")
+    parser.add_argument("--nonfinite", default="raise", choices=("raise", "skip", "ignore"),
+                        help="gradkit's non-finite gradient policy ('ignore' drops the check)")
     args = parser.parse_args()
+    check = args.nonfinite
 
-    pairs = [("AdamW", lambda p: gradkit.optim.AdamW(p, lr=1e-3, weight_decay=0.01),
+    pairs = [("AdamW", lambda p: gradkit.optim.AdamW(p, lr=1e-3, weight_decay=0.01, nonfinite=check),
               lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.01, foreach=True))]
     if args.all:
         pairs += [
-            ("Adam", lambda p: gradkit.optim.Adam(p, lr=1e-3), lambda p: torch.optim.Adam(p, lr=1e-3, foreach=True)),
-            ("SGD momentum", lambda p: gradkit.optim.SGD(p, lr=1e-3, momentum=0.9),
+            ("Adam", lambda p: gradkit.optim.Adam(p, lr=1e-3, nonfinite=check),
+             lambda p: torch.optim.Adam(p, lr=1e-3, foreach=True)),
+            ("SGD momentum", lambda p: gradkit.optim.SGD(p, lr=1e-3, momentum=0.9, nonfinite=check),
              lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9, foreach=True)),
         ]
     n = sum(p.numel() for p in model_params(args.params, "cpu"))
