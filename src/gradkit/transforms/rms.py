@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from gradkit.core.hyper import check_hyper, resolve
+from gradkit.core.ops import FOREACH
 from gradkit.core.state import SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -68,11 +69,11 @@ class ScaleByRMS(GradientTransform):
     def update(self, updates, state, params, ctx):
         s = ctx.scalars(self)
         v = state["exp_avg_sq"]
-        torch._foreach_mul_(v, s["b2"])
+        FOREACH.mul_(v, s["b2"])
         torch._foreach_addcmul_(v, updates, updates, s["one_minus_b2"])
-        denom = torch._foreach_div(v, s["bias_correction2"])
+        denom = FOREACH.div(v, s["bias_correction2"])
         torch._foreach_sqrt_(denom)
-        torch._foreach_add_(denom, s["eps"])
+        FOREACH.add_(denom, s["eps"])
         return ctx.fresh(torch._foreach_div(updates, denom))
 
 

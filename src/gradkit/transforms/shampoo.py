@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gradkit.core.hyper import check_hyper, resolve
+from gradkit.core.ops import FOREACH
 from gradkit.core.state import FIRST_MOMENT, PRECONDITIONER, SECOND_MOMENT, WHOLE_MATRIX
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -228,20 +229,20 @@ class ScaleByShampoo(GradientTransform):
         # filtered gradient (bias-corrected first moment) and the grafting direction, multi-tensor
         if b1 > 0:
             torch._foreach_lerp_(state["filtered"], updates, 1.0 - b1)
-            filtered = torch._foreach_div(state["filtered"], s["bias_correction1"])
+            filtered = FOREACH.div(state["filtered"], s["bias_correction1"])
         else:
             filtered = list(updates)
         if grafting == "adam":
             b2g = float(ctx.value(self.grafting_beta2))
-            torch._foreach_mul_(state["graft"], b2g)
+            FOREACH.mul_(state["graft"], b2g)
             torch._foreach_addcmul_(state["graft"], updates, updates, 1.0 - b2g)
-            denom = torch._foreach_div(state["graft"], s["graft_bias_correction2"])
+            denom = FOREACH.div(state["graft"], s["graft_bias_correction2"])
         elif grafting == "adagrad":
             torch._foreach_addcmul_(state["graft"], updates, updates)
             denom = [v.clone() for v in state["graft"]]
         if grafting in ("adam", "adagrad"):
             torch._foreach_sqrt_(denom)
-            torch._foreach_add_(denom, float(ctx.value(self.grafting_eps)))
+            FOREACH.add_(denom, float(ctx.value(self.grafting_eps)))
             graft = torch._foreach_div(filtered, denom)
         else:
             graft = filtered
