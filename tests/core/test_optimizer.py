@@ -242,9 +242,9 @@ def test_every_kind_of_nonfinite_gradient_is_caught(values):
     assert torch.equal(p.detach(), torch.zeros(2)) and torch.equal(q.detach(), torch.zeros(3))
 
 
-def test_half_precision_gradients_whose_sum_overflows_float16_are_finite():
+def test_half_precision_gradients_whose_norm_overflows_float16_are_finite():
     p = nn.Parameter(torch.zeros(64, dtype=torch.float16))
-    p.grad = torch.full((64,), 60000.0, dtype=torch.float16)  # the float16 sum would be inf
+    p.grad = torch.full((64,), 60000.0, dtype=torch.float16)  # the 2-norm, a float16, is inf; the values are finite
     gradkit.optim.SGD([p], lr=1e-6).step()
     assert torch.isfinite(p).all() and (p < 0).all()
 
