@@ -231,21 +231,25 @@ def test_huge_finite_gradients_are_not_mistaken_for_nonfinite():
     assert torch.isfinite(p).all()
 
 
+@pytest.mark.parametrize("size", [3, 1 << 16])  # checked by the 2-norm call, and by a sum of its own
 @pytest.mark.parametrize("values", [[float("-inf"), 0.0], [float("inf"), float("-inf")], [1e38, float("nan")]])
-def test_every_kind_of_nonfinite_gradient_is_caught(values):
+def test_every_kind_of_nonfinite_gradient_is_caught(values, size):
     p = nn.Parameter(torch.zeros(2))
-    q = nn.Parameter(torch.zeros(3))
+    q = nn.Parameter(torch.zeros(size))
     opt = gradkit.optim.SGD([p, q], lr=0.1)
-    p.grad, q.grad = torch.ones(2), torch.tensor(values + [0.0])[:3]
+    p.grad, q.grad = torch.ones(2), torch.zeros(size)
+    q.grad[:2] = torch.tensor(values)
     with pytest.raises(FloatingPointError, match="inf or nan"):
         opt.step()
-    assert torch.equal(p.detach(), torch.zeros(2)) and torch.equal(q.detach(), torch.zeros(3))
+    assert torch.equal(p.detach(), torch.zeros(2)) and torch.equal(q.detach(), torch.zeros(size))
 
 
-def test_half_precision_gradients_whose_norm_overflows_float16_are_finite():
-    p = nn.Parameter(torch.zeros(64, dtype=torch.float16))
-    p.grad = torch.full((64,), 60000.0, dtype=torch.float16)  # the 2-norm, a float16, is inf; the values are finite
-    gradkit.optim.SGD([p], lr=1e-6).step()
+@pytest.mark.parametrize("size", [64, 1 << 16])
+@pytest.mark.parametrize("dtype,value", [(torch.float16, 60000.0), (torch.float32, 3e38)])
+def test_gradients_whose_sum_or_norm_overflows_are_finite(dtype, value, size):
+    p = nn.Parameter(torch.zeros(size, dtype=dtype))
+    p.grad = torch.full((size,), value, dtype=dtype)  # the values are finite; their sum and 2-norm are not
+    gradkit.optim.SGD([p], lr=1e-40 if dtype == torch.float32 else 1e-6).step()
     assert torch.isfinite(p).all() and (p < 0).all()
 
 

@@ -734,7 +734,7 @@ def grads_finite(grad_lists: list[list[Tensor]]) -> bool:
     if meshes:
         grads = [g.to_local() if isinstance(g, dtensor) else g for g in grads]
     local = [g.coalesce().values() if g.is_sparse else g for g in grads if not g.is_meta]
-    finite = not local or _finite_norms(local) or _finite_extremes(local)
+    finite = not local or _finite_reductions(local) or _finite_extremes(local)
     if not meshes:
         return finite
     import torch.distributed as dist
@@ -759,17 +759,29 @@ def _meshes(grads: list[Tensor], dtensor) -> list:
     return list(meshes.values())
 
 
-def _finite_norms(grads: list[Tensor]) -> bool:
-    # The 2-norm is a single multi-tensor pass; it propagates inf/nan but can also overflow for huge finite
-    # values, so a non-finite 2-norm is confirmed with each tensor's (overflow-free) extremes.
-    norms = list(torch._foreach_norm(grads))
-    if any(n.dtype != norms[0].dtype for n in norms):
-        norms = [n.float() for n in norms]
-    return math.isfinite(torch.stack(norms).sum().item())
+# Gradients of at least this many values are checked by their sums, one call each; smaller ones by one
+# multi-tensor 2-norm. On the CPU a sum reads a large tensor 1.7x (one thread) to 3x (two: the norm does
+# not split over threads) faster than the norm (2^20 values: 54 / 30 us against 83 / 80 us), so the
+# per-tensor call pays for itself; below this size the call's own cost would dominate.
+_SUMMED = 1 << 16
+
+
+def _finite_reductions(grads: list[Tensor]) -> bool:
+    # A sum or a 2-norm is non-finite when any term is (inf, -inf and nan all propagate), so this one read
+    # misses nothing; either can also overflow for huge finite values, so a non-finite result is confirmed
+    # with each tensor's (overflow-free) extremes. Half-precision sums accumulate in float32.
+    large = [g for g in grads if g.numel() >= _SUMMED]
+    small = [g for g in grads if g.numel() < _SUMMED]
+    parts = [g.sum(dtype=torch.float32) if g.dtype in _LOW_PRECISION else g.sum() for g in large]
+    if small:
+        parts += torch._foreach_norm(small)
+    if any(t.dtype != parts[0].dtype for t in parts):
+        parts = [t.float() for t in parts]
+    return math.isfinite(torch.stack(parts).sum().item())
 
 
 def _finite_extremes(grads: list[Tensor]) -> bool:
     # each tensor's min and max (nan propagates): one pass each, 16x faster than the inf-norm on the CPU;
-    # the loop over tensors runs only after a non-finite 2-norm, not in a normal step
+    # the loop over tensors runs only after a non-finite sum or norm, not in a normal step
     extremes = [torch.stack(torch.aminmax(g)).float() for g in grads if g.numel()]
     return not extremes or bool(torch.cat(extremes).isfinite().all())
