@@ -272,7 +272,7 @@ class ProjectedSplit(GradientTransform):
 
         low = [i for i, r in enumerate(roles) if r == "low"]
         refits = [i for i in low if due[i]]
-        if refits:  # one multi-tensor fit (same-shape matrices share one batched SVD/QR), then the state policy
+        if refits:  # one multi-tensor fit (on accelerators, one batched SVD/QR per shape), then the state policy
             olds = [{k: v.clone() for k, v in proj_state(i).items()}
                     if (policy == "project" and ctx.steps[i] != 1) else None for i in refits]
             # only "keep" carries state across a change of basis, so only it depends on the basis vectors' signs
