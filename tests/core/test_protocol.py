@@ -76,6 +76,25 @@ def test_foreach_ops_by_a_number_give_the_bits_of_torchs_number_overloads(op, va
     assert again is None or all(torch.equal(a, b) for a, b in zip(again, getattr(torch, f"_foreach_{op}")(ref, value)))
 
 
+def test_a_scalar_first_used_in_inference_mode_still_works_under_autograd():
+    value = 0.123456789  # a number no other test uses, so that the cache meets it here first
+    with torch.inference_mode():
+        FOREACH.mul_([torch.ones(3)], value)
+    leaf = torch.ones(3, requires_grad=True)
+    FOREACH.mul([leaf * 2.0], value)[0].sum().backward()
+    assert torch.allclose(leaf.grad, torch.full((3,), 2.0 * value))
+
+
+def test_a_scalar_first_used_under_another_default_device_is_cached_on_the_cpu():
+    value = 0.987654321  # a number no other test uses
+    with torch.device("meta"):
+        xs = [torch.ones(3, device="cpu")]
+        FOREACH.mul_(xs, value)
+    ys = [torch.ones(3)]
+    FOREACH.mul_(ys, value)
+    assert torch.equal(xs[0], torch.full((3,), value)) and torch.equal(ys[0], xs[0])
+
+
 class Halve(gradkit.GradientTransform):
     """A user transform written once in ctx.ops and its scalars: both steps run it."""
 

@@ -314,7 +314,8 @@ def _cpu_scalar(xs: Sequence[Tensor], s: Any) -> Any:
     if value is None:
         if len(_SCALARS) >= 256:  # per-step values (bias corrections) would otherwise accumulate
             _SCALARS.clear()
-        value = _SCALARS[key] = torch.tensor(s, dtype=dtype)
+        with torch.inference_mode(False):  # made in inference mode, it could not enter autograd later
+            value = _SCALARS[key] = torch.tensor(s, dtype=dtype, device="cpu")  # whatever the default device
     return value
 
 
