@@ -759,10 +759,11 @@ def _meshes(grads: list[Tensor], dtensor) -> list:
     return list(meshes.values())
 
 
-# Gradients of at least this many values are checked by their sums, one call each; smaller ones by one
+# CPU gradients of at least this many values are checked by their sums, one call each; the others by one
 # multi-tensor 2-norm. On the CPU a sum reads a large tensor 1.7x (one thread) to 3x (two: the norm does
 # not split over threads) faster than the norm (2^20 values: 54 / 30 us against 83 / 80 us), so the
-# per-tensor call pays for itself; below this size the call's own cost would dominate.
+# per-tensor call pays for itself; below this size the call's own cost would dominate. On accelerators the
+# multi-tensor norm is one kernel launch for all gradients, where per-tensor sums would be one each.
 _SUMMED = 1 << 16
 
 
@@ -770,8 +771,8 @@ def _finite_reductions(grads: list[Tensor]) -> bool:
     # A sum or a 2-norm is non-finite when any term is (inf, -inf and nan all propagate), so this one read
     # misses nothing; either can also overflow for huge finite values, so a non-finite result is confirmed
     # with each tensor's (overflow-free) extremes. Half-precision sums accumulate in float32.
-    large = [g for g in grads if g.numel() >= _SUMMED]
-    small = [g for g in grads if g.numel() < _SUMMED]
+    large = [g for g in grads if g.is_cpu and g.numel() >= _SUMMED]
+    small = [g for g in grads if not (g.is_cpu and g.numel() >= _SUMMED)]
     parts = [g.sum(dtype=torch.float32) if g.dtype in _LOW_PRECISION else g.sum() for g in large]
     if small:
         parts += torch._foreach_norm(small)
