@@ -27,7 +27,6 @@ import math
 
 import torch
 
-from gradkit.core.ops import FOREACH
 from gradkit.core.state import FIRST_MOMENT, PER_TENSOR, SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -106,13 +105,13 @@ class ScaleByDAdaptAdam(GradientTransform):
         s, exp_avg, exp_avg_sq = state["s"], state["exp_avg"], state["exp_avg_sq"]
         if lr > 0.0:
             denom = torch._foreach_sqrt(exp_avg_sq)
-            FOREACH.add_(denom, eps)
+            ctx.ops.add_(denom, eps)
             numerator = dot_sum(updates, torch._foreach_div(s, denom), ctx.shards)
-            FOREACH.mul_(exp_avg, b1)
+            ctx.ops.mul_(exp_avg, b1)
             torch._foreach_add_(exp_avg, updates, alpha=d * bc * (1 - b1))
-            FOREACH.mul_(exp_avg_sq, b2)
+            ctx.ops.mul_(exp_avg_sq, b2)
             torch._foreach_addcmul_(exp_avg_sq, updates, updates, 1 - b2)
-            FOREACH.mul_(s, sqrt_b2)
+            ctx.ops.mul_(s, sqrt_b2)
             torch._foreach_add_(s, updates, alpha=dlr * (1 - sqrt_b2))
             numerator, sk_l1 = torch.stack([numerator, l1_sum(s, ctx.shards)]).tolist()
             numerator *= dlr
@@ -128,7 +127,7 @@ class ScaleByDAdaptAdam(GradientTransform):
         est.update(d=d, numerator_weighted=numerator_weighted, k=k + 1)
 
         denom = torch._foreach_sqrt(exp_avg_sq)
-        FOREACH.add_(denom, eps)
+        ctx.ops.add_(denom, eps)
         out = ctx.quotient(exp_avg, denom)
         weight_decay = float(ctx.value(self.weight_decay)) if ctx.value(self.decouple) else 0.0
         if weight_decay:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 
-from gradkit.core.ops import FOREACH
 from gradkit.core.state import GRADIENT, PER_TENSOR
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -78,7 +77,7 @@ class MarsCorrection(GradientTransform):
         grads = [updates[i] for i in chosen]
         last = [state["last_grad"][i] for i in chosen]
         corrected = torch._foreach_sub(grads, last)
-        FOREACH.mul_(corrected, gamma * (b1 / (1.0 - b1)))
+        ctx.ops.mul_(corrected, gamma * (b1 / (1.0 - b1)))
         torch._foreach_add_(corrected, grads)
         norms = torch._foreach_norm(corrected)
         torch._foreach_clamp_min_(norms, 1.0)  # divide only where the norm exceeds 1

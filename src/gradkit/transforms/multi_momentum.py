@@ -27,7 +27,6 @@ from __future__ import annotations
 import torch
 
 from gradkit.core.hyper import arg_name, resolve
-from gradkit.core.ops import FOREACH
 from gradkit.core.state import FIRST_MOMENT, StateKind
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -111,12 +110,12 @@ class MultiMomentum(GradientTransform):
         mean = state["mean_momentum"]
         # mean += (m_k^new - m_k^old) / K, with m_k^new - m_k^old = (1 - beta) (g - m_k^old)
         delta = torch._foreach_sub(updates, buffers)
-        FOREACH.mul_(delta, s["one_minus_beta"])
+        ctx.ops.mul_(delta, s["one_minus_beta"])
         torch._foreach_add_(buffers, delta)
         torch._foreach_add_(mean, delta, alpha=s["inv_k"])
         if s["nu"] == 1.0:
             return mean
-        out = FOREACH.mul(updates, s["one_minus_nu"])
+        out = ctx.ops.mul(updates, s["one_minus_nu"])
         torch._foreach_add_(out, mean, alpha=s["nu"])
         return ctx.fresh(out)
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import torch
 
 from gradkit.core.hyper import arg_name, resolve
-from gradkit.core.ops import FOREACH
 from gradkit.core.state import FIRST_MOMENT, HISTORY, PER_TENSOR, SECOND_MOMENT, StateKind
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -172,7 +171,7 @@ class ScaleByOptimisticAMSGrad(GradientTransform):
         guess = self._predict(updates, state, ctx)
         denom = ops.sqrt(state["max_exp_avg_sq"])
         # h_{t+1} = b1 theta_{t-1} + (1 - b1) m_{t+1}; d_{t+1} = h_{t+1} / sqrt(vhat_t)
-        hint = FOREACH.mul(prev, s["b1"])
+        hint = ops.mul(prev, s["b1"])
         torch._foreach_add_(hint, guess, alpha=s["one_minus_b1"])
         torch._foreach_div_(hint, denom)
         out = torch._foreach_div(exp_avg, denom)

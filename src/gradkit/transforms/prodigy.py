@@ -28,7 +28,6 @@ import math
 import torch
 
 from gradkit.core.hyper import check_hyper
-from gradkit.core.ops import FOREACH
 from gradkit.core.state import FIRST_MOMENT, ITERATE, PER_TENSOR, SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -130,11 +129,11 @@ class ScaleByProdigy(GradientTransform):
             to_start = torch._foreach_sub(state["p0"], params)
             delta = dot_sum(updates, to_start, ctx.shards)
             if b1 > 0:
-                FOREACH.mul_(state["exp_avg"], b1)
+                ctx.ops.mul_(state["exp_avg"], b1)
                 torch._foreach_add_(state["exp_avg"], updates, alpha=d * (1 - b1))
-            FOREACH.mul_(state["exp_avg_sq"], b2)
+            ctx.ops.mul_(state["exp_avg_sq"], b2)
             torch._foreach_addcmul_(state["exp_avg_sq"], updates, updates, d * d * (1 - b2))
-            FOREACH.mul_(state["s"], b3)
+            ctx.ops.mul_(state["s"], b3)
             weight = (d / d0) * (d if ctx.value(self.safeguard_warmup) else dlr)
             torch._foreach_add_(state["s"], updates, alpha=weight)
             delta, d_denom = torch.stack([delta, l1_sum(state["s"], ctx.shards)]).tolist()
@@ -154,7 +153,7 @@ class ScaleByProdigy(GradientTransform):
         est.update(d=d, d_numerator=d_numerator, k=k + 1)
 
         denom = torch._foreach_sqrt(state["exp_avg_sq"])
-        FOREACH.add_(denom, d * float(ctx.value(self.eps)))
+        ctx.ops.add_(denom, d * float(ctx.value(self.eps)))
         out = ctx.quotient(state["exp_avg"] if b1 > 0 else updates, denom)
         weight_decay = float(ctx.value(self.weight_decay)) if ctx.value(self.decouple) else 0.0
         if weight_decay:

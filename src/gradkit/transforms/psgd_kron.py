@@ -37,7 +37,6 @@ import torch
 from torch import Tensor
 
 from gradkit.core.hyper import arg_name, check_hyper, is_number, resolve
-from gradkit.core.ops import FOREACH
 from gradkit.core.state import FIRST_MOMENT, PRECONDITIONER, RNG, WHOLE_MATRIX
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -275,9 +274,9 @@ class ScaleByPSGDKron(GradientTransform):
     def update(self, updates, state, params, ctx):
         b1 = float(ctx.value(self.b1))
         momentum = state["momentum"]
-        FOREACH.mul_(momentum, b1)
+        ctx.ops.mul_(momentum, b1)
         torch._foreach_add_(momentum, updates, alpha=1.0 - b1)
-        debiased = FOREACH.div(momentum, ctx.scalars(self)["bias_correction1"])
+        debiased = ctx.ops.div(momentum, ctx.scalars(self)["bias_correction1"])
         do_update = self._do_update(ctx)
         balance = do_update and ctx.group_state["updates"] % _BALANCE_EVERY == 0
         precond_lr = float(ctx.value(self.precond_lr))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 
 from gradkit.core.hyper import check_hyper, resolve
-from gradkit.core.ops import FOREACH
 from gradkit.core.state import SECOND_MOMENT
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -69,11 +68,11 @@ class ScaleByRMS(GradientTransform):
     def update(self, updates, state, params, ctx):
         s = ctx.scalars(self)
         v = state["exp_avg_sq"]
-        FOREACH.mul_(v, s["b2"])
+        ctx.ops.mul_(v, s["b2"])
         torch._foreach_addcmul_(v, updates, updates, s["one_minus_b2"])
-        denom = FOREACH.div(v, s["bias_correction2"])
+        denom = ctx.ops.div(v, s["bias_correction2"])
         torch._foreach_sqrt_(denom)
-        FOREACH.add_(denom, s["eps"])
+        ctx.ops.add_(denom, s["eps"])
         return ctx.fresh(torch._foreach_div(updates, denom))
 
 

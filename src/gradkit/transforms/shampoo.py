@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gradkit.core.hyper import check_hyper, resolve
-from gradkit.core.ops import FOREACH
 from gradkit.core.state import FIRST_MOMENT, PRECONDITIONER, SECOND_MOMENT, WHOLE_MATRIX
 from gradkit.core.transform import GradientTransform
 from gradkit.registry import register_transform
@@ -229,20 +228,20 @@ class ScaleByShampoo(GradientTransform):
         # filtered gradient (bias-corrected first moment) and the grafting direction, multi-tensor
         if b1 > 0:
             torch._foreach_lerp_(state["filtered"], updates, 1.0 - b1)
-            filtered = FOREACH.div(state["filtered"], s["bias_correction1"])
+            filtered = ctx.ops.div(state["filtered"], s["bias_correction1"])
         else:
             filtered = list(updates)
         if grafting == "adam":
             b2g = float(ctx.value(self.grafting_beta2))
-            FOREACH.mul_(state["graft"], b2g)
+            ctx.ops.mul_(state["graft"], b2g)
             torch._foreach_addcmul_(state["graft"], updates, updates, 1.0 - b2g)
-            denom = FOREACH.div(state["graft"], s["graft_bias_correction2"])
+            denom = ctx.ops.div(state["graft"], s["graft_bias_correction2"])
         elif grafting == "adagrad":
             torch._foreach_addcmul_(state["graft"], updates, updates)
             denom = [v.clone() for v in state["graft"]]
         if grafting in ("adam", "adagrad"):
             torch._foreach_sqrt_(denom)
-            FOREACH.add_(denom, float(ctx.value(self.grafting_eps)))
+            ctx.ops.add_(denom, float(ctx.value(self.grafting_eps)))
             graft = torch._foreach_div(filtered, denom)
         else:
             graft = filtered
