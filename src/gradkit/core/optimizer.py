@@ -771,8 +771,9 @@ def _finite_reductions(grads: list[Tensor]) -> bool:
     # A sum or a 2-norm is non-finite when any term is (inf, -inf and nan all propagate), so this one read
     # misses nothing; either can also overflow for huge finite values, so a non-finite result is confirmed
     # with each tensor's (overflow-free) extremes. Half-precision sums accumulate in float32.
-    large = [g for g in grads if g.is_cpu and g.numel() >= _SUMMED]
-    small = [g for g in grads if not (g.is_cpu and g.numel() >= _SUMMED)]
+    large, small = [], []
+    for g in grads:
+        (large if g.is_cpu and g.numel() >= _SUMMED else small).append(g)
     parts = [g.sum(dtype=torch.float32) if g.dtype in _LOW_PRECISION else g.sum() for g in large]
     if small:
         parts += torch._foreach_norm(small)
