@@ -15,7 +15,7 @@ import gradkit
 import gradkit.transforms as T
 from gradkit.core import StepContext
 from gradkit.core.ops import FOREACH, TRACED, ScalarList
-from gradkit.core.state import SECOND_MOMENT, TRANSFORM_KINDS, StateKind
+from gradkit.core.state import PER_TENSOR, SECOND_MOMENT, TRANSFORM_KINDS, StateKind
 from gradkit.registry import list_entries
 
 SRC = Path(gradkit.__file__).resolve().parent.parent
@@ -220,6 +220,77 @@ def test_undeclared_outputs_are_borrowed_so_state_is_never_written_by_another_tr
     opt.step()
     assert torch.equal(opt.state[w]["borrow.buffer"], torch.ones(3))
     assert torch.equal(w.detach(), torch.full((3,), -2.0))
+
+
+def _product_context(scale, decay):
+    """Four params: a plain update, two pending products (one into a non-contiguous param) and a plain one."""
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(5, generator=g), torch.randn(6, 4, generator=g), torch.randn(4, 6, generator=g).T,
+              torch.randn(2, 3, 2, generator=g)]
+    factors = {1: (torch.randn(6, 2, generator=g), torch.randn(2, 4, generator=g), (6, 4)),
+               2: (torch.randn(6, 3, generator=g), torch.randn(3, 4, generator=g), (6, 4)),
+               3: (torch.randn(2, 1, generator=g), torch.randn(1, 6, generator=g), (2, 3, 2))}
+    updates = [torch.randn(5, generator=g), factors[1][0], factors[2][0], factors[3][0]]  # placeholders
+    ctx = StepContext({}, [1] * 4)
+    updates = ctx.defer_products(updates, factors)
+    ctx.multiply(scale)
+    ctx.add_decay(decay)
+    return ctx, params, updates, factors
+
+
+@pytest.mark.parametrize("scale", [-0.1, ScalarList([-0.1, 0.2, -0.3, 0.0])])
+def test_a_pending_product_is_applied_inside_the_multiply_as_its_update_would_be(scale):
+    ctx, params, updates, factors = _product_context(scale, 0.01)
+    assert not ctx.is_plain
+    expected = [p.clone() for p in params]
+    full = [updates[0]] + [(a @ b).reshape(shape) for a, b, shape in factors.values()]
+    scales = list(scale) if isinstance(scale, list) else [scale] * 4
+    for e, u, f in zip(expected, full, scales):
+        e.mul_(1 + 0.01).add_(u, alpha=f)  # the decay was added after the scale: it is not scaled
+    ctx.apply(params, updates)
+    for p, e in zip(params, expected):
+        torch.testing.assert_close(p, e, rtol=1e-6, atol=1e-6)
+    # materialize forms the products (new tensors, the param's shape) with the scale and decay
+    ctx, params, updates, factors = _product_context(scale, 0.01)
+    out = ctx.materialize(updates, params)
+    assert ctx.is_plain and not ctx.products and [u.shape for u in out] == [p.shape for p in params]
+    for o, u, f, p in zip(out, full, scales, params):
+        torch.testing.assert_close(o, u * f + 0.01 * p, rtol=1e-6, atol=1e-6)
+
+
+def test_pending_products_need_a_plain_context_and_follow_an_absorbed_order():
+    ctx = StepContext({}, [1, 1])
+    ctx.multiply(2.0)
+    with pytest.raises(RuntimeError, match="plain context"):
+        ctx.defer_products([torch.zeros(2), torch.zeros(2)], {0: (torch.ones(2, 1), torch.ones(1, 1), (2,))})
+    inner = StepContext({}, [1, 1])
+    left, right = torch.ones(2, 1), torch.full((1, 3), 2.0)
+    inner_updates = inner.defer_products([torch.zeros(3), left], {1: (left, right, (2, 3))})
+    outer = StepContext({}, [1, 1])
+    reordered = outer.absorb(inner, inner_updates, order=[1, 0])  # outer tensor 0 is inner tensor 1
+    assert list(outer.products) == [0]
+    assert torch.equal(outer.evaluate_products(reordered)[0], torch.full((2, 3), 2.0))
+
+
+class DeferTwice(gradkit.GradientTransform):
+    """Leaves each update pending as the product of a column of twos and a row of ones."""
+
+    kind = PER_TENSOR
+
+    def update(self, updates, state, params, ctx):
+        products = {j: (torch.full((u.shape[0], 1), 2.0), torch.ones(1, u.shape[1]), u.shape)
+                    for j, u in enumerate(updates)}
+        return ctx.defer_products(list(updates), products)
+
+
+def test_a_wrapper_reads_an_inner_chains_pending_products_as_values():
+    # cautious compares update and gradient signs: it must see the products' values, not their placeholders
+    w = torch.nn.Parameter(torch.zeros(3, 2))
+    opt = gradkit.Optimizer([w], gradkit.chain(T.cautious(DeferTwice()), gradkit.scale(-1.0)))
+    w.grad = torch.tensor([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+    opt.step()
+    mask = (w.grad > 0).float()  # the 4 agreeing signs kept, rescaled by numel / (kept + 1) (cautious_mask)
+    torch.testing.assert_close(w.detach(), -2.0 * mask * 6 / 5)
 
 
 def test_ordering_constraints_fail_when_the_chain_is_built_naming_both_transforms():

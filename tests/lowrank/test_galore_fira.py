@@ -96,6 +96,39 @@ def test_galore_keeps_adam_moments_in_the_low_rank_space():
     assert st["lowrank.inner.adam.exp_avg"].shape == (3, 12) and st["lowrank.proj.matrix"].shape == (6, 3)
 
 
+@pytest.mark.parametrize("cls", [GaLore, SVDFree])
+def test_galore_adds_its_back_projection_inside_the_multiply(cls):
+    # no param-sized update is formed: the step's only GEMM with a 64 x 48 result accumulates into the param
+    w = nn.Parameter(torch.randn(64, 48))
+    opt = cls([w], lr=0.1, rank=4, update_proj_gap=100, full_state=lambda n, p: False)
+    w.grad = torch.randn(64, 48)
+    opt.step()  # the subspace is fitted on the first step
+    with torch.profiler.profile(record_shapes=True) as prof:
+        opt.step()
+    calls = [(e.name, [list(x) for x in e.input_shapes]) for e in prof.events()]
+    formed = [shapes for name, shapes in calls if name == "aten::mm" and [shapes[0][0], shapes[1][1]] == [64, 48]]
+    added = [shapes for name, shapes in calls if name == "aten::add_" and shapes[:2] == [[64, 48], [64, 48]]]
+    into = [shapes for name, shapes in calls if name == "aten::addmm_" and shapes[0] == [64, 48]]
+    assert not formed and not added and len(into) == 1, calls
+
+
+def test_a_galore_step_into_a_non_contiguous_matrix_equals_the_contiguous_one():
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(24, 16, generator=g) for _ in range(3)]
+    start = torch.randn(24, 16, generator=g)
+    a = nn.Parameter(start.clone())
+    b = nn.Parameter(start.T.contiguous().T)  # the same values, column-major
+    assert not b.is_contiguous()
+    opts = [GaLore([p], lr=0.1, rank=3, update_proj_gap=2, weight_decay=0.1, full_state=lambda n, p: False)
+            for p in (a, b)]
+    for grad in grads:
+        for p, opt in zip((a, b), opts):
+            p.grad = grad.clone()
+            opt.step()
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(a.detach(), start)
+
+
 def _fira_one_matrix(gamma, grads):
     """Fira on one 10 x 6 matrix; ``grads`` is a list of tensors or of callables q -> gradient."""
     w = nn.Parameter(torch.zeros(10, 6))

@@ -12,6 +12,11 @@ At the end, :meth:`apply` adds the form to the params with torch.optim's own ops
 (``params *= 1 + decay``; ``params.addcdiv_(updates, denominator, value=scale)``), which is what
 makes gradkit's Adam/AdamW/SGD bitwise equal to torch.optim's multi-tensor path.
 
+An update may also be left pending as a matrix product ``left @ right`` (:meth:`defer_products`: a
+low-rank method's back-projection). :meth:`apply` then accumulates it into the param inside the matrix
+multiply (``addmm_``), so no param-sized update is ever made; :meth:`materialize` and
+:meth:`evaluate_products` form it for transforms that read the values.
+
 The same context, and so the same pending form, serves both steps: the unfused one (``ops`` is
 :data:`~gradkit.core.ops.FOREACH`, scalars are Python floats) and the fused one (``ops`` is
 :data:`~gradkit.core.ops.TRACED`, scalars are 0-dim tensors traced into one compiled program).
@@ -60,6 +65,8 @@ class StepContext:
         self.scale_div: Scalars = 1.0
         self.decay: Scalars = 0.0
         self.denominator: list[Tensor] | None = None
+        #: updates left pending as matrix products: tensor index -> (left, right, shape), see :meth:`defer_products`
+        self.products: dict[int, tuple[Tensor, Tensor, Any]] = {}
         self.owned = False
         self.path: tuple[str, ...] = ()
         self._namespace = ""
@@ -173,7 +180,7 @@ class StepContext:
 
     @property
     def is_plain(self) -> bool:
-        return self.denominator is None and _all(self.scale, 1.0) and _all(self.decay, 0.0)
+        return self.denominator is None and not self.products and _all(self.scale, 1.0) and _all(self.decay, 0.0)
 
     def multiply(self, factor: Scalars) -> None:
         """Multiply the true update by ``factor`` (a scalar, or one per tensor)."""
@@ -215,6 +222,29 @@ class StepContext:
         self._declared = True
         return updates
 
+    def defer_products(self, updates: list[Tensor], products: dict[int, tuple[Tensor, Tensor, Any]]) -> list[Tensor]:
+        """Leave ``updates[j]`` pending as ``(left @ right).reshape(shape)`` for each ``j: (left, right, shape)``
+        of ``products`` (matrices the caller no longer writes into; ``shape`` is the param's); ``updates[j]`` is
+        then only a placeholder. Needs a plain context (the chain materializes before non-scale-aware
+        transforms)."""
+        if self.traced:
+            raise RuntimeError("defer_products() is for the unfused step: the fused step materializes its updates")
+        if not self.is_plain:
+            raise RuntimeError("defer_products() needs a plain context: the chain materializes before non-scale-aware transforms")
+        self.products = dict(products)
+        return updates
+
+    def evaluate_products(self, updates: list[Tensor]) -> list[Tensor]:
+        """``updates`` with the pending products formed (new tensors in their places); the scale and decay
+        stay pending. For wrappers that read an inner chain's update values."""
+        if not self.products:
+            return updates
+        updates = list(updates)
+        for j, (left, right, shape) in self.products.items():
+            updates[j] = (left @ right).reshape(shape)
+        self.products = {}
+        return updates
+
     def absorb(self, inner: "StepContext", updates: list[Tensor], order: list[int] | None = None) -> list[Tensor]:
         """Take over the pending form of a nested chain's context, unevaluated.
 
@@ -227,6 +257,9 @@ class StepContext:
 
         if order is not None:
             updates = [updates[j] for j in order]
+        if inner.products:
+            outer = {inner_index: j for j, inner_index in enumerate(order)} if order is not None else None
+            self.products = {j if outer is None else outer[j]: product for j, product in inner.products.items()}
         if inner.denominator is not None:
             updates = self.quotient(updates, reorder(inner.denominator), owned=inner.owned)
         else:
@@ -242,6 +275,7 @@ class StepContext:
         if self.is_plain:
             return updates
         ops = self.ops
+        updates = self.evaluate_products(updates)
         updates = self.evaluate_quotient(updates)
         scale = self.scale
         if not _all(scale, 1.0):
@@ -270,12 +304,36 @@ class StepContext:
         decay, scale = self.decay, self.scale
         if not _all(decay, 0.0):
             ops.mul_(params, _map(decay, lambda d: 1.0 + d))
+        if self.products:
+            params, updates, scale = self._apply_products(params, updates, scale)
+            if not params:
+                return
         if self.denominator is not None:
             ops.addcdiv_(params, updates, self.denominator, scale)
         elif isinstance(scale, list):
             ops.add_(params, ops.mul(updates, scale))
         elif not is_number(scale, 0.0):
             ops.add_(params, updates, alpha=scale)
+
+
+    def _apply_products(self, params: list[Tensor], updates: list[Tensor], scale: Scalars):
+        """Accumulate the pending products into their params (one ``addmm_`` each, no update tensor); return
+        the other params, updates and scales for the rest of :meth:`apply`."""
+        if self.denominator is not None:
+            raise RuntimeError("a pending denominator over pending products cannot be applied")
+        for j, (left, right, shape) in self.products.items():
+            factor = scale[j] if isinstance(scale, list) else scale
+            if is_number(factor, 0.0):
+                continue
+            target = params[j]
+            if target.is_contiguous():  # a view: the product is added inside the GEMM (beta = 1)
+                target.view(left.shape[0], right.shape[1]).addmm_(left, right, alpha=factor)
+            else:
+                target.add_((left @ right).reshape(shape), alpha=factor)
+        rest = [j for j in range(len(params)) if j not in self.products]
+        if isinstance(scale, list):
+            scale = type(scale)(scale[j] for j in rest)
+        return [params[j] for j in rest], [updates[j] for j in rest], scale
 
 
 class _Scope:

@@ -261,9 +261,10 @@ def init_inner(label: str, inner: GradientTransform, params: list[Tensor], ctx: 
 def update_inner(label: str, inner: GradientTransform, updates: list[Tensor], state: StateLists, params: list[Tensor],
                  ctx: StepContext) -> list[Tensor]:
     """A wrapper's call of its inner transform: on the state nested under ``label``, with its scalars and
-    group state looked up there, and the ownership of its output settled."""
+    group state looked up there, and the ownership of its output settled. Updates the inner chain left
+    pending as matrix products are formed (wrappers read update values)."""
     with ctx.enter(label):
-        return ctx.settle(updates, inner.update(updates, unnest(label, state), params, ctx))
+        return ctx.evaluate_products(ctx.settle(updates, inner.update(updates, unnest(label, state), params, ctx)))
 
 
 def fused_kind_of(cls: type) -> str | None:

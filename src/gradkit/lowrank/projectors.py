@@ -6,6 +6,8 @@ tensors are viewed as ``shape[0] x rest``):
 * ``state(p, size)``: the tensors the projector keeps (allocated only; meta-safe);
 * ``fit(grad, state, generator)``: choose a new subspace from a gradient, writing into ``state``;
 * ``project(grad, state)`` -> the low-dimensional coordinates; ``back(low, state)`` -> a full-shape tensor;
+  ``back_factors_many`` -> ``back`` as two matrix factors, for projectors whose ``back`` is a matrix product
+  (the optimizer then adds it into the parameter inside the multiply, with no full-size tensor);
 * ``transition(old, new)``: the matrix mapping coordinates in the old subspace to the new one (``None``
   when the projector maps state by projecting back and forth instead);
 * ``materialize(states)``: the states one step works from (the stored ones, or the basis rebuilt from a
@@ -106,6 +108,12 @@ class Projector:
             torch._foreach_add_(out, add)
         return out
 
+    def back_factors_many(self, lows: list[Tensor], states: list[dict[str, Tensor]], shapes: list, *,
+                          scale: float = 1.0) -> list[tuple[Tensor, Tensor]] | None:
+        """Matrices ``(left, right)`` with ``scale * back(lows[j]) == (left @ right).reshape(shapes[j])``, or
+        ``None`` where ``back`` is not a matrix product (coordinate selections)."""
+        return None
+
     def complement_many(self, grads: list[Tensor], lows: list[Tensor], states: list[dict[str, Tensor]]) -> list[Tensor]:
         """``grads[j] - back(lows[j])``: the part of each gradient outside its subspace; new tensors."""
         restored = self.back_many(lows, states, [g.shape for g in grads])
@@ -162,16 +170,23 @@ class _MatrixProjector(Projector):
     # little and stacking would copy every gradient, each matrix takes its own addmm (stack + bmm measured
     # slower than per-matrix calls on TinyLM's d=128 matrices, one CPU thread).
     @staticmethod
+    def _scaled_factors(left, right, scale):
+        """``left``, ``right`` (same-shape lists) with ``scale`` on the smaller factor, so that no full-size
+        product is scaled."""
+        if scale != 1.0:
+            if left[0].numel() <= right[0].numel():
+                left = FOREACH.mul(left, scale)
+            else:
+                right = FOREACH.mul(right, scale)
+        return left, right
+
+    @staticmethod
     def _products(left, right, scale=1.0, addends=None, into=False):
         """``addends[j] + scale * left[j] @ right[j]`` for every j (``addends`` None: no addend); with ``into``
         written into the addends in place. Without addends, ``scale`` multiplies the smaller factor."""
         cpu = left[0].device.type == "cpu" or len(left) == 1
         if addends is None:
-            if scale != 1.0:  # scale the small (r-sized) factor instead of the full-size product
-                if left[0].numel() <= right[0].numel():
-                    left = FOREACH.mul(left, scale)
-                else:
-                    right = FOREACH.mul(right, scale)
+            left, right = _MatrixProjector._scaled_factors(left, right, scale)
             if cpu:
                 return [a @ b for a, b in zip(left, right)]
             return list(torch.bmm(torch.stack(left), torch.stack(right)).unbind(0))
@@ -211,6 +226,17 @@ class _MatrixProjector(Projector):
 
     def back_many(self, lows, states, shapes, *, scale=1.0, add=None, into_add=False):
         return self._back_batched(lows, states, shapes, scale, add, into_add and add is not None)
+
+    def back_factors_many(self, lows, states, shapes, *, scale=1.0):
+        out: list = [None] * len(lows)
+        for idx in same_shape_batches(lows, shapes):
+            m, n = matrix_shape(shapes[idx[0]])
+            low = [lows[j] for j in idx]
+            q = [self.basis(states[j]) for j in idx]
+            for j, pair in zip(idx, zip(*(self._scaled_factors(low, q, scale) if m >= n else
+                                          self._scaled_factors(q, low, scale)))):
+                out[j] = pair
+        return out
 
     def complement_many(self, grads, lows, states):
         return self._back_batched(lows, states, [g.shape for g in grads], -1.0, grads)
@@ -393,6 +419,16 @@ class DCTProjector(_MatrixProjector):
 
     def complement_many(self, grads, lows, states):
         return Projector.complement_many(self, grads, lows, states)
+
+    def back_factors_many(self, lows, states, shapes, *, scale=1.0):
+        out = []
+        for low, state, shape in zip(lows, states, shapes):
+            m, n = matrix_shape(shape)
+            cols = self._columns(state, shape, low.dtype)
+            if scale != 1.0:  # on the r-sized factor, the gathered columns: this step's own copy
+                cols.mul_(scale)
+            out.append((low, cols.T) if m >= n else (cols, low))
+        return out
 
     def _columns(self, state, shape, dtype):
         m, n = matrix_shape(shape)

@@ -337,11 +337,18 @@ class ProjectedSplit(GradientTransform):
                                      state, ctx)
             else:
                 residuals = self._free_rule(residuals, ctx, owned=True)
-        # the residuals are this step's own tensors: the back-projection accumulates into them in place
-        backs = self.projector.back_many([inner_out[i] for i in low], low_states, shapes, scale=scale, add=residuals,
-                                         into_add=True)
-        for i, b in zip(low, backs):
-            result[i] = b
+        factors = None
+        if low and residuals is None:  # GaLore: the update is the back-projection alone, left as a product that
+            # the optimizer adds into the param inside the multiply (no param-sized update tensor)
+            factors = self.projector.back_factors_many([inner_out[i] for i in low], low_states, shapes, scale=scale)
+        if factors is not None:
+            ctx.defer_products(result, {i: (left, right, shape) for i, (left, right), shape in zip(low, factors, shapes)})
+        else:
+            # the residuals are this step's own tensors: the back-projection accumulates into them in place
+            backs = self.projector.back_many([inner_out[i] for i in low], low_states, shapes, scale=scale,
+                                             add=residuals, into_add=True)
+            for i, b in zip(low, backs):
+                result[i] = b
         # parameters with no state-full part this step: the complement rule on the whole gradient
         free = [i for i, r in enumerate(roles) if r == "free" or (r == "block" and i not in active)]
         if free:
