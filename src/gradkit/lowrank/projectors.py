@@ -228,15 +228,17 @@ class _MatrixProjector(Projector):
         return self._back_batched(lows, states, shapes, scale, add, into_add and add is not None)
 
     def back_factors_many(self, lows, states, shapes, *, scale=1.0):
-        out: list = [None] * len(lows)
-        for idx in same_shape_batches(lows, shapes):
-            m, n = matrix_shape(shapes[idx[0]])
-            low = [lows[j] for j in idx]
-            q = [self.basis(states[j]) for j in idx]
-            for j, pair in zip(idx, zip(*(self._scaled_factors(low, q, scale) if m >= n else
-                                          self._scaled_factors(q, low, scale)))):
-                out[j] = pair
-        return out
+        pairs = []
+        for low, state, shape in zip(lows, states, shapes):
+            m, n = matrix_shape(shape)
+            q = self.basis(state)
+            pairs.append([low, q] if m >= n else [q, low])
+        if scale != 1.0 and pairs:  # on the smaller factor of each pair, all in one multi-tensor call
+            sides = [0 if left.numel() <= right.numel() else 1 for left, right in pairs]
+            scaled = FOREACH.mul([pair[side] for pair, side in zip(pairs, sides)], scale)
+            for pair, side, value in zip(pairs, sides, scaled):
+                pair[side] = value
+        return [tuple(pair) for pair in pairs]
 
     def complement_many(self, grads, lows, states):
         return self._back_batched(lows, states, [g.shape for g in grads], -1.0, grads)
