@@ -112,6 +112,23 @@ def test_galore_adds_its_back_projection_inside_the_multiply(cls):
     assert not formed and not added and len(into) == 1, calls
 
 
+def test_galores_scale_reaches_the_projected_matrices_only():
+    # a 10 x 3 matrix (rank >= 3: plain Adam, unscaled) beside a projected 10 x 6 one in the same group
+    g = torch.Generator().manual_seed(0)
+    small, big = nn.Parameter(torch.randn(10, 3, generator=g)), nn.Parameter(torch.randn(10, 6, generator=g))
+    twin = nn.Parameter(small.detach().clone())
+    opt = GaLore([small, big], lr=0.1, rank=4, scale=0.25, full_state=lambda n, p: False)
+    adam = torch.optim.Adam([twin], lr=0.1)
+    alone = GaLore([nn.Parameter(big.detach().clone())], lr=0.1, rank=4, scale=0.25, full_state=lambda n, p: False)
+    for _ in range(3):
+        small.grad, big.grad = torch.randn(10, 3, generator=g), torch.randn(10, 6, generator=g)
+        twin.grad, alone.param_groups[0]["params"][0].grad = small.grad.clone(), big.grad.clone()
+        for o in (opt, adam, alone):
+            o.step()
+    torch.testing.assert_close(small, twin, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(big, alone.param_groups[0]["params"][0], rtol=0, atol=0)
+
+
 def test_a_galore_step_into_a_non_contiguous_matrix_equals_the_contiguous_one():
     g = torch.Generator().manual_seed(0)
     grads = [torch.randn(24, 16, generator=g) for _ in range(3)]

@@ -230,7 +230,8 @@ class StepContext:
         if self.traced:
             raise RuntimeError("defer_products() is for the unfused step: the fused step materializes its updates")
         if not self.is_plain:
-            raise RuntimeError("defer_products() needs a plain context: the chain materializes before non-scale-aware transforms")
+            raise RuntimeError("defer_products() needs a plain context: the chain materializes before "
+                               "non-scale-aware transforms")
         self.products = dict(products)
         return updates
 
@@ -315,7 +316,6 @@ class StepContext:
         elif not is_number(scale, 0.0):
             ops.add_(params, updates, alpha=scale)
 
-
     def _apply_products(self, params: list[Tensor], updates: list[Tensor], scale: Scalars):
         """Accumulate the pending products into their params (one ``addmm_`` each, no update tensor); return
         the other params, updates and scales for the rest of :meth:`apply`."""
@@ -333,6 +333,8 @@ class StepContext:
         rest = [j for j in range(len(params)) if j not in self.products]
         if isinstance(scale, list):
             scale = type(scale)(scale[j] for j in rest)
+            if scale and all(s is scale[0] or (is_number(s) and s == scale[0]) for s in scale):
+                scale = scale[0]  # one number: the plain add_ with alpha, no multiply
         return [params[j] for j in rest], [updates[j] for j in rest], scale
 
 

@@ -108,10 +108,10 @@ class Projector:
             torch._foreach_add_(out, add)
         return out
 
-    def back_factors_many(self, lows: list[Tensor], states: list[dict[str, Tensor]], shapes: list, *,
-                          scale: float = 1.0) -> list[tuple[Tensor, Tensor]] | None:
-        """Matrices ``(left, right)`` with ``scale * back(lows[j]) == (left @ right).reshape(shapes[j])``, or
-        ``None`` where ``back`` is not a matrix product (coordinate selections)."""
+    def back_factors_many(self, lows: list[Tensor], states: list[dict[str, Tensor]],
+                          shapes: list) -> list[tuple[Tensor, Tensor]] | None:
+        """Matrices ``(left, right)`` with ``back(lows[j]) == (left @ right).reshape(shapes[j])``, or ``None``
+        where ``back`` is not a matrix product (coordinate selections)."""
         return None
 
     def complement_many(self, grads: list[Tensor], lows: list[Tensor], states: list[dict[str, Tensor]]) -> list[Tensor]:
@@ -227,18 +227,13 @@ class _MatrixProjector(Projector):
     def back_many(self, lows, states, shapes, *, scale=1.0, add=None, into_add=False):
         return self._back_batched(lows, states, shapes, scale, add, into_add and add is not None)
 
-    def back_factors_many(self, lows, states, shapes, *, scale=1.0):
-        pairs = []
+    def back_factors_many(self, lows, states, shapes):
+        out = []
         for low, state, shape in zip(lows, states, shapes):
             m, n = matrix_shape(shape)
             q = self.basis(state)
-            pairs.append([low, q] if m >= n else [q, low])
-        if scale != 1.0 and pairs:  # on the smaller factor of each pair, all in one multi-tensor call
-            sides = [0 if left.numel() <= right.numel() else 1 for left, right in pairs]
-            scaled = FOREACH.mul([pair[side] for pair, side in zip(pairs, sides)], scale)
-            for pair, side, value in zip(pairs, sides, scaled):
-                pair[side] = value
-        return [tuple(pair) for pair in pairs]
+            out.append((low, q) if m >= n else (q, low))
+        return out
 
     def complement_many(self, grads, lows, states):
         return self._back_batched(lows, states, [g.shape for g in grads], -1.0, grads)
@@ -422,13 +417,11 @@ class DCTProjector(_MatrixProjector):
     def complement_many(self, grads, lows, states):
         return Projector.complement_many(self, grads, lows, states)
 
-    def back_factors_many(self, lows, states, shapes, *, scale=1.0):
+    def back_factors_many(self, lows, states, shapes):
         out = []
         for low, state, shape in zip(lows, states, shapes):
             m, n = matrix_shape(shape)
             cols = self._columns(state, shape, low.dtype)
-            if scale != 1.0:  # on the r-sized factor, the gathered columns: this step's own copy
-                cols.mul_(scale)
             out.append((low, cols.T) if m >= n else (cols, low))
         return out
 

@@ -340,9 +340,12 @@ class ProjectedSplit(GradientTransform):
         factors = None
         if low and residuals is None:  # GaLore: the update is the back-projection alone, left as a product that
             # the optimizer adds into the param inside the multiply (no param-sized update tensor)
-            factors = self.projector.back_factors_many([inner_out[i] for i in low], low_states, shapes, scale=scale)
+            factors = self.projector.back_factors_many([inner_out[i] for i in low], low_states, shapes)
         if factors is not None:
-            ctx.defer_products(result, {i: (left, right, shape) for i, (left, right), shape in zip(low, factors, shapes)})
+            pending = {i: (left, right, shape) for i, (left, right), shape in zip(low, factors, shapes)}
+            result = ctx.defer_products(result, pending)
+            if scale != 1.0:  # pending too: the products' factor (other params have none, or zero updates)
+                ctx.multiply(scale if len(stateful) == len(low) else [scale if r == "low" else 1.0 for r in roles])
         else:
             # the residuals are this step's own tensors: the back-projection accumulates into them in place
             backs = self.projector.back_many([inner_out[i] for i in low], low_states, shapes, scale=scale,
