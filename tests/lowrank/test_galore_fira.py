@@ -162,6 +162,28 @@ def _fira_one_matrix(gamma, grads):
     return opt, w, norms, updates
 
 
+@pytest.mark.parametrize("shape", [(12, 5), (5, 12)])
+def test_fira_stacked_factors_equal_the_per_matrix_ones(monkeypatch, shape):
+    # off the CPU same-shape matrices share one stacked norm; on the CPU each matrix takes its own
+    import gradkit.lowrank.split as split
+    from gradkit.lowrank.projectors import same_shape_batches
+
+    def run():
+        g = torch.Generator().manual_seed(0)
+        ws = [nn.Parameter(torch.randn(shape, generator=g)) for _ in range(3)]
+        opt = Fira(ws, lr=0.1, rank=2, update_proj_gap=2, full_state=lambda n, p: False)
+        for _ in range(3):
+            for w in ws:
+                w.grad = torch.randn(shape, generator=g)
+            opt.step()
+        return [w.detach().clone() for w in ws]
+
+    alone = run()
+    monkeypatch.setattr(split, "stacking_batches", same_shape_batches)
+    for a, b in zip(alone, run()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_fira_limiter_bounds_the_residual_norm_growth():
     torch.manual_seed(0)
     g0, noise = torch.randn(10, 6), torch.randn(10, 6)

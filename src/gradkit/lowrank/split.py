@@ -31,7 +31,8 @@ from gradkit.core.context import StepContext
 from gradkit.core.hyper import check_hyper, hp
 from gradkit.core.state import COUNTER, NORM, PER_TENSOR, RNG, as_kind, nest, split_key, unnest
 from gradkit.core.transform import GradientTransform, as_inner
-from gradkit.lowrank.projectors import Projector, get_projector, matrix_shape, same_shape_batches
+from gradkit.lowrank.projectors import (Projector, get_projector, matrix_shape, norms_over, stacked,
+                                        stacking_batches)
 from gradkit.registry import register_transform
 from gradkit.transforms._checks import boolean, non_negative
 
@@ -384,15 +385,15 @@ class ProjectedSplit(GradientTransform):
         if self.projector.applies_to == "any":  # coordinate subspace: one factor for the whole tensor
             ratio = torch.stack(torch._foreach_norm(adapted)) / (torch.stack(torch._foreach_norm(projected)) + 1e-8)
             factors = list(ratio.unbind(0))
-        else:  # one factor per row of R (m x r, right projection) or per column (r x n, left): same-shape
-            factors = [None] * len(residuals)  # matrices share one stacked norm
-            for idx in same_shape_batches(projected, [res.shape for res in residuals]):
+        else:  # one factor per row of R (m x r, right projection) or per column (r x n, left): off the CPU
+            factors = [None] * len(residuals)  # same-shape matrices share one stacked norm
+            for idx in stacking_batches(projected, [res.shape for res in residuals]):
                 shape = residuals[idx[0]].shape
                 m, n = shape[0], residuals[idx[0]].numel() // max(shape[0], 1)
                 axis = 2 if m >= n else 1
-                a = torch.stack([adapted[j] for j in idx])
-                r = torch.stack([projected[j] for j in idx])
-                ratio = a.norm(dim=axis) / (r.norm(dim=axis) + 1e-8)
+                a = stacked([adapted[j] for j in idx])
+                r = stacked([projected[j] for j in idx])
+                ratio = norms_over(a, axis) / (norms_over(r, axis) + 1e-8)
                 target = (m,) + (1,) * (len(shape) - 1) if m >= n else shape[1:]
                 for j, f in zip(idx, ratio.unbind(0)):
                     factors[j] = f.reshape(target)
