@@ -179,8 +179,12 @@ class _MatrixProjector(Projector):
         right = g.shape[0] >= g.shape[1]
         return g @ q.T if right else q.T @ g
 
+    def oriented_basis(self, state: dict[str, Tensor], shape, dtype: torch.dtype) -> Tensor:
+        """The basis as ``back`` multiplies by it: ``r x n`` (right projection) or ``m x r`` (left)."""
+        return self.basis(state)
+
     def back(self, low, state, shape):
-        q = self.basis(state)
+        q = self.oriented_basis(state, shape, low.dtype)
         m, n = matrix_shape(shape)
         full = low @ q if m >= n else q @ low
         return full.reshape(shape)
@@ -191,23 +195,16 @@ class _MatrixProjector(Projector):
     # little and stacking would copy every gradient, each matrix takes its own addmm (stack + bmm measured
     # slower than per-matrix calls on TinyLM's d=128 matrices, one CPU thread).
     @staticmethod
-    def _scaled_factors(left, right, scale):
-        """``left``, ``right`` (same-shape lists) with ``scale`` on the smaller factor, so that no full-size
-        product is scaled."""
-        if scale != 1.0:
-            if left[0].numel() <= right[0].numel():
-                left = FOREACH.mul(left, scale)
-            else:
-                right = FOREACH.mul(right, scale)
-        return left, right
-
-    @staticmethod
     def _products(left, right, scale=1.0, addends=None, into=False):
         """``addends[j] + scale * left[j] @ right[j]`` for every j (``addends`` None: no addend); with ``into``
         written into the addends in place. Without addends, ``scale`` multiplies the smaller factor."""
         cpu = left[0].device.type == "cpu" or len(left) == 1
         if addends is None:
-            left, right = _MatrixProjector._scaled_factors(left, right, scale)
+            if scale != 1.0:  # scale the small (r-sized) factor instead of the full-size product
+                if left[0].numel() <= right[0].numel():
+                    left = FOREACH.mul(left, scale)
+                else:
+                    right = FOREACH.mul(right, scale)
             if cpu:
                 return [a @ b for a, b in zip(left, right)]
             return list(torch.bmm(torch.stack(left), torch.stack(right)).unbind(0))
@@ -252,7 +249,7 @@ class _MatrixProjector(Projector):
         out = []
         for low, state, shape in zip(lows, states, shapes):
             m, n = matrix_shape(shape)
-            q = self.basis(state)
+            q = self.oriented_basis(state, shape, low.dtype)
             out.append((low, q) if m >= n else (q, low))
         return out
 
@@ -435,14 +432,6 @@ class DCTProjector(_MatrixProjector):
     def complement_many(self, grads, lows, states):
         return Projector.complement_many(self, grads, lows, states)
 
-    def back_factors_many(self, lows, states, shapes):
-        out = []
-        for low, state, shape in zip(lows, states, shapes):
-            m, n = matrix_shape(shape)
-            cols = self._columns(state, shape, low.dtype)
-            out.append((low, cols.T) if m >= n else (cols, low))
-        return out
-
     def _columns(self, state, shape, dtype):
         m, n = matrix_shape(shape)
         d = dct_basis(n if m >= n else m, dtype, state["indices"].device)
@@ -461,11 +450,10 @@ class DCTProjector(_MatrixProjector):
         cols = self._columns(state, grad.shape, g.dtype)
         return g @ cols if g.shape[0] >= g.shape[1] else cols.T @ g
 
-    def back(self, low, state, shape):
+    def oriented_basis(self, state, shape, dtype):
         m, n = matrix_shape(shape)
-        cols = self._columns(state, shape, low.dtype)
-        full = low @ cols.T if m >= n else cols @ low
-        return full.reshape(shape)
+        cols = self._columns(state, shape, dtype)
+        return cols.T if m >= n else cols
 
     def transition(self, old, new):
         return None  # the columns belong to one orthonormal basis: projecting back and forth is exact
